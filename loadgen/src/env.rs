@@ -1,0 +1,47 @@
+//! Where a run happened: enough to tell two results apart.
+
+use std::fs;
+
+use serde::{Deserialize, Serialize};
+
+/// The machine and the build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub hostname: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    pub cpu_model: String,
+    /// CPUs this process may run on (its affinity mask).
+    pub cpus_available: u64,
+    /// CPUs online on the machine.
+    pub cpus_online: u64,
+    pub loadgen_version: String,
+    /// The commit loadgen was built from, when known.
+    pub git_commit: Option<String>,
+}
+
+impl Environment {
+    /// Reads /proc and the build metadata.
+    pub fn detect() -> Environment {
+        let read = |path: &str| fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default();
+        // SAFETY: sysconf has no preconditions.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
+        let commit = env!("ECHO_ARENA_GIT_COMMIT");
+        Environment {
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpu_model,
+            cpus_available: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            cpus_online: online,
+            loadgen_version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_commit: (!commit.is_empty()).then(|| commit.to_owned()),
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! # loadgen: an honest, cheap load generator for TCP echo servers
+//!
+//! Honest: a request counts only when its whole echo has arrived and matched
+//! byte-for-byte; every other outcome is counted by kind; throughput is
+//! divided by the measured window, not the nominal one; connections that
+//! could not be established or never got an echo are reported, not hidden;
+//! open-loop latency is measured from the intended send time.
+//!
+//! Cheap: a few event-loop threads (one tokio current-thread runtime each),
+//! never a thread per connection, per-thread histograms merged at the end,
+//! no channel message per request.
+//!
+//! ## Reading order
+//!
+//! 1. [`opts`]: the options (the CLI and the library input are one struct).
+//! 2. [`message`]: what is sent, and how an echo is checked.
+//! 3. [`engine`]: threads, connections, the writer/reader pair per connection.
+//! 4. [`stats`]: what each thread records; [`report`]: the merged result,
+//!    its JSON schema and the human summary.
+//!
+//! ```no_run
+//! let opts = loadgen::Opts { addr: "127.0.0.1:7000".into(), connections: 100, ..Default::default() };
+//! let report = loadgen::run(&opts)?;
+//! println!("{:.0} msg/s", report.throughput.requests_per_sec);
+//! # Ok::<(), loadgen::LoadError>(())
+//! ```
+
+pub mod cpu;
+pub mod engine;
+pub mod env;
+pub mod message;
+pub mod opts;
+pub mod report;
+pub mod stats;
+
+use std::io::{self, IsTerminal};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use thiserror::Error;
+
+use crate::cpu::ProcessCpu;
+use crate::engine::{Plan, Shared, ThreadResult};
+pub use crate::opts::Opts;
+pub use crate::report::Report;
+use crate::report::{
+    ClientCpu, Connections, HistogramError, LatencySummary, PerConnection, SCHEMA_VERSION, Throughput, TimelineEntry,
+};
+use crate::stats::{Connects, Requests, SIGFIG, TIMELINE_SIGFIG, Window, latency_histogram};
+
+/// Why a run or a merge produced no result.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("invalid address {0:?}: {1}")]
+    Address(String, String),
+    #[error("cannot connect to {addr}: {error} (all {requested} connections failed)")]
+    Unreachable { addr: SocketAddr, error: String, requested: u64 },
+    #[error("cannot start the load threads: {0}")]
+    Threads(io::Error),
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
+    #[error("cannot merge: {0}")]
+    Merge(String),
+}
+
+/// Runs the load described by `opts` and returns its report.
+pub fn run(opts: &Opts) -> Result<Report, LoadError> {
+    let addr = resolve(&opts.addr)?;
+    let connections = opts.connections as usize;
+    let mut notes = Vec::new();
+    if let Some(note) = raise_fd_limit(connections as u64 + 64) {
+        notes.push(note);
+    }
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = opts.threads.map_or(cpus, |t| t as usize).clamp(1, connections);
+    let plan = Arc::new(Plan {
+        addr,
+        size: opts.size as usize,
+        pipeline: opts.pipeline as usize,
+        timeout: opts.timeout,
+        connect_timeout: opts.connect_timeout,
+        rate: opts.rate,
+        reconnect_every: opts.reconnect_every,
+        connections,
+        threads,
+        warmup: opts.warmup,
+        duration: opts.duration,
+    });
+    let shared = Shared::new(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        // Connection i goes to thread i mod T.
+        let slots: Vec<u32> = (index..connections).step_by(threads).map(|i| i as u32).collect();
+        let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
+        let handle = thread::Builder::new()
+            .name(format!("loadgen-{index}"))
+            .spawn(move || engine::thread_main(index, slots, plan, shared))
+            .map_err(LoadError::Threads)?;
+        handles.push(handle);
+    }
+
+    shared.wait_connected();
+    let start = Instant::now();
+    let window = Window { warm_end: start + opts.warmup, end: start + opts.warmup + opts.duration };
+    shared.start(window);
+
+    let progress = progress_bar(opts);
+    let all_stopped = || handles.iter().all(|h| h.is_finished());
+    let ticker = Ticker { start, bar: progress.as_ref(), shared: &shared };
+    ticker.wait_until(window.warm_end, &all_stopped);
+    let (cpu_start, cpu_opened) = (ProcessCpu::now(), Instant::now());
+    ticker.wait_until(window.end, &all_stopped);
+    let (cpu_used, cpu_wall) = (ProcessCpu::now().since(cpu_start), cpu_opened.elapsed());
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    let mut results = Vec::with_capacity(threads);
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(err)) => return Err(LoadError::Threads(err)),
+            Err(_) => return Err(LoadError::Threads(io::Error::other("a load thread panicked"))),
+        }
+    }
+    let established: u64 = results.iter().map(|r| r.recorder.connects.established).sum();
+    if established == 0 {
+        let error = shared.first_connect_error.lock().map(|e| e.clone()).unwrap_or_default();
+        return Err(LoadError::Unreachable {
+            addr,
+            error: error.unwrap_or_else(|| "no connection".into()),
+            requested: connections as u64,
+        });
+    }
+    let cpu = CpuWindow { used: cpu_used, wall: cpu_wall };
+    let report = assemble(opts, window, results, cpu, &notes)?;
+    Ok(report)
+}
+
+/// The main thread's wait during the run, with the progress bar.
+struct Ticker<'a> {
+    start: Instant,
+    bar: Option<&'a ProgressBar>,
+    shared: &'a Shared,
+}
+
+impl Ticker<'_> {
+    /// Sleeps until `deadline` or until every thread has stopped.
+    fn wait_until(&self, deadline: Instant, all_stopped: &dyn Fn() -> bool) {
+        let mut last = (Instant::now(), self.completed());
+        while !all_stopped() {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            thread::sleep((deadline - now).min(Duration::from_millis(100)));
+            if let Some(bar) = self.bar {
+                let (now, done) = (Instant::now(), self.completed());
+                let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-3);
+                bar.set_position((now - self.start).as_millis() as u64);
+                bar.set_message(format!("{} msg/s", report::fmt_count(rate)));
+                last = (now, done);
+            }
+        }
+    }
+
+    fn completed(&self) -> u64 {
+        self.shared.progress.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+}
+
+fn progress_bar(opts: &Opts) -> Option<ProgressBar> {
+    if !opts.progress || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new((opts.warmup + opts.duration).as_millis() as u64);
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// The process's CPU use over the window.
+struct CpuWindow {
+    used: ProcessCpu,
+    wall: Duration,
+}
+
+/// Merges the threads' recorders into a report.
+fn assemble(
+    opts: &Opts,
+    window: Window,
+    results: Vec<ThreadResult>,
+    cpu: CpuWindow,
+    notes: &[String],
+) -> Result<Report, LoadError> {
+    let threads = results.len();
+    let mut latency = latency_histogram(SIGFIG);
+    let mut latency_raw = latency_histogram(SIGFIG);
+    let mut connect = latency_histogram(SIGFIG);
+    let mut timeline: Vec<Histogram<u64>> = Vec::new();
+    let mut requests = Requests::default();
+    let mut connects = Connects::default();
+    let mut clamped = 0;
+    let mut per_connection = Vec::new();
+    let mut max_thread_cpu: f64 = 0.0;
+    let mut stopped = window.warm_end;
+    for result in &results {
+        let rec = &result.recorder;
+        report::add(&mut latency, &rec.latency)?;
+        report::add(&mut latency_raw, &rec.latency_raw)?;
+        report::add(&mut connect, &rec.connect)?;
+        for (i, second) in rec.timeline.iter().enumerate() {
+            if timeline.len() <= i {
+                timeline.push(latency_histogram(TIMELINE_SIGFIG));
+            }
+            report::add(&mut timeline[i], second)?;
+        }
+        requests.add(&rec.requests);
+        connects.add(&rec.connects);
+        clamped += rec.clamped;
+        per_connection
+            .extend(rec.per_connection.iter().zip(&rec.established_slots).filter(|(_, e)| **e).map(|(n, _)| *n));
+        max_thread_cpu = max_thread_cpu.max(result.cpu_secs);
+        stopped = stopped.max(result.stopped);
+    }
+    // The measured wall time: until the window's end, or until the last
+    // connection stopped if that came first.
+    let duration = stopped.min(window.end).saturating_duration_since(window.warm_end);
+    let duration_secs = duration.as_secs_f64();
+    let per_sec = |n: f64| if duration_secs > 0.0 { n / duration_secs } else { 0.0 };
+    let cpu_secs = (cpu.used.user + cpu.used.sys).as_secs_f64();
+    let cpu_wall = cpu.wall.as_secs_f64().max(1e-9);
+    let open = opts.rate.is_some();
+    let seconds = duration_secs.ceil() as usize;
+    let timeline = timeline
+        .iter()
+        .take(seconds)
+        .enumerate()
+        .map(|(i, h)| TimelineEntry::of(i as u64, h))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        config: opts.clone(),
+        mode: opts.mode().to_owned(),
+        environment: env::Environment::detect(),
+        connections: Connections {
+            requested: u64::from(opts.connections),
+            established: connects.established,
+            failed: connects.failed,
+            attempts: connects,
+        },
+        requests,
+        duration_secs,
+        throughput: Throughput {
+            requests_per_sec: per_sec(requests.ok as f64),
+            bytes_per_sec: per_sec(requests.ok as f64 * f64::from(opts.size)),
+            target_requests_per_sec: opts.rate,
+        },
+        latency_us: LatencySummary::of(&latency, clamped),
+        latency_raw_us: open.then(|| LatencySummary::of(&latency_raw, 0)),
+        connect_us: (opts.reconnect_every.is_some() || !connect.is_empty()).then(|| LatencySummary::of(&connect, 0)),
+        per_connection: PerConnection::of(per_connection),
+        client_cpu: ClientCpu {
+            user_secs: cpu.used.user.as_secs_f64(),
+            sys_secs: cpu.used.sys.as_secs_f64(),
+            utilisation: cpu_secs / (cpu_wall * threads as f64),
+            max_thread_utilisation: if duration_secs > 0.0 { max_thread_cpu / duration_secs } else { 0.0 },
+            threads: threads as u64,
+        },
+        timeline,
+        histogram: report::encode(&latency)?,
+        histogram_raw: if open { Some(report::encode(&latency_raw)?) } else { None },
+        histogram_connect: None,
+        warnings: Vec::new(),
+    };
+    if report.connect_us.is_some() {
+        report.histogram_connect = Some(report::encode(&connect)?);
+    }
+    report.compute_warnings(notes);
+    Ok(report)
+}
+
+/// Merges the reports of several loadgen processes (e.g. one per client
+/// host, run at the same time): counts summed, histograms merged,
+/// percentiles recomputed. Throughputs add up; the duration is the longest.
+pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
+    let Some(first) = reports.first() else {
+        return Err(LoadError::Merge("nothing to merge".into()));
+    };
+    if let Some(r) = reports.iter().find(|r| r.schema_version != SCHEMA_VERSION) {
+        return Err(LoadError::Merge(format!("schema version {} (expected {SCHEMA_VERSION})", r.schema_version)));
+    }
+    let mut merged = first.clone();
+    let decode_all = |pick: &dyn Fn(&Report) -> Option<&String>| -> Result<Option<Histogram<u64>>, LoadError> {
+        let mut total: Option<Histogram<u64>> = None;
+        for r in reports {
+            if let Some(text) = pick(r) {
+                let hist = report::decode(text)?;
+                match total.as_mut() {
+                    Some(t) => report::add(t, &hist)?,
+                    None => total = Some(hist),
+                }
+            }
+        }
+        Ok(total)
+    };
+    let clamped = reports.iter().map(|r| r.latency_us.clamped).sum();
+    let latency = decode_all(&|r| Some(&r.histogram))?.unwrap_or_else(|| latency_histogram(SIGFIG));
+    merged.latency_us = LatencySummary::of(&latency, clamped);
+    merged.histogram = report::encode(&latency)?;
+    let raw = decode_all(&|r| r.histogram_raw.as_ref())?;
+    merged.latency_raw_us = raw.as_ref().map(|h| LatencySummary::of(h, 0));
+    merged.histogram_raw = raw.as_ref().map(report::encode).transpose()?;
+    let connect = decode_all(&|r| r.histogram_connect.as_ref())?;
+    merged.connect_us = connect.as_ref().map(|h| LatencySummary::of(h, 0));
+    merged.histogram_connect = connect.as_ref().map(report::encode).transpose()?;
+
+    merged.config.connections = reports.iter().map(|r| r.config.connections).sum();
+    merged.config.rate = first.config.rate.map(|_| reports.iter().filter_map(|r| r.config.rate).sum());
+    let mut requests = Requests::default();
+    let mut attempts = Connects::default();
+    for r in reports {
+        requests.add(&r.requests);
+        attempts.add(&r.connections.attempts);
+    }
+    merged.requests = requests;
+    merged.connections = Connections {
+        requested: reports.iter().map(|r| r.connections.requested).sum(),
+        established: attempts.established,
+        failed: attempts.failed,
+        attempts,
+    };
+    merged.duration_secs = reports.iter().map(|r| r.duration_secs).fold(0.0, f64::max);
+    merged.throughput = Throughput {
+        requests_per_sec: reports.iter().map(|r| r.throughput.requests_per_sec).sum(),
+        bytes_per_sec: reports.iter().map(|r| r.throughput.bytes_per_sec).sum(),
+        target_requests_per_sec: merged.config.rate,
+    };
+    merged.per_connection = PerConnection::of(reports.iter().flat_map(|r| r.per_connection.counts.clone()).collect());
+    let threads: u64 = reports.iter().map(|r| r.client_cpu.threads).sum();
+    merged.client_cpu = ClientCpu {
+        user_secs: reports.iter().map(|r| r.client_cpu.user_secs).sum(),
+        sys_secs: reports.iter().map(|r| r.client_cpu.sys_secs).sum(),
+        utilisation: reports.iter().map(|r| r.client_cpu.utilisation * r.client_cpu.threads as f64).sum::<f64>()
+            / threads.max(1) as f64,
+        max_thread_utilisation: reports.iter().map(|r| r.client_cpu.max_thread_utilisation).fold(0.0, f64::max),
+        threads,
+    };
+    let seconds = reports.iter().map(|r| r.timeline.len()).max().unwrap_or(0);
+    let mut timeline = Vec::with_capacity(seconds);
+    for second in 0..seconds {
+        let mut hist = latency_histogram(TIMELINE_SIGFIG);
+        for r in reports {
+            if let Some(entry) = r.timeline.get(second) {
+                report::add(&mut hist, &report::decode(&entry.histogram)?)?;
+            }
+        }
+        timeline.push(TimelineEntry::of(second as u64, &hist)?);
+    }
+    merged.timeline = timeline;
+    merged.compute_warnings(&[]);
+    Ok(merged)
+}
+
+/// Writes `report` as pretty JSON to `path` atomically (temporary file, then rename).
+pub fn write_json(report: &Report, path: &Path) -> io::Result<()> {
+    let json = serde_json::to_string_pretty(report).map_err(io::Error::other)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, json + "\n")?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a report written by [`write_json`].
+pub fn read_json(path: &Path) -> io::Result<Report> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn resolve(text: &str) -> Result<SocketAddr, LoadError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text.to_socket_addrs().map_err(|e| LoadError::Address(text.into(), e.to_string()))?;
+    addrs.next().ok_or_else(|| LoadError::Address(text.into(), "resolves to nothing".into()))
+}
+
+/// Raises RLIMIT_NOFILE towards `needed`, up to the hard limit; a note when
+/// that is not enough.
+fn raise_fd_limit(needed: u64) -> Option<String> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur >= needed {
+        return None;
+    }
+    let target = needed.min(limit.rlim_max);
+    let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit only reads the struct we pass.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if !ok || target < needed {
+        let have = if ok { target } else { limit.rlim_cur };
+        return Some(format!(
+            "the open-file limit is {have} (hard limit {}), below the {needed} descriptors this run needs: \
+             some connections will fail (raise it with `ulimit -Hn`)",
+            limit.rlim_max
+        ));
+    }
+    None
+}

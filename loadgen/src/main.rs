@@ -1,0 +1,92 @@
+//! `loadgen [OPTIONS]` runs a load; `loadgen merge A.json B.json … --json OUT`
+//! merges results. Exit status: 0 with a result (warnings included), 1 when
+//! there is no result (unreachable server, bad address, unwritable file),
+//! 2 for bad usage.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use loadgen::Opts;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "An honest, cheap TCP echo load generator",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    opts: Opts,
+    /// Write the result as JSON to FILE (schema: loadgen/README.md).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Merge the JSON results of several loadgen processes exactly.
+    Merge {
+        /// Result files written with --json.
+        #[arg(required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the merged result.
+        #[arg(long, value_name = "FILE")]
+        json: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("loadgen: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (report, json) = match cli.command {
+        Some(Command::Merge { inputs, json }) => {
+            let mut reports = Vec::with_capacity(inputs.len());
+            for path in &inputs {
+                reports.push(loadgen::read_json(path).with_context(|| format!("cannot read {}", path.display()))?);
+            }
+            (loadgen::merge(&reports)?, Some(json))
+        }
+        None => {
+            if let Some(path) = &cli.json {
+                check_writable(path)?;
+            }
+            (loadgen::run(&cli.opts)?, cli.json)
+        }
+    };
+    // The summary goes out first: nothing measured is lost if writing fails.
+    let mut stdout = std::io::stdout().lock();
+    report.write_summary(&mut stdout).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    for warning in &report.warnings {
+        eprintln!("loadgen: warning: {warning}");
+    }
+    if let Some(path) = json {
+        loadgen::write_json(&report, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Fails before the run, not after it, when the JSON file cannot be written.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    anyhow::ensure!(dir.is_dir(), "cannot write {}: {} is not a directory", path.display(), dir.display());
+    Ok(())
+}

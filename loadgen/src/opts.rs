@@ -1,0 +1,131 @@
+//! The options of one load run. The same struct is the CLI (clap) and the
+//! library's input, so the benchmark runner builds it directly.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// One load run: where, how many connections, what load, for how long.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+pub struct Opts {
+    /// Server address, IP:PORT.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: String,
+
+    /// Concurrent connections.
+    #[arg(long, short = 'c', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+
+    /// Bytes per message.
+    #[arg(long, short = 's', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    pub size: u32,
+
+    /// Measured time, after the warm-up (e.g. 10s, 500ms, 1m).
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    #[serde(with = "secs", rename = "duration_secs")]
+    pub duration: Duration,
+
+    /// Time before the measured window; excluded from every figure.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[serde(with = "secs", rename = "warmup_secs")]
+    pub warmup: Duration,
+
+    /// Event-loop threads [default: the CPUs this process may run on].
+    #[arg(long, short = 't', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
+    /// Give up on a connection attempt after this long.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[serde(with = "secs", rename = "connect_timeout_secs")]
+    pub connect_timeout: Duration,
+
+    /// A message whose echo is not complete after this long is a timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(with = "secs", rename = "timeout_secs")]
+    pub timeout: Duration,
+
+    /// Closed loop: messages in flight per connection.
+    #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub pipeline: u32,
+
+    /// Open loop: messages per second in total, on a fixed schedule
+    /// (latency then measured from the intended send time).
+    #[arg(long, short = 'r', value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Churn: a new connection after every N messages (1: one per message).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_every: Option<u64>,
+
+    /// Show a progress bar on stderr (only when stderr is a terminal).
+    #[arg(skip = true)]
+    #[serde(skip, default = "yes")]
+    pub progress: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            addr: "127.0.0.1:7000".into(),
+            connections: 50,
+            size: 64,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            threads: None,
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(5),
+            pipeline: 1,
+            rate: None,
+            reconnect_every: None,
+            progress: true,
+        }
+    }
+}
+
+impl Opts {
+    /// Closed or open loop, as a word for reports.
+    pub fn mode(&self) -> &'static str {
+        match (self.rate.is_some(), self.reconnect_every.is_some()) {
+            (false, false) => "closed",
+            (true, false) => "open",
+            (false, true) => "closed-churn",
+            (true, true) => "open-churn",
+        }
+    }
+}
+
+/// `10s`, `500ms`, `1m30s`, or a plain number of seconds (`2.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("invalid rate {text:?}: expected messages per second > 0")),
+    }
+}
+
+/// Durations as fractional seconds in JSON.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}

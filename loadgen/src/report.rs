@@ -1,0 +1,388 @@
+//! The result of a run: one serde struct, which *is* the JSON schema
+//! (documented in `loadgen/README.md`, version [`SCHEMA_VERSION`]), built
+//! from the threads' recorders, merged across runs, and printed for people.
+
+use std::io::{self, Write};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::env::Environment;
+use crate::opts::Opts;
+use crate::stats::{Connects, Requests};
+
+/// Bumped whenever a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Little's law may be off by this fraction before we warn.
+const LITTLE_TOLERANCE: f64 = 0.10;
+/// Per-thread CPU utilisation above which the client may be the bottleneck.
+const BUSY_CLIENT: f64 = 0.90;
+/// Open loop: achieved/target rate below which we warn.
+const RATE_SHORTFALL: f64 = 0.99;
+
+/// One run's (or a merge's) results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// Every option of the run. After a merge, `connections` is the sum.
+    pub config: Opts,
+    /// `closed`, `open`, `closed-churn` or `open-churn`.
+    pub mode: String,
+    pub environment: Environment,
+    pub connections: Connections,
+    pub requests: Requests,
+    /// Wall time of the measured window, as measured (shorter than
+    /// `config.duration_secs` if every connection stopped early).
+    pub duration_secs: f64,
+    pub throughput: Throughput,
+    /// Latency of ok requests; in open loop from the intended send time.
+    pub latency_us: LatencySummary,
+    /// Open loop only: latency from the actual send time.
+    pub latency_raw_us: Option<LatencySummary>,
+    /// Connect time of the connections made during the window (churn and reconnections).
+    pub connect_us: Option<LatencySummary>,
+    pub per_connection: PerConnection,
+    pub client_cpu: ClientCpu,
+    /// One entry per second of the measured window.
+    pub timeline: Vec<TimelineEntry>,
+    /// `latency_us` as an HdrHistogram, V2 compressed, base64.
+    pub histogram: String,
+    /// `latency_raw_us` as an HdrHistogram, V2 compressed, base64.
+    pub histogram_raw: Option<String>,
+    /// `connect_us` as an HdrHistogram, V2 compressed, base64.
+    pub histogram_connect: Option<String>,
+    /// Everything a reader must not miss, also printed on stderr.
+    pub warnings: Vec<String>,
+}
+
+/// Connection accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Connections {
+    /// `--connections`.
+    pub requested: u64,
+    /// Initial connections established.
+    pub established: u64,
+    /// Initial connections that failed.
+    pub failed: u64,
+    /// Every connection attempt's outcome.
+    pub attempts: Connects,
+}
+
+/// Completed requests over the measured wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub requests_per_sec: f64,
+    /// Echoed payload bytes per second (one direction).
+    pub bytes_per_sec: f64,
+    /// Open loop: `--rate`.
+    pub target_requests_per_sec: Option<f64>,
+}
+
+/// Percentiles of a latency histogram, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub stdev: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
+    pub max: u64,
+    /// Values above 100 s, recorded as 100 s.
+    pub clamped: u64,
+}
+
+impl LatencySummary {
+    /// Summarises `hist`.
+    pub fn of(hist: &Histogram<u64>, clamped: u64) -> LatencySummary {
+        if hist.is_empty() {
+            return LatencySummary { clamped, ..LatencySummary::default() };
+        }
+        LatencySummary {
+            count: hist.len(),
+            min: hist.min(),
+            mean: hist.mean(),
+            stdev: hist.stdev(),
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            p99_9: hist.value_at_quantile(0.999),
+            p99_99: hist.value_at_quantile(0.9999),
+            max: hist.max(),
+            clamped,
+        }
+    }
+}
+
+/// Completed messages per connection in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerConnection {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+    /// Established connections that completed nothing in the window.
+    pub starved: u64,
+    /// The count of every established connection (for exact merging).
+    pub counts: Vec<u64>,
+}
+
+impl PerConnection {
+    /// Summarises `counts`.
+    pub fn of(mut counts: Vec<u64>) -> PerConnection {
+        counts.sort_unstable();
+        PerConnection {
+            min: counts.first().copied().unwrap_or(0),
+            median: counts.get(counts.len() / 2).copied().unwrap_or(0),
+            max: counts.last().copied().unwrap_or(0),
+            starved: counts.iter().filter(|&&n| n == 0).count() as u64,
+            counts,
+        }
+    }
+}
+
+/// The client's own CPU use inside the window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClientCpu {
+    pub user_secs: f64,
+    pub sys_secs: f64,
+    /// (user + sys) / (window × event-loop threads).
+    pub utilisation: f64,
+    /// The busiest event-loop thread's share of its window.
+    pub max_thread_utilisation: f64,
+    /// Event-loop threads.
+    pub threads: u64,
+}
+
+/// One second of the measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub second: u64,
+    pub completed: u64,
+    pub p99_us: u64,
+    /// This second's latencies (2 significant digits), V2 compressed, base64.
+    pub histogram: String,
+}
+
+impl TimelineEntry {
+    /// An entry from one second's histogram.
+    pub fn of(second: u64, hist: &Histogram<u64>) -> Result<TimelineEntry, HistogramError> {
+        Ok(TimelineEntry {
+            second,
+            completed: hist.len(),
+            p99_us: if hist.is_empty() { 0 } else { hist.value_at_quantile(0.99) },
+            histogram: encode(hist)?,
+        })
+    }
+}
+
+/// A histogram could not be encoded or decoded.
+#[derive(Debug, Error)]
+pub enum HistogramError {
+    #[error("cannot encode histogram: {0}")]
+    Encode(String),
+    #[error("cannot decode histogram: {0}")]
+    Decode(String),
+    #[error("cannot merge histograms: {0}")]
+    Merge(String),
+}
+
+/// HdrHistogram V2 compressed, base64.
+pub fn encode(hist: &Histogram<u64>) -> Result<String, HistogramError> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new().serialize(hist, &mut bytes).map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
+    Ok(BASE64.encode(bytes))
+}
+
+/// The inverse of [`encode`].
+pub fn decode(text: &str) -> Result<Histogram<u64>, HistogramError> {
+    let bytes = BASE64.decode(text).map_err(|e| HistogramError::Decode(e.to_string()))?;
+    Deserializer::new().deserialize(&mut io::Cursor::new(bytes)).map_err(|e| HistogramError::Decode(format!("{e:?}")))
+}
+
+/// Adds `from` into `into`, growing it if needed.
+pub fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<(), HistogramError> {
+    into.add(from).map_err(|e| HistogramError::Merge(format!("{e:?}")))
+}
+
+impl Report {
+    /// Recomputes `warnings` from the figures.
+    pub fn compute_warnings(&mut self, extra: &[String]) {
+        let mut warnings: Vec<String> = extra.to_vec();
+        let c = &self.connections;
+        if c.established < c.requested {
+            warnings.push(format!(
+                "only {} of {} connections were established ({} failed: {} refused, {} timed out, {} other)",
+                c.established, c.requested, c.failed, c.attempts.refused, c.attempts.timed_out, c.attempts.other
+            ));
+        }
+        if self.per_connection.starved > 0 {
+            warnings.push(format!(
+                "{} of {} established connections completed no message in the measured window (starved)",
+                self.per_connection.starved, c.established
+            ));
+        }
+        let r = &self.requests;
+        if r.errors() > 0 {
+            warnings.push(format!(
+                "{} requests did not succeed: {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
+                r.errors(),
+                r.mismatched,
+                r.timed_out,
+                r.failed,
+                r.failed_closed,
+                r.failed_reset,
+                r.failed_io
+            ));
+        }
+        if self.duration_secs + 0.05 < self.config.duration.as_secs_f64() {
+            warnings.push(format!(
+                "the run ended after {:.2} s of the {:.2} s window: every connection had stopped",
+                self.duration_secs,
+                self.config.duration.as_secs_f64()
+            ));
+        }
+        if let Some(target) = self.throughput.target_requests_per_sec {
+            let achieved = self.throughput.requests_per_sec;
+            if achieved < RATE_SHORTFALL * target {
+                warnings.push(format!(
+                    "achieved {achieved:.0} msg/s, {:.1} % of the {target:.0} msg/s target",
+                    100.0 * achieved / target
+                ));
+            }
+        }
+        if self.client_cpu.max_thread_utilisation > BUSY_CLIENT {
+            warnings.push(format!(
+                "a loadgen thread was busy {:.0} % of the window: the client may be the bottleneck",
+                100.0 * self.client_cpu.max_thread_utilisation
+            ));
+        }
+        if self.mode == "closed" && self.latency_us.count > 0 {
+            let in_flight = c.established as f64 * f64::from(self.config.pipeline);
+            let little = self.throughput.requests_per_sec * self.latency_us.mean * 1e-6;
+            if (little / in_flight - 1.0).abs() > LITTLE_TOLERANCE {
+                warnings.push(format!(
+                    "Little's law does not hold: {in_flight:.0} messages in flight, but throughput × mean latency = {little:.1} \
+                     (starved or stalled connections, or time spent outside request/echo)"
+                ));
+            }
+        }
+        let clamped = self.latency_us.clamped;
+        if clamped > 0 {
+            warnings.push(format!("{clamped} latencies above 100 s were recorded as 100 s"));
+        }
+        self.warnings = warnings;
+    }
+
+    /// Writes the human summary: every number with its unit.
+    pub fn write_summary(&self, out: &mut impl Write) -> io::Result<()> {
+        let cfg = &self.config;
+        let mode = match self.mode.as_str() {
+            "closed" => format!("closed loop, pipeline {}", cfg.pipeline),
+            "open" => format!("open loop at {} msg/s", fmt_count(cfg.rate.unwrap_or(0.0))),
+            other => format!("{other}, new connection every {} msg", cfg.reconnect_every.unwrap_or(0)),
+        };
+        writeln!(
+            out,
+            "loadgen → {}: {mode}, {} B messages, {} thread(s)",
+            cfg.addr, cfg.size, self.client_cpu.threads
+        )?;
+        let c = &self.connections;
+        writeln!(
+            out,
+            "  connections  {} requested, {} established, {} failed, {} reconnects",
+            c.requested, c.established, c.failed, c.attempts.reconnects
+        )?;
+        let mib = self.throughput.bytes_per_sec / (1024.0 * 1024.0);
+        writeln!(
+            out,
+            "  throughput   {} msg/s, {mib:.2} MiB/s echoed, over {:.3} s measured (after {:.1} s warm-up)",
+            fmt_count(self.throughput.requests_per_sec),
+            self.duration_secs,
+            cfg.warmup.as_secs_f64()
+        )?;
+        let label = if self.mode.starts_with("open") { "latency*" } else { "latency" };
+        write_latency(out, label, &self.latency_us)?;
+        if let Some(raw) = &self.latency_raw_us {
+            write_latency(out, "raw latency", raw)?;
+        }
+        if let Some(connect) = &self.connect_us {
+            write_latency(out, "connect", connect)?;
+        }
+        if self.mode.starts_with("open") {
+            writeln!(out, "               * from the intended send time (coordinated omission corrected)")?;
+        }
+        let r = &self.requests;
+        writeln!(
+            out,
+            "  requests     {} ok, {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
+            r.ok, r.mismatched, r.timed_out, r.failed, r.failed_closed, r.failed_reset, r.failed_io
+        )?;
+        let p = &self.per_connection;
+        writeln!(
+            out,
+            "  per conn.    {} / {} / {} msg (min / median / max), {} starved",
+            p.min, p.median, p.max, p.starved
+        )?;
+        let cpu = &self.client_cpu;
+        writeln!(
+            out,
+            "  client CPU   {:.2} s user, {:.2} s sys, {:.0} % of {} thread(s) (busiest {:.0} %)",
+            cpu.user_secs,
+            cpu.sys_secs,
+            100.0 * cpu.utilisation,
+            cpu.threads,
+            100.0 * cpu.max_thread_utilisation
+        )?;
+        for warning in &self.warnings {
+            writeln!(out, "  WARNING      {warning}")?;
+        }
+        Ok(())
+    }
+}
+
+fn write_latency(out: &mut impl Write, label: &str, l: &LatencySummary) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {label:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (mean {} ± {})",
+        fmt_us(l.p50 as f64),
+        fmt_us(l.p90 as f64),
+        fmt_us(l.p99 as f64),
+        fmt_us(l.p99_9 as f64),
+        fmt_us(l.p99_99 as f64),
+        fmt_us(l.max as f64),
+        fmt_us(l.mean),
+        fmt_us(l.stdev)
+    )
+}
+
+/// `850 µs`, `12.3 ms`, `1.20 s`.
+pub fn fmt_us(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// `167,234`.
+pub fn fmt_count(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

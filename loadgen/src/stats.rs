@@ -1,0 +1,303 @@
+//! Counting and timing, per event-loop thread; merged once at the end.
+//!
+//! Each thread owns one [`Recorder`]: no locks, no channel message per
+//! request. A result counts only if it happened inside the measured window
+//! `[warm_end, end)`, judged by its own timestamp.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Highest latency a histogram tracks: 100 s, in µs. Larger values are
+/// clamped to it and counted in `clamped`.
+pub const LATENCY_MAX_US: u64 = 100_000_000;
+/// Significant digits of the latency histograms.
+pub const SIGFIG: u8 = 3;
+/// Significant digits of the per-second timeline histograms (smaller).
+pub const TIMELINE_SIGFIG: u8 = 2;
+
+/// A latency histogram in µs, 1 µs to 100 s.
+pub fn latency_histogram(sigfig: u8) -> Histogram<u64> {
+    // Constant, valid bounds (low ≥ 1, high ≥ 2 × low, sigfig ≤ 5): cannot fail.
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, sigfig).expect("valid histogram bounds")
+}
+
+/// Why a request did not succeed, counted by kind; never counted as ok.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The echo arrived complete but differs from what was sent.
+    #[error("echo differs from the message sent")]
+    Mismatch,
+    /// The echo was not complete within `--timeout`.
+    #[error("no complete echo within the timeout")]
+    Timeout,
+    /// The server closed the connection before the echo was complete.
+    #[error("connection closed before the echo was complete")]
+    Closed,
+    /// The connection was reset (or the pipe broke).
+    #[error("connection reset")]
+    Reset,
+    /// Any other I/O error.
+    #[error("I/O error")]
+    Io,
+}
+
+impl Failure {
+    /// Classifies an I/O error on an established connection.
+    pub fn from_io(err: &std::io::Error) -> Failure {
+        use std::io::ErrorKind::*;
+        match err.kind() {
+            UnexpectedEof => Failure::Closed,
+            ConnectionReset | ConnectionAborted | BrokenPipe => Failure::Reset,
+            TimedOut => Failure::Timeout,
+            _ => Failure::Io,
+        }
+    }
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing listens there (or it stopped listening).
+    #[error("connection refused")]
+    Refused,
+    /// No answer within `--connect-timeout`.
+    #[error("connect timed out")]
+    TimedOut,
+    /// Anything else (out of ports, out of descriptors, …).
+    #[error("connect failed")]
+    Other,
+}
+
+impl ConnectFailure {
+    /// Classifies a connect error.
+    pub fn from_io(err: &std::io::Error) -> ConnectFailure {
+        match err.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+            std::io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
+            _ => ConnectFailure::Other,
+        }
+    }
+}
+
+/// Requests by outcome, inside the measured window.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Echo complete and byte-for-byte equal.
+    pub ok: u64,
+    /// Echo complete but different.
+    pub mismatched: u64,
+    /// No complete echo within `--timeout`.
+    pub timed_out: u64,
+    /// Lost to a close, reset or other I/O error.
+    pub failed: u64,
+    /// `failed`, by kind.
+    pub failed_closed: u64,
+    /// `failed`, by kind.
+    pub failed_reset: u64,
+    /// `failed`, by kind.
+    pub failed_io: u64,
+    /// Errors of any kind during the warm-up, not counted above.
+    pub errors_in_warmup: u64,
+}
+
+impl Requests {
+    fn count(&mut self, failure: Failure, n: u64) {
+        match failure {
+            Failure::Mismatch => self.mismatched += n,
+            Failure::Timeout => self.timed_out += n,
+            Failure::Closed => self.failed_closed += n,
+            Failure::Reset => self.failed_reset += n,
+            Failure::Io => self.failed_io += n,
+        }
+        self.failed = self.failed_closed + self.failed_reset + self.failed_io;
+    }
+
+    /// Every request that was not ok.
+    pub fn errors(&self) -> u64 {
+        self.mismatched + self.timed_out + self.failed
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Requests) {
+        self.ok += other.ok;
+        self.mismatched += other.mismatched;
+        self.timed_out += other.timed_out;
+        self.failed += other.failed;
+        self.failed_closed += other.failed_closed;
+        self.failed_reset += other.failed_reset;
+        self.failed_io += other.failed_io;
+        self.errors_in_warmup += other.errors_in_warmup;
+    }
+}
+
+/// Connection attempts over the whole run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connects {
+    /// Initial connections established (of `requested`).
+    pub established: u64,
+    /// Initial connections that could not be established.
+    pub failed: u64,
+    /// Connections made again after a close, an error, or by churn.
+    pub reconnects: u64,
+    /// Reconnection attempts that failed.
+    pub reconnects_failed: u64,
+    /// Failed attempts (initial or not), by kind.
+    pub refused: u64,
+    /// Failed attempts (initial or not), by kind.
+    pub timed_out: u64,
+    /// Failed attempts (initial or not), by kind.
+    pub other: u64,
+}
+
+impl Connects {
+    /// Counts one failed attempt.
+    pub fn failure(&mut self, kind: ConnectFailure, initial: bool) {
+        if initial {
+            self.failed += 1;
+        } else {
+            self.reconnects_failed += 1;
+        }
+        match kind {
+            ConnectFailure::Refused => self.refused += 1,
+            ConnectFailure::TimedOut => self.timed_out += 1,
+            ConnectFailure::Other => self.other += 1,
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Connects) {
+        self.established += other.established;
+        self.failed += other.failed;
+        self.reconnects += other.reconnects;
+        self.reconnects_failed += other.reconnects_failed;
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.other += other.other;
+    }
+}
+
+/// The measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// End of the warm-up: the window opens.
+    pub warm_end: Instant,
+    /// The window closes.
+    pub end: Instant,
+}
+
+impl Window {
+    /// The second of the window `at` falls in, or `None` outside it.
+    pub fn second(&self, at: Instant) -> Option<usize> {
+        (at >= self.warm_end && at < self.end).then(|| (at - self.warm_end).as_secs() as usize)
+    }
+}
+
+/// Live completed-message counters, one cache line per thread, for the progress bar.
+pub type Progress = Arc<Vec<CachePadded<AtomicU64>>>;
+
+/// One event-loop thread's results.
+#[derive(Debug)]
+pub struct Recorder {
+    window: Window,
+    thread: usize,
+    progress: Progress,
+    /// Latency, from the intended send time in open loop (CO-corrected).
+    pub latency: Histogram<u64>,
+    /// Open loop only: latency from the actual send.
+    pub latency_raw: Histogram<u64>,
+    /// Connect time of reconnections inside the window.
+    pub connect: Histogram<u64>,
+    /// Per second of the window: completed messages and their latencies.
+    pub timeline: Vec<Histogram<u64>>,
+    /// Requests by outcome.
+    pub requests: Requests,
+    /// Connection attempts.
+    pub connects: Connects,
+    /// Latencies above [`LATENCY_MAX_US`], recorded as that value.
+    pub clamped: u64,
+    /// Completed messages in the window, per connection slot of this thread.
+    pub per_connection: Vec<u64>,
+    /// Which slots got their initial connection.
+    pub established_slots: Vec<bool>,
+}
+
+impl Recorder {
+    /// A recorder for `slots` connections.
+    pub fn new(window: Window, thread: usize, progress: Progress, slots: usize) -> Recorder {
+        let seconds = (window.end - window.warm_end).as_secs() as usize + 1;
+        Recorder {
+            window,
+            thread,
+            progress,
+            latency: latency_histogram(SIGFIG),
+            latency_raw: latency_histogram(SIGFIG),
+            connect: latency_histogram(SIGFIG),
+            timeline: (0..seconds).map(|_| latency_histogram(TIMELINE_SIGFIG)).collect(),
+            requests: Requests::default(),
+            connects: Connects::default(),
+            clamped: 0,
+            per_connection: vec![0; slots],
+            established_slots: vec![false; slots],
+        }
+    }
+
+    /// The measured window.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    fn micros(&mut self, took: Duration) -> u64 {
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        if us > LATENCY_MAX_US {
+            self.clamped += 1;
+            LATENCY_MAX_US
+        } else {
+            us
+        }
+    }
+
+    /// A verified echo completed at `now`; `raw` only in open loop.
+    pub fn ok(&mut self, slot: usize, now: Instant, latency: Duration, raw: Option<Duration>) {
+        let Some(second) = self.window.second(now) else { return };
+        let us = self.micros(latency);
+        // In range by construction (clamped to the histogram's bounds).
+        let _ = self.latency.record(us);
+        if let Some(second) = self.timeline.get_mut(second) {
+            let _ = second.record(us);
+        }
+        if let Some(raw) = raw {
+            let raw_us = self.micros(raw);
+            let _ = self.latency_raw.record(raw_us);
+        }
+        self.requests.ok += 1;
+        self.per_connection[slot] += 1;
+        self.progress[self.thread].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` requests failed at `now` with `failure`.
+    pub fn failed(&mut self, now: Instant, failure: Failure, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if now < self.window.warm_end {
+            self.requests.errors_in_warmup += n;
+        } else if now < self.window.end {
+            self.requests.count(failure, n);
+        }
+    }
+
+    /// A reconnection took `took`, completing at `now`.
+    pub fn reconnected(&mut self, now: Instant, took: Duration) {
+        self.connects.reconnects += 1;
+        if self.window.second(now).is_some() {
+            let us = self.micros(took);
+            let _ = self.connect.record(us);
+        }
+    }
+}
