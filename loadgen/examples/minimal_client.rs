@@ -55,9 +55,10 @@ fn main() -> anyhow::Result<()> {
             (start.elapsed(), loadgen::cpu::ProcessCpu::now().since(cpu0), done.get() - done0);
         let cpu_secs = (cpu.user + cpu.sys).as_secs_f64();
         println!(
-            "{{\"requests_per_sec\": {:.1}, \"completed\": {completed}, \"duration_secs\": {:.4}, \"cpu_secs\": {cpu_secs:.4}}}",
+            "{{\"requests_per_sec\": {:.1}, \"completed\": {completed}, \"duration_secs\": {:.4}, \"cpu_secs\": {cpu_secs:.4}, \"user_secs\": {:.4}}}",
             completed as f64 / wall.as_secs_f64(),
-            wall.as_secs_f64()
+            wall.as_secs_f64(),
+            cpu.user.as_secs_f64()
         );
         anyhow::Ok(())
     })

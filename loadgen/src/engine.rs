@@ -8,18 +8,24 @@
 //! the window's end every connection stops; each thread hands back its
 //! [`Recorder`], and the main thread merges them.
 //!
-//! One connection runs a writer and a reader concurrently inside one task
-//! (so neither side can deadlock on full socket buffers, whatever the
-//! message size): the writer sends when the schedule allows — closed loop:
-//! when fewer than `--pipeline` messages are in flight; open loop: at the
-//! next intended send time — and the reader completes, verifies and times
-//! each echo in order.
+//! One task per connection. A message may leave when fewer than
+//! `--pipeline` are in flight and, in open loop, once its intended send time
+//! has come; the echoes are completed, verified and timed in order. For
+//! small messages this is one plain sequence — write, read, write — so the
+//! next message leaves in the same poll that completed the last echo. When
+//! more bytes may be unread than socket buffers surely hold, a writer and a
+//! reader run concurrently inside the task, so neither can deadlock the other.
+//!
+//! Open loop follows wrk2: each connection has a fixed schedule; a message
+//! that cannot leave on time (its predecessor's echo is late) leaves as soon
+//! as it may, and its latency counts from the intended time. Unlike wrk2, the
+//! client's own timer lateness is not charged to the server.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,7 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
-use tokio::time::{Sleep, sleep, sleep_until, timeout};
+use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::message::Messages;
 use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
@@ -36,9 +42,6 @@ use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
 /// Connection attempts in flight per thread during the connect phase, so
 /// that 10,000 connections do not overflow the server's backlog at once.
 pub const CONNECTS_IN_FLIGHT: usize = 256;
-/// Open loop: messages in flight per connection before the writer waits
-/// (the schedule, and so the corrected latency, keeps running).
-const OPEN_LOOP_MAX_IN_FLIGHT: usize = 1 << 16;
 /// Closed loop: with at most this many bytes sent and not yet read back
 /// (pipeline × size), echoes surely fit in the socket buffers, so one
 /// sequence of write-then-read cannot deadlock.
@@ -146,6 +149,8 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         let recorder = Rc::new(RefCell::new(Recorder::new(window, index, Arc::clone(&shared.progress), slots.len())));
         let cpu_at_open = Rc::new(Cell::new(None));
         let sampler = tokio::task::spawn_local(sample_cpu_at_open(window, Rc::clone(&cpu_at_open)));
+        let watches: Rc<RefCell<Vec<Rc<Watch>>>> = Rc::default();
+        let watchdog = tokio::task::spawn_local(watchdog(Rc::clone(&watches), plan.timeout));
         let mut tasks = Vec::with_capacity(slots.len());
         for (slot, (id, stream)) in slots.iter().zip(streams).enumerate() {
             let stream = match stream {
@@ -162,11 +167,31 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
                 }
             };
             let conn = Connection::new(slot, *id, Arc::clone(&plan), Rc::clone(&recorder), window);
+            watches.borrow_mut().push(Rc::clone(&conn.watch));
             tasks.push(tokio::task::spawn_local(conn.run(stream)));
         }
-        for task in tasks {
-            let _ = task.await;
+        // Run until the window closes — then stop every connection where it
+        // stands — or until every connection has stopped by itself.
+        let mut tasks: Vec<_> = tasks.into_iter().map(Some).collect();
+        let all_stopped = async {
+            for task in tasks.iter_mut() {
+                if let Some(handle) = task.as_mut() {
+                    let _ = handle.await;
+                    *task = None; // consumed: a JoinHandle must not be polled again
+                }
+            }
+        };
+        tokio::select! {
+            () = all_stopped => {}
+            () = sleep_until(window.end.into()) => {}
         }
+        for handle in tasks.iter().flatten() {
+            handle.abort();
+        }
+        for handle in tasks.into_iter().flatten() {
+            let _ = handle.await; // drops the connection's future, closing its socket
+        }
+        watchdog.abort();
         // Every connection has stopped: at the window's end, or earlier if
         // the server went away.
         let stopped = Instant::now();
@@ -199,7 +224,8 @@ async fn sample_cpu_at_open(window: Window, cpu: Rc<Cell<Option<f64>>>) {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     seq: u64,
-    /// When the schedule wanted it sent (open loop), else when it was sent.
+    /// Where its latency counts from: when it was sent, less the time the
+    /// server held it back past its intended send time (open loop).
     intended: Instant,
     sent: Instant,
 }
@@ -217,13 +243,16 @@ struct Connection {
     slot: usize,
     plan: Arc<Plan>,
     recorder: Rc<RefCell<Recorder>>,
-    window: Window,
     messages: Messages,
     seq: Cell<u64>,
     /// Open loop: the first intended send time and the interval.
     schedule: Option<(Instant, Duration)>,
     /// Open loop: index of the next scheduled send.
     tick: Cell<u64>,
+    /// What the watchdog needs to time out the oldest message in flight.
+    watch: Rc<Watch>,
+    /// Has any echo completed on this logical connection?
+    served: Cell<bool>,
 }
 
 impl Connection {
@@ -238,23 +267,34 @@ impl Connection {
             (start + offset, interval)
         });
         let messages = Messages::new(id, plan.size);
-        Connection { slot, plan, recorder, window, messages, seq: Cell::new(0), schedule, tick: Cell::new(0) }
+        let watch = Rc::new(Watch::default());
+        Connection {
+            slot,
+            plan,
+            recorder,
+            messages,
+            seq: Cell::new(0),
+            schedule,
+            tick: Cell::new(0),
+            watch,
+            served: Cell::new(false),
+        }
     }
 
-    /// Runs until the window closes, or until a reconnection is refused.
+    /// Runs until aborted at the window's end, or until a reconnection is refused.
     async fn run(self, first: TcpStream) {
-        let end = self.window.end;
-        let _ = tokio::time::timeout_at(end.into(), self.run_until_stopped(first)).await;
+        self.run_until_stopped(first).await;
     }
 
     async fn run_until_stopped(&self, first: TcpStream) {
         let mut stream = first;
         loop {
-            match self.exchange(&mut stream).await {
-                End::Budget => {
-                    close_politely(&mut stream, self.plan.timeout).await;
-                }
-                End::Failed => {} // counted by `exchange`; the socket is dropped below
+            let end = {
+                let _watched = Watched::new(&self.watch, &stream);
+                self.exchange(&mut stream).await
+            };
+            if let End::Budget = end {
+                close_politely(&mut stream, self.plan.timeout).await;
             }
             drop(stream);
             stream = match self.reconnect().await {
@@ -290,55 +330,55 @@ impl Connection {
     /// or it fails. Counts every outcome.
     async fn exchange(&self, stream: &mut TcpStream) -> End {
         let unread = self.plan.pipeline * self.plan.size;
-        if self.schedule.is_none() && unread <= SEQUENTIAL_MAX_UNREAD {
+        // In open loop, waiting for the next send time must not delay
+        // reading an echo: one in flight at most for the in-turn path.
+        let in_turn = self.schedule.is_none() || self.plan.pipeline == 1;
+        if in_turn && unread <= SEQUENTIAL_MAX_UNREAD {
             self.exchange_in_turn(stream).await
         } else {
             self.exchange_concurrently(stream).await
         }
     }
 
-    /// Closed loop, small messages: fill the pipeline, read one echo, repeat,
-    /// all in one sequence. The next message leaves in the same poll that
+    /// Small messages: fill the pipeline (in open loop, at the scheduled
+    /// times), read one echo, repeat, all in one sequence. The next message leaves in the same poll that
     /// completed the last echo: no extra task wake-up per message.
     async fn exchange_in_turn(&self, stream: &mut TcpStream) -> End {
         let budget = self.plan.reconnect_every.unwrap_or(u64::MAX);
         let mut in_flight = VecDeque::with_capacity(self.plan.pipeline);
         let (mut out, mut echo) = (vec![0u8; self.plan.size], vec![0u8; self.plan.size]);
-        let mut alarm = pin!(sleep(self.plan.timeout));
         let mut sent = 0u64;
         loop {
             while in_flight.len() < self.plan.pipeline && sent < budget {
-                let message = self.next_message(&mut out, None);
+                let held_back = self.wait_for_send_time().await;
+                let message = self.next_message(&mut out, held_back);
                 in_flight.push_back(message);
+                self.watch.track(in_flight.front());
                 sent += 1;
-                let due = in_flight[0].sent + self.plan.timeout;
-                if let Err(failure) = with_alarm(alarm.as_mut(), due, stream.write_all(&out)).await {
-                    return self.fail(failure, in_flight.len());
+                if let Err(err) = stream.write_all(&out).await {
+                    return self.fail(&err, in_flight.len());
                 }
             }
-            let Some(&head) = in_flight.front() else {
+            let Some(head) = in_flight.pop_front() else {
                 return End::Budget;
             };
-            let due = head.sent + self.plan.timeout;
-            if let Err(failure) = with_alarm(alarm.as_mut(), due, stream.read_exact(&mut echo)).await {
-                return self.fail(failure, in_flight.len());
+            if let Err(err) = stream.read_exact(&mut echo).await {
+                return self.fail(&err, in_flight.len() + 1);
             }
-            in_flight.pop_front();
+            self.watch.track(in_flight.front());
             self.complete(head, &echo);
         }
     }
 
-    /// Open loop, or more unread bytes than socket buffers surely hold: a
-    /// writer and a reader run concurrently in this task, so neither can
-    /// deadlock the other, and the writer keeps to its schedule whatever
-    /// the echoes do.
+    /// More unread bytes than socket buffers surely hold, or open loop with a
+    /// pipeline: a writer and a reader run concurrently in this task, so
+    /// neither can deadlock or delay the other.
     async fn exchange_concurrently(&self, stream: &mut TcpStream) -> End {
         let budget = self.plan.reconnect_every.unwrap_or(u64::MAX);
         let (mut rd, mut wr) = stream.split();
         let in_flight: RefCell<VecDeque<InFlight>> = RefCell::new(VecDeque::new());
-        // Closed loop: credits to send (`--pipeline`); open loop: a cap.
-        let credits =
-            Semaphore::new(if self.schedule.is_some() { OPEN_LOOP_MAX_IN_FLIGHT } else { self.plan.pipeline });
+        // Credits to send: at most `--pipeline` messages in flight.
+        let credits = Semaphore::new(self.plan.pipeline);
         // Sent messages the reader may wait for.
         let sent = Semaphore::new(0);
 
@@ -348,21 +388,13 @@ impl Connection {
                 if let Ok(permit) = credits.acquire().await {
                     permit.forget();
                 }
-                let intended = match self.schedule {
-                    Some((first, interval)) => {
-                        let tick = self.tick.get();
-                        self.tick.set(tick + 1);
-                        let at = first + interval.mul_f64(tick as f64);
-                        sleep_until(at.into()).await;
-                        Some(at)
-                    }
-                    None => None,
-                };
-                let message = self.next_message(&mut buf, intended);
+                let held_back = self.wait_for_send_time().await;
+                let message = self.next_message(&mut buf, held_back);
                 in_flight.borrow_mut().push_back(message);
+                self.watch.track(in_flight.borrow().front());
                 sent.add_permits(1);
                 if let Err(err) = wr.write_all(&buf).await {
-                    return Failure::from_io(&err);
+                    return err;
                 }
             }
             std::future::pending().await
@@ -370,19 +402,17 @@ impl Connection {
 
         let reader = async {
             let mut buf = vec![0u8; self.plan.size];
-            let mut alarm = pin!(sleep(self.plan.timeout));
             for _ in 0..budget {
                 if let Ok(permit) = sent.acquire().await {
                     permit.forget();
                 }
-                let Some(head) = in_flight.borrow().front().copied() else {
-                    return Some(Failure::Io); // unreachable: a permit means a message in flight
-                };
-                let due = head.sent + self.plan.timeout;
-                if let Err(failure) = with_alarm(alarm.as_mut(), due, rd.read_exact(&mut buf)).await {
-                    return Some(failure);
+                if let Err(err) = rd.read_exact(&mut buf).await {
+                    return Some(err);
                 }
-                in_flight.borrow_mut().pop_front();
+                let Some(head) = in_flight.borrow_mut().pop_front() else {
+                    continue; // unreachable: a permit means a message in flight
+                };
+                self.watch.track(in_flight.borrow().front());
                 credits.add_permits(1);
                 self.complete(head, &buf);
             }
@@ -395,21 +425,43 @@ impl Connection {
         };
         match outcome {
             None => End::Budget,
-            Some(failure) => self.fail(failure, in_flight.borrow().len()),
+            Some(err) => self.fail(&err, in_flight.borrow().len()),
         }
     }
 
+    /// Open loop: waits for the next intended send time, and returns how
+    /// long the message was held back past it because the pipeline was full
+    /// — the server was late. Such a message leaves at once, and that time
+    /// is added to its latency: the coordinated-omission correction. A
+    /// message that was free to leave on time is never charged for our own
+    /// timer's lateness (tokio timers have 1 ms granularity). Closed loop:
+    /// nothing to wait for.
+    async fn wait_for_send_time(&self) -> Duration {
+        let Some((first, interval)) = self.schedule else {
+            return Duration::ZERO;
+        };
+        let tick = self.tick.get();
+        self.tick.set(tick + 1);
+        let at = first + interval.mul_f64(tick as f64);
+        let ready = Instant::now();
+        if ready < at {
+            sleep_until(at.into()).await;
+        }
+        ready.saturating_duration_since(at)
+    }
+
     /// Writes the next message into `buf` and notes when it leaves.
-    fn next_message(&self, buf: &mut [u8], intended: Option<Instant>) -> InFlight {
+    fn next_message(&self, buf: &mut [u8], held_back: Duration) -> InFlight {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         self.messages.fill(seq, buf);
         let sent = Instant::now();
-        InFlight { seq, intended: intended.unwrap_or(sent), sent }
+        InFlight { seq, intended: sent.checked_sub(held_back).unwrap_or(sent), sent }
     }
 
     /// An echo arrived complete: verify and record it.
     fn complete(&self, head: InFlight, echo: &[u8]) {
+        self.served.set(true);
         let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
         if self.messages.matches(head.seq, echo) {
@@ -421,30 +473,81 @@ impl Connection {
     }
 
     /// The connection failed: every message still in flight is lost with it.
-    fn fail(&self, failure: Failure, in_flight: usize) -> End {
-        self.recorder.borrow_mut().failed(Instant::now(), failure, in_flight.max(1) as u64);
+    /// If the watchdog shut the socket down, the failure is a timeout.
+    fn fail(&self, err: &io::Error, in_flight: usize) -> End {
+        let failure = if self.watch.expired.get() { Failure::Timeout } else { Failure::from_io(err) };
+        let mut recorder = self.recorder.borrow_mut();
+        recorder.failed(Instant::now(), failure, in_flight.max(1) as u64);
+        if !self.served.get() && matches!(failure, Failure::Closed | Failure::Reset) {
+            // Closed before its first echo: the server never really took this
+            // connection (e.g. it sat in the backlog of a listener that then
+            // closed). It does not count as established.
+            self.served.set(true); // count it once
+            recorder.unestablished(self.slot);
+        }
         End::Failed
     }
 }
 
-/// Runs `io` unless the oldest message in flight passes `due` first. One
-/// timer per connection, re-armed only when it fires early: cheaper than a
-/// new timer per message. `due` only ever moves later, so it never fires late.
-async fn with_alarm<T>(
-    mut alarm: Pin<&mut Sleep>,
-    due: Instant,
-    io: impl Future<Output = io::Result<T>>,
-) -> Result<T, Failure> {
-    let mut io = pin!(io);
+/// What the watchdog knows of one connection.
+#[derive(Debug, Default)]
+struct Watch {
+    /// When the oldest message in flight was sent.
+    oldest: Cell<Option<Instant>>,
+    /// The open socket, while an exchange runs on it.
+    fd: Cell<Option<RawFd>>,
+    /// The watchdog shut the socket down: the next error is a timeout.
+    expired: Cell<bool>,
+}
+
+impl Watch {
+    fn track(&self, oldest: Option<&InFlight>) {
+        self.oldest.set(oldest.map(|m| m.sent));
+    }
+}
+
+/// Registers a socket with its [`Watch`] for as long as this guard lives —
+/// also when the task is aborted — so the watchdog never touches a closed
+/// (or reused) descriptor.
+struct Watched<'a>(&'a Watch);
+
+impl<'a> Watched<'a> {
+    fn new(watch: &'a Watch, stream: &TcpStream) -> Watched<'a> {
+        watch.fd.set(Some(stream.as_raw_fd()));
+        watch.expired.set(false);
+        watch.oldest.set(None);
+        Watched(watch)
+    }
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        self.0.fd.set(None);
+        self.0.oldest.set(None);
+    }
+}
+
+/// Times out messages for every connection of this thread: a few times per
+/// `timeout`, it shuts down the socket of any connection whose oldest
+/// message is overdue, which ends its pending read or write at once. One
+/// timer per thread instead of one per message keeps the hot path lean.
+async fn watchdog(watches: Rc<RefCell<Vec<Rc<Watch>>>>, timeout: Duration) {
+    let period = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            biased;
-            result = &mut io => return result.map_err(|err| Failure::from_io(&err)),
-            () = alarm.as_mut() => {
-                if Instant::now() >= due {
-                    return Err(Failure::Timeout);
-                }
-                alarm.as_mut().reset(due.into());
+        ticks.tick().await;
+        let now = Instant::now();
+        for watch in watches.borrow().iter() {
+            let overdue = watch.oldest.get().is_some_and(|sent| now >= sent + timeout);
+            if let (true, Some(fd)) = (overdue && !watch.expired.get(), watch.fd.get()) {
+                watch.expired.set(true);
+                // SAFETY: `fd` belongs to a socket that is open: `Watched`
+                // clears it before the socket can be dropped, and this task
+                // runs on the same thread as the connection tasks, so no
+                // drop can happen while we use it. shutdown only changes
+                // the socket's state.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
             }
         }
     }

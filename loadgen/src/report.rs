@@ -219,8 +219,15 @@ impl Report {
         let c = &self.connections;
         if c.established < c.requested {
             warnings.push(format!(
-                "only {} of {} connections were established ({} failed: {} refused, {} timed out, {} other)",
-                c.established, c.requested, c.failed, c.attempts.refused, c.attempts.timed_out, c.attempts.other
+                "only {} of {} connections were established ({} failed: {} refused, {} timed out, {} other, \
+                 {} closed or reset by the server before their first echo)",
+                c.established,
+                c.requested,
+                c.failed,
+                c.attempts.refused,
+                c.attempts.timed_out,
+                c.attempts.other,
+                c.attempts.dropped_before_first_echo
             ));
         }
         if self.per_connection.starved > 0 {

@@ -153,6 +153,9 @@ pub struct Connects {
     pub timed_out: u64,
     /// Failed attempts (initial or not), by kind.
     pub other: u64,
+    /// Initial connections the server closed or reset before their first
+    /// echo: counted in `failed`, not in `established`.
+    pub dropped_before_first_echo: u64,
 }
 
 impl Connects {
@@ -179,6 +182,7 @@ impl Connects {
         self.refused += other.refused;
         self.timed_out += other.timed_out;
         self.other += other.other;
+        self.dropped_before_first_echo += other.dropped_before_first_echo;
     }
 }
 
@@ -289,6 +293,16 @@ impl Recorder {
             self.requests.errors_in_warmup += n;
         } else if now < self.window.end {
             self.requests.count(failure, n);
+        }
+    }
+
+    /// An initial connection turned out never to have been served.
+    pub fn unestablished(&mut self, slot: usize) {
+        if self.established_slots[slot] {
+            self.established_slots[slot] = false;
+            self.connects.established -= 1;
+            self.connects.failed += 1;
+            self.connects.dropped_before_first_echo += 1;
         }
     }
 

@@ -1,0 +1,379 @@
+//! loadgen against small servers written here, each misbehaving in one known
+//! way. Every server listens on 127.0.0.1:0, serves each connection on its
+//! own thread, and stops when the test drops it; every run is a few seconds.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use loadgen::{Opts, Report};
+
+/// How a test server treats each message of `size` bytes.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Echo,
+    /// Flips one byte in every Nth echo of a connection.
+    FlipEvery(u64),
+    /// Sleeps before every echo.
+    Delay(Duration),
+    /// Every connection stops for `length`, once, `after` the server started.
+    StallOnce {
+        after: Duration,
+        length: Duration,
+    },
+    /// Closes a connection after N echoes.
+    CloseAfter(u64),
+    /// Accepts N connections, then closes the listener.
+    AcceptOnly(usize),
+    /// Echoes, then after `after` closes every connection and the listener.
+    DieAfter(Duration),
+}
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the acceptor
+    }
+}
+
+impl TestServer {
+    fn start(behaviour: Behaviour, size: usize) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let stopping = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                accepted += 1;
+                let stopping = Arc::clone(&stopping);
+                thread::spawn(move || serve(stream, behaviour, size, started, stopping));
+                if let Behaviour::AcceptOnly(n) = behaviour {
+                    if accepted == n {
+                        return; // drops the listener: queued connections are reset
+                    }
+                }
+                if let Behaviour::DieAfter(after) = behaviour {
+                    if started.elapsed() >= after {
+                        return;
+                    }
+                }
+            }
+        });
+        TestServer { addr, stop }
+    }
+}
+
+fn serve(mut stream: TcpStream, behaviour: Behaviour, size: usize, started: Instant, stop: Arc<AtomicBool>) {
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = vec![0u8; size];
+    let mut echoed = 0u64;
+    loop {
+        // read one whole message, polling the stop flag
+        let mut got = 0;
+        while got < size {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Behaviour::DieAfter(after) = behaviour {
+                if started.elapsed() >= after {
+                    return;
+                }
+            }
+            match stream.read(&mut buf[got..]) {
+                Ok(0) => return,
+                Ok(n) => got += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                Err(_) => return,
+            }
+        }
+        echoed += 1;
+        match behaviour {
+            Behaviour::FlipEvery(n) if echoed % n == 0 => buf[size / 2] ^= 0x01,
+            Behaviour::Delay(d) => thread::sleep(d),
+            Behaviour::StallOnce { after, length } => {
+                let now = started.elapsed();
+                if now >= after && now < after + length {
+                    thread::sleep(after + length - now);
+                }
+            }
+            _ => {}
+        }
+        if stream.write_all(&buf).is_err() {
+            return;
+        }
+        if let Behaviour::CloseAfter(n) = behaviour {
+            if echoed == n {
+                return;
+            }
+        }
+    }
+}
+
+fn opts(addr: SocketAddr, connections: u32, duration_ms: u64) -> Opts {
+    Opts {
+        addr: addr.to_string(),
+        connections,
+        size: 64,
+        duration: Duration::from_millis(duration_ms),
+        warmup: Duration::from_millis(300),
+        threads: Some(2),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(3),
+        progress: false,
+        ..Opts::default()
+    }
+}
+
+fn has_warning(report: &Report, needle: &str) -> bool {
+    report.warnings.iter().any(|w| w.contains(needle))
+}
+
+#[test]
+fn correct_server_no_errors_all_connected_littles_law_holds() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let report = loadgen::run(&opts(server.addr, 20, 1500)).unwrap();
+    assert_eq!(report.connections.requested, 20);
+    assert_eq!(report.connections.established, 20);
+    assert_eq!(report.requests.errors(), 0, "{:?}", report.requests);
+    assert!(report.requests.ok > 1000, "only {} ok", report.requests.ok);
+    assert_eq!(report.per_connection.starved, 0);
+    let little = report.throughput.requests_per_sec * report.latency_us.mean * 1e-6;
+    assert!((little / 20.0 - 1.0).abs() < 0.10, "Little's law: L = {little:.2}, expected 20");
+    assert!(!has_warning(&report, "Little"), "{:?}", report.warnings);
+    // Throughput is over the measured window, which is close to the nominal one.
+    assert!((report.duration_secs - 1.5).abs() < 0.1, "{}", report.duration_secs);
+    let expected = report.requests.ok as f64 / report.duration_secs;
+    assert!((report.throughput.requests_per_sec - expected).abs() < 1e-6);
+}
+
+#[test]
+fn flipped_byte_every_100th_echo_is_about_1_percent_mismatched() {
+    let server = TestServer::start(Behaviour::FlipEvery(100), 64);
+    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
+    let r = report.requests;
+    let share = r.mismatched as f64 / (r.ok + r.mismatched) as f64;
+    assert!((0.008..=0.012).contains(&share), "mismatched share {share:.4} ({r:?})");
+    assert_eq!(r.failed + r.timed_out, 0, "{r:?}");
+}
+
+#[test]
+fn delayed_echo_p50_between_20_and_25_ms() {
+    let server = TestServer::start(Behaviour::Delay(Duration::from_millis(20)), 64);
+    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
+    let p50 = report.latency_us.p50;
+    assert!((20_000..=25_000).contains(&p50), "p50 {p50} µs");
+}
+
+#[test]
+fn open_loop_stall_shows_in_corrected_not_raw_latency() {
+    let stall = Behaviour::StallOnce { after: Duration::from_millis(1300), length: Duration::from_secs(1) };
+    let server = TestServer::start(stall, 64);
+    let mut o = opts(server.addr, 10, 3000);
+    o.rate = Some(1000.0);
+    let report = loadgen::run(&o).unwrap();
+    let corrected = report.latency_us;
+    let raw = report.latency_raw_us.expect("open loop reports raw latency");
+    assert!(corrected.p99_9 >= 500_000, "corrected p99.9 {} µs", corrected.p99_9);
+    assert!(raw.p99 < 500_000, "raw p99 {} µs", raw.p99);
+    assert!(report.histogram_raw.is_some());
+    assert_eq!(report.throughput.target_requests_per_sec, Some(1000.0));
+}
+
+#[test]
+fn server_accepting_10_of_50_is_reported() {
+    let server = TestServer::start(Behaviour::AcceptOnly(10), 64);
+    let mut o = opts(server.addr, 50, 1000);
+    o.connect_timeout = Duration::from_millis(500);
+    let report = loadgen::run(&o).unwrap();
+    let c = report.connections;
+    // 10 accepted; the kernel completed more handshakes, but the closing
+    // listener reset those before their first echo: not established.
+    assert_eq!(c.established, 10, "{c:?}");
+    assert_eq!(c.failed, 40, "{c:?}");
+    assert!(has_warning(&report, "only 10 of 50 connections were established"), "{:?}", report.warnings);
+    assert_eq!(report.requests.ok, report.per_connection.counts.iter().sum::<u64>());
+    let served = report.per_connection.counts.iter().filter(|&&n| n > 0).count();
+    assert_eq!(served, 10, "{:?}", report.per_connection);
+}
+
+#[test]
+fn server_closing_every_100_echoes_is_counted_and_run_completes() {
+    let server = TestServer::start(Behaviour::CloseAfter(100), 64);
+    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
+    assert!(report.requests.failed_closed > 0, "{:?}", report.requests);
+    assert!(report.connections.attempts.reconnects > 0);
+    assert!(report.requests.ok > 1000);
+    assert!((report.duration_secs - 1.5).abs() < 0.1);
+}
+
+#[test]
+fn churn_one_connection_per_message_fills_the_connect_histogram() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let mut o = opts(server.addr, 4, 1000);
+    o.reconnect_every = Some(1);
+    let report = loadgen::run(&o).unwrap();
+    let connect = report.connect_us.expect("churn reports connect time");
+    let ok = report.requests.ok;
+    assert!(ok > 50, "only {ok} ok");
+    // one connection per message (give or take the connections open at the window's edges)
+    assert!(connect.count.abs_diff(ok) <= 2 * 4, "connects {} vs messages {ok}", connect.count);
+    assert_eq!(report.requests.errors(), 0, "{:?}", report.requests);
+    assert!(report.histogram_connect.is_some());
+}
+
+#[test]
+fn merge_equals_one_histogram_fed_both_sample_sets() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let a = loadgen::run(&opts(server.addr, 4, 600)).unwrap();
+    let b = loadgen::run(&opts(server.addr, 6, 600)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    loadgen::write_json(&a, &pa).unwrap();
+    loadgen::write_json(&b, &pb).unwrap();
+    let (a, b) = (loadgen::read_json(&pa).unwrap(), loadgen::read_json(&pb).unwrap());
+    let merged = loadgen::merge(&[a.clone(), b.clone()]).unwrap();
+
+    let mut both = loadgen::report::decode(&a.histogram).unwrap();
+    both.add(loadgen::report::decode(&b.histogram).unwrap()).unwrap();
+    let expected = loadgen::report::LatencySummary::of(&both, 0);
+    assert_eq!(merged.latency_us, expected);
+    assert_eq!(merged.requests.ok, a.requests.ok + b.requests.ok);
+    assert_eq!(merged.connections.requested, 10);
+    assert_eq!(merged.per_connection.counts.len(), 10);
+    let total: u64 = merged.timeline.iter().map(|t| t.completed).sum();
+    let parts: u64 = a.timeline.iter().chain(&b.timeline).map(|t| t.completed).sum();
+    assert_eq!(total, parts);
+}
+
+#[test]
+fn server_dying_mid_run_ends_the_run_with_figures_so_far() {
+    let server = TestServer::start(Behaviour::DieAfter(Duration::from_millis(1200)), 64);
+    let started = Instant::now();
+    let report = loadgen::run(&opts(server.addr, 10, 5000)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "run took {:?}", started.elapsed());
+    assert!(report.requests.ok > 0);
+    assert!(report.requests.failed > 0, "{:?}", report.requests);
+    assert!(report.duration_secs < 2.0, "{}", report.duration_secs);
+    assert!(has_warning(&report, "ended after"), "{:?}", report.warnings);
+    drop(server);
+}
+
+#[test]
+fn unreachable_address_fails_fast() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let err = loadgen::run(&opts(SocketAddr::from(([127, 0, 0, 1], port)), 5, 1000)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(err, loadgen::LoadError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("refused"), "{err}");
+}
+
+#[test]
+fn json_schema_has_the_documented_fields() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let mut o = opts(server.addr, 3, 1200);
+    o.rate = Some(300.0);
+    let report = loadgen::run(&o).unwrap();
+    let value = serde_json::to_value(&report).unwrap();
+    for key in [
+        "schema_version",
+        "config",
+        "environment",
+        "connections",
+        "requests",
+        "duration_secs",
+        "throughput",
+        "latency_us",
+        "latency_raw_us",
+        "connect_us",
+        "per_connection",
+        "client_cpu",
+        "timeline",
+        "histogram",
+        "warnings",
+    ] {
+        assert!(value.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(value["schema_version"], 1);
+    for key in [
+        "addr",
+        "connections",
+        "size",
+        "duration_secs",
+        "warmup_secs",
+        "threads",
+        "connect_timeout_secs",
+        "timeout_secs",
+        "pipeline",
+        "rate",
+        "reconnect_every",
+    ] {
+        assert!(value["config"].get(key).is_some(), "config lacks {key}");
+    }
+    for key in ["kernel", "cpu_model", "cpus_available", "loadgen_version", "git_commit"] {
+        assert!(value["environment"].get(key).is_some(), "environment lacks {key}");
+    }
+    for key in ["min", "mean", "stdev", "p50", "p90", "p99", "p99_9", "p99_99", "max"] {
+        assert!(value["latency_us"][key].is_number(), "latency_us.{key}");
+        assert!(value["latency_raw_us"][key].is_number(), "latency_raw_us.{key}");
+    }
+    for key in ["requested", "established", "failed"] {
+        assert!(value["connections"][key].is_u64());
+    }
+    for key in ["ok", "mismatched", "timed_out", "failed"] {
+        assert!(value["requests"][key].is_u64());
+    }
+    for key in ["requests_per_sec", "bytes_per_sec"] {
+        assert!(value["throughput"][key].is_number());
+    }
+    for key in ["min", "median", "max", "starved"] {
+        assert!(value["per_connection"][key].is_u64());
+    }
+    for key in ["user_secs", "sys_secs", "utilisation"] {
+        assert!(value["client_cpu"][key].is_number());
+    }
+    let timeline = value["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty());
+    assert!(timeline[0]["completed"].is_u64() && timeline[0]["p99_us"].is_u64());
+    // the histogram decodes and holds exactly the ok requests
+    let hist = loadgen::report::decode(value["histogram"].as_str().unwrap()).unwrap();
+    assert_eq!(hist.len(), report.requests.ok);
+    // and the whole report survives a round trip
+    let mut back: Report = serde_json::from_value(value).unwrap();
+    back.config.progress = report.config.progress; // a terminal setting, not serialised
+    assert_eq!(back, report);
+    // open loop at a rate far below capacity: corrected ≈ raw, no timer artefacts
+    let raw = report.latency_raw_us.unwrap();
+    assert!(report.latency_us.p50 < raw.p50 + 200, "corrected {} vs raw {}", report.latency_us.p50, raw.p50);
+}
+
+#[test]
+fn cli_bad_flag_exits_2_and_unreachable_exits_1_with_one_line() {
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let out = std::process::Command::new(bin).arg("--connections").arg("zero").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = std::process::Command::new(bin)
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--duration", "1s", "--warmup", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("loadgen: cannot connect"), "{stderr}");
+}
