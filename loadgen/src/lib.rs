@@ -68,8 +68,26 @@ pub enum LoadError {
     Merge(String),
 }
 
-/// Runs the load described by `opts` and returns its report.
+/// Runs the load described by `opts` and returns its report. With
+/// `opts.progress` and a terminal on stderr, shows a progress bar.
 pub fn run(opts: &Opts) -> Result<Report, LoadError> {
+    let bar = progress_bar(opts);
+    let report = run_with_progress(opts, &mut |elapsed, rate| {
+        if let Some(bar) = &bar {
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(format!("{} msg/s", report::fmt_count(rate)));
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    report
+}
+
+/// Like [`run`], calling `progress(elapsed since the clock started, live
+/// msg/s)` from the calling thread about every 100 ms (for callers that draw
+/// their own progress display).
+pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -> Result<Report, LoadError> {
     let addr = resolve(&opts.addr)?;
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
@@ -109,16 +127,12 @@ pub fn run(opts: &Opts) -> Result<Report, LoadError> {
     let window = Window { warm_end: start + opts.warmup, end: start + opts.warmup + opts.duration };
     shared.start(window);
 
-    let progress = progress_bar(opts);
     let all_stopped = || handles.iter().all(|h| h.is_finished());
-    let ticker = Ticker { start, bar: progress.as_ref(), shared: &shared };
+    let mut ticker = Ticker { start, progress, shared: &shared };
     ticker.wait_until(window.warm_end, &all_stopped);
     let (cpu_start, cpu_opened) = (ProcessCpu::now(), Instant::now());
     ticker.wait_until(window.end, &all_stopped);
     let (cpu_used, cpu_wall) = (ProcessCpu::now().since(cpu_start), cpu_opened.elapsed());
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
 
     let mut results = Vec::with_capacity(threads);
     for handle in handles {
@@ -142,16 +156,16 @@ pub fn run(opts: &Opts) -> Result<Report, LoadError> {
     Ok(report)
 }
 
-/// The main thread's wait during the run, with the progress bar.
+/// The main thread's wait during the run, reporting progress.
 struct Ticker<'a> {
     start: Instant,
-    bar: Option<&'a ProgressBar>,
+    progress: &'a mut dyn FnMut(Duration, f64),
     shared: &'a Shared,
 }
 
 impl Ticker<'_> {
     /// Sleeps until `deadline` or until every thread has stopped.
-    fn wait_until(&self, deadline: Instant, all_stopped: &dyn Fn() -> bool) {
+    fn wait_until(&mut self, deadline: Instant, all_stopped: &dyn Fn() -> bool) {
         let mut last = (Instant::now(), self.completed());
         while !all_stopped() {
             let now = Instant::now();
@@ -159,13 +173,10 @@ impl Ticker<'_> {
                 return;
             }
             thread::sleep((deadline - now).min(Duration::from_millis(100)));
-            if let Some(bar) = self.bar {
-                let (now, done) = (Instant::now(), self.completed());
-                let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-3);
-                bar.set_position((now - self.start).as_millis() as u64);
-                bar.set_message(format!("{} msg/s", report::fmt_count(rate)));
-                last = (now, done);
-            }
+            let (now, done) = (Instant::now(), self.completed());
+            let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-3);
+            (self.progress)(now - self.start, rate);
+            last = (now, done);
         }
     }
 
@@ -371,7 +382,13 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
 
 /// Writes `report` as pretty JSON to `path` atomically (temporary file, then rename).
 pub fn write_json(report: &Report, path: &Path) -> io::Result<()> {
-    let json = serde_json::to_string_pretty(report).map_err(io::Error::other)?;
+    write_json_atomic(report, path)
+}
+
+/// Writes any value as pretty JSON to `path` atomically: a temporary file
+/// beside it, then a rename, so a reader (or a crash) never sees half a file.
+pub fn write_json_atomic(value: &impl serde::Serialize, path: &Path) -> io::Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     std::fs::write(&tmp, json + "\n")?;

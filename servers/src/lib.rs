@@ -26,6 +26,7 @@ pub mod cli;
 pub mod echo;
 pub mod listen;
 pub mod models;
+pub mod procfs;
 pub mod shutdown;
 
 use std::io::{IsTerminal, Write};

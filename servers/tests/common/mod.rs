@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -98,12 +97,12 @@ impl Server {
 
     /// VmRSS summed over the process tree, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        self.tree().iter().map(|&pid| status_field(pid, "VmRSS:").unwrap_or(0)).sum()
+        echo_servers::procfs::read_tree(self.pid(), false).map_or(0, |r| r.rss_kib)
     }
 
-    /// User + system CPU time of the process tree, in clock ticks.
-    pub fn cpu_ticks(&self) -> u64 {
-        self.tree().iter().map(|&pid| cpu_ticks(pid).unwrap_or(0)).sum()
+    /// User + system CPU time of the process tree (reaped children included), in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        echo_servers::procfs::read_tree(self.pid(), false).map_or(0.0, |r| r.user_secs + r.sys_secs)
     }
 }
 
@@ -246,49 +245,7 @@ pub fn signal(pid: i32, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
-/// `pid` and its descendants, from /proc/<pid>/task/<tid>/children.
-pub fn process_tree(pid: i32) -> Vec<i32> {
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        let tasks = fs::read_dir(format!("/proc/{}/task", tree[i])).into_iter().flatten().flatten();
-        for task in tasks {
-            if let Ok(children) = fs::read_to_string(task.path().join("children")) {
-                tree.extend(children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-            }
-        }
-        i += 1;
-    }
-    tree
-}
-
-/// Is `pid` alive (and not a zombie)?
-pub fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn status_field(pid: i32, field: &str) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // after the command: state is field 3, utime 14 and stime 15 (1-based)
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-/// Clock ticks per second (USER_HZ).
-pub fn ticks_per_sec() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as u64 }
-}
+pub use echo_servers::procfs::{alive, tree as process_tree};
 
 /// Tests hold up to ~1,000 sockets each, several tests at a time.
 fn raise_own_fd_limit() {

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The benchmark: builds the release binaries, then runs every server model ×
+# the load matrix and writes results/<UTC timestamp>-<hostname>/ (results.json,
+# README.md with the tables, SVG charts). All options go to `bench`:
+#
+#   scripts/bench.sh                 # the full default matrix (≈ 30 min on 2 CPUs)
+#   scripts/bench.sh --quick         # a small matrix (< 3 min)
+#   scripts/bench.sh --help          # every option
+#   scripts/bench.sh report results/<run>   # re-render tables and charts
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p echo-servers -p echo-bench
+ECHO_ARENA_COMMAND="scripts/bench.sh${*:+ $*}" exec target/release/bench "$@"

@@ -1,0 +1,119 @@
+//! The capacity scenario: hold N idle connections, measure what they cost
+//! the server, then send one echo on each and count those not served.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::procfs::{TreeReading, read_tree};
+
+/// Time allowed for all N connections to be made, and for all N echoes.
+const PHASE_LIMIT: Duration = Duration::from_secs(20);
+/// How long the idle connections settle before the server is measured.
+const SETTLE: Duration = Duration::from_millis(1000);
+/// Connects in flight at once.
+const CONNECTS_IN_FLIGHT: usize = 256;
+/// Bytes of the one echo per connection.
+const PROBE: &[u8] = b"capacity probe: one echo per held connection";
+
+/// What N idle connections cost a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub requested: u64,
+    /// Connections the client could open.
+    pub established: u64,
+    pub pss_before_kib: u64,
+    pub pss_held_kib: u64,
+    pub rss_before_kib: u64,
+    pub rss_held_kib: u64,
+    /// (PSS held − PSS before) / established.
+    pub pss_per_connection_kib: f64,
+    /// (RSS held − RSS before) / established; counts shared pages once per process.
+    pub rss_per_connection_kib: f64,
+    pub threads: u64,
+    pub processes: u64,
+    /// Established connections whose one echo did not come back complete.
+    pub not_served: u64,
+    pub echo_secs: f64,
+}
+
+/// Runs the scenario against the server at `addr` whose PID is `pid`.
+pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let before = read_tree(pid, true).ok_or_else(|| io::Error::other("server exited"))?;
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTS_IN_FLIGHT));
+        let mut connecting = JoinSet::new();
+        for _ in 0..connections {
+            let gate = std::sync::Arc::clone(&gate);
+            connecting.spawn(async move {
+                let _permit = gate.acquire().await;
+                let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
+                match stream {
+                    Ok(Ok(stream)) => stream.set_nodelay(true).map(|()| stream).ok(),
+                    _ => None,
+                }
+            });
+        }
+        let mut streams = Vec::new();
+        let deadline = Instant::now() + PHASE_LIMIT;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline.into(), connecting.join_next()).await {
+            if let Ok(Some(stream)) = joined {
+                streams.push(stream);
+            }
+        }
+        connecting.abort_all();
+        tokio::time::sleep(SETTLE).await;
+        let held = read_tree(pid, true).ok_or_else(|| io::Error::other("server exited while holding connections"))?;
+
+        let established = streams.len() as u64;
+        let echo_started = Instant::now();
+        let mut echoing = JoinSet::new();
+        for mut stream in streams {
+            echoing.spawn(async move {
+                let mut back = vec![0u8; PROBE.len()];
+                stream.write_all(PROBE).await.is_ok() && stream.read_exact(&mut back).await.is_ok() && back == PROBE
+            });
+        }
+        let mut served = 0u64;
+        let deadline = Instant::now() + PHASE_LIMIT.min(Duration::from_secs(5));
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline.into(), echoing.join_next()).await {
+            if joined.unwrap_or(false) {
+                served += 1;
+            }
+        }
+        echoing.abort_all();
+        Ok(summary(connections, established, served, before, held, echo_started.elapsed()))
+    })
+}
+
+fn summary(
+    requested: u64,
+    established: u64,
+    served: u64,
+    before: TreeReading,
+    held: TreeReading,
+    echo: Duration,
+) -> Capacity {
+    let per = |after: u64, before: u64| (after as f64 - before as f64) / established.max(1) as f64;
+    let (pss_before, pss_held) = (before.pss_kib.unwrap_or(0), held.pss_kib.unwrap_or(0));
+    Capacity {
+        requested,
+        established,
+        pss_before_kib: pss_before,
+        pss_held_kib: pss_held,
+        rss_before_kib: before.rss_kib,
+        rss_held_kib: held.rss_kib,
+        pss_per_connection_kib: per(pss_held, pss_before),
+        rss_per_connection_kib: per(held.rss_kib, before.rss_kib),
+        threads: held.threads,
+        processes: held.processes,
+        not_served: established - served,
+        echo_secs: echo.as_secs_f64(),
+    }
+}

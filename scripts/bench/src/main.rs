@@ -1,0 +1,216 @@
+//! `bench [OPTIONS]` runs the matrix; `bench report results/<run>` renders
+//! README.md and charts again from results.json. Exit status: 0 when every
+//! cell succeeded, 1 when any failed (the run still completes), 2 for bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use echo_bench::matrix::{Scenario, Shape};
+use echo_bench::results::Results;
+use echo_bench::runner::{self, RunConfig};
+use echo_servers::cli::Model;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    version,
+    about = "Runs every server model × the load matrix and records the results",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render README.md and charts again from a run's results.json.
+    Report {
+        /// The run's folder, e.g. results/20261125T160000Z-vm.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A small matrix that finishes within 3 minutes on 2 CPUs.
+    #[arg(long)]
+    quick: bool,
+    /// Repeats per cell, interleaved across models [default: 3; 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: Option<u32>,
+    /// Models to run [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    models: Vec<Model>,
+    /// Scenarios to run [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Throughput scenario: connection counts [default: 1,10,100,1000].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: Vec<u32>,
+    /// Throughput scenario: message sizes in bytes [default: 64,4096; 64 with --quick].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    sizes: Vec<u32>,
+    /// Capacity scenario: idle connections held [default: 1000,10000; 1000 with --quick].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    capacity: Vec<u32>,
+    /// Measured time of each load cell [default: 5s; 1s with --quick].
+    #[arg(long, value_parser = loadgen::opts::parse_duration)]
+    duration: Option<Duration>,
+    /// Warm-up of each load cell [default: 1s; 0.5s with --quick].
+    #[arg(long, value_parser = loadgen::opts::parse_duration)]
+    warmup: Option<Duration>,
+    /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPUs for the load generator [default: the other half].
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// The echo-server binary [default: next to this one].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Where run folders are created.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ok(true): everything succeeded; Ok(false): some cells failed.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Some(Command::Report { dir }) = cli.command {
+        let json = dir.join("results.json");
+        let results = Results::load(&json).with_context(|| format!("cannot read {}", json.display()))?;
+        echo_bench::render::write_report(&results, &dir)
+            .with_context(|| format!("cannot write to {}", dir.display()))?;
+        println!("wrote {}", dir.join("README.md").display());
+        return Ok(true);
+    }
+    let args = cli.run;
+    let quick = args.quick;
+    let or = |given: Vec<u32>, normal: &[u32], quick_default: &[u32]| {
+        if !given.is_empty() {
+            given
+        } else if quick {
+            quick_default.to_vec()
+        } else {
+            normal.to_vec()
+        }
+    };
+    let models: Vec<String> = if args.models.is_empty() { Model::ALL.to_vec() } else { args.models }
+        .into_iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let scenarios = if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios };
+    let shape = Shape {
+        models,
+        scenarios,
+        connections: or(args.connections, &[1, 10, 100, 1000], &[1, 10, 100, 1000]),
+        sizes: or(args.sizes, &[64, 4096], &[64]),
+        capacity: or(args.capacity, &[1000, 10_000], &[1000]),
+        repeat: args.repeat.unwrap_or(if quick { 1 } else { 3 }),
+    };
+    let available = available_cpus()?;
+    let (server_default, client_default) = split_cpus(&available);
+    let server_cpus = match &args.server_cpus {
+        Some(text) => parse_cpus(text)?,
+        None => server_default,
+    };
+    let client_cpus = match &args.client_cpus {
+        Some(text) => parse_cpus(text)?,
+        None => client_default,
+    };
+    let server_bin = match args.server_bin {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("echo-server"),
+    };
+    if !server_bin.is_file() {
+        bail!("no echo-server at {} (build it: cargo build --release -p echo-servers)", server_bin.display());
+    }
+    let config = RunConfig {
+        shape,
+        duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(5) }),
+        warmup: args.warmup.unwrap_or(if quick { Duration::from_millis(500) } else { Duration::from_secs(1) }),
+        server_cpus,
+        client_cpus,
+        server_bin,
+        results_root: args.results,
+        quick,
+        progress: !args.no_progress,
+    };
+    // scripts/bench.sh says how it was called; otherwise, our own command line.
+    let command =
+        std::env::var("ECHO_ARENA_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let outcome = runner::run(&config, command)?;
+    let failed: Vec<_> = outcome.results.cells.iter().filter(|c| !c.ok).collect();
+    println!(
+        "{} cells, {} failed; results in {}",
+        outcome.results.cells.len(),
+        failed.len(),
+        outcome.dir.join("README.md").display()
+    );
+    for cell in &failed {
+        println!(
+            "  FAILED {} (repeat {}): {}",
+            cell.spec.label(),
+            cell.spec.repeat + 1,
+            cell.failure.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(failed.is_empty())
+}
+
+/// The CPUs this process may run on.
+fn available_cpus() -> anyhow::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        bail!("cannot read the CPU affinity: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET only reads `set`.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+/// First half for the server, the rest for the client (both all of one CPU alone).
+fn split_cpus(cpus: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    if cpus.len() < 2 {
+        return (cpus.to_vec(), cpus.to_vec());
+    }
+    let half = cpus.len() / 2;
+    (cpus[..half].to_vec(), cpus[half..].to_vec())
+}
+
+/// `0`, `0-3`, `0,2,4-5`.
+fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |s: &str| s.parse::<usize>().with_context(|| format!("invalid CPU list {text:?}"));
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(parse(a)?..=parse(b)?),
+            None => cpus.push(parse(part)?),
+        }
+    }
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
+        bail!("invalid CPU list {text:?}");
+    }
+    Ok(cpus)
+}

@@ -1,0 +1,240 @@
+//! Runs the matrix cell by cell: start the server pinned to its CPUs, sample
+//! it, load it from the client CPUs, stop it, record — and save after every cell.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use loadgen::Opts;
+
+use crate::matrix::{self, CellSpec, LATENCY_RATE_SHARE, Scenario, Shape};
+use crate::results::{Cell, Environment, Results, Settings, utc_now};
+use crate::sampler::{self, Sampler};
+use crate::server::{self, Server};
+use crate::{capacity, render};
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub shape: Shape,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub server_cpus: Vec<usize>,
+    pub client_cpus: Vec<usize>,
+    pub server_bin: PathBuf,
+    /// The folder that receives `<UTC timestamp>-<hostname>/`.
+    pub results_root: PathBuf,
+    pub quick: bool,
+    pub progress: bool,
+}
+
+/// A finished (or interrupted) run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub results: Results,
+}
+
+/// Runs every cell; writes results.json after each, then README.md and charts.
+pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
+    let started_at = utc_now();
+    let environment = Environment::detect(command, started_at.clone());
+    let stamp: String = started_at.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
+    let dir = cfg.results_root.join(format!("{stamp}Z-{}", sanitize(&environment.hostname)));
+    std::fs::create_dir_all(&dir)?;
+    let json = dir.join("results.json");
+
+    // The load runs on this thread and the threads it starts: pin them all.
+    server::pin_current_thread(&cfg.client_cpus)?;
+    let mut results = Results {
+        schema_version: crate::results::SCHEMA_VERSION,
+        environment,
+        settings: Settings {
+            models: cfg.shape.models.clone(),
+            scenarios: cfg.shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
+            connections: cfg.shape.connections.clone(),
+            sizes: cfg.shape.sizes.clone(),
+            capacity: cfg.shape.capacity.clone(),
+            repeat: cfg.shape.repeat,
+            duration_secs: cfg.duration.as_secs_f64(),
+            warmup_secs: cfg.warmup.as_secs_f64(),
+            server_cpus: cfg.server_cpus.clone(),
+            client_cpus: cfg.client_cpus.clone(),
+            latency_rate: None,
+            quick: cfg.quick,
+        },
+        cells: Vec::new(),
+        complete: false,
+    };
+    results.save(&json)?;
+
+    let specs = matrix::cells(&cfg.shape);
+    let bar = progress_bar(cfg.progress, specs.len() as u64);
+    for mut spec in specs {
+        bar.set_message(spec.label());
+        if spec.scenario == Scenario::Latency {
+            spec.rate = latency_rate(cfg, &mut results, &json, &bar)?;
+        }
+        let cell = match spec.rate {
+            None if spec.scenario == Scenario::Latency => failed(spec, "no rate: every calibration cell failed".into()),
+            _ => run_cell(cfg, spec, &bar),
+        };
+        if !cell.ok {
+            bar.println(format!("FAILED {}: {}", cell.spec.label(), cell.failure.as_deref().unwrap_or("?")));
+        }
+        results.cells.push(cell);
+        results.save(&json)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    results.complete = true;
+    results.save(&json)?;
+    render::write_report(&results, &dir)?;
+    Ok(Outcome { dir, results })
+}
+
+fn progress_bar(enabled: bool, cells: u64) -> ProgressBar {
+    let target = if enabled { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(cells), target);
+    let style = ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {pos}/{len} cells, ETA {eta} — {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn sanitize(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    if clean.is_empty() { "host".into() } else { clean }
+}
+
+/// The open-loop rate every model can sustain: half the slowest model's
+/// median closed-loop rate at 100 connections, 64 B — from the throughput
+/// cells already run, or from calibration cells run now.
+fn latency_rate(cfg: &RunConfig, results: &mut Results, json: &Path, bar: &ProgressBar) -> anyhow::Result<Option<f64>> {
+    if let Some(rate) = results.settings.latency_rate {
+        return Ok(Some(rate));
+    }
+    for model in &cfg.shape.models {
+        if model_rate(results, model).is_none() {
+            let spec = CellSpec {
+                scenario: Scenario::Throughput,
+                model: model.clone(),
+                connections: matrix::LATENCY_CONNECTIONS,
+                size: matrix::SMALL,
+                rate: None,
+                repeat: 0,
+            };
+            bar.set_message(format!("calibrating: {}", spec.label()));
+            let cell = run_cell(cfg, spec, bar);
+            results.cells.push(cell);
+            results.save(json)?;
+        }
+    }
+    let slowest = cfg.shape.models.iter().filter_map(|m| model_rate(results, m)).fold(f64::INFINITY, f64::min);
+    let rate = slowest.is_finite().then(|| (slowest * LATENCY_RATE_SHARE).round().max(1.0));
+    results.settings.latency_rate = rate;
+    Ok(rate)
+}
+
+/// Median closed-loop throughput of `model` at the latency scenario's load.
+fn model_rate(results: &Results, model: &str) -> Option<f64> {
+    let mut rates: Vec<f64> = results
+        .cells
+        .iter()
+        .filter(|c| {
+            c.ok && c.spec.scenario == Scenario::Throughput
+                && c.spec.model == model
+                && c.spec.connections == matrix::LATENCY_CONNECTIONS
+                && c.spec.size == matrix::SMALL
+        })
+        .filter_map(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len().checked_sub(1)? / 2).copied()
+}
+
+fn failed(spec: CellSpec, reason: String) -> Cell {
+    Cell {
+        spec,
+        ok: false,
+        failure: Some(reason),
+        loadgen: None,
+        capacity: None,
+        server: None,
+        server_cpu_us_per_msg: None,
+        shutdown: None,
+    }
+}
+
+/// One cell, start to finish. Never panics on a misbehaving server: every
+/// problem becomes the cell's failure reason.
+pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
+    let mut server = match Server::start(&cfg.server_bin, &spec.model, &[], &cfg.server_cpus) {
+        Ok(server) => server,
+        Err(reason) => return failed(spec, reason),
+    };
+    let sampler = Sampler::start(server.pid());
+    let started = Instant::now();
+    let mut cell = failed(spec.clone(), String::new());
+    let mut window = (started, started);
+    match spec.scenario {
+        Scenario::Capacity => match capacity::run(server.addr, server.pid(), u64::from(spec.connections)) {
+            Ok(capacity) => {
+                window = (started, Instant::now());
+                cell.capacity = Some(capacity);
+            }
+            Err(err) => cell.failure = Some(format!("capacity: {err}")),
+        },
+        _ => {
+            let opts = Opts {
+                addr: server.addr.to_string(),
+                connections: spec.connections,
+                size: spec.size,
+                duration: cfg.duration,
+                warmup: cfg.warmup,
+                threads: None, // the CPUs of the client set
+                rate: spec.rate,
+                reconnect_every: (spec.scenario == Scenario::Churn).then_some(1),
+                progress: false,
+                ..Opts::default()
+            };
+            let label = spec.label();
+            let mut clock: Option<Instant> = None;
+            let result = loadgen::run_with_progress(&opts, &mut |elapsed, rate| {
+                clock.get_or_insert_with(|| Instant::now() - elapsed);
+                bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)));
+            });
+            match result {
+                Ok(report) => {
+                    let open = clock.unwrap_or(started) + cfg.warmup;
+                    window = (open, open + Duration::from_secs_f64(report.duration_secs));
+                    cell.loadgen = Some(report);
+                }
+                Err(err) => cell.failure = Some(format!("loadgen: {err}")),
+            }
+        }
+    }
+    let samples = sampler.stop();
+    let crashed = server.exited();
+    let shutdown = server.stop();
+    cell.server = sampler::summarise(&samples, window.0, window.1);
+    if let (Some(stats), Some(report)) = (&cell.server, &cell.loadgen) {
+        if report.requests.ok > 0 {
+            let cpu = stats.cpu_user_secs + stats.cpu_sys_secs;
+            cell.server_cpu_us_per_msg = Some(1e6 * cpu / report.requests.ok as f64);
+        }
+    }
+    let mut problems: Vec<String> = cell.failure.take().filter(|f| !f.is_empty()).into_iter().collect();
+    if let Some(status) = crashed {
+        problems.push(format!("server exited during the cell ({status})"));
+    } else if !shutdown.clean() {
+        problems.push(format!(
+            "unclean shutdown: exit code {:?} after {:.2} s, {} process(es) left",
+            shutdown.exit_code, shutdown.stop_secs, shutdown.leftover_processes
+        ));
+    }
+    cell.shutdown = Some(shutdown);
+    cell.ok = problems.is_empty();
+    cell.failure = (!problems.is_empty()).then(|| problems.join("; "));
+    cell
+}

@@ -1,0 +1,122 @@
+//! Samples a server's process tree every 100 ms on a thread of its own, and
+//! sums the samples up over the measured window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::procfs::{TreeReading, read_tree};
+
+/// Sampling period.
+pub const PERIOD: Duration = Duration::from_millis(100);
+/// With more processes than this in the tree, PSS (smaps_rollup, costly to
+/// read) is read every 10th sample only, so the sampler does not load the
+/// client CPU it shares with the load generator.
+const PSS_EVERY_SAMPLE_UP_TO: u64 = 64;
+
+/// A reading and when it was taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: Instant,
+    pub reading: TreeReading,
+}
+
+/// A running sampler; [`Sampler::stop`] returns its samples.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Starts sampling the tree rooted at `pid`.
+    pub fn start(pid: i32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let mut samples = Vec::new();
+            let mut next = Instant::now();
+            let mut n = 0u64;
+            let mut processes = 1;
+            while !stopping.load(Ordering::Relaxed) {
+                let with_pss = processes <= PSS_EVERY_SAMPLE_UP_TO || n % 10 == 0;
+                if let Some(reading) = read_tree(pid, with_pss) {
+                    processes = reading.processes;
+                    samples.push(Sample { at: Instant::now(), reading });
+                }
+                n += 1;
+                next += PERIOD;
+                let now = Instant::now();
+                if next > now {
+                    thread::sleep(next - now);
+                } else {
+                    next = now;
+                }
+            }
+            samples
+        });
+        Sampler { stop, handle }
+    }
+
+    /// Takes one more sample of `pid` now (e.g. right before stopping it).
+    pub fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+/// The server's figures over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub samples: u64,
+    /// CPU time over the window.
+    pub cpu_user_secs: f64,
+    pub cpu_sys_secs: f64,
+    /// (user + sys) / window: CPUs kept busy.
+    pub cpu_utilisation: f64,
+    pub rss_peak_kib: u64,
+    pub rss_mean_kib: u64,
+    pub pss_peak_kib: u64,
+    pub pss_mean_kib: u64,
+    pub threads_peak: u64,
+    pub threads_mean: f64,
+    pub processes_peak: u64,
+    pub processes_mean: f64,
+    /// Context switches over the window (live processes only).
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+}
+
+/// Sums `samples` up over `[from, to]`; `None` without two samples in it.
+pub fn summarise(samples: &[Sample], from: Instant, to: Instant) -> Option<ServerStats> {
+    let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at <= to).collect();
+    let (first, last) = (inside.first()?, inside.last()?);
+    if inside.len() < 2 {
+        return None;
+    }
+    let n = inside.len() as f64;
+    let secs = (last.at - first.at).as_secs_f64().max(1e-9);
+    let (a, b) = (first.reading, last.reading);
+    let pss: Vec<u64> = inside.iter().filter_map(|s| s.reading.pss_kib).collect();
+    let cpu_user = (b.user_secs - a.user_secs).max(0.0);
+    let cpu_sys = (b.sys_secs - a.sys_secs).max(0.0);
+    Some(ServerStats {
+        samples: inside.len() as u64,
+        cpu_user_secs: cpu_user,
+        cpu_sys_secs: cpu_sys,
+        cpu_utilisation: (cpu_user + cpu_sys) / secs,
+        rss_peak_kib: inside.iter().map(|s| s.reading.rss_kib).max().unwrap_or(0),
+        rss_mean_kib: (inside.iter().map(|s| s.reading.rss_kib).sum::<u64>() as f64 / n) as u64,
+        pss_peak_kib: pss.iter().copied().max().unwrap_or(0),
+        pss_mean_kib: if pss.is_empty() { 0 } else { pss.iter().sum::<u64>() / pss.len() as u64 },
+        threads_peak: inside.iter().map(|s| s.reading.threads).max().unwrap_or(0),
+        threads_mean: inside.iter().map(|s| s.reading.threads as f64).sum::<f64>() / n,
+        processes_peak: inside.iter().map(|s| s.reading.processes).max().unwrap_or(0),
+        processes_mean: inside.iter().map(|s| s.reading.processes as f64).sum::<f64>() / n,
+        voluntary_switches: b.voluntary_switches.saturating_sub(a.voluntary_switches),
+        involuntary_switches: b.involuntary_switches.saturating_sub(a.involuntary_switches),
+    })
+}

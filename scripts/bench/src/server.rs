@@ -1,0 +1,177 @@
+//! Starting an `echo-server` pinned to a CPU set, and stopping it with a
+//! verdict: did it exit 0 in time, and did anything of it remain?
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// How long a server may take to print `listening on`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The contract: exit within 2 s of SIGTERM.
+pub const STOP_LIMIT: Duration = Duration::from_secs(2);
+
+/// A server of one cell.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+/// How the server ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shutdown {
+    /// Exit code, or null if killed by a signal or still running.
+    pub exit_code: Option<i32>,
+    /// Exited within 2 s of SIGTERM.
+    pub in_time: bool,
+    pub stop_secs: f64,
+    /// Processes of its tree still alive after it exited (killed then).
+    pub leftover_processes: u64,
+}
+
+impl Shutdown {
+    /// Exit 0, in time, nothing left.
+    pub fn clean(&self) -> bool {
+        self.exit_code == Some(0) && self.in_time && self.leftover_processes == 0
+    }
+}
+
+/// Pins the calling thread — and every thread it starts later — to `cpus`.
+pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
+    let set = cpu_set(cpus);
+    // SAFETY: sched_setaffinity reads the set we pass; pid 0 is this thread.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: CPU_SET only writes inside `set`; it ignores out-of-range CPUs.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    set
+}
+
+impl Server {
+    /// Starts `binary <model> --addr 127.0.0.1:0 <args>` on `cpus` and waits
+    /// for its `listening on` line.
+    pub fn start(binary: &Path, model: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
+        let mut command = Command::new(binary);
+        command
+            .arg(model)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let set = cpu_set(cpus);
+        // SAFETY: between fork and exec we only call sched_setaffinity and
+        // prctl, which are async-signal-safe and read only `set`, copied into
+        // the closure.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // If the runner dies (Ctrl-C, kill), its server goes too.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("server stdout not captured")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no `listening on` line within {} s", START_TIMEOUT.as_secs()));
+            }
+        };
+        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => Ok(Server { child, addr }),
+            None => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!("server failed to start ({status}); first line {:?}", line.trim()))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Has the server exited (crashed) already?
+    pub fn exited(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|status| status.to_string())
+    }
+
+    /// SIGTERM, wait, judge; kills whatever is left.
+    pub fn stop(mut self) -> Shutdown {
+        let tree = procfs::tree(self.pid());
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let started = Instant::now();
+        let mut status = None;
+        while started.elapsed() < STOP_LIMIT + Duration::from_secs(3) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let stop_secs = started.elapsed().as_secs_f64();
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // Whatever of the tree outlives the server (give it a moment).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut left: Vec<i32> = tree.iter().copied().filter(|&p| p != self.pid() && procfs::alive(p)).collect();
+        while !left.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+            left.retain(|&p| procfs::alive(p));
+        }
+        for &pid in &left {
+            // SAFETY: kill only sends a signal; `pid` was a descendant of our server.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        Shutdown {
+            exit_code: status.and_then(|s| s.code()),
+            in_time: status.is_some() && stop_secs <= STOP_LIMIT.as_secs_f64(),
+            stop_secs,
+            leftover_processes: left.len() as u64,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

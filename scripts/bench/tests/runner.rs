@@ -1,0 +1,155 @@
+//! The runner end to end (a tiny matrix), its report rendering (a snapshot),
+//! and its crash safety (killed mid-matrix, results.json still parses).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use echo_bench::results::Results;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+
+fn server_bin() -> PathBuf {
+    let path = Path::new(BENCH).with_file_name("echo-server");
+    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
+    path
+}
+
+fn run_dir(root: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
+    dirs.pop().unwrap()
+}
+
+#[test]
+fn tiny_matrix_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .args(["--models", "thread,tokio", "--scenarios", "throughput,latency,churn,capacity"])
+        .args(["--connections", "100", "--sizes", "64", "--capacity", "50", "--repeat", "1"])
+        .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress"])
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--results")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("8 cells, 0 failed"), "{stdout}");
+
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    assert!(results.complete);
+    assert_eq!(results.cells.len(), 8);
+    for cell in &results.cells {
+        assert!(cell.ok, "{:?}: {:?}", cell.spec, cell.failure);
+        assert!(cell.shutdown.as_ref().is_some_and(|s| s.clean()), "{:?}", cell.shutdown);
+        match cell.spec.scenario {
+            echo_bench::matrix::Scenario::Capacity => {
+                let capacity = cell.capacity.as_ref().unwrap();
+                assert_eq!((capacity.established, capacity.not_served), (50, 0));
+            }
+            _ => {
+                let report = cell.loadgen.as_ref().unwrap();
+                assert!(report.requests.ok > 0 && report.requests.errors() == 0, "{:?}", report.requests);
+                let server = cell.server.expect("server samples over the window");
+                assert!(server.samples >= 5, "{server:?}");
+                assert!(cell.server_cpu_us_per_msg.is_some_and(|us| us > 0.0));
+            }
+        }
+    }
+    // The latency scenario ran at half the slower model's closed-loop rate.
+    let rate = results.settings.latency_rate.unwrap();
+    let slowest = results
+        .cells
+        .iter()
+        .filter(|c| c.spec.scenario == echo_bench::matrix::Scenario::Throughput)
+        .map(|c| c.loadgen.as_ref().unwrap().throughput.requests_per_sec)
+        .fold(f64::INFINITY, f64::min);
+    assert!((rate - (slowest / 2.0).round()).abs() < 1.0, "rate {rate}, slowest {slowest}");
+
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    for heading in [
+        "## Throughput and latency",
+        "## Latency under a fixed load",
+        "## Churn",
+        "## Capacity",
+        "| thread |",
+        "| tokio |",
+    ] {
+        assert!(readme.contains(heading), "README lacks {heading:?}");
+    }
+    for chart in ["throughput-64B.svg", "latency-spectrum.svg", "memory-per-connection.svg"] {
+        let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}");
+    }
+}
+
+#[test]
+fn report_rendering_matches_snapshot() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let results = Results::load(&fixtures.join("results.json")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    echo_bench::render::write_report(&results, out.path()).unwrap();
+    let rendered = std::fs::read_to_string(out.path().join("README.md")).unwrap();
+    let expected_path = fixtures.join("expected-README.md");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&expected_path, &rendered).unwrap();
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap();
+    assert!(
+        rendered == expected,
+        "README differs from the snapshot; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    );
+    // and `bench report` does the same from the command line
+    std::fs::copy(fixtures.join("results.json"), out.path().join("results.json")).unwrap();
+    std::fs::remove_file(out.path().join("README.md")).unwrap();
+    let status = Command::new(BENCH).arg("report").arg(out.path()).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(out.path().join("README.md")).unwrap(), expected);
+}
+
+#[test]
+fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
+    let root = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BENCH)
+        .args(["--models", "thread,tokio", "--scenarios", "throughput", "--connections", "1,10,100"])
+        .args(["--sizes", "64", "--repeat", "2", "--duration", "1s", "--warmup", "0.2s", "--no-progress"])
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--results")
+        .arg(root.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bench_pid = child.id() as i32;
+    // Wait (bounded) until at least two cells are recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let json = loop {
+        assert!(Instant::now() < deadline, "no finished cell within 60 s");
+        if let Some(dir) = std::fs::read_dir(root.path()).unwrap().flatten().next() {
+            let json = dir.path().join("results.json");
+            if Results::load(&json).is_ok_and(|r| r.cells.len() >= 2) {
+                break json;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let servers = echo_bench::procfs::tree(bench_pid);
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(bench_pid, libc::SIGKILL) };
+    child.wait().unwrap();
+
+    let results = Results::load(&json).expect("results.json parses after a kill");
+    assert!(!results.complete);
+    assert!(results.cells.len() >= 2 && results.cells.len() < 12, "{} cells", results.cells.len());
+    assert!(results.cells.iter().all(|c| c.ok));
+    // The server the runner had started goes with it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while servers.iter().skip(1).any(|&pid| echo_bench::procfs::alive(pid)) {
+        assert!(Instant::now() < deadline, "a server outlived the killed runner");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
