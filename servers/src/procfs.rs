@@ -20,7 +20,7 @@ pub struct TreeReading {
     pub involuntary_switches: u64,
 }
 
-/// `pid` and all its descendants, from /proc/<pid>/task/<tid>/children.
+/// `pid` and all its descendants, from `/proc/<pid>/task/<tid>/children`.
 pub fn tree(pid: i32) -> Vec<i32> {
     let mut tree = vec![pid];
     let mut i = 0;

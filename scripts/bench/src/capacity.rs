@@ -14,8 +14,14 @@ use crate::procfs::{TreeReading, read_tree};
 
 /// Time allowed for all N connections to be made, and for all N echoes.
 const PHASE_LIMIT: Duration = Duration::from_secs(20);
-/// How long the idle connections settle before the server is measured.
+/// The idle connections settle at least this long before the server is measured…
 const SETTLE: Duration = Duration::from_millis(1000);
+/// …and until its thread and process counts have not changed for this long
+/// (the `process` model is still spawning children well after the last
+/// connect has returned)…
+const STABLE_FOR: Duration = Duration::from_millis(600);
+/// …but no longer than this.
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Connects in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
 /// Bytes of the one echo per connection.
@@ -69,6 +75,7 @@ pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity>
         }
         connecting.abort_all();
         tokio::time::sleep(SETTLE).await;
+        settle(pid).await;
         let held = read_tree(pid, true).ok_or_else(|| io::Error::other("server exited while holding connections"))?;
 
         let established = streams.len() as u64;
@@ -90,6 +97,23 @@ pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity>
         echoing.abort_all();
         Ok(summary(connections, established, served, before, held, echo_started.elapsed()))
     })
+}
+
+/// Waits until the server's threads and processes stop changing.
+async fn settle(pid: i32) {
+    let started = Instant::now();
+    let mut last = None;
+    let mut since = Instant::now();
+    while started.elapsed() < SETTLE_LIMIT {
+        let now = read_tree(pid, false).map(|r| (r.threads, r.processes));
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= STABLE_FOR {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn summary(
