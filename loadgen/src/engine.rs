@@ -185,6 +185,11 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
             () = all_stopped => {}
             () = sleep_until(window.end.into()) => {}
         }
+        // Every connection has stopped, or is about to be stopped: the window
+        // has closed. Note when, and this thread's CPU time, before the
+        // teardown below (closing thousands of sockets) adds to it.
+        let stopped = Instant::now();
+        let cpu_secs = cpu_at_open.get().map_or(0.0, |start| crate::cpu::thread_cpu_secs() - start);
         for handle in tasks.iter().flatten() {
             handle.abort();
         }
@@ -192,11 +197,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
             let _ = handle.await; // drops the connection's future, closing its socket
         }
         watchdog.abort();
-        // Every connection has stopped: at the window's end, or earlier if
-        // the server went away.
-        let stopped = Instant::now();
         sampler.abort();
-        let cpu_secs = cpu_at_open.get().map_or(0.0, |start| crate::cpu::thread_cpu_secs() - start);
         // Phase 3: hand back the results. Every task has ended, so the
         // recorder has no other owner left.
         let recorder = Rc::try_unwrap(recorder).map(RefCell::into_inner).expect("all connection tasks have ended");

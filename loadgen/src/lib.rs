@@ -219,7 +219,7 @@ fn assemble(
     let mut connects = Connects::default();
     let mut clamped = 0;
     let mut per_connection = Vec::new();
-    let mut max_thread_cpu: f64 = 0.0;
+    let mut max_thread_utilisation: f64 = 0.0;
     let mut stopped = window.warm_end;
     for result in &results {
         let rec = &result.recorder;
@@ -237,7 +237,11 @@ fn assemble(
         clamped += rec.clamped;
         per_connection
             .extend(rec.per_connection.iter().zip(&rec.established_slots).filter(|(_, e)| **e).map(|(n, _)| *n));
-        max_thread_cpu = max_thread_cpu.max(result.cpu_secs);
+        // This thread's share of its own window (it may have stopped early).
+        let window_secs = result.stopped.min(window.end).saturating_duration_since(window.warm_end).as_secs_f64();
+        if window_secs > 0.0 {
+            max_thread_utilisation = max_thread_utilisation.max(result.cpu_secs / window_secs);
+        }
         stopped = stopped.max(result.stopped);
     }
     // The measured wall time: until the window's end, or until the last
@@ -282,7 +286,7 @@ fn assemble(
             user_secs: cpu.used.user.as_secs_f64(),
             sys_secs: cpu.used.sys.as_secs_f64(),
             utilisation: cpu_secs / (cpu_wall * threads as f64),
-            max_thread_utilisation: if duration_secs > 0.0 { max_thread_cpu / duration_secs } else { 0.0 },
+            max_thread_utilisation,
             threads: threads as u64,
         },
         timeline,

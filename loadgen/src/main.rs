@@ -3,7 +3,7 @@
 //! there is no result (unreachable server, bad address, unwritable file),
 //! 2 for bad usage.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,8 +72,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     report.write_summary(&mut stdout).context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
-    for warning in &report.warnings {
-        eprintln!("loadgen: warning: {warning}");
+    // The summary already lists the warnings; repeat them on stderr only when
+    // stdout goes elsewhere (a file, a pipe), so that they are never missed.
+    if !std::io::stdout().is_terminal() {
+        for warning in &report.warnings {
+            eprintln!("loadgen: warning: {warning}");
+        }
     }
     if let Some(path) = json {
         loadgen::write_json(&report, &path).with_context(|| format!("cannot write {}", path.display()))?;
