@@ -252,8 +252,9 @@ struct Connection {
     tick: Cell<u64>,
     /// What the watchdog needs to time out the oldest message in flight.
     watch: Rc<Watch>,
-    /// Has any echo completed on this logical connection?
-    served: Cell<bool>,
+    /// Settled: an echo completed on this logical connection, or it was
+    /// found dropped before its first echo (and counted so, once).
+    settled: Cell<bool>,
 }
 
 impl Connection {
@@ -278,16 +279,12 @@ impl Connection {
             schedule,
             tick: Cell::new(0),
             watch,
-            served: Cell::new(false),
+            settled: Cell::new(false),
         }
     }
 
     /// Runs until aborted at the window's end, or until a reconnection is refused.
     async fn run(self, first: TcpStream) {
-        self.run_until_stopped(first).await;
-    }
-
-    async fn run_until_stopped(&self, first: TcpStream) {
         let mut stream = first;
         loop {
             let end = {
@@ -462,7 +459,7 @@ impl Connection {
 
     /// An echo arrived complete: verify and record it.
     fn complete(&self, head: InFlight, echo: &[u8]) {
-        self.served.set(true);
+        self.settled.set(true);
         let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
         if self.messages.matches(head.seq, echo) {
@@ -479,11 +476,11 @@ impl Connection {
         let failure = if self.watch.expired.get() { Failure::Timeout } else { Failure::from_io(err) };
         let mut recorder = self.recorder.borrow_mut();
         recorder.failed(Instant::now(), failure, in_flight.max(1) as u64);
-        if !self.served.get() && matches!(failure, Failure::Closed | Failure::Reset) {
+        if !self.settled.get() && matches!(failure, Failure::Closed | Failure::Reset) {
             // Closed before its first echo: the server never really took this
             // connection (e.g. it sat in the backlog of a listener that then
             // closed). It does not count as established.
-            self.served.set(true); // count it once
+            self.settled.set(true);
             recorder.unestablished(self.slot);
         }
         End::Failed

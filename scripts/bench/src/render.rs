@@ -8,7 +8,7 @@ use std::io;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
-use loadgen::report::{decode, fmt_count};
+use loadgen::report::{LatencySummary, decode, fmt_count};
 use plotters::prelude::*;
 
 use crate::matrix::Scenario;
@@ -89,8 +89,26 @@ fn kib(v: f64) -> String {
     if v.abs() >= 1024.0 { format!("{:.1}\u{a0}MiB", v / 1024.0) } else { format!("{v:.1}\u{a0}KiB") }
 }
 
-fn errors(cell: &Cell) -> Option<f64> {
-    cell.loadgen.as_ref().map(|r| r.requests.errors() as f64)
+/// A figure of the load generator's report, over a group's repeats.
+fn load_stat(cells: &[&Cell], figure: impl Fn(&loadgen::Report) -> f64) -> Option<Stat> {
+    stat(cells, |c| c.loadgen.as_ref().map(&figure))
+}
+
+/// The table cells every load scenario shows.
+fn throughput(cells: &[&Cell]) -> String {
+    show(load_stat(cells, |r| r.throughput.requests_per_sec), count)
+}
+
+fn latency(cells: &[&Cell], pick: fn(&LatencySummary) -> u64) -> String {
+    show(load_stat(cells, |r| pick(&r.latency_us) as f64), us)
+}
+
+fn server_cpu(cells: &[&Cell], digits: usize) -> String {
+    show(stat(cells, |c| c.server_cpu_us_per_msg), |v| format!("{v:.digits$}"))
+}
+
+fn errors(cells: &[&Cell]) -> String {
+    show(load_stat(cells, |r| r.requests.errors() as f64), count)
 }
 
 /// The README of a run.
@@ -139,21 +157,18 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             md.push_str("| connections | model | msg/s | p50 | p99 | p99.9 | server CPU µs/msg | server PSS peak | errors | starved |\n");
             md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             for ((_, connections, _, model), cells) in cells_of(Scenario::Throughput).filter(|(k, _)| k.2 == size) {
-                let lat = |f: fn(&loadgen::report::LatencySummary) -> u64| {
-                    stat(cells, move |c| c.loadgen.as_ref().map(|r| f(&r.latency_us) as f64))
-                };
                 let _ = writeln!(
                     md,
                     "| {connections} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     name(*model),
-                    show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)), count),
-                    show(lat(|l| l.p50), us),
-                    show(lat(|l| l.p99), us),
-                    show(lat(|l| l.p99_9), us),
-                    show(stat(cells, |c| c.server_cpu_us_per_msg), |v| format!("{v:.2}")),
+                    throughput(cells),
+                    latency(cells, |l| l.p50),
+                    latency(cells, |l| l.p99),
+                    latency(cells, |l| l.p99_9),
+                    server_cpu(cells, 2),
                     show(stat(cells, |c| c.server.map(|s| s.pss_peak_kib as f64)), kib),
-                    show(stat(cells, errors), count),
-                    show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.per_connection.starved as f64)), count),
+                    errors(cells),
+                    show(load_stat(cells, |r| r.per_connection.starved as f64), count),
                 );
             }
             md.push('\n');
@@ -171,23 +186,20 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
         md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for ((_, _, _, model), cells) in cells_of(Scenario::Latency) {
-            let lat = |f: fn(&loadgen::report::LatencySummary) -> u64| {
-                stat(cells, move |c| c.loadgen.as_ref().map(|r| f(&r.latency_us) as f64))
-            };
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 name(*model),
-                show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)), count),
-                show(lat(|l| l.p50), us),
-                show(lat(|l| l.p90), us),
-                show(lat(|l| l.p99), us),
-                show(lat(|l| l.p99_9), us),
-                show(lat(|l| l.p99_99), us),
-                show(lat(|l| l.max), us),
+                throughput(cells),
+                latency(cells, |l| l.p50),
+                latency(cells, |l| l.p90),
+                latency(cells, |l| l.p99),
+                latency(cells, |l| l.p99_9),
+                latency(cells, |l| l.p99_99),
+                latency(cells, |l| l.max),
                 show(stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64)), us),
-                show(stat(cells, |c| c.server_cpu_us_per_msg), |v| format!("{v:.2}")),
-                show(stat(cells, errors), count),
+                server_cpu(cells, 2),
+                errors(cells),
             );
         }
         md.push('\n');
@@ -202,21 +214,21 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         md.push_str("| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection | peak processes | errors |\n");
         md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for ((_, _, _, model), cells) in cells_of(Scenario::Churn) {
-            let connect = |f: fn(&loadgen::report::LatencySummary) -> u64| {
+            let connect = |f: fn(&LatencySummary) -> u64| {
                 stat(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
             };
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 name(*model),
-                show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)), count),
+                throughput(cells),
                 show(connect(|l| l.p50), us),
                 show(connect(|l| l.p99), us),
-                show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p50 as f64)), us),
-                show(stat(cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)), us),
-                show(stat(cells, |c| c.server_cpu_us_per_msg), |v| format!("{v:.1}")),
+                latency(cells, |l| l.p50),
+                latency(cells, |l| l.p99),
+                server_cpu(cells, 1),
                 show(stat(cells, |c| c.server.map(|s| s.processes_peak as f64)), count),
-                show(stat(cells, errors), count),
+                errors(cells),
             );
         }
         md.push('\n');

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io:
 }
 
 /// Starts `echo-server process --worker-of <our pid>` with `stream` as stdin.
-fn spawn_child(exe: &PathBuf, stream: TcpStream, config: &Config) -> io::Result<libc::pid_t> {
+fn spawn_child(exe: &Path, stream: TcpStream, config: &Config) -> io::Result<libc::pid_t> {
     let child = Command::new(exe)
         .arg("process")
         .arg("--worker-of")
