@@ -371,7 +371,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             &dir.join(&file),
             "Latency by percentile, open loop (CO-corrected)",
             "percentile (90 % … 99.99 %)",
-            "latency µs",
+            "latency",
             &spectrum,
             true,
         )
@@ -537,7 +537,7 @@ fn bar_chart(path: &Path, models: &[String], bars: &[(String, u32, f64)]) -> Res
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
