@@ -153,3 +153,26 @@ fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .args(["--models", "thread", "--scenarios", "throughput", "--connections", "1,10", "--sizes", "64"])
+        .args(["--repeat", "1", "--duration", "0.2s", "--warmup", "0s", "--no-progress"])
+        .args(["--server-bin", "/bin/false"])
+        .arg("--results")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a failed cell makes the exit status non-zero");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 cells, 2 failed"), "{stdout}");
+    assert_eq!(stdout.matches("FAILED").count(), 2, "{stdout}");
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    assert!(results.complete, "the matrix went on to its end");
+    assert!(results.cells.iter().all(|c| !c.ok && c.failure.as_deref().is_some_and(|f| f.contains("failed to start"))));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("## Failed cells"));
+}
