@@ -1,5 +1,6 @@
-//! Records what the benchmark was built with: rustc, the git commit, and the
-//! versions of the crates that shape the models (from Cargo.lock).
+//! Records what the benchmark was built with: rustc and the versions of the
+//! crates that shape the models (from Cargo.lock). The git commit comes from
+//! loadgen's build, the one place that records it.
 
 use std::process::Command;
 
@@ -17,7 +18,6 @@ fn output(cmd: &str, args: &[&str]) -> String {
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     println!("cargo:rustc-env=BENCH_RUSTC_VERSION={}", output(&rustc, &["--version"]));
-    println!("cargo:rustc-env=BENCH_GIT_COMMIT={}", output("git", &["rev-parse", "HEAD"]));
     let lock = std::fs::read_to_string("../../Cargo.lock").unwrap_or_default();
     let wanted = ["tokio", "may", "crossbeam-channel", "socket2", "hdrhistogram", "mio"];
     let mut versions = Vec::new();
@@ -33,5 +33,4 @@ fn main() {
     }
     println!("cargo:rustc-env=BENCH_CRATE_VERSIONS={}", versions.join(","));
     println!("cargo:rerun-if-changed=../../Cargo.lock");
-    println!("cargo:rerun-if-changed=../../.git/HEAD");
 }

@@ -93,7 +93,6 @@ impl Results {
 impl Environment {
     pub fn detect(command: String, started_at: String) -> Environment {
         let loadgen_env = loadgen::env::Environment::detect();
-        let commit = env!("BENCH_GIT_COMMIT");
         Environment {
             hostname: loadgen_env.hostname,
             kernel: loadgen_env.kernel,
@@ -101,7 +100,7 @@ impl Environment {
             cpus_online: loadgen_env.cpus_online,
             rustc: env!("BENCH_RUSTC_VERSION").to_owned(),
             crates: env!("BENCH_CRATE_VERSIONS").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            git_commit: (!commit.is_empty()).then(|| commit.to_owned()),
+            git_commit: loadgen_env.git_commit,
             command,
             started_at,
         }
