@@ -84,17 +84,26 @@ pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity>
         for mut stream in streams {
             echoing.spawn(async move {
                 let mut back = vec![0u8; PROBE.len()];
-                stream.write_all(PROBE).await.is_ok() && stream.read_exact(&mut back).await.is_ok() && back == PROBE
+                let served = stream.write_all(PROBE).await.is_ok()
+                    && stream.read_exact(&mut back).await.is_ok()
+                    && back == PROBE;
+                (served, stream)
             });
         }
         let mut served = 0u64;
+        // Every connection stays open until the phase ends: closing a served
+        // one would free its server resources (a `pool` worker) for the next,
+        // and the test would measure a chain of hand-offs, not capacity.
+        let mut still_held = Vec::with_capacity(established as usize);
         let deadline = Instant::now() + PHASE_LIMIT.min(Duration::from_secs(5));
         while let Ok(Some(joined)) = tokio::time::timeout_at(deadline.into(), echoing.join_next()).await {
-            if joined.unwrap_or(false) {
-                served += 1;
+            if let Ok((ok, stream)) = joined {
+                served += u64::from(ok);
+                still_held.push(stream);
             }
         }
         echoing.abort_all();
+        drop(still_held);
         Ok(summary(connections, established, served, before, held, echo_started.elapsed()))
     })
 }

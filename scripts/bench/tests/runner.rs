@@ -176,3 +176,17 @@ fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## Failed cells"));
 }
+
+#[test]
+fn capacity_counts_connections_a_saturated_pool_leaves_unserved() {
+    // 2 workers, 5 held connections: 3 wait in the queue and get no echo. Each
+    // connection stays open while the others are judged, so a served one does
+    // not hand its worker on to the next.
+    let server = echo_bench::server::Server::start(&server_bin(), "pool", &["--workers".into(), "2".into()], &[0])
+        .expect("pool server starts");
+    let capacity = echo_bench::capacity::run(server.addr, server.pid(), 5).unwrap();
+    let shutdown = server.stop();
+    assert_eq!((capacity.established, capacity.not_served), (5, 3), "{capacity:?}");
+    assert_eq!(capacity.threads, 3, "main thread and 2 workers");
+    assert!(shutdown.clean(), "{shutdown:?}");
+}
