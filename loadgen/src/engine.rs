@@ -61,9 +61,7 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub reconnect_every: Option<u64>,
     pub connections: usize,
-    pub threads: usize,
     pub warmup: Duration,
-    pub duration: Duration,
 }
 
 /// State shared by the threads during the run.

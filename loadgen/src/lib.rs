@@ -105,9 +105,7 @@ pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -
         rate: opts.rate,
         reconnect_every: opts.reconnect_every,
         connections,
-        threads,
         warmup: opts.warmup,
-        duration: opts.duration,
     });
     let shared = Shared::new(threads);
     let mut handles = Vec::with_capacity(threads);
@@ -384,14 +382,10 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
     Ok(merged)
 }
 
-/// Writes `report` as pretty JSON to `path` atomically (temporary file, then rename).
-pub fn write_json(report: &Report, path: &Path) -> io::Result<()> {
-    write_json_atomic(report, path)
-}
-
-/// Writes any value as pretty JSON to `path` atomically: a temporary file
-/// beside it, then a rename, so a reader (or a crash) never sees half a file.
-pub fn write_json_atomic(value: &impl serde::Serialize, path: &Path) -> io::Result<()> {
+/// Writes a report (or any value) as pretty JSON to `path` atomically: a
+/// temporary file beside it, then a rename, so a reader (or a crash) never
+/// sees half a file.
+pub fn write_json(value: &impl serde::Serialize, path: &Path) -> io::Result<()> {
     let json = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

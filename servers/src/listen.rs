@@ -222,11 +222,8 @@ impl<'a> Acceptor<'a> {
                     [false, self.shutdown.sleep(ACCEPT_BACKOFF)]
                 }
             };
-            if ready[1] {
-                continue; // the shutdown check above returns
-            }
-            if !ready[0] {
-                continue;
+            if ready[1] || !ready[0] {
+                continue; // a signal (the check above returns), or nothing to accept yet
             }
             match self.listener.accept() {
                 Ok((stream, peer)) => {

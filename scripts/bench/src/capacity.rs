@@ -25,7 +25,8 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Connects in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
 /// Bytes of the one echo per connection.
-const PROBE: &[u8] = b"capacity probe: one echo per held connection";
+/// The one echo each held connection sends.
+pub const PROBE: &[u8] = b"capacity probe: one echo per held connection";
 
 /// What N idle connections cost a server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,7 +102,10 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
             }
             Scenario::Latency => loads.push((scenario, LATENCY_CONNECTIONS, SMALL)),
             Scenario::Churn => loads.push((scenario, CHURN_CONNECTIONS, SMALL)),
-            Scenario::Capacity => loads.extend(shape.capacity.iter().map(|&n| (scenario, n, PROBE_SIZE))),
+            Scenario::Capacity => {
+                let probe = crate::capacity::PROBE.len() as u32;
+                loads.extend(shape.capacity.iter().map(|&n| (scenario, n, probe)));
+            }
         }
     }
     let mut cells = Vec::new();
@@ -117,9 +120,6 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
     }
     cells
 }
-
-/// The capacity scenario's probe message size (informational).
-const PROBE_SIZE: u32 = 44;
 
 #[cfg(test)]
 mod tests {

@@ -437,13 +437,6 @@ fn line_chart(
             .draw()
             .map_err(|e| e.to_string())?;
         draw_series(&mut chart, series)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
     } else {
         let mut chart = builder
             .build_cartesian_2d((x_min.max(1.0) * 0.8..x_max.max(2.0) * 1.25).log_scale(), 0.0..y_max * 1.1)
@@ -457,19 +450,13 @@ fn line_chart(
             .draw()
             .map_err(|e| e.to_string())?;
         draw_series(&mut chart, series)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
     }
     root.present().map_err(|e| e.to_string())
 }
 
-fn draw_series<X, Y>(
-    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+/// One line with points per series, and the legend naming them.
+fn draw_series<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<(), String>
 where
@@ -485,7 +472,13 @@ where
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
     }
-    Ok(())
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Grouped bars: per model, one bar per connection count; log y (KiB).

@@ -81,7 +81,7 @@ pub struct Cell {
 impl Results {
     /// Writes `path` atomically: a temporary file, then a rename.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        loadgen::write_json_atomic(self, path)
+        loadgen::write_json(self, path)
     }
 
     pub fn load(path: &Path) -> io::Result<Results> {

@@ -154,10 +154,15 @@ fn model_rate(results: &Results, model: &str) -> Option<f64> {
 }
 
 fn failed(spec: CellSpec, reason: String) -> Cell {
+    Cell { failure: Some(reason), ..blank(spec) }
+}
+
+/// A cell with nothing recorded yet.
+fn blank(spec: CellSpec) -> Cell {
     Cell {
         spec,
         ok: false,
-        failure: Some(reason),
+        failure: None,
         loadgen: None,
         capacity: None,
         server: None,
@@ -175,7 +180,8 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
     };
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
-    let mut cell = failed(spec.clone(), String::new());
+    let mut cell = blank(spec.clone());
+    let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     match spec.scenario {
         Scenario::Capacity => match capacity::run(server.addr, server.pid(), u64::from(spec.connections)) {
@@ -183,7 +189,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
                 window = (started, Instant::now());
                 cell.capacity = Some(capacity);
             }
-            Err(err) => cell.failure = Some(format!("capacity: {err}")),
+            Err(err) => problems.push(format!("capacity: {err}")),
         },
         _ => {
             let opts = Opts {
@@ -210,7 +216,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
                     window = (open, open + Duration::from_secs_f64(report.duration_secs));
                     cell.loadgen = Some(report);
                 }
-                Err(err) => cell.failure = Some(format!("loadgen: {err}")),
+                Err(err) => problems.push(format!("loadgen: {err}")),
             }
         }
     }
@@ -224,7 +230,6 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
             cell.server_cpu_us_per_msg = Some(1e6 * cpu / report.requests.ok as f64);
         }
     }
-    let mut problems: Vec<String> = cell.failure.take().filter(|f| !f.is_empty()).into_iter().collect();
     if let Some(status) = crashed {
         problems.push(format!("server exited during the cell ({status})"));
     } else if !shutdown.clean() {

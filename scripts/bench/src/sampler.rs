@@ -61,7 +61,7 @@ impl Sampler {
         Sampler { stop, handle }
     }
 
-    /// Takes one more sample of `pid` now (e.g. right before stopping it).
+    /// Stops sampling and returns every sample taken.
     pub fn stop(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap_or_default()
