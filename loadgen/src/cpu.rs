@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeValLike;
+use nix::time::{ClockId, clock_gettime};
+
 /// CPU time (user + system) of the calling thread, in seconds.
 pub fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0.0, |ts| ts.num_nanoseconds() as f64 * 1e-9)
 }
 
 /// User and system CPU time of the whole process so far.
@@ -22,14 +21,11 @@ pub struct ProcessCpu {
 impl ProcessCpu {
     /// getrusage(RUSAGE_SELF).
     pub fn now() -> ProcessCpu {
-        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: getrusage only writes the struct we pass.
-        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
             return ProcessCpu::default();
-        }
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        ProcessCpu { user: tv(usage.ru_utime), sys: tv(usage.ru_stime) }
+        };
+        let micros = |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds().max(0) as u64);
+        ProcessCpu { user: micros(usage.user_time()), sys: micros(usage.system_time()) }
     }
 
     /// The CPU used between `earlier` and `self`.

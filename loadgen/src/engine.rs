@@ -24,14 +24,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use echo_common::Endpoint;
+use echo_common::stream::AsyncStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 use tokio::time::{sleep, sleep_until, timeout};
@@ -52,7 +52,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 /// What every connection of a run shares.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
     pub size: usize,
     pub pipeline: usize,
     pub timeout: Duration,
@@ -203,14 +203,12 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
     })
 }
 
-/// Opens one connection with `--connect-timeout`; TCP_NODELAY on.
-async fn connect(plan: &Plan) -> io::Result<TcpStream> {
-    let stream = match timeout(plan.connect_timeout, TcpStream::connect(plan.addr)).await {
-        Ok(result) => result?,
-        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-    };
-    stream.set_nodelay(true)?;
-    Ok(stream)
+/// Opens one connection with `--connect-timeout` (TCP_NODELAY on TCP).
+async fn connect(plan: &Plan) -> io::Result<AsyncStream> {
+    match timeout(plan.connect_timeout, AsyncStream::connect(&plan.endpoint)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
 }
 
 /// Notes this thread's CPU time when the window opens.
@@ -282,7 +280,7 @@ impl Connection {
     }
 
     /// Runs until aborted at the window's end, or until a reconnection is refused.
-    async fn run(self, first: TcpStream) {
+    async fn run(self, first: AsyncStream) {
         let mut stream = first;
         loop {
             let end = {
@@ -301,7 +299,7 @@ impl Connection {
     }
 
     /// Connects again; `None` when the server refuses (it is gone).
-    async fn reconnect(&self) -> Option<TcpStream> {
+    async fn reconnect(&self) -> Option<AsyncStream> {
         loop {
             let started = Instant::now();
             match connect(&self.plan).await {
@@ -324,7 +322,7 @@ impl Connection {
 
     /// Sends and receives on one TCP connection until its budget is spent
     /// or it fails. Counts every outcome.
-    async fn exchange(&self, stream: &mut TcpStream) -> End {
+    async fn exchange(&self, stream: &mut AsyncStream) -> End {
         let unread = self.plan.pipeline * self.plan.size;
         // In open loop, waiting for the next send time must not delay
         // reading an echo: one in flight at most for the in-turn path.
@@ -339,7 +337,7 @@ impl Connection {
     /// Small messages: fill the pipeline (in open loop, at the scheduled
     /// times), read one echo, repeat, all in one sequence. The next message leaves in the same poll that
     /// completed the last echo: no extra task wake-up per message.
-    async fn exchange_in_turn(&self, stream: &mut TcpStream) -> End {
+    async fn exchange_in_turn<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: &mut S) -> End {
         let budget = self.plan.reconnect_every.unwrap_or(u64::MAX);
         let mut in_flight = VecDeque::with_capacity(self.plan.pipeline);
         let (mut out, mut echo) = (vec![0u8; self.plan.size], vec![0u8; self.plan.size]);
@@ -369,9 +367,10 @@ impl Connection {
     /// More unread bytes than socket buffers surely hold, or open loop with a
     /// pipeline: a writer and a reader run concurrently in this task, so
     /// neither can deadlock or delay the other.
-    async fn exchange_concurrently(&self, stream: &mut TcpStream) -> End {
+    async fn exchange_concurrently<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: &mut S) -> End {
         let budget = self.plan.reconnect_every.unwrap_or(u64::MAX);
-        let (mut rd, mut wr) = stream.split();
+        // One task owns both halves, so the split's lock is never contended.
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let in_flight: RefCell<VecDeque<InFlight>> = RefCell::new(VecDeque::new());
         // Credits to send: at most `--pipeline` messages in flight.
         let credits = Semaphore::new(self.plan.pipeline);
@@ -508,7 +507,7 @@ impl Watch {
 struct Watched<'a>(&'a Watch);
 
 impl<'a> Watched<'a> {
-    fn new(watch: &'a Watch, stream: &TcpStream) -> Watched<'a> {
+    fn new(watch: &'a Watch, stream: &AsyncStream) -> Watched<'a> {
         watch.fd.set(Some(stream.as_raw_fd()));
         watch.expired.set(false);
         watch.oldest.set(None);
@@ -538,12 +537,11 @@ async fn watchdog(watches: Rc<RefCell<Vec<Rc<Watch>>>>, timeout: Duration) {
             let overdue = watch.oldest.get().is_some_and(|sent| now >= sent + timeout);
             if let (true, Some(fd)) = (overdue && !watch.expired.get(), watch.fd.get()) {
                 watch.expired.set(true);
-                // SAFETY: `fd` belongs to a socket that is open: `Watched`
-                // clears it before the socket can be dropped, and this task
-                // runs on the same thread as the connection tasks, so no
-                // drop can happen while we use it. shutdown only changes
-                // the socket's state.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                // `fd` belongs to a socket that is open: `Watched` clears it
+                // before the socket can be dropped, and this task runs on the
+                // same thread as the connection tasks, so no drop can happen
+                // while we use it. shutdown only changes the socket's state.
+                let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
             }
         }
     }
@@ -551,7 +549,7 @@ async fn watchdog(watches: Rc<RefCell<Vec<Rc<Watch>>>>, timeout: Duration) {
 
 /// Churn: half-close, wait for the server's EOF, then close. The server
 /// closes first, so TIME_WAIT stays on its side, not on our ports.
-async fn close_politely(stream: &mut TcpStream, limit: Duration) {
+async fn close_politely(stream: &mut AsyncStream, limit: Duration) {
     if stream.shutdown().await.is_ok() {
         let mut byte = [0u8; 1];
         let _ = timeout(limit, stream.read(&mut byte)).await;

@@ -31,8 +31,8 @@ impl Environment {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_owned())
             .unwrap_or_default();
-        // SAFETY: sysconf has no preconditions.
-        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
+        let online =
+            nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().unwrap_or(1).max(1) as u64;
         let commit = env!("ECHO_ARENA_GIT_COMMIT");
         Environment {
             hostname: read("/proc/sys/kernel/hostname"),

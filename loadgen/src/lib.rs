@@ -34,12 +34,12 @@ pub mod report;
 pub mod stats;
 
 use std::io::{self, IsTerminal};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_common::Endpoint;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
@@ -52,14 +52,15 @@ use crate::report::{
     ClientCpu, Connections, HistogramError, LatencySummary, PerConnection, SCHEMA_VERSION, Throughput, TimelineEntry,
 };
 use crate::stats::{Connects, Requests, SIGFIG, TIMELINE_SIGFIG, Window, latency_histogram};
+use echo_common::Transport;
 
 /// Why a run or a merge produced no result.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("invalid address {0:?}: {1}")]
-    Address(String, String),
-    #[error("cannot connect to {addr}: {error} (all {requested} connections failed)")]
-    Unreachable { addr: SocketAddr, error: String, requested: u64 },
+    #[error(transparent)]
+    Address(#[from] echo_common::endpoint::EndpointError),
+    #[error("cannot connect to {endpoint}: {error} (all {requested} connections failed)")]
+    Unreachable { endpoint: Endpoint, error: String, requested: u64 },
     #[error("cannot start the load threads: {0}")]
     Threads(io::Error),
     #[error(transparent)]
@@ -88,7 +89,7 @@ pub fn run(opts: &Opts) -> Result<Report, LoadError> {
 /// msg/s)` from the calling thread about every 100 ms (for callers that draw
 /// their own progress display).
 pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -> Result<Report, LoadError> {
-    let addr = resolve(&opts.addr)?;
+    let endpoint = Endpoint::parse(&opts.addr)?;
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
     if let Some(note) = raise_fd_limit(connections as u64 + 64) {
@@ -97,7 +98,7 @@ pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let threads = opts.threads.map_or(cpus, |t| t as usize).clamp(1, connections);
     let plan = Arc::new(Plan {
-        addr,
+        endpoint: endpoint.clone(),
         size: opts.size as usize,
         pipeline: opts.pipeline as usize,
         timeout: opts.timeout,
@@ -144,13 +145,13 @@ pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -
     if established == 0 {
         let error = shared.first_connect_error.lock().map(|e| e.clone()).unwrap_or_default();
         return Err(LoadError::Unreachable {
-            addr,
+            endpoint,
             error: error.unwrap_or_else(|| "no connection".into()),
             requested: connections as u64,
         });
     }
     let cpu = CpuWindow { used: cpu_used, wall: cpu_wall };
-    let report = assemble(opts, window, results, cpu, &notes)?;
+    let report = assemble(opts, endpoint.transport(), window, results, cpu, &notes)?;
     Ok(report)
 }
 
@@ -203,6 +204,7 @@ struct CpuWindow {
 /// Merges the threads' recorders into a report.
 fn assemble(
     opts: &Opts,
+    transport: Transport,
     window: Window,
     results: Vec<ThreadResult>,
     cpu: CpuWindow,
@@ -262,6 +264,7 @@ fn assemble(
         schema_version: SCHEMA_VERSION,
         config: opts.clone(),
         mode: opts.mode().to_owned(),
+        transport,
         environment: env::Environment::detect(),
         connections: Connections {
             requested: u64::from(opts.connections),
@@ -399,36 +402,16 @@ pub fn read_json(path: &Path) -> io::Result<Report> {
     serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn resolve(text: &str) -> Result<SocketAddr, LoadError> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    let mut addrs = text.to_socket_addrs().map_err(|e| LoadError::Address(text.into(), e.to_string()))?;
-    addrs.next().ok_or_else(|| LoadError::Address(text.into(), "resolves to nothing".into()))
-}
-
 /// Raises RLIMIT_NOFILE towards `needed`, up to the hard limit; a note when
 /// that is not enough.
 fn raise_fd_limit(needed: u64) -> Option<String> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    if limit.rlim_cur >= needed {
-        return None;
-    }
-    let target = needed.min(limit.rlim_max);
-    let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
-    // SAFETY: setrlimit only reads the struct we pass.
-    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
-    if !ok || target < needed {
-        let have = if ok { target } else { limit.rlim_cur };
-        return Some(format!(
-            "the open-file limit is {have} (hard limit {}), below the {needed} descriptors this run needs: \
+    match echo_common::limits::raise_nofile(needed) {
+        Ok(limit) if limit.soft >= needed => None,
+        Ok(limit) => Some(format!(
+            "the open-file limit is {} (hard limit {}), below the {needed} descriptors this run needs: \
              some connections will fail (raise it with `ulimit -Hn`)",
-            limit.rlim_max
-        ));
+            limit.soft, limit.hard
+        )),
+        Err(err) => Some(format!("cannot raise the open-file limit ({err}): some connections may fail")),
     }
-    None
 }

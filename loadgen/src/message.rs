@@ -42,11 +42,6 @@ impl Messages {
         Messages { conn, size, pattern }
     }
 
-    /// Message size in bytes.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     fn header(&self, seq: u64) -> [u8; HEADER_LEN] {
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(&self.conn.to_le_bytes());

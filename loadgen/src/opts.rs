@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 /// One load run: where, how many connections, what load, for how long.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
 pub struct Opts {
-    /// Server address, IP:PORT.
-    #[arg(long, default_value = "127.0.0.1:7000")]
+    // The server's address (`help` rather than a doc comment: rustdoc would
+    // read the brackets as a link).
+    #[arg(long, default_value = "127.0.0.1:7000", help = "Server address: IP:PORT, [IPv6]:PORT or unix:PATH")]
     pub addr: String,
 
     /// Concurrent connections.
-    #[arg(long, short = 'c', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, short = 'c', default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,
 
     /// Bytes per message.
-    #[arg(long, short = 's', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    #[arg(long, short = 's', default_value_t = 64, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub size: u32,
 
     /// Measured time, after the warm-up (e.g. 10s, 500ms, 1m).
@@ -32,7 +33,7 @@ pub struct Opts {
     pub warmup: Duration,
 
     /// Event-loop threads [default: the CPUs this process may run on].
-    #[arg(long, short = 't', value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, short = 't', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
     /// Give up on a connection attempt after this long.
@@ -46,16 +47,16 @@ pub struct Opts {
     pub timeout: Duration,
 
     /// Closed loop: messages in flight per connection.
-    #[arg(long, short = 'p', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, short = 'p', default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pipeline: u32,
 
     /// Open loop: messages per second in total, on a fixed schedule
     /// (latency then measured from the intended send time).
-    #[arg(long, short = 'r', value_parser = parse_rate)]
+    #[arg(long, short = 'r', allow_negative_numbers = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
 
     /// Churn: a new connection after every N messages (1: one per message).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_every: Option<u64>,
 
     /// Show a progress bar on stderr (only when stderr is a terminal).

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use echo_common::Transport;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,10 @@ pub struct Report {
     pub config: Opts,
     /// `closed`, `open`, `closed-churn` or `open-churn`.
     pub mode: String,
+    /// `tcp` or `unix` (from `config.addr`); absent in files older than the
+    /// field, which were all TCP.
+    #[serde(default)]
+    pub transport: Transport,
     pub environment: Environment,
     pub connections: Connections,
     pub requests: Requests,

@@ -251,11 +251,6 @@ impl Recorder {
         }
     }
 
-    /// The measured window.
-    pub fn window(&self) -> Window {
-        self.window
-    }
-
     fn micros(&mut self, took: Duration) -> u64 {
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         if us > LATENCY_MAX_US {

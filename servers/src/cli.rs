@@ -1,98 +1,112 @@
-//! The command line, shared by every model. The one list of model names is
-//! [`Model`]: the same strings appear in the CLI, in benchmark JSON keys, file
-//! names and table headers.
+//! The command line: `echo-server <MODEL> [OPTIONS]`.
+//!
+//! Each model is a subcommand with its own options (declared in its file,
+//! next to its `serve`), so `echo-server tokio --help` shows tokio's flags
+//! only and `echo-server tokio --queue 5` is a usage error. The options
+//! every model shares are [`Common`], flattened into each model's `Args`;
+//! [`CpuWorkers`] and [`ThreadStack`] are flags several models share.
 
-use std::fmt;
+use clap::{Args, Parser};
 
-use clap::{Parser, ValueEnum};
+use crate::models::Command;
 
-/// Default `--max-connections` for every model but `process`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default `--max-connections` for `process`: each connection is a whole OS
-/// process, so the cap is lower.
-pub const DEFAULT_MAX_CONNECTIONS_PROCESS: usize = 1024;
-/// Default `--workers` for `pool`. A blocking pool must be larger than the CPU
-/// count: a worker waiting on a slow client does nothing, yet holds its slot.
-pub const DEFAULT_POOL_WORKERS: usize = 128;
-
-/// The concurrency models, in the order the README presents them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum Model {
-    /// One child process per connection (started with std::process).
-    Process,
-    /// One OS thread per connection.
-    Thread,
-    /// A fixed pool of threads fed through a bounded queue.
-    Pool,
-    /// One tokio task per connection on a multi-thread runtime.
-    Tokio,
-    /// One `may` stackful coroutine per connection.
-    May,
+/// `echo-server <MODEL> [OPTIONS]`
+#[derive(Debug, Parser)]
+#[command(
+    name = "echo-server",
+    version,
+    about = "One echo contract, many concurrency models",
+    after_help = "Examples:\n  \
+        echo-server tokio --addr 127.0.0.1:7000\n  \
+        echo-server pool --workers 128 --queue 1024 --addr [::1]:0\n  \
+        echo-server thread --addr unix:/tmp/echo.sock\n  \
+        echo-server list-models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl Model {
-    /// Every model, for harnesses that loop over them.
-    pub const ALL: [Model; 5] = [Model::Process, Model::Thread, Model::Pool, Model::Tokio, Model::May];
+/// Options every model takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    // Where to listen (`help` rather than a doc comment: rustdoc would read
+    // the brackets as a link). Parsed by the server itself (echo_common::Endpoint), so that a bad
+    // address exits 1 with one line, like one that is in use.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7000",
+        help = "Where to listen: IP:PORT, [IPv6]:PORT or unix:PATH; port 0 picks a free port"
+    )]
+    pub addr: String,
 
-    /// The model's name as typed on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Process => "process",
-            Model::Thread => "thread",
-            Model::Pool => "pool",
-            Model::Tokio => "tokio",
-            Model::May => "may",
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub backlog: i32,
+
+    /// Bytes read (and so written back) per system call; one buffer per connection.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    pub buffer_size: u32,
+
+    /// Live connections beyond this are accepted and closed at once.
+    // The default is the model's own (ModelInfo::default_max_connections),
+    // set by the registry on each model's subcommand.
+    #[arg(long, required = false, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl Common {
+    /// `--buffer-size` in bytes.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size as usize
+    }
+
+    /// `--max-connections`.
+    pub fn max_connections(&self) -> usize {
+        usize::try_from(self.max_connections).unwrap_or(usize::MAX)
+    }
+}
+
+/// `--workers` for models whose workers are event loops or schedulers:
+/// as many as there are CPUs to run them.
+#[derive(Debug, Clone, Args)]
+pub struct CpuWorkers {
+    /// Worker threads [default: the CPUs this process may run on, its affinity mask].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub workers: Option<u32>,
+}
+
+impl CpuWorkers {
+    /// `--workers`, or the CPUs this process may run on.
+    pub fn get(&self) -> usize {
+        self.workers.map_or_else(available_cpus, |n| n as usize)
+    }
+}
+
+/// `--stack-size` for models that give each connection an OS thread.
+#[derive(Debug, Clone, Args)]
+pub struct ThreadStack {
+    /// Stack size in bytes of each connection's thread [default: Rust's 2 MiB;
+    /// only touched pages become resident].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(16_384..=(1 << 30)))]
+    pub stack_size: Option<u64>,
+}
+
+impl ThreadStack {
+    /// A thread builder named `name` with this stack size.
+    pub fn builder(&self, name: String) -> std::thread::Builder {
+        let builder = std::thread::Builder::new().name(name);
+        match self.stack_size {
+            Some(bytes) => builder.stack_size(bytes as usize),
+            None => builder,
         }
     }
 }
 
-impl fmt::Display for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// `echo-server <MODEL> [OPTIONS]`
-#[derive(Debug, Clone, Parser)]
-#[command(name = "echo-server", version, about = "A TCP echo server in five concurrency models")]
-pub struct Cli {
-    /// Concurrency model.
-    #[arg(value_enum)]
-    pub model: Model,
-
-    /// Address to listen on; port 0 picks a free port, IPv6 as `[::1]:0`.
-    /// Parsed by the server itself so that a bad one exits 1 with one line.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub addr: String,
-
-    /// Listen backlog (pending, not yet accepted connections).
-    #[arg(long, default_value_t = 1024)]
-    pub backlog: i32,
-
-    /// Bytes read (and so written back) per system call; one buffer per connection.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
-    pub buffer_size: u32,
-
-    /// Live connections beyond this are accepted and closed at once
-    /// [default: 10000; 1024 for process].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: Option<u64>,
-
-    /// Worker threads (pool, tokio, may) [default: the CPUs this process may
-    /// run on, its affinity mask; 128 for pool].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub workers: Option<u32>,
-
-    /// pool: accepted connections waiting for a free worker; beyond it they are closed.
-    #[arg(long, default_value_t = 1024)]
-    pub queue: usize,
-
-    /// Stack size in bytes of a connection's thread (thread, pool) or coroutine
-    /// (may) [default: Rust's 2 MiB for threads, 64 KiB for may].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(16_384..=(1 << 30)))]
-    pub stack_size: Option<u64>,
-
-    /// Internal: serve the socket on stdin as a `process` child of this PID.
-    #[arg(long, hide = true, value_name = "PID")]
-    pub worker_of: Option<u32>,
+/// The CPUs this process may run on: its affinity mask (so `taskset` is
+/// honoured) and cgroup quota, as `std` reports them.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -1,77 +1,282 @@
-//! The echo loop, written once in a blocking and once in an async flavour.
+//! The echo of one connection: a small state machine with no I/O in it
+//! ([`EchoState`]), and the two loops that drive it with real sockets — a
+//! blocking one ([`echo`]) and an async one ([`echo_async`]). A readiness
+//! (epoll) or completion (io_uring) model drives the same state from its own
+//! event loop.
 //!
 //! Read up to one buffer, write all of it back, repeat. One buffer per
 //! connection and nothing else: a client that sends and never reads makes
-//! `write` block (or pend), so the server stops reading from it too — TCP
-//! backpressure, not server memory, absorbs the excess. On EOF (the client's
-//! half-close) everything read has already been written back, so returning
-//! and closing the socket is all that is left.
+//! the write block (or pend, or stay unfinished), so the server stops
+//! reading from it too — TCP backpressure, not server memory, absorbs the
+//! excess. On EOF (the client's half-close) everything read has already been
+//! written back, so closing the socket is all that is left.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use crate::listen::Connection;
+use crate::transport::Peer;
 
-/// Echoes until EOF; returns the number of bytes echoed.
-pub fn echo<S: Read + Write>(stream: &mut S, buf: &mut [u8]) -> io::Result<u64> {
-    let mut echoed = 0u64;
-    loop {
-        let n = match stream.read(buf) {
-            Ok(0) => return Ok(echoed), // the client closed its write side
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        stream.write_all(&buf[..n])?;
-        echoed += n as u64;
+/// What a connection's driver must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read into [`EchoState::read_buf`], then call [`EchoState::received`].
+    Read,
+    /// Write [`EchoState::pending`], then call [`EchoState::wrote`].
+    Write,
+    /// The client has half-closed and everything is echoed: close.
+    Close,
+}
+
+/// One connection's echo, without I/O ("sans-I/O"): its one buffer, how
+/// much of it is filled and how much of that is written back. The driver
+/// reports what its socket did ("bytes arrived", "bytes written") and asks
+/// [`EchoState::next`] what to do.
+#[derive(Debug)]
+pub struct EchoState {
+    /// Allocated once; its address never changes, so a completion-based
+    /// driver may hand it to the kernel.
+    buf: Box<[u8]>,
+    filled: usize,
+    written: usize,
+    eof: bool,
+    echoed: u64,
+}
+
+impl EchoState {
+    /// A connection with one buffer of `buffer_size` bytes.
+    pub fn new(buffer_size: usize) -> EchoState {
+        EchoState { buf: vec![0u8; buffer_size].into_boxed_slice(), filled: 0, written: 0, eof: false, echoed: 0 }
+    }
+
+    /// Write while anything read is not yet written back; then close if the
+    /// client has half-closed; else read.
+    pub fn next(&self) -> Next {
+        if self.written < self.filled {
+            Next::Write
+        } else if self.eof {
+            Next::Close
+        } else {
+            Next::Read
+        }
+    }
+
+    /// Where the next read goes: the whole buffer (nothing is pending when
+    /// [`EchoState::next`] says [`Next::Read`]).
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        debug_assert_eq!(self.next(), Next::Read, "read while a write is pending");
+        &mut self.buf
+    }
+
+    /// `n` bytes arrived in [`EchoState::read_buf`]; 0 is the client's half-close.
+    pub fn received(&mut self, n: usize) {
+        debug_assert!(n <= self.buf.len());
+        if n == 0 {
+            self.eof = true;
+        } else {
+            self.filled = n;
+            self.written = 0;
+        }
+    }
+
+    /// What is read and not yet written back.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.written..self.filled]
+    }
+
+    /// `n` bytes of [`EchoState::pending`] were written (a short write is fine).
+    pub fn wrote(&mut self, n: usize) {
+        debug_assert!(n <= self.filled - self.written);
+        self.written += n;
+        self.echoed += n as u64;
+        if self.written == self.filled {
+            (self.filled, self.written) = (0, 0);
+        }
+    }
+
+    /// Bytes echoed so far.
+    pub fn echoed(&self) -> u64 {
+        self.echoed
     }
 }
 
-/// [`echo`] for tokio's sockets.
-pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<u64> {
-    let mut echoed = 0u64;
+/// Echoes until the client half-closes; returns the bytes echoed. The
+/// blocking driver: `thread`, `pool`, `process` and `may` (whose sockets
+/// switch coroutines where these calls would block).
+pub fn echo<S: Read + Write>(stream: &mut S, state: &mut EchoState) -> io::Result<u64> {
     loop {
-        let n = match stream.read(buf).await {
-            Ok(0) => return Ok(echoed), // the client closed its write side
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        stream.write_all(&buf[..n]).await?;
-        echoed += n as u64;
+        match state.next() {
+            Next::Read => match stream.read(state.read_buf()) {
+                Ok(n) => state.received(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            },
+            Next::Write => match stream.write(state.pending()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => state.wrote(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            },
+            Next::Close => return Ok(state.echoed()),
+        }
     }
 }
 
-/// Serves one blocking connection to the end: allocate its one buffer, echo,
-/// close, log. Used as-is by `thread` and `pool`.
-pub fn serve_connection(conn: Connection, buffer_size: usize) {
-    let Connection { mut stream, peer, permit } = conn;
-    let mut buf = vec![0u8; buffer_size];
-    let result = echo(&mut stream, &mut buf);
-    if result.is_ok() {
-        // Send our FIN now rather than when the descriptor is dropped.
-        let _ = stream.shutdown(Shutdown::Write);
+/// [`echo`] for async sockets (`tokio`).
+pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, state: &mut EchoState) -> io::Result<u64> {
+    loop {
+        match state.next() {
+            Next::Read => match stream.read(state.read_buf()).await {
+                Ok(n) => state.received(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            },
+            Next::Write => match stream.write(state.pending()).await {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => state.wrote(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            },
+            Next::Close => return Ok(state.echoed()),
+        }
     }
-    drop(stream);
-    drop(permit);
+}
+
+/// Serves one blocking connection to its end: its one buffer, the echo,
+/// the log line. The socket closes when `stream` is dropped on return.
+pub fn serve<S: Read + Write>(mut stream: S, peer: &Peer, buffer_size: usize) {
+    let mut state = EchoState::new(buffer_size);
+    let result = echo(&mut stream, &mut state);
     log_end(peer, &result);
 }
 
-/// Serves the connection of a `process` child, already a [`TcpStream`].
-pub fn serve_stream(mut stream: TcpStream, peer: SocketAddr, buffer_size: usize) {
-    let mut buf = vec![0u8; buffer_size];
-    let result = echo(&mut stream, &mut buf);
+/// [`serve`] for async sockets.
+pub async fn serve_async<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, peer: &Peer, buffer_size: usize) {
+    let mut state = EchoState::new(buffer_size);
+    let result = echo_async(&mut stream, &mut state).await;
     log_end(peer, &result);
 }
 
 /// How every model logs the end of a connection: at debug level, error or not.
 /// A per-connection error (reset, broken pipe) ends that connection only.
-pub fn log_end(peer: SocketAddr, result: &io::Result<u64>) {
+pub fn log_end(peer: &Peer, result: &io::Result<u64>) {
     match result {
         Ok(bytes) => debug!(%peer, bytes, "connection closed"),
         Err(err) => debug!(%peer, %err, "connection failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives the state by hand: what arrives, what is written, what next.
+    #[test]
+    fn reads_then_writes_everything_back_then_reads_again() {
+        let mut state = EchoState::new(8);
+        assert_eq!(state.next(), Next::Read);
+        assert_eq!(state.read_buf().len(), 8, "the whole buffer is offered");
+        state.read_buf()[..5].copy_from_slice(b"hello");
+        state.received(5);
+        assert_eq!(state.next(), Next::Write);
+        assert_eq!(state.pending(), b"hello");
+        state.wrote(2); // a short write
+        assert_eq!(state.next(), Next::Write);
+        assert_eq!(state.pending(), b"llo");
+        state.wrote(3);
+        assert_eq!(state.next(), Next::Read);
+        assert_eq!(state.pending(), b"");
+        assert_eq!(state.echoed(), 5);
+    }
+
+    #[test]
+    fn half_close_finishes_pending_writes_first() {
+        let mut state = EchoState::new(4);
+        state.read_buf()[..3].copy_from_slice(b"abc");
+        state.received(3);
+        state.wrote(1);
+        // EOF cannot arrive while a write is pending (the driver only reads
+        // on Next::Read), so the close waits for the write: simulate order.
+        state.wrote(2);
+        state.received(0);
+        assert_eq!(state.next(), Next::Close);
+        assert_eq!(state.echoed(), 3);
+    }
+
+    #[test]
+    fn the_buffer_never_moves() {
+        let mut state = EchoState::new(16);
+        let at = state.read_buf().as_ptr();
+        let mut moved = Box::new(state); // the state moves to the heap; its buffer does not
+        assert_eq!(moved.read_buf().as_ptr(), at);
+    }
+
+    /// A socket stand-in: reads come from `input` in chunks of `read_chunk`,
+    /// writes accept at most `write_chunk` bytes each.
+    struct Scripted {
+        input: Vec<u8>,
+        at: usize,
+        read_chunk: usize,
+        write_chunk: usize,
+        output: Vec<u8>,
+        interrupt_next: bool,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if std::mem::take(&mut self.interrupt_next) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.interrupt_next = true;
+            let n = buf.len().min(self.read_chunk).min(self.input.len() - self.at);
+            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.write_chunk);
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_blocking_driver_echoes_everything_through_short_reads_writes_and_eintr() {
+        let input: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        for (buffer, read_chunk, write_chunk) in [(4096, 4096, 4096), (16, 7, 3), (1, 1, 1), (100, 1000, 1)] {
+            let mut socket = Scripted {
+                input: input.clone(),
+                at: 0,
+                read_chunk,
+                write_chunk,
+                output: Vec::new(),
+                interrupt_next: false,
+            };
+            let echoed = echo(&mut socket, &mut EchoState::new(buffer)).unwrap();
+            assert_eq!(echoed, input.len() as u64);
+            assert!(socket.output == input, "buffer {buffer}, reads of {read_chunk}, writes of {write_chunk}");
+        }
+    }
+
+    #[test]
+    fn a_write_of_zero_bytes_is_an_error_not_a_spin() {
+        let mut socket = Scripted {
+            input: b"x".to_vec(),
+            at: 0,
+            read_chunk: 1,
+            write_chunk: 0,
+            output: vec![],
+            interrupt_next: false,
+        };
+        let err = echo(&mut socket, &mut EchoState::new(4)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
     }
 }

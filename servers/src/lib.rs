@@ -1,84 +1,46 @@
-//! # echo-servers: one TCP echo contract, five concurrency models
+//! # echo-servers: one echo contract, many concurrency models
 //!
 //! The crate exists so that concurrency models can be compared fairly:
 //! everything except the concurrency strategy is shared code.
 //!
 //! ## The contract
 //!
-//! Bind with SO_REUSEADDR and a backlog ([`listen`]), print `listening on
-//! <ip>:<port>` once, then echo: read up to `--buffer-size` bytes, write them
-//! all back, repeat until the client half-closes ([`echo`]). TCP_NODELAY on
-//! every connection, one buffer per connection, a connection cap, accept
-//! errors retried after a back-off, SIGINT/SIGTERM stop the server
-//! ([`shutdown`]).
+//! Bind a TCP port or a Unix socket path with a backlog
+//! ([`transport::Listener::bind`]), print `listening on <endpoint>` once the
+//! model is ready to serve ([`Ready`]), then echo: read up to
+//! `--buffer-size` bytes, write them all back, repeat until the client
+//! half-closes ([`echo`]). TCP_NODELAY on every TCP connection, one buffer
+//! per connection, a connection cap, accept errors retried after a
+//! back-off ([`listen`]), SIGINT/SIGTERM stop the server ([`shutdown`]).
 //!
 //! ## Reading order
 //!
-//! 1. [`cli`]: the options and the one list of models.
-//! 2. [`listen`]: the listener, the per-connection socket options, the
-//!    connection cap and the accept-error policy every model shares.
-//! 3. [`echo`]: the echo loop, blocking and async flavours.
-//! 4. [`models`]: one file per model, each a page with the same entry point,
-//!    `serve(listener, config, shutdown)`. Diff two of them: only the
+//! 1. [`cli`]: the options every model shares; [`models`]: the one registry,
+//!    each model's own options.
+//! 2. [`transport`]: listeners and streams of every transport behind one type.
+//! 3. [`listen`]: the per-connection options, the connection cap and the
+//!    accept-error policy every model shares.
+//! 4. [`echo`]: the echo as a state machine, and its blocking and async loops.
+//! 5. [`models`]: one file per model, each a page with the same entry point,
+//!    `serve(listener, args, shutdown, ready)`. Diff two of them: only the
 //!    concurrency strategy differs.
 
 pub mod cli;
 pub mod echo;
 pub mod listen;
 pub mod models;
-pub mod procfs;
 pub mod shutdown;
+pub mod transport;
 
 use std::io::{IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use echo_common::Endpoint;
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Model};
-
-/// What a model needs to know, resolved from the command line.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Bytes per read; each connection owns exactly one buffer of this size.
-    pub buffer_size: usize,
-    /// Live connections allowed; more are accepted and closed at once.
-    pub max_connections: usize,
-    /// Worker threads for `pool`, `tokio` and `may`.
-    pub workers: usize,
-    /// `pool`: capacity of the queue between the acceptor and the workers.
-    pub queue: usize,
-    /// Stack size in bytes for `thread`, `pool` and `may`; `None`: the model's default.
-    pub stack_size: Option<usize>,
-}
-
-impl Config {
-    /// Resolves the defaults that depend on the model and the machine.
-    pub fn from_cli(cli: &Cli) -> Config {
-        let cpus = available_cpus();
-        let default_max = match cli.model {
-            Model::Process => cli::DEFAULT_MAX_CONNECTIONS_PROCESS,
-            _ => cli::DEFAULT_MAX_CONNECTIONS,
-        };
-        let default_workers = match cli.model {
-            Model::Pool => cli::DEFAULT_POOL_WORKERS,
-            _ => cpus,
-        };
-        Config {
-            buffer_size: cli.buffer_size as usize,
-            max_connections: cli.max_connections.map_or(default_max, |n| n as usize),
-            workers: cli.workers.map_or(default_workers, |n| n as usize),
-            queue: cli.queue,
-            stack_size: cli.stack_size.map(|n| n as usize),
-        }
-    }
-}
-
-/// The CPUs this process may run on: its affinity mask (so `taskset` is
-/// honoured) and cgroup quota, as `std` reports them.
-pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+use crate::cli::Cli;
+use crate::models::Command;
+use crate::transport::Listener;
 
 /// Logs go to stderr; `RUST_LOG` filters them (default: `info`, and `warn`
 /// for may's own chatter).
@@ -92,61 +54,70 @@ pub fn init_logging() {
         .init();
 }
 
-/// Runs the server described by `cli` until SIGINT or SIGTERM.
+/// The `listening on` line, printed by the model once it can serve: after
+/// its workers, children or rings are up, so a supervisor that sees the
+/// line has a working server, and one that does not sees the failed step.
+#[derive(Debug)]
+#[must_use = "a model must announce that it is ready"]
+pub struct Ready {
+    endpoint: Endpoint,
+}
+
+impl Ready {
+    /// Prints `listening on <endpoint>` on stdout: the one line scripts and
+    /// tests wait for.
+    pub fn announce(self) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {}", self.endpoint).context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
+        info!("listening on {}", self.endpoint);
+        Ok(())
+    }
+}
+
+/// Runs the command: a model until SIGINT or SIGTERM, or `list-models`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_cli(&cli);
-    if let Some(parent) = cli.worker_of {
-        // A `process` child: serve the one connection on stdin, then exit.
-        return models::process::child_main(parent, &config).context("process worker");
+    let command = cli.command;
+    let (Some(info), Some(common)) = (command.info(), command.common()) else {
+        return list_models(&command);
+    };
+    if let Command::process(args) = &command {
+        if let Some(parent) = args.worker_of {
+            // A `process` child: serve the one connection on stdin, then exit.
+            return models::process::child_main(parent, args).context("process worker");
+        }
     }
 
-    let addr = parse_addr(&cli.addr)?;
+    let endpoint = Endpoint::parse(&common.addr)?;
     // Handlers go in before the listener exists, so that a signal arriving
     // during start-up is not lost.
     let shutdown = shutdown::Shutdown::install().context("cannot install signal handlers")?;
-    raise_fd_limit();
-    let listener = listen::bind(addr, cli.backlog).with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr().context("listener has no local address")?;
+    if let Err(err) = echo_common::limits::raise_nofile(u64::MAX) {
+        warn!(%err, "cannot raise the open-file limit");
+    }
+    let (listener, socket_file) =
+        Listener::bind(&endpoint, common.backlog).with_context(|| format!("cannot listen on {endpoint}"))?;
+    let local = listener.local_endpoint().context("listener has no local address")?;
+    info!(model = %info.name, ?common, "bound {local}");
 
-    // The one line scripts and tests wait for.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {local}").context("cannot write to stdout")?;
-    stdout.flush().context("cannot write to stdout")?;
-    drop(stdout);
-    info!(model = %cli.model, ?config, "listening on {local}");
-
-    models::serve(cli.model, listener, &config, &shutdown).with_context(|| format!("{} server failed", cli.model))?;
+    command.serve(listener, &shutdown, Ready { endpoint: local }).with_context(|| format!("{}", info.name))?;
+    // A clean shutdown removes the socket file (a failed one leaves it; the
+    // next start removes it as stale).
+    drop(socket_file);
     info!("shut down");
     Ok(())
 }
 
-/// `127.0.0.1:7000`, `[::1]:0`, or a host name such as `localhost:0`.
-fn parse_addr(text: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    match text.to_socket_addrs() {
-        Ok(mut addrs) => match addrs.next() {
-            Some(addr) => Ok(addr),
-            None => bail!("invalid address {text:?}: it resolves to nothing"),
-        },
-        Err(err) => bail!("invalid address {text:?} (expected IP:PORT, e.g. 127.0.0.1:7000): {err}"),
-    }
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit: 10,000 connections need
-/// 10,000 descriptors, and the usual soft default is 1024.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            warn!(soft = limit.rlim_cur, "cannot raise the open-file limit");
+/// `echo-server list-models [--json]`.
+fn list_models(command: &Command) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if let Command::ListModels { json: true } = command {
+        serde_json::to_writer_pretty(&mut stdout, models::ALL).context("cannot write to stdout")?;
+        writeln!(stdout).context("cannot write to stdout")?;
+    } else {
+        for info in models::ALL {
+            writeln!(stdout, "{:<14} {}", info.name, info.summary).context("cannot write to stdout")?;
         }
     }
+    Ok(())
 }

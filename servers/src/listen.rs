@@ -1,19 +1,19 @@
-//! What every model shares around `accept`: the listening socket, the options
-//! set on each accepted socket, the connection cap, and the policy for accept
-//! errors. Blocking models use [`Acceptor`], which wraps all of it; the async
-//! models call [`admit`] and [`AcceptErrors`] from their own accept loops.
+//! What every model shares around `accept`: the options set on each
+//! accepted socket, the connection cap, and the policy for accept errors.
+//! Blocking models use [`Acceptor`], which wraps all of it; the others call
+//! [`admit`] and [`AcceptErrors`] from their own accept loops. Binding is
+//! [`crate::transport::Listener::bind`].
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tracing::{debug, warn};
 
 use crate::shutdown::{Shutdown, poll_readable};
+use crate::transport::{Listener, Peer, Stream};
 
 /// How long an accept loop waits after an error that is not about one
 /// connection (EMFILE, ENFILE, ENOBUFS, …). Retrying at once would spin: the
@@ -24,32 +24,11 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// can do housekeeping (the `process` model reaps its children).
 pub const ACCEPT_TICK: Duration = Duration::from_millis(100);
 
-/// Binds `addr` with SO_REUSEADDR and starts listening with `backlog`.
-pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Restarting the server must not wait for old connections in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
-}
-
-/// Socket options every model sets on every accepted socket.
-pub fn configure(socket: &impl AsRawFd) -> io::Result<()> {
-    // SAFETY: `socket` owns the descriptor and is borrowed for the whole
-    // lifetime of `fd`, so the descriptor stays open while we use it.
-    let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
-    // An echo must leave at once, not wait for Nagle's timer.
-    SockRef::from(&fd).set_nodelay(true)
-}
-
-/// Admits an accepted socket: sets its options and takes a slot under the
-/// connection cap. `None` means "drop it": the socket is closed at once.
-pub fn admit(socket: &impl AsRawFd, peer: SocketAddr, limit: &ConnectionLimit) -> Option<Permit> {
-    if let Err(err) = configure(socket) {
-        debug!(%peer, %err, "cannot configure accepted socket; closing it");
-        return None;
-    }
+/// Admits an accepted stream: sets its transport's options and takes a slot
+/// under the connection cap. `None` means "over the cap": dropping the
+/// stream closes it at once.
+pub fn admit(stream: &Stream, peer: &Peer, limit: &ConnectionLimit) -> Option<Permit> {
+    stream.configure(peer);
     limit.try_acquire(peer)
 }
 
@@ -64,7 +43,7 @@ struct LimitInner {
     max: usize,
     live: AtomicUsize,
     rejected: AtomicU64,
-    log: Throttle,
+    log: LogThrottle,
 }
 
 impl ConnectionLimit {
@@ -75,13 +54,13 @@ impl ConnectionLimit {
                 max,
                 live: AtomicUsize::new(0),
                 rejected: AtomicU64::new(0),
-                log: Throttle::default(),
+                log: LogThrottle::default(),
             }),
         }
     }
 
     /// A slot for one more connection, or `None` (counted and logged) at the cap.
-    pub fn try_acquire(&self, peer: SocketAddr) -> Option<Permit> {
+    pub fn try_acquire(&self, peer: &Peer) -> Option<Permit> {
         let inner = &self.inner;
         let taken =
             inner.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| (live < inner.max).then_some(live + 1));
@@ -93,11 +72,6 @@ impl ConnectionLimit {
             warn!(%peer, max = inner.max, rejected, suppressed, "connection limit reached; closing new connections");
         }
         None
-    }
-
-    /// Connections currently holding a slot.
-    pub fn live(&self) -> usize {
-        self.inner.live.load(Ordering::Acquire)
     }
 }
 
@@ -118,7 +92,7 @@ impl Drop for Permit {
 /// and retried after [`ACCEPT_BACKOFF`]. The server never exits because of them.
 #[derive(Debug, Default)]
 pub struct AcceptErrors {
-    log: Throttle,
+    log: LogThrottle,
 }
 
 impl AcceptErrors {
@@ -141,23 +115,25 @@ impl AcceptErrors {
     }
 }
 
-/// At most one log line per second; counts what it held back.
+/// At most one log line per second; counts what it held back. For every
+/// error that can repeat once per connection (accept errors, the cap, a
+/// failed spawn), so a flood of connections never becomes a flood of logs.
 #[derive(Debug)]
-struct Throttle {
+pub struct LogThrottle {
     start: Instant,
     last_ms: AtomicU64,
     suppressed: AtomicU64,
 }
 
-impl Default for Throttle {
-    fn default() -> Throttle {
-        Throttle { start: Instant::now(), last_ms: AtomicU64::new(u64::MAX), suppressed: AtomicU64::new(0) }
+impl Default for LogThrottle {
+    fn default() -> LogThrottle {
+        LogThrottle { start: Instant::now(), last_ms: AtomicU64::new(u64::MAX), suppressed: AtomicU64::new(0) }
     }
 }
 
-impl Throttle {
+impl LogThrottle {
     /// `Some(suppressed since the last line)` if a line may be logged now.
-    fn allow(&self) -> Option<u64> {
+    pub fn allow(&self) -> Option<u64> {
         let now_ms = self.start.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == u64::MAX || now_ms >= last + 1000;
@@ -174,9 +150,9 @@ impl Throttle {
 #[derive(Debug)]
 pub struct Connection {
     /// The socket, in blocking mode.
-    pub stream: TcpStream,
-    /// The client's address, for logs.
-    pub peer: SocketAddr,
+    pub stream: Stream,
+    /// The client, for logs.
+    pub peer: Peer,
     /// Released when the connection is dropped.
     pub permit: Permit,
 }
@@ -186,7 +162,7 @@ pub struct Connection {
 /// [`AcceptErrors`], and hands out [`Connection`]s.
 #[derive(Debug)]
 pub struct Acceptor<'a> {
-    listener: &'a TcpListener,
+    listener: &'a Listener,
     shutdown: &'a Shutdown,
     limit: ConnectionLimit,
     errors: AcceptErrors,
@@ -194,10 +170,9 @@ pub struct Acceptor<'a> {
 
 impl<'a> Acceptor<'a> {
     /// An acceptor over `listener` with a cap of `max_connections`.
-    pub fn new(listener: &'a TcpListener, shutdown: &'a Shutdown, max_connections: usize) -> io::Result<Acceptor<'a>> {
+    pub fn new(listener: &'a Listener, shutdown: &'a Shutdown, max_connections: usize) -> io::Result<Acceptor<'a>> {
         // Non-blocking, so that a connection reset between `poll` and
-        // `accept` cannot block us; accepted sockets are blocking again
-        // (accept4 does not inherit O_NONBLOCK).
+        // `accept` cannot block us; accepted streams are blocking.
         listener.set_nonblocking(true)?;
         Ok(Acceptor {
             listener,
@@ -215,7 +190,7 @@ impl<'a> Acceptor<'a> {
             if self.shutdown.is_requested() {
                 return None;
             }
-            let ready = match poll_readable(&[self.listener.as_raw_fd(), self.shutdown.fd()], ACCEPT_TICK) {
+            let ready = match poll_readable([self.listener.as_fd(), self.shutdown.fd()], ACCEPT_TICK) {
                 Ok(ready) => ready,
                 Err(err) => {
                     warn!(%err, "poll failed");
@@ -227,7 +202,7 @@ impl<'a> Acceptor<'a> {
             }
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(permit) = admit(&stream, peer, &self.limit) {
+                    if let Some(permit) = admit(&stream, &peer, &self.limit) {
                         return Some(Connection { stream, peer, permit });
                     }
                 }

@@ -8,12 +8,14 @@
 //! kernel as the process goes.
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// A shutdown request: set once SIGINT or SIGTERM has arrived.
@@ -53,24 +55,24 @@ impl Shutdown {
     /// Sleeps for `pause` unless a signal arrives first; returns whether one did.
     pub fn sleep(&self, pause: Duration) -> bool {
         // Readable wake-up socket == signal arrived.
-        poll_readable(&[self.fd()], pause).is_ok_and(|ready| ready[0]) || self.is_requested()
+        poll_readable([self.fd()], pause).is_ok_and(|ready| ready[0]) || self.is_requested()
     }
 
     /// The descriptor that becomes readable when a signal arrives.
-    pub fn fd(&self) -> RawFd {
-        self.wakeup.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.wakeup.as_fd()
     }
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; returns which are.
-pub fn poll_readable<const N: usize>(fds: &[RawFd; N], timeout: Duration) -> io::Result<[bool; N]> {
-    let mut polled = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `polled` is a valid array of N pollfd structs that outlives the call.
-    let rc = unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted { Ok([false; N]) } else { Err(err) };
+/// An interrupted wait (EINTR) returns "none ready".
+pub fn poll_readable<const N: usize>(fds: [BorrowedFd<'_>; N], timeout: Duration) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| PollFd::new(fd, PollFlags::POLLIN));
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match poll(&mut polled, timeout) {
+        // Any event counts, POLLERR and POLLHUP too: the caller's next call reports it.
+        Ok(_) => Ok(polled.map(|p| p.revents().is_some_and(|r| !r.is_empty()))),
+        Err(Errno::EINTR) => Ok([false; N]),
+        Err(errno) => Err(errno.into()),
     }
-    Ok(polled.map(|p| p.revents != 0))
 }

@@ -1,39 +1,46 @@
-//! The echo contract, checked for every model by one harness: each case is a
-//! function taking a [`Model`], and `every_model!` makes one `#[test]` per
-//! (model, case) pair, e.g. `tokio::half_close`.
+//! The echo contract, checked for every registered model over every
+//! transport by one harness: each case is a function taking a model's
+//! declaration and a transport, and the registry's own list
+//! ([`echo_servers::for_each_model!`]) makes one `#[test]` per (model,
+//! transport, case), e.g. `tokio::unix::half_close`. A registered model
+//! cannot be without contract tests: there is no second list to forget.
 
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use socket2::SockRef;
+
+/// `tokio over unix`, for messages.
+fn who(model: &ModelInfo, transport: Transport) -> String {
+    format!("{} over {transport}", model.name)
+}
 
 /// Payloads from 1 B to 4 MiB, each echoed byte-for-byte.
-fn payloads_up_to_4mib(model: Model) {
-    let server = Server::start(model, &[]);
+fn payloads_up_to_4mib(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
     let mut rng = fastrand::Rng::with_seed(0xEC40);
     let mut sizes = vec![1, 2, 4095, 4096, 4097, 65_537, 1 << 20, 4 << 20];
     sizes.extend((0..4).map(|_| rng.usize(1..=4 << 20)));
     for size in sizes {
         let payload = random_bytes(&mut rng, size);
-        let received = echo_all(server.addr, payload.clone());
-        assert_eq!(received.len(), size, "{model}: echo of {size} B has the wrong length");
-        assert!(received == payload, "{model}: echo of {size} B differs");
+        let received = echo_all(&server.endpoint, payload.clone());
+        assert_eq!(received.len(), size, "{who}: echo of {size} B has the wrong length");
+        assert!(received == payload, "{who}: echo of {size} B differs");
     }
 }
 
 /// 200 concurrent clients × 100 messages each, every echo verified.
-fn concurrent_clients(model: Model) {
-    let server = Server::start(model, &[]);
+fn concurrent_clients(model: &ModelInfo, transport: Transport) {
+    let server = Server::start(model, transport, &[]);
     let clients: Vec<_> = (0..200u64)
         .map(|id| {
-            let addr = server.addr;
+            let endpoint = server.endpoint.clone();
             std::thread::spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(id);
-                let mut stream = connect(addr);
+                let mut stream = connect(&endpoint);
                 for seq in 0..100 {
                     let len = rng.usize(1..=512);
                     let msg = random_bytes(&mut rng, len);
@@ -48,45 +55,52 @@ fn concurrent_clients(model: Model) {
 }
 
 /// The client sends, shuts its write side, receives everything, then EOF.
-fn half_close(model: Model) {
-    let server = Server::start(model, &[]);
-    let mut stream = connect(server.addr);
+fn half_close(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
+    let mut stream = connect(&server.endpoint);
     let msg = b"half-close: everything sent before the FIN comes back".repeat(100);
     stream.write_all(&msg).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut back = Vec::new();
     stream.read_to_end(&mut back).expect("read to EOF");
-    assert!(back == msg, "{model}: half-closed echo differs");
+    assert!(back == msg, "{who}: half-closed echo differs");
     // read_to_end returned, so EOF was seen; another read stays at EOF
     assert_eq!(stream.read(&mut [0u8; 16]).unwrap(), 0);
 }
 
-/// A client resetting mid-stream (SO_LINGER 0) ends its connection only.
-fn reset_client_leaves_others_served(model: Model) {
-    let mut server = Server::start(model, &[]);
-    let mut survivor = connect(server.addr);
+/// A client vanishing mid-stream with unread echo data (a TCP RST with
+/// SO_LINGER 0; on a Unix socket, a close with data queued) ends its
+/// connection only.
+fn reset_client_leaves_others_served(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let mut server = Server::start(model, transport, &[]);
+    let mut survivor = connect(&server.endpoint);
     roundtrip(&mut survivor, b"before").unwrap();
     for _ in 0..20 {
-        let mut rude = connect(server.addr);
+        let mut rude = connect(&server.endpoint);
         rude.write_all(&[7u8; 100_000]).unwrap();
-        SockRef::from(&rude).set_linger(Some(Duration::ZERO)).unwrap();
-        drop(rude); // RST, with echo data unread
+        if transport == Transport::Tcp {
+            rude.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        drop(rude); // RST (or ECONNRESET for the server), with echo data unread
     }
     roundtrip(&mut survivor, b"after").unwrap();
-    let mut fresh = connect(server.addr);
+    let mut fresh = connect(&server.endpoint);
     roundtrip(&mut fresh, b"fresh").unwrap();
-    assert!(server.is_running(), "{model}: server died after client resets");
+    assert!(server.is_running(), "{who}: server died after client resets");
 }
 
-/// A client that sends up to 64 MiB and never reads is held back by TCP, not
-/// by server memory; others are still served.
-fn non_reading_client_bounded_memory(model: Model) {
-    let server = Server::start(model, &[]);
-    let mut warm = connect(server.addr);
+/// A client that sends up to 64 MiB and never reads is held back by the
+/// transport's flow control, not by server memory; others are still served.
+fn non_reading_client_bounded_memory(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
+    let mut warm = connect(&server.endpoint);
     roundtrip(&mut warm, b"warm up").unwrap();
     let before_kib = server.rss_kib();
 
-    let mut hog = connect(server.addr);
+    let mut hog = connect(&server.endpoint);
     hog.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
     let chunk = vec![0x5Au8; 64 * 1024];
     let mut sent = 0usize;
@@ -95,15 +109,15 @@ fn non_reading_client_bounded_memory(model: Model) {
             Ok(n) => sent += n,
             // the socket buffers on both sides are full: backpressure reached
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-            Err(e) => panic!("{model}: writing to the server failed: {e}"),
+            Err(e) => panic!("{who}: writing to the server failed: {e}"),
         }
     }
-    assert!(sent < 64 << 20, "{model}: server absorbed 64 MiB from a client that never reads");
+    assert!(sent < 64 << 20, "{who}: server absorbed 64 MiB from a client that never reads");
     let after_kib = server.rss_kib();
     let grown_kib = after_kib.saturating_sub(before_kib);
-    assert!(grown_kib < 16 * 1024, "{model}: RSS grew by {grown_kib} KiB (sent {sent} B)");
+    assert!(grown_kib < 16 * 1024, "{who}: RSS grew by {grown_kib} KiB (sent {sent} B)");
 
-    let mut other = connect(server.addr);
+    let mut other = connect(&server.endpoint);
     roundtrip(&mut other, b"still served").unwrap();
     roundtrip(&mut warm, b"and so is the old one").unwrap();
     drop(hog);
@@ -111,18 +125,19 @@ fn non_reading_client_bounded_memory(model: Model) {
 
 /// Connections over `--max-connections` are closed at once; those under it
 /// are served, and a freed slot is reused.
-fn max_connections(model: Model) {
-    let server = Server::start(model, &["--max-connections", "4"]);
-    let mut held: Vec<TcpStream> = (0..4).map(|_| connect(server.addr)).collect();
+fn max_connections(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &["--max-connections", "4"]);
+    let mut held: Vec<Client> = (0..4).map(|_| connect(&server.endpoint)).collect();
     for stream in &mut held {
         roundtrip(stream, b"under the limit").unwrap();
     }
-    let mut over = connect(server.addr);
+    let mut over = connect(&server.endpoint);
     let mut buf = [0u8; 16];
     match over.read(&mut buf) {
         Ok(0) => {}
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("{model}: connection over the limit was not closed: {other:?}"),
+        other => panic!("{who}: connection over the limit was not closed: {other:?}"),
     }
     for stream in &mut held {
         roundtrip(stream, b"still served").unwrap();
@@ -130,104 +145,195 @@ fn max_connections(model: Model) {
     drop(held.pop());
     // The slot frees once the server sees the close; retry until it has.
     eventually(Duration::from_secs(10), || {
-        let mut stream = connect(server.addr);
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut stream = try_connect(&server.endpoint, Duration::from_secs(1))?;
         roundtrip(&mut stream, b"freed slot")
     })
-    .unwrap_or_else(|e| panic!("{model}: a freed slot was not reused: {e}"));
+    .unwrap_or_else(|e| panic!("{who}: a freed slot was not reused: {e}"));
 }
 
 /// Under RLIMIT_NOFILE 64, 200 connections: no spinning on EMFILE, and the
 /// server recovers once they are closed.
-fn fd_exhaustion(model: Model) {
-    let server = Server::start_with(model, Launch { nofile: Some(64), ..Launch::default() });
-    let flood: Vec<TcpStream> = (0..200).map(|_| connect(server.addr)).collect();
+fn fd_exhaustion(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start_with(model, transport, Launch { nofile: Some(64), ..Launch::default() });
+    let flood: Vec<Client> = (0..200).map(|_| connect(&server.endpoint)).collect();
     std::thread::sleep(Duration::from_millis(500)); // let the server run into the limit
     let window = Duration::from_secs(1);
     let start_cpu = server.cpu_secs();
     std::thread::sleep(window); // measurement window, not synchronisation
     let used = server.cpu_secs() - start_cpu;
-    assert!(used < 0.5 * window.as_secs_f64(), "{model}: server used {used:.2} s of CPU in 1 s at EMFILE (spinning?)");
+    assert!(used < 0.5 * window.as_secs_f64(), "{who}: server used {used:.2} s of CPU in 1 s at EMFILE (spinning?)");
     drop(flood);
     eventually(Duration::from_secs(15), || {
-        let mut stream = TcpStream::connect_timeout(&server.addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut stream = try_connect(&server.endpoint, Duration::from_secs(1))?;
         roundtrip(&mut stream, b"after exhaustion")
     })
-    .unwrap_or_else(|e| panic!("{model}: not serving after fd exhaustion: {e}"));
+    .unwrap_or_else(|e| panic!("{who}: not serving after fd exhaustion: {e}"));
 }
 
-/// SIGTERM with many live connections: exit 0 within 2 s, nothing left behind.
-fn sigterm_with_live_connections(model: Model) {
-    let mut server = Server::start(model, &[]);
-    let live = if model == Model::Process { 100 } else { 1000 };
-    // `pool` serves only as many connections as it has workers (128 by
-    // default); the rest wait in its queue, so only those get an echo.
-    let served = if model == Model::Pool { 100 } else { live };
-    let mut conns: Vec<TcpStream> = (0..live).map(|_| connect(server.addr)).collect();
+/// SIGTERM with many live connections: exit 0 within 2 s, nothing left
+/// behind — no process, and no socket file.
+fn sigterm_with_live_connections(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let mut server = Server::start(model, transport, &[]);
+    let live = if model.child_processes { 100 } else { 1000 };
+    // A model that serves only so many connections at once (`pool`: its
+    // workers) leaves the rest waiting: only those get an echo.
+    let served = model.serves_at_once.map_or(live, |n| live.min(n as usize).min(100));
+    let mut conns: Vec<Client> = (0..live).map(|_| connect(&server.endpoint)).collect();
     for stream in conns.iter_mut().take(served) {
         roundtrip(stream, b"live").unwrap();
     }
     let tree = server.tree();
-    if model == Model::Process {
-        assert!(tree.len() > live, "{model}: expected {live} children, tree is {}", tree.len());
+    if model.child_processes {
+        assert!(tree.len() > live, "{who}: expected {live} children, tree is {}", tree.len());
     }
     let (status, took) = server.terminate(Duration::from_secs(5));
-    let status = status.unwrap_or_else(|| panic!("{model}: still running 5 s after SIGTERM"));
-    assert_eq!(status.code(), Some(0), "{model}: exit status {status:?}");
-    assert!(took <= Duration::from_secs(2), "{model}: took {took:?} to exit");
+    let status = status.unwrap_or_else(|| panic!("{who}: still running 5 s after SIGTERM"));
+    assert_eq!(status.code(), Some(0), "{who}: exit status {status:?}");
+    assert!(took <= Duration::from_secs(2), "{who}: took {took:?} to exit");
     eventually(Duration::from_secs(2), || match tree.iter().find(|&&pid| alive(pid)) {
         Some(pid) => Err(std::io::Error::other(format!("pid {pid} still alive"))),
         None => Ok(()),
     })
-    .unwrap_or_else(|e| panic!("{model}: {e} after shutdown"));
+    .unwrap_or_else(|e| panic!("{who}: {e} after shutdown"));
+    if let Endpoint::Unix(path) = &server.endpoint {
+        assert!(!path.exists(), "{who}: the socket file outlived a clean shutdown");
+    }
     drop(conns);
 }
 
-/// IPv6 loopback works.
-fn ipv6_loopback(model: Model) {
-    let server = Server::start_with(model, Launch { addr: Some("[::1]:0"), ..Launch::default() });
-    assert!(server.addr.is_ipv6());
-    let mut stream = connect(server.addr);
+/// An address in use, or unparsable: exit 1 and one line on stderr.
+fn bad_address_exits_1(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
+    let (status, stderr) = run_to_exit(model, &server.endpoint.to_string(), Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{who}: address in use: {status:?}, stderr {stderr:?}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{who}: expected one line, got {stderr:?}");
+    assert!(stderr.contains("in use") && !stderr.contains("panicked"), "{who}: {stderr:?}");
+
+    let bad = match transport {
+        Transport::Tcp => "not-an-address".to_owned(),
+        Transport::Unix => format!("unix:/{}", "x".repeat(200)),
+    };
+    let (status, stderr) = run_to_exit(model, &bad, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{who}: bad address: {status:?}, stderr {stderr:?}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{who}: expected one line, got {stderr:?}");
+}
+
+/// IPv6 loopback works (TCP only: a Unix socket has no IP version).
+fn ipv6_loopback(model: &ModelInfo) {
+    let server = Server::start_with(model, Transport::Tcp, Launch { addr: Some("[::1]:0"), ..Launch::default() });
+    assert!(matches!(server.endpoint, Endpoint::Tcp(addr) if addr.is_ipv6()));
+    let mut stream = connect(&server.endpoint);
     roundtrip(&mut stream, b"over ::1").unwrap();
 }
 
-/// An address in use, or unparsable: exit 1 and one line on stderr.
-fn bad_address_exits_1(model: Model) {
-    let server = Server::start(model, &[]);
-    let (status, stderr) = run_to_exit(model, &server.addr.to_string(), Duration::from_secs(10));
-    assert_eq!(status.code(), Some(1), "{model}: address in use: {status:?}, stderr {stderr:?}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{model}: expected one line, got {stderr:?}");
-    assert!(stderr.contains("in use") && !stderr.contains("panicked"), "{model}: {stderr:?}");
-
-    let (status, stderr) = run_to_exit(model, "not-an-address", Duration::from_secs(10));
-    assert_eq!(status.code(), Some(1), "{model}: bad address: {status:?}, stderr {stderr:?}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{model}: expected one line, got {stderr:?}");
-}
-
-macro_rules! every_model {
-    ($($module:ident => $model:ident),* $(,)?) => {$(
-        mod $module {
-            use super::*;
-            #[test] fn payloads_up_to_4mib() { super::payloads_up_to_4mib(Model::$model) }
-            #[test] fn concurrent_clients() { super::concurrent_clients(Model::$model) }
-            #[test] fn half_close() { super::half_close(Model::$model) }
-            #[test] fn reset_client_leaves_others_served() { super::reset_client_leaves_others_served(Model::$model) }
-            #[test] fn non_reading_client_bounded_memory() { super::non_reading_client_bounded_memory(Model::$model) }
-            #[test] fn max_connections() { super::max_connections(Model::$model) }
-            #[test] fn fd_exhaustion() { super::fd_exhaustion(Model::$model) }
-            #[test] fn sigterm_with_live_connections() { super::sigterm_with_live_connections(Model::$model) }
-            #[test] fn ipv6_loopback() { super::ipv6_loopback(Model::$model) }
-            #[test] fn bad_address_exits_1() { super::bad_address_exits_1(Model::$model) }
+/// Every case, for one model over one transport.
+macro_rules! every_case {
+    ($info:expr, $transport:expr) => {
+        #[test]
+        fn payloads_up_to_4mib() {
+            super::super::payloads_up_to_4mib($info, $transport)
         }
-    )*};
+        #[test]
+        fn concurrent_clients() {
+            super::super::concurrent_clients($info, $transport)
+        }
+        #[test]
+        fn half_close() {
+            super::super::half_close($info, $transport)
+        }
+        #[test]
+        fn reset_client_leaves_others_served() {
+            super::super::reset_client_leaves_others_served($info, $transport)
+        }
+        #[test]
+        fn non_reading_client_bounded_memory() {
+            super::super::non_reading_client_bounded_memory($info, $transport)
+        }
+        #[test]
+        fn max_connections() {
+            super::super::max_connections($info, $transport)
+        }
+        #[test]
+        fn fd_exhaustion() {
+            super::super::fd_exhaustion($info, $transport)
+        }
+        #[test]
+        fn sigterm_with_live_connections() {
+            super::super::sigterm_with_live_connections($info, $transport)
+        }
+        #[test]
+        fn bad_address_exits_1() {
+            super::super::bad_address_exits_1($info, $transport)
+        }
+    };
 }
 
-every_model!(process => Process, thread => Thread, pool => Pool, tokio => Tokio, may => May);
+/// One module per registered model, one per transport inside it.
+macro_rules! contract_tests {
+    ($($model:ident),* $(,)?) => {
+        $(
+            mod $model {
+                use echo_servers::models::$model::INFO;
+                mod tcp {
+                    use super::INFO;
+                    every_case!(&INFO, echo_common::Transport::Tcp);
+                    #[test]
+                    fn ipv6_loopback() {
+                        super::super::ipv6_loopback(&INFO)
+                    }
+                }
+                mod unix {
+                    use super::INFO;
+                    every_case!(&INFO, echo_common::Transport::Unix);
+                }
+            }
+        )*
+        /// The models this file generated tests for.
+        const TESTED: &[&str] = &[$(stringify!($model)),*];
+    };
+}
+
+echo_servers::for_each_model!(contract_tests);
+
+#[test]
+fn every_registered_model_has_contract_tests() {
+    let registered: Vec<String> = echo_servers::models::ALL.iter().map(|m| m.name.replace('-', "_")).collect();
+    assert_eq!(registered, TESTED, "the registry and the contract tests disagree");
+    // …and the binary publishes the same registry the benchmark reads.
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(["list-models", "--json"]).output().unwrap();
+    assert!(output.status.success());
+    let published: Vec<ModelInfo> = serde_json::from_slice(&output.stdout).expect("list-models --json parses");
+    let expected: Vec<ModelInfo> = echo_servers::models::ALL.iter().map(|m| (*m).clone()).collect();
+    assert_eq!(published, expected);
+}
 
 #[test]
 fn unknown_model_is_a_usage_error() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).arg("fibers").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unrecognized subcommand 'fibers'"));
+}
+
+#[test]
+fn a_flag_the_model_does_not_take_is_a_usage_error() {
+    let run =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(args).output().unwrap();
+    let output = run(&["tokio", "--queue", "5"]);
+    assert_eq!(output.status.code(), Some(2), "tokio takes no --queue");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unexpected argument '--queue'"));
+    let output = run(&["pool", "--backlog", "-1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("-1 is not in 1.."),
+        "a range error, not 'unexpected argument'"
+    );
+    // Each model's help shows its own flags and defaults.
+    let help = String::from_utf8_lossy(&run(&["pool", "--help"]).stdout).into_owned();
+    assert!(help.contains("--queue") && help.contains("[default: 128]"), "{help}");
+    let help = String::from_utf8_lossy(&run(&["process", "--help"]).stdout).into_owned();
+    assert!(help.contains("[default: 1024]") && !help.contains("--workers") && !help.contains("worker-of"), "{help}");
 }

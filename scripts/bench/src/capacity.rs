@@ -2,12 +2,12 @@
 //! the server, then send one echo on each and count those not served.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use echo_common::Endpoint;
+use echo_common::stream::AsyncStream;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::procfs::{TreeReading, read_tree};
@@ -24,7 +24,6 @@ const STABLE_FOR: Duration = Duration::from_millis(600);
 const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Connects in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
-/// Bytes of the one echo per connection.
 /// The one echo each held connection sends.
 pub const PROBE: &[u8] = b"capacity probe: one echo per held connection";
 
@@ -49,22 +48,20 @@ pub struct Capacity {
     pub echo_secs: f64,
 }
 
-/// Runs the scenario against the server at `addr` whose PID is `pid`.
-pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity> {
+/// Runs the scenario against the server at `endpoint` whose PID is `pid`.
+pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capacity> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let before = read_tree(pid, true).ok_or_else(|| io::Error::other("server exited"))?;
+        let before = read(pid)?.ok_or_else(|| io::Error::other("server exited"))?;
         let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTS_IN_FLIGHT));
         let mut connecting = JoinSet::new();
         for _ in 0..connections {
             let gate = std::sync::Arc::clone(&gate);
+            let endpoint = endpoint.clone();
             connecting.spawn(async move {
                 let _permit = gate.acquire().await;
-                let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
-                match stream {
-                    Ok(Ok(stream)) => stream.set_nodelay(true).map(|()| stream).ok(),
-                    _ => None,
-                }
+                let stream = tokio::time::timeout(Duration::from_secs(5), AsyncStream::connect(&endpoint)).await;
+                stream.ok().and_then(Result::ok)
             });
         }
         let mut streams = Vec::new();
@@ -77,7 +74,7 @@ pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity>
         connecting.abort_all();
         tokio::time::sleep(SETTLE).await;
         settle(pid).await;
-        let held = read_tree(pid, true).ok_or_else(|| io::Error::other("server exited while holding connections"))?;
+        let held = read(pid)?.ok_or_else(|| io::Error::other("server exited while holding connections"))?;
 
         let established = streams.len() as u64;
         let echo_started = Instant::now();
@@ -109,13 +106,18 @@ pub fn run(addr: SocketAddr, pid: i32, connections: u64) -> io::Result<Capacity>
     })
 }
 
+/// The server's tree with PSS; a /proc that does not parse is an error.
+fn read(pid: i32) -> io::Result<Option<TreeReading>> {
+    read_tree(pid, true).map_err(io::Error::other)
+}
+
 /// Waits until the server's threads and processes stop changing.
 async fn settle(pid: i32) {
     let started = Instant::now();
     let mut last = None;
     let mut since = Instant::now();
     while started.elapsed() < SETTLE_LIMIT {
-        let now = read_tree(pid, false).map(|r| (r.threads, r.processes));
+        let now = read_tree(pid, false).ok().flatten().map(|r| (r.threads, r.processes));
         if now != last {
             last = now;
             since = Instant::now();

@@ -1,18 +1,22 @@
 //! # echo-bench: the model × load matrix
 //!
 //! `scripts/bench.sh` builds the release binaries and runs `bench`, which
-//! starts `echo-server <model>` for every cell on the server CPU set, drives
-//! it with the `loadgen` library from the client CPU set, samples the
-//! server's process tree from /proc every 100 ms, stops it and judges the
-//! shutdown, and rewrites `results/<run>/results.json` after every cell.
-//! At the end (or with `bench report`) it renders README.md and SVG charts.
+//! learns the models from the server binary itself (`echo-server list-models
+//! --json`), starts `echo-server <model>` for every cell on the server CPU
+//! set — on TCP loopback or a Unix socket —, drives it with the `loadgen`
+//! library from the client CPU set, samples the server's process tree from
+//! /proc every 100 ms, stops it and judges the shutdown, and rewrites
+//! `results/<run>/results.json` after every cell. At the end (or with
+//! `bench report`) it renders README.md and SVG charts.
 //!
-//! Reading order: [`matrix`] (which cells, in which order), [`runner`] (one
-//! cell), [`server`] and [`sampler`] (the server side), [`capacity`] (the idle
+//! Reading order: [`models`] (what the benchmark knows of a model),
+//! [`matrix`] (which cells, in which order), [`runner`] (one cell),
+//! [`server`] and [`sampler`] (the server side), [`capacity`] (the idle
 //! connections scenario), [`results`] (the JSON), [`render`] (tables, charts).
 
 pub mod capacity;
 pub mod matrix;
+pub mod models;
 pub mod render;
 pub mod results;
 pub mod runner;
@@ -20,4 +24,4 @@ pub mod sampler;
 pub mod server;
 
 /// /proc readings of a process tree (shared with the servers' tests).
-pub use echo_servers::procfs;
+pub use echo_common::procfs;

@@ -9,9 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use echo_bench::matrix::{Scenario, Shape};
+use echo_bench::models;
 use echo_bench::results::Results;
 use echo_bench::runner::{self, RunConfig};
-use echo_servers::cli::Model;
+use echo_common::Transport;
+use nix::sched::{CpuSet, sched_getaffinity};
+use nix::unistd::Pid;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,12 +47,17 @@ struct RunArgs {
     /// Repeats per cell, interleaved across models [default: 3; 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
-    /// Models to run [default: all].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    models: Vec<Model>,
+    /// Models to run [default: every model the server registers; see
+    /// `echo-server list-models`].
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
     /// Scenarios to run [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
+    /// Transports of every scenario but `transport` (which compares both):
+    /// tcp, unix [default: tcp].
+    #[arg(long, value_delimiter = ',')]
+    transports: Vec<Transport>,
     /// Throughput scenario: connection counts [default: 1,10,100,1000].
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: Vec<u32>,
@@ -106,28 +114,35 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let args = cli.run;
     let quick = args.quick;
-    let or = |given: Vec<u32>, normal: &[u32], quick_default: &[u32]| {
-        if !given.is_empty() {
-            given
-        } else if quick {
-            quick_default.to_vec()
-        } else {
-            normal.to_vec()
+    let server_bin = match args.server_bin {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("echo-server"),
+    };
+    if !server_bin.is_file() {
+        bail!("no echo-server at {} (build it: cargo build --release -p echo-servers)", server_bin.display());
+    }
+    // The models come from the server's own registry, never from a list here.
+    let catalogue = models::catalogue(&server_bin)?;
+    let mut shape = Shape::default_for(models::select(&catalogue, &args.models)?, quick);
+    let given = |list: Vec<u32>, default: &mut Vec<u32>| {
+        if !list.is_empty() {
+            *default = list;
         }
     };
-    let models: Vec<String> = if args.models.is_empty() { Model::ALL.to_vec() } else { args.models }
-        .into_iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    let scenarios = if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios };
-    let shape = Shape {
-        models,
-        scenarios,
-        connections: or(args.connections, &[1, 10, 100, 1000], &[1, 10, 100, 1000]),
-        sizes: or(args.sizes, &[64, 4096], &[64]),
-        capacity: or(args.capacity, &[1000, 10_000], &[1000]),
-        repeat: args.repeat.unwrap_or(if quick { 1 } else { 3 }),
-    };
+    given(args.connections, &mut shape.connections);
+    given(args.sizes, &mut shape.sizes);
+    given(args.capacity, &mut shape.capacity);
+    if !args.scenarios.is_empty() {
+        shape.scenarios = args.scenarios;
+    }
+    if !args.transports.is_empty() {
+        shape.transports = args.transports;
+        shape.transports.sort();
+        shape.transports.dedup();
+    }
+    if let Some(repeat) = args.repeat {
+        shape.repeat = repeat;
+    }
     let available = available_cpus()?;
     let (server_default, client_default) = split_cpus(&available);
     let server_cpus = match &args.server_cpus {
@@ -138,13 +153,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(text) => parse_cpus(text)?,
         None => client_default,
     };
-    let server_bin = match args.server_bin {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("echo-server"),
-    };
-    if !server_bin.is_file() {
-        bail!("no echo-server at {} (build it: cargo build --release -p echo-servers)", server_bin.display());
-    }
     let config = RunConfig {
         shape,
         duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(5) }),
@@ -180,14 +188,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 
 /// The CPUs this process may run on.
 fn available_cpus() -> anyhow::Result<Vec<usize>> {
-    // SAFETY: an all-zero cpu_set_t is a valid (empty) set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
-        bail!("cannot read the CPU affinity: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: CPU_ISSET only reads `set`.
-    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+    let set = sched_getaffinity(Pid::from_raw(0)).context("cannot read the CPU affinity")?;
+    Ok((0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect())
 }
 
 /// First half for the server, the rest for the client (both all of one CPU alone).
@@ -209,7 +211,7 @@ fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
             None => cpus.push(parse(part)?),
         }
     }
-    if cpus.is_empty() || cpus.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= CpuSet::count()) {
         bail!("invalid CPU list {text:?}");
     }
     Ok(cpus)

@@ -7,11 +7,12 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
+use echo_common::{ModelInfo, Transport};
 use hdrhistogram::Histogram;
 use loadgen::report::{LatencySummary, decode, fmt_count};
 use plotters::prelude::*;
 
-use crate::matrix::Scenario;
+use crate::matrix::{Scenario, TRANSPORT_CONNECTIONS};
 use crate::results::{Cell, Results};
 
 /// Repeats whose min–max spread exceeds this share of the median are flagged.
@@ -49,16 +50,49 @@ impl Stat {
     }
 }
 
-/// The ok cells of one (scenario, connections, size, model), all repeats.
-type Groups<'a> = BTreeMap<(Scenario, u32, u32, usize), Vec<&'a Cell>>;
+/// What identifies a group of repeats: the scenario, the transport, the
+/// connections, the message size and the model (its index in the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    scenario: Scenario,
+    transport: Transport,
+    connections: u32,
+    size: u32,
+    model: usize,
+}
+
+/// The ok cells of one key, all repeats.
+type Groups<'a> = BTreeMap<Key, Vec<&'a Cell>>;
 
 fn groups(results: &Results) -> Groups<'_> {
     let mut groups: Groups<'_> = BTreeMap::new();
     for cell in results.cells.iter().filter(|c| c.ok) {
-        let model = results.settings.models.iter().position(|m| *m == cell.spec.model).unwrap_or(usize::MAX);
-        groups.entry((cell.spec.scenario, cell.spec.connections, cell.spec.size, model)).or_default().push(cell);
+        let spec = &cell.spec;
+        let model = results.settings.models.iter().position(|m| m.name == spec.model.name()).unwrap_or(usize::MAX);
+        let key = Key {
+            scenario: spec.scenario,
+            transport: spec.transport,
+            connections: spec.connections,
+            size: spec.size,
+            model,
+        };
+        groups.entry(key).or_default().push(cell);
     }
     groups
+}
+
+/// The transports the per-transport scenarios ran over (the transport
+/// scenario, which always has both, has its own table and chart).
+fn scenario_transports(groups: &Groups<'_>) -> std::collections::BTreeSet<Transport> {
+    groups.keys().filter(|k| k.scenario != Scenario::Transport).map(|k| k.transport).collect()
+}
+
+/// How a section heading names a transport.
+fn transport_words(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tcp => "TCP loopback",
+        Transport::Unix => "Unix domain socket",
+    }
 }
 
 fn stat(cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
@@ -83,6 +117,10 @@ fn us(v: f64) -> String {
 
 fn count(v: f64) -> String {
     fmt_count(v)
+}
+
+fn ratio(v: f64) -> String {
+    format!("{v:.2}×")
 }
 
 fn kib(v: f64) -> String {
@@ -111,6 +149,51 @@ fn errors(cells: &[&Cell]) -> String {
     show(load_stat(cells, |r| r.requests.errors() as f64), count)
 }
 
+/// One model's transport cells at one connection count: the TCP and Unix
+/// cells, by repeat.
+#[derive(Debug)]
+pub struct TransportPair<'a> {
+    pub model: String,
+    pub colour: (u8, u8, u8),
+    pub connections: u32,
+    pub tcp: Vec<&'a Cell>,
+    pub unix: Vec<&'a Cell>,
+}
+
+impl TransportPair<'_> {
+    /// unix ÷ tcp of `figure`, within each repeat that has both cells.
+    pub fn ratio(&self, figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
+        let ratios = self.tcp.iter().filter_map(|t| {
+            let u = self.unix.iter().find(|u| u.spec.repeat == t.spec.repeat)?;
+            let (t, u) = (figure(t)?, figure(u)?);
+            (t > 0.0).then(|| u / t)
+        });
+        Stat::of(ratios.collect())
+    }
+}
+
+/// The transport scenario's pairs, by connections then model.
+pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
+    let mut pairs = Vec::new();
+    for connections in TRANSPORT_CONNECTIONS {
+        for info in &results.settings.models {
+            let of = |transport: Transport| -> Vec<&Cell> {
+                results
+                    .cells
+                    .iter()
+                    .filter(|c| c.ok && c.spec.scenario == Scenario::Transport && c.spec.transport == transport)
+                    .filter(|c| c.spec.connections == connections && c.spec.model.name() == info.name)
+                    .collect()
+            };
+            let (tcp, unix) = (of(Transport::Tcp), of(Transport::Unix));
+            if !tcp.is_empty() || !unix.is_empty() {
+                pairs.push(TransportPair { model: info.name.to_string(), colour: info.rgb(), connections, tcp, unix });
+            }
+        }
+    }
+    pairs
+}
+
 /// The README of a run.
 pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     let s = &results.settings;
@@ -137,126 +220,172 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         s.client_cpus
     );
 
-    let cells_of = |scenario: Scenario| groups.iter().filter(move |(k, _)| k.0 == scenario);
-    let name = |i: usize| s.models.get(i).map_or("?", String::as_str);
+    let name = |i: usize| s.models.get(i).map_or("?", |m: &ModelInfo| m.name.as_ref());
+    let transports = scenario_transports(&groups);
+    for &transport in &transports {
+        let cells_of =
+            |scenario: Scenario| groups.iter().filter(move |(k, _)| k.scenario == scenario && k.transport == transport);
+        let over = transport_words(transport);
 
-    if cells_of(Scenario::Throughput).next().is_some() {
-        md.push_str("## Throughput and latency, closed loop\n\n");
-        md.push_str(
-            "Each connection sends a message and waits for its echo, again and again. `starved`: connections \
-             that got no echo in the measured window. Server CPU is user + system time of the server's whole \
-             process tree over the window, per completed message.\n\n",
-        );
-        let sizes: Vec<u32> = cells_of(Scenario::Throughput)
-            .map(|(k, _)| k.2)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for size in sizes {
-            let _ = writeln!(md, "### {size} B messages\n");
-            md.push_str("| connections | model | msg/s | p50 | p99 | p99.9 | server CPU µs/msg | server PSS peak | errors | starved |\n");
-            md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-            for ((_, connections, _, model), cells) in cells_of(Scenario::Throughput).filter(|(k, _)| k.2 == size) {
+        if cells_of(Scenario::Throughput).next().is_some() {
+            let _ = writeln!(md, "## Throughput and latency, closed loop, {over}\n");
+            md.push_str(
+                "Each connection sends a message and waits for its echo, again and again. `starved`: connections \
+                 that got no echo in the measured window. Server CPU is user + system time of the server's whole \
+                 process tree over the window, per completed message.\n\n",
+            );
+            let sizes: std::collections::BTreeSet<u32> = cells_of(Scenario::Throughput).map(|(k, _)| k.size).collect();
+            for size in sizes {
+                let _ = writeln!(md, "### {size} B messages\n");
+                md.push_str("| connections | model | msg/s | p50 | p99 | p99.9 | server CPU µs/msg | server PSS peak | errors | starved |\n");
+                md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                for (k, cells) in cells_of(Scenario::Throughput).filter(|(k, _)| k.size == size) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        k.connections,
+                        name(k.model),
+                        throughput(cells),
+                        latency(cells, |l| l.p50),
+                        latency(cells, |l| l.p99),
+                        latency(cells, |l| l.p99_9),
+                        server_cpu(cells, 2),
+                        show(stat(cells, |c| c.server.map(|s| s.pss_peak_kib as f64)), kib),
+                        errors(cells),
+                        show(load_stat(cells, |r| r.per_connection.starved as f64), count),
+                    );
+                }
+                md.push('\n');
+            }
+        }
+
+        if cells_of(Scenario::Latency).next().is_some() {
+            let rate = s.latency_rates.get(&transport).map_or("?".into(), |r| fmt_count(*r));
+            let _ = writeln!(
+                md,
+                "## Latency under a fixed load, open loop, {over} ({rate} msg/s, 100 connections, 64 B)\n"
+            );
+            md.push_str(
+                "The rate is half the slowest model's closed-loop rate at 100 connections. Latency counts from each \
+                 message's intended send time (coordinated omission corrected, as wrk2 does); `raw p99` counts from \
+                 the actual send.\n\n",
+            );
+            md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
+            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for (k, cells) in cells_of(Scenario::Latency) {
+                let raw_p99 = stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64));
                 let _ = writeln!(
                     md,
-                    "| {connections} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    name(*model),
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    name(k.model),
                     throughput(cells),
                     latency(cells, |l| l.p50),
+                    latency(cells, |l| l.p90),
                     latency(cells, |l| l.p99),
                     latency(cells, |l| l.p99_9),
+                    latency(cells, |l| l.p99_99),
+                    latency(cells, |l| l.max),
+                    show(raw_p99, us),
                     server_cpu(cells, 2),
-                    show(stat(cells, |c| c.server.map(|s| s.pss_peak_kib as f64)), kib),
                     errors(cells),
-                    show(load_stat(cells, |r| r.per_connection.starved as f64), count),
+                );
+            }
+            md.push('\n');
+        }
+
+        if cells_of(Scenario::Churn).next().is_some() {
+            let _ = writeln!(md, "## Churn: a new connection per message, 10 clients, {over}\n");
+            md.push_str(
+                "Each message opens a connection, echoes once and closes it (the client half-closes first). \
+                 Accepting is what is measured here; a model that starts a process per connection pays a fork/exec \
+                 for each.\n\n",
+            );
+            md.push_str("| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection | peak processes | errors |\n");
+            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for (k, cells) in cells_of(Scenario::Churn) {
+                let connect = |f: fn(&LatencySummary) -> u64| {
+                    stat(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    name(k.model),
+                    throughput(cells),
+                    show(connect(|l| l.p50), us),
+                    show(connect(|l| l.p99), us),
+                    latency(cells, |l| l.p50),
+                    latency(cells, |l| l.p99),
+                    server_cpu(cells, 1),
+                    show(stat(cells, |c| c.server.map(|s| s.processes_peak as f64)), count),
+                    errors(cells),
+                );
+            }
+            md.push('\n');
+        }
+
+        if cells_of(Scenario::Capacity).next().is_some() {
+            let _ = writeln!(md, "## Capacity: idle connections held, {over}\n");
+            let capped: Vec<String> = s
+                .models
+                .iter()
+                .filter(|m| s.capacity.iter().any(|&n| u64::from(n) > m.default_max_connections))
+                .map(|m| {
+                    format!("`{}` is capped at its {} connections", m.name, fmt_count(m.default_max_connections as f64))
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "N connections are opened and left idle; the server's memory is read from /proc (PSS from \
+                 smaps_rollup, so pages shared between a model's child processes are counted once). Then every \
+                 connection sends one echo; `not served` did not get it back within 5 s.{}\n",
+                if capped.is_empty() { String::new() } else { format!(" {}.", capped.join("; ")) }
+            );
+            md.push_str("| model | connections | established | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
+            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for (k, cells) in cells_of(Scenario::Capacity) {
+                let cap = |f: fn(&crate::capacity::Capacity) -> f64| stat(cells, move |c| c.capacity.as_ref().map(f));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    name(k.model),
+                    k.connections,
+                    show(cap(|c| c.established as f64), count),
+                    show(cap(|c| c.pss_per_connection_kib), kib),
+                    show(cap(|c| c.rss_per_connection_kib), kib),
+                    show(cap(|c| c.pss_held_kib as f64), kib),
+                    show(cap(|c| c.threads as f64), count),
+                    show(cap(|c| c.processes as f64), count),
+                    show(cap(|c| c.not_served as f64), count),
                 );
             }
             md.push('\n');
         }
     }
 
-    if cells_of(Scenario::Latency).next().is_some() {
-        let rate = s.latency_rate.map_or("?".into(), fmt_count);
-        let _ = writeln!(md, "## Latency under a fixed load, open loop ({rate} msg/s, 100 connections, 64 B)\n");
+    let pairs = transport_pairs(results);
+    if !pairs.is_empty() {
+        md.push_str("## Transport: TCP loopback against a Unix domain socket\n\n");
         md.push_str(
-            "The rate is half the slowest model's closed-loop rate at 100 connections. Latency counts from each \
-             message's intended send time (coordinated omission corrected, as wrk2 does); `raw p99` counts from \
-             the actual send.\n\n",
+            "Every model at 1 and 100 connections, 64 B, closed loop; for each model the TCP cell and the Unix \
+             socket cell run back to back, and each ratio is taken within such a pair (unix ÷ tcp), then the \
+             median over repeats. Above 1 for msg/s, below 1 for CPU per message: the Unix socket is cheaper.\n\n",
         );
-        md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for ((_, _, _, model), cells) in cells_of(Scenario::Latency) {
+        md.push_str("| connections | model | tcp msg/s | unix msg/s | unix/tcp msg/s | tcp CPU µs/msg | unix CPU µs/msg | unix/tcp CPU/msg |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        for pair in &pairs {
+            let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
+            let cpu = |c: &Cell| c.server_cpu_us_per_msg;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                name(*model),
-                throughput(cells),
-                latency(cells, |l| l.p50),
-                latency(cells, |l| l.p90),
-                latency(cells, |l| l.p99),
-                latency(cells, |l| l.p99_9),
-                latency(cells, |l| l.p99_99),
-                latency(cells, |l| l.max),
-                show(stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64)), us),
-                server_cpu(cells, 2),
-                errors(cells),
-            );
-        }
-        md.push('\n');
-    }
-
-    if cells_of(Scenario::Churn).next().is_some() {
-        md.push_str("## Churn: a new connection per message, 10 clients\n\n");
-        md.push_str(
-            "Each message opens a connection, echoes once and closes it (the client half-closes first). \
-             Accepting is what is measured here; the `process` model pays a fork/exec per connection.\n\n",
-        );
-        md.push_str("| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection | peak processes | errors |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for ((_, _, _, model), cells) in cells_of(Scenario::Churn) {
-            let connect = |f: fn(&LatencySummary) -> u64| {
-                stat(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                name(*model),
-                throughput(cells),
-                show(connect(|l| l.p50), us),
-                show(connect(|l| l.p99), us),
-                latency(cells, |l| l.p50),
-                latency(cells, |l| l.p99),
-                server_cpu(cells, 1),
-                show(stat(cells, |c| c.server.map(|s| s.processes_peak as f64)), count),
-                errors(cells),
-            );
-        }
-        md.push('\n');
-    }
-
-    if cells_of(Scenario::Capacity).next().is_some() {
-        md.push_str("## Capacity: idle connections held\n\n");
-        md.push_str(
-            "N connections are opened and left idle; the server's memory is read from /proc (PSS from \
-             smaps_rollup, so pages shared between the `process` model's children are counted once). Then every \
-             connection sends one echo; `not served` did not get it back within 5 s. `process` is capped at its \
-             1,024 connections.\n\n",
-        );
-        md.push_str("| model | connections | established | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for ((_, connections, _, model), cells) in cells_of(Scenario::Capacity) {
-            let cap = |f: fn(&crate::capacity::Capacity) -> f64| stat(cells, move |c| c.capacity.as_ref().map(f));
-            let _ = writeln!(
-                md,
-                "| {} | {connections} | {} | {} | {} | {} | {} | {} | {} |",
-                name(*model),
-                show(cap(|c| c.established as f64), count),
-                show(cap(|c| c.pss_per_connection_kib), kib),
-                show(cap(|c| c.rss_per_connection_kib), kib),
-                show(cap(|c| c.pss_held_kib as f64), kib),
-                show(cap(|c| c.threads as f64), count),
-                show(cap(|c| c.processes as f64), count),
-                show(cap(|c| c.not_served as f64), count),
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                pair.connections,
+                pair.model,
+                show(stat(&pair.tcp, rate), count),
+                show(stat(&pair.unix, rate), count),
+                show(pair.ratio(rate), ratio),
+                show(stat(&pair.tcp, cpu), |v| format!("{v:.2}")),
+                show(stat(&pair.unix, cpu), |v| format!("{v:.2}")),
+                show(pair.ratio(cpu), ratio),
             );
         }
         md.push('\n');
@@ -298,104 +427,145 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     md
 }
 
+/// A line of a chart: its name, its colour, its points.
+type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+fn colour(info: &ModelInfo) -> RGBColor {
+    let (r, g, b) = info.rgb();
+    RGBColor(r, g, b)
+}
+
 /// Draws every chart the results allow; returns (title, file name) pairs.
 pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, String)>> {
     let mut charts = Vec::new();
     let groups = groups(results);
     let models = &results.settings.models;
     let plot_err = |e: String| io::Error::other(format!("cannot draw chart: {e}"));
+    let transports = scenario_transports(&groups);
+    // File names and titles say the transport only when the run has several.
+    let suffix = |t: Transport| if transports.len() > 1 { format!("-{t}") } else { String::new() };
+    let over = |t: Transport| if transports.len() > 1 { format!(", {}", transport_words(t)) } else { String::new() };
 
-    // Throughput vs connections, one chart per size.
-    let sizes: std::collections::BTreeSet<u32> =
-        groups.keys().filter(|k| k.0 == Scenario::Throughput).map(|k| k.2).collect();
-    for size in sizes {
-        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for &transport in &transports {
+        // Throughput vs connections, one chart per size.
+        let sizes: std::collections::BTreeSet<u32> = groups
+            .keys()
+            .filter(|k| k.scenario == Scenario::Throughput && k.transport == transport)
+            .map(|k| k.size)
+            .collect();
+        for size in sizes {
+            let mut series: Vec<Series> = Vec::new();
+            for (i, model) in models.iter().enumerate() {
+                let points: Vec<(f64, f64)> = groups
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.scenario == Scenario::Throughput && k.transport == transport && k.size == size && k.model == i
+                    })
+                    .filter_map(|(k, cells)| {
+                        let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
+                        Some((f64::from(k.connections), s.median))
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    series.push((model.name.to_string(), colour(model), points));
+                }
+            }
+            if series.is_empty() {
+                continue;
+            }
+            let file = format!("throughput-{size}B{}.svg", suffix(transport));
+            line_chart(
+                &dir.join(&file),
+                &format!("Throughput vs connections, {size} B messages (closed loop){}", over(transport)),
+                "connections",
+                "messages / s",
+                &series,
+                false,
+            )
+            .map_err(plot_err)?;
+            charts.push((format!("Throughput vs connections, {size} B{}", over(transport)), file));
+        }
+
+        // Latency percentile spectrum of the open-loop scenario, all repeats merged.
+        let mut spectrum: Vec<Series> = Vec::new();
         for (i, model) in models.iter().enumerate() {
-            let points: Vec<(f64, f64)> = groups
+            let mut merged: Option<Histogram<u64>> = None;
+            let latency_cells = groups
                 .iter()
-                .filter(|(k, _)| k.0 == Scenario::Throughput && k.2 == size && k.3 == i)
-                .filter_map(|(k, cells)| {
-                    let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
-                    Some((f64::from(k.1), s.median))
+                .filter(|(k, _)| k.scenario == Scenario::Latency && k.transport == transport && k.model == i);
+            for (_, cells) in latency_cells {
+                for cell in cells {
+                    let Some(hist) = cell.loadgen.as_ref().and_then(|r| decode(&r.histogram).ok()) else { continue };
+                    match merged.as_mut() {
+                        Some(m) => {
+                            let _ = m.add(&hist);
+                        }
+                        None => merged = Some(hist),
+                    }
+                }
+            }
+            let Some(hist) = merged.filter(|h| !h.is_empty()) else { continue };
+            // x: "nines" — 1 at 90 %, 2 at 99 %, 3 at 99.9 %, 4 at 99.99 %.
+            let points = (0..=60)
+                .map(|step| {
+                    let nines = 1.0 + f64::from(step) * 0.05;
+                    let quantile = 1.0 - 10f64.powf(-nines);
+                    (nines, hist.value_at_quantile(quantile).max(1) as f64)
                 })
                 .collect();
-            if !points.is_empty() {
-                series.push((model.clone(), points));
-            }
+            spectrum.push((model.name.to_string(), colour(model), points));
         }
-        if series.is_empty() {
-            continue;
+        if !spectrum.is_empty() {
+            let file = format!("latency-spectrum{}.svg", suffix(transport));
+            line_chart(
+                &dir.join(&file),
+                &format!("Latency by percentile, open loop (CO-corrected){}", over(transport)),
+                "percentile (90 % … 99.99 %)",
+                "latency",
+                &spectrum,
+                true,
+            )
+            .map_err(plot_err)?;
+            charts.push((format!("Latency percentile spectrum, open loop{}", over(transport)), file));
         }
-        let file = format!("throughput-{size}B.svg");
-        line_chart(
-            &dir.join(&file),
-            &format!("Throughput vs connections, {size} B messages (closed loop)"),
-            "connections",
-            "messages / s",
-            &series,
-            false,
-        )
-        .map_err(plot_err)?;
-        charts.push((format!("Throughput vs connections, {size} B"), file));
-    }
 
-    // Latency percentile spectrum of the open-loop scenario, all repeats merged.
-    let mut spectrum: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (i, model) in models.iter().enumerate() {
-        let mut merged: Option<Histogram<u64>> = None;
-        for (_, cells) in groups.iter().filter(|(k, _)| k.0 == Scenario::Latency && k.3 == i) {
-            for cell in cells {
-                let Some(hist) = cell.loadgen.as_ref().and_then(|r| decode(&r.histogram).ok()) else { continue };
-                match merged.as_mut() {
-                    Some(m) => {
-                        let _ = m.add(&hist);
-                    }
-                    None => merged = Some(hist),
+        // Memory per idle connection.
+        let mut bars: Vec<(usize, u32, f64)> = Vec::new();
+        for (k, cells) in &groups {
+            if k.scenario == Scenario::Capacity && k.transport == transport {
+                if let Some(s) = stat(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)) {
+                    bars.push((k.model, k.connections, s.median));
                 }
             }
         }
-        let Some(hist) = merged.filter(|h| !h.is_empty()) else { continue };
-        // x: "nines" — 1 at 90 %, 2 at 99 %, 3 at 99.9 %, 4 at 99.99 %.
-        let points = (0..=60)
-            .map(|step| {
-                let nines = 1.0 + f64::from(step) * 0.05;
-                let quantile = 1.0 - 10f64.powf(-nines);
-                (nines, hist.value_at_quantile(quantile).max(1) as f64)
-            })
-            .collect();
-        spectrum.push((model.clone(), points));
-    }
-    if !spectrum.is_empty() {
-        let file = "latency-spectrum.svg".to_owned();
-        line_chart(
-            &dir.join(&file),
-            "Latency by percentile, open loop (CO-corrected)",
-            "percentile (90 % … 99.99 %)",
-            "latency",
-            &spectrum,
-            true,
-        )
-        .map_err(plot_err)?;
-        charts.push(("Latency percentile spectrum, open loop".into(), file));
-    }
-
-    // Memory per idle connection.
-    let mut bars: Vec<(String, u32, f64)> = Vec::new();
-    for ((scenario, connections, _, model), cells) in &groups {
-        if *scenario == Scenario::Capacity {
-            if let Some(s) = stat(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)) {
-                bars.push((models.get(*model).cloned().unwrap_or_default(), *connections, s.median));
-            }
+        if !bars.is_empty() {
+            let file = format!("memory-per-connection{}.svg", suffix(transport));
+            let names: Vec<String> = models.iter().map(|m| m.name.to_string()).collect();
+            bar_chart(&dir.join(&file), &names, &bars).map_err(plot_err)?;
+            charts.push((format!("Server memory per idle connection (PSS){}", over(transport)), file));
         }
     }
-    if !bars.is_empty() {
-        let file = "memory-per-connection.svg".to_owned();
-        bar_chart(&dir.join(&file), models, &bars).map_err(plot_err)?;
-        charts.push(("Server memory per idle connection (PSS)".into(), file));
+
+    // unix ÷ tcp per model and connection count.
+    let pairs = transport_pairs(results);
+    let ratios: Vec<(String, RGBColor, u32, Stat)> = pairs
+        .iter()
+        .filter_map(|p| {
+            let r = p.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
+            let (red, green, blue) = p.colour;
+            Some((p.model.clone(), RGBColor(red, green, blue), p.connections, r))
+        })
+        .collect();
+    if !ratios.is_empty() {
+        let file = "transport-ratio.svg".to_owned();
+        ratio_chart(&dir.join(&file), &ratios).map_err(plot_err)?;
+        charts.push(("Unix socket ÷ TCP loopback, msg/s".into(), file));
     }
     Ok(charts)
 }
 
+/// Colours of the bars of one connection count (the models' own colours
+/// mark the lines).
 const COLORS: [RGBColor; 6] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
@@ -411,13 +581,13 @@ fn line_chart(
     title: &str,
     x_desc: &str,
     y_desc: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    series: &[Series],
     spectrum: bool,
 ) -> Result<(), String> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let xs = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
-    let ys = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+    let xs = series.iter().flat_map(|(_, _, p)| p.iter().map(|q| q.0));
+    let ys = series.iter().flat_map(|(_, _, p)| p.iter().map(|q| q.1));
     let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     let y_max = ys.clone().fold(1.0f64, f64::max);
     let y_min = ys.fold(f64::INFINITY, f64::min).max(1.0);
@@ -457,14 +627,14 @@ fn line_chart(
 /// One line with points per series, and the legend naming them.
 fn draw_series<'a, 'b: 'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-    series: &[(String, Vec<(f64, f64)>)],
+    series: &[Series],
 ) -> Result<(), String>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for (i, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+    for (name, color, points) in series {
+        let color = *color;
         chart
             .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
@@ -481,8 +651,8 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// Grouped bars: per model, one bar per connection count; log y (KiB).
-fn bar_chart(path: &Path, models: &[String], bars: &[(String, u32, f64)]) -> Result<(), String> {
+/// Grouped bars: per model (by index into `models`), one bar per connection count; log y (KiB).
+fn bar_chart(path: &Path, models: &[String], bars: &[(usize, u32, f64)]) -> Result<(), String> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let counts: Vec<u32> = bars.iter().map(|b| b.1).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
@@ -516,10 +686,9 @@ fn bar_chart(path: &Path, models: &[String], bars: &[(String, u32, f64)]) -> Res
         let rects: Vec<Rectangle<(f64, f64)>> = bars
             .iter()
             .filter(|b| b.1 == *n)
-            .filter_map(|b| {
-                let i = models.iter().position(|m| *m == b.0)? as f64;
-                let x0 = i - 0.4 + j as f64 * width;
-                Some(Rectangle::new([(x0, 0.1), (x0 + width * 0.9, b.2.max(0.1))], color.filled()))
+            .map(|b| {
+                let x0 = b.0 as f64 - 0.4 + j as f64 * width;
+                Rectangle::new([(x0, 0.1), (x0 + width * 0.9, b.2.max(0.1))], color.filled())
             })
             .collect();
         chart
@@ -535,5 +704,68 @@ fn bar_chart(path: &Path, models: &[String], bars: &[(String, u32, f64)]) -> Res
         .border_style(BLACK)
         .draw()
         .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// unix ÷ tcp msg/s: per model, one bar per connection count, the min–max
+/// range over repeats as a whisker, and the line of 1 (no difference).
+fn ratio_chart(path: &Path, ratios: &[(String, RGBColor, u32, Stat)]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut models: Vec<&str> = Vec::new();
+    for (model, ..) in ratios {
+        if !models.contains(&model.as_str()) {
+            models.push(model);
+        }
+    }
+    let counts: Vec<u32> = ratios.iter().map(|r| r.2).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let y_max = ratios.iter().map(|r| r.3.max).fold(1.0f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..models.len() as f64 - 0.5, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .x_labels(models.len())
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                models.get(i as usize).map(|m| m.to_string()).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("unix msg/s ÷ tcp msg/s")
+        .y_label_formatter(&|y| format!("{y:.1}×"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new([(-0.5, 1.0), (models.len() as f64 - 0.5, 1.0)], BLACK.stroke_width(1)))
+        .map_err(|e| e.to_string())?;
+    let width = 0.8 / counts.len().max(1) as f64;
+    for (j, n) in counts.iter().enumerate() {
+        // Lighter bars for fewer connections, the model's colour throughout.
+        let shade = if counts.len() > 1 { 0.45 + 0.55 * j as f64 / (counts.len() - 1) as f64 } else { 1.0 };
+        for (model, color, _, stat) in ratios.iter().filter(|r| r.2 == *n) {
+            let Some(i) = models.iter().position(|m| m == model) else { continue };
+            let x0 = i as f64 - 0.4 + j as f64 * width;
+            let x1 = x0 + width * 0.9;
+            chart
+                .draw_series([Rectangle::new([(x0, 0.0), (x1, stat.median)], color.mix(shade).filled())])
+                .map_err(|e| e.to_string())?;
+            let mid = (x0 + x1) / 2.0;
+            chart
+                .draw_series(LineSeries::new([(mid, stat.min), (mid, stat.max)], BLACK.stroke_width(1)))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Text::new(format!("{}", n), (x0, stat.median + y_max * 0.02), ("sans-serif", 11))])
+                .map_err(|e| e.to_string())?;
+        }
+    }
     root.present().map_err(|e| e.to_string())
 }

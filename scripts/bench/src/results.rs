@@ -2,18 +2,22 @@
 //! and exit status, plus the environment. Rewritten after every cell,
 //! atomically, so an interrupted run keeps every finished cell.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
+use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
 use crate::matrix::CellSpec;
+use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
 
-/// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever a field changes meaning or disappears. 2: `settings.models`
+/// holds the models' declarations, not their names; cells name their transport.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A whole benchmark run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,8 +51,11 @@ pub struct Environment {
 /// The matrix's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    pub models: Vec<String>,
+    /// The models run, as the server declared them (`list-models --json`).
+    pub models: Vec<ModelInfo>,
     pub scenarios: Vec<String>,
+    /// Transports of every scenario but `transport`, which runs both.
+    pub transports: Vec<Transport>,
     pub connections: Vec<u32>,
     pub sizes: Vec<u32>,
     pub capacity: Vec<u32>,
@@ -57,8 +64,8 @@ pub struct Settings {
     pub warmup_secs: f64,
     pub server_cpus: Vec<usize>,
     pub client_cpus: Vec<usize>,
-    /// The latency scenario's rate, once known (msg/s).
-    pub latency_rate: Option<f64>,
+    /// The latency scenario's rate per transport, once known (msg/s).
+    pub latency_rates: BTreeMap<Transport, f64>,
     pub quick: bool,
 }
 
@@ -84,9 +91,30 @@ impl Results {
         loadgen::write_json(self, path)
     }
 
+    /// Reads a run back, each cell's model linked to the declaration the
+    /// run recorded.
     pub fn load(path: &Path) -> io::Result<Results> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
         let text = std::fs::read_to_string(path)?;
-        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let version: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let version = version.get("schema_version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(invalid(format!(
+                "schema version {version:?}, this bench reads {SCHEMA_VERSION}: render it with the bench of its commit"
+            )));
+        }
+        let mut results: Results = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        for cell in &mut results.cells {
+            let declared = results.settings.models.iter().find(|m| m.name == cell.spec.model.name());
+            let declared = declared.ok_or_else(|| invalid(format!("cell of undeclared model {}", cell.spec.model)))?;
+            cell.spec.model = Model::new(declared.clone());
+        }
+        Ok(results)
+    }
+
+    /// The run's models, in the order they ran.
+    pub fn models(&self) -> Vec<Model> {
+        self.settings.models.iter().cloned().map(Model::new).collect()
     }
 }
 
@@ -109,31 +137,5 @@ impl Environment {
 
 /// Now, UTC, as `2026-11-25T15:40:00Z`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(20_417), (2025, 11, 25));
-    }
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

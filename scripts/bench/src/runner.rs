@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use echo_common::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use loadgen::Opts;
 
 use crate::matrix::{self, CellSpec, LATENCY_RATE_SHARE, Scenario, Shape};
+use crate::models::Model;
 use crate::results::{Cell, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sampler};
 use crate::server::{self, Server};
@@ -44,14 +46,18 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&dir)?;
     let json = dir.join("results.json");
 
+    // Unix sockets of the servers: one short-lived folder for the run.
+    let sockets = tempfile::Builder::new().prefix("echo-bench-").tempdir()?;
+
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
         environment,
         settings: Settings {
-            models: cfg.shape.models.clone(),
+            models: cfg.shape.models.iter().map(|m| m.info().clone()).collect(),
             scenarios: cfg.shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
+            transports: cfg.shape.transports.clone(),
             connections: cfg.shape.connections.clone(),
             sizes: cfg.shape.sizes.clone(),
             capacity: cfg.shape.capacity.clone(),
@@ -60,7 +66,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             warmup_secs: cfg.warmup.as_secs_f64(),
             server_cpus: cfg.server_cpus.clone(),
             client_cpus: cfg.client_cpus.clone(),
-            latency_rate: None,
+            latency_rates: Default::default(),
             quick: cfg.quick,
         },
         cells: Vec::new(),
@@ -73,11 +79,11 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     for mut spec in specs {
         bar.set_message(spec.label());
         if spec.scenario == Scenario::Latency {
-            spec.rate = latency_rate(cfg, &mut results, &json, &bar)?;
+            spec.rate = latency_rate(cfg, spec.transport, &mut results, &json, &bar, sockets.path())?;
         }
         let cell = match spec.rate {
             None if spec.scenario == Scenario::Latency => failed(spec, "no rate: every calibration cell failed".into()),
-            _ => run_cell(cfg, spec, &bar),
+            _ => run_cell(cfg, spec, &bar, sockets.path()),
         };
         if !cell.ok {
             bar.println(format!("FAILED {}: {}", cell.spec.label(), cell.failure.as_deref().unwrap_or("?")));
@@ -107,43 +113,55 @@ fn sanitize(text: &str) -> String {
     if clean.is_empty() { "host".into() } else { clean }
 }
 
-/// The open-loop rate every model can sustain: half the slowest model's
-/// median closed-loop rate at 100 connections, 64 B — from the throughput
-/// cells already run, or from calibration cells run now.
-fn latency_rate(cfg: &RunConfig, results: &mut Results, json: &Path, bar: &ProgressBar) -> anyhow::Result<Option<f64>> {
-    if let Some(rate) = results.settings.latency_rate {
-        return Ok(Some(rate));
+/// The open-loop rate every model can sustain over `transport`: half the
+/// slowest model's median closed-loop rate at 100 connections, 64 B — from
+/// the throughput cells already run, or from calibration cells run now.
+fn latency_rate(
+    cfg: &RunConfig,
+    transport: Transport,
+    results: &mut Results,
+    json: &Path,
+    bar: &ProgressBar,
+    sockets: &Path,
+) -> anyhow::Result<Option<f64>> {
+    if let Some(rate) = results.settings.latency_rates.get(&transport) {
+        return Ok(Some(*rate));
     }
     for model in &cfg.shape.models {
-        if model_rate(results, model).is_none() {
+        if model_rate(results, model, transport).is_none() {
             let spec = CellSpec {
                 scenario: Scenario::Throughput,
                 model: model.clone(),
+                transport,
                 connections: matrix::LATENCY_CONNECTIONS,
                 size: matrix::SMALL,
                 rate: None,
                 repeat: 0,
             };
             bar.set_message(format!("calibrating: {}", spec.label()));
-            let cell = run_cell(cfg, spec, bar);
+            let cell = run_cell(cfg, spec, bar, sockets);
             results.cells.push(cell);
             results.save(json)?;
         }
     }
-    let slowest = cfg.shape.models.iter().filter_map(|m| model_rate(results, m)).fold(f64::INFINITY, f64::min);
+    let slowest =
+        cfg.shape.models.iter().filter_map(|m| model_rate(results, m, transport)).fold(f64::INFINITY, f64::min);
     let rate = slowest.is_finite().then(|| (slowest * LATENCY_RATE_SHARE).round().max(1.0));
-    results.settings.latency_rate = rate;
+    if let Some(rate) = rate {
+        results.settings.latency_rates.insert(transport, rate);
+    }
     Ok(rate)
 }
 
 /// Median closed-loop throughput of `model` at the latency scenario's load.
-fn model_rate(results: &Results, model: &str) -> Option<f64> {
+fn model_rate(results: &Results, model: &Model, transport: Transport) -> Option<f64> {
     let mut rates: Vec<f64> = results
         .cells
         .iter()
         .filter(|c| {
             c.ok && c.spec.scenario == Scenario::Throughput
-                && c.spec.model == model
+                && c.spec.model == *model
+                && c.spec.transport == transport
                 && c.spec.connections == matrix::LATENCY_CONNECTIONS
                 && c.spec.size == matrix::SMALL
         })
@@ -173,8 +191,9 @@ fn blank(spec: CellSpec) -> Cell {
 
 /// One cell, start to finish. Never panics on a misbehaving server: every
 /// problem becomes the cell's failure reason.
-pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
-    let mut server = match Server::start(&cfg.server_bin, &spec.model, &[], &cfg.server_cpus) {
+pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
+    let addr = server::listen_addr(spec.transport, &spec.model, sockets);
+    let mut server = match Server::start(&cfg.server_bin, &spec.model, &addr, &[], &cfg.server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
@@ -184,7 +203,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     match spec.scenario {
-        Scenario::Capacity => match capacity::run(server.addr, server.pid(), u64::from(spec.connections)) {
+        Scenario::Capacity => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.connections)) {
             Ok(capacity) => {
                 window = (started, Instant::now());
                 cell.capacity = Some(capacity);
@@ -192,12 +211,19 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
             Err(err) => problems.push(format!("capacity: {err}")),
         },
         _ => {
+            let (duration, warmup) = match spec.scenario {
+                Scenario::Transport => {
+                    let (window, warmup) = matrix::TRANSPORT_WINDOW;
+                    (cfg.duration.min(window), cfg.warmup.min(warmup))
+                }
+                _ => (cfg.duration, cfg.warmup),
+            };
             let opts = Opts {
-                addr: server.addr.to_string(),
+                addr: server.endpoint.to_string(),
                 connections: spec.connections,
                 size: spec.size,
-                duration: cfg.duration,
-                warmup: cfg.warmup,
+                duration,
+                warmup,
                 threads: None, // the CPUs of the client set
                 rate: spec.rate,
                 reconnect_every: (spec.scenario == Scenario::Churn).then_some(1),
@@ -212,7 +238,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
             });
             match result {
                 Ok(report) => {
-                    let open = clock.unwrap_or(started) + cfg.warmup;
+                    let open = clock.unwrap_or(started) + warmup;
                     window = (open, open + Duration::from_secs_f64(report.duration_secs));
                     cell.loadgen = Some(report);
                 }
@@ -223,7 +249,10 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar) -> Cell {
     let samples = sampler.stop();
     let crashed = server.exited();
     let shutdown = server.stop();
-    cell.server = sampler::summarise(&samples, window.0, window.1);
+    if let Some(err) = &samples.error {
+        problems.push(format!("server not measurable: {err}"));
+    }
+    cell.server = sampler::summarise(&samples.samples, window.0, window.1);
     if let (Some(stats), Some(report)) = (&cell.server, &cell.loadgen) {
         if report.requests.ok > 0 {
             let cpu = stats.cpu_user_secs + stats.cpu_sys_secs;

@@ -28,7 +28,15 @@ pub struct Sample {
 #[derive(Debug)]
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<Sample>>,
+    handle: JoinHandle<Samples>,
+}
+
+/// What a sampler saw.
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub samples: Vec<Sample>,
+    /// Why sampling stopped early: /proc could not be read or parsed.
+    pub error: Option<String>,
 }
 
 impl Sampler {
@@ -38,14 +46,22 @@ impl Sampler {
         let stopping = Arc::clone(&stop);
         let handle = thread::spawn(move || {
             let mut samples = Vec::new();
+            let mut error = None;
             let mut next = Instant::now();
             let mut n = 0u64;
             let mut processes = 1;
             while !stopping.load(Ordering::Relaxed) {
                 let with_pss = processes <= PSS_EVERY_SAMPLE_UP_TO || n % 10 == 0;
-                if let Some(reading) = read_tree(pid, with_pss) {
-                    processes = reading.processes;
-                    samples.push(Sample { at: Instant::now(), reading });
+                match read_tree(pid, with_pss) {
+                    Ok(Some(reading)) => {
+                        processes = reading.processes;
+                        samples.push(Sample { at: Instant::now(), reading });
+                    }
+                    Ok(None) => {} // the server is gone; the runner notices
+                    Err(err) => {
+                        error = Some(err.to_string());
+                        break;
+                    }
                 }
                 n += 1;
                 next += PERIOD;
@@ -56,15 +72,17 @@ impl Sampler {
                     next = now;
                 }
             }
-            samples
+            Samples { samples, error }
         });
         Sampler { stop, handle }
     }
 
     /// Stops sampling and returns every sample taken.
-    pub fn stop(self) -> Vec<Sample> {
+    pub fn stop(self) -> Samples {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or_default()
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Samples { samples: Vec::new(), error: Some("the sampler panicked".into()) })
     }
 }
 

@@ -2,7 +2,6 @@
 //! verdict: did it exit 0 in time, and did anything of it remain?
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,8 +9,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_common::{Endpoint, Transport};
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::models::Model;
 use crate::procfs;
 
 /// How long a server may take to print `listening on`.
@@ -23,7 +27,7 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Server {
     child: Child,
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
 }
 
 /// How the server ended.
@@ -47,48 +51,49 @@ impl Shutdown {
 
 /// Pins the calling thread — and every thread it starts later — to `cpus`.
 pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
-    let set = cpu_set(cpus);
-    // SAFETY: sched_setaffinity reads the set we pass; pid 0 is this thread.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    sched_setaffinity(Pid::from_raw(0), &cpu_set(cpus)?).map_err(std::io::Error::from)
 }
 
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+/// `cpus` as a CpuSet; a CPU beyond what the set can hold is an error.
+pub fn cpu_set(cpus: &[usize]) -> std::io::Result<CpuSet> {
+    let mut set = CpuSet::new();
     for &cpu in cpus {
-        // SAFETY: CPU_SET only writes inside `set`; it ignores out-of-range CPUs.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
+        set.set(cpu).map_err(std::io::Error::from)?;
     }
-    set
+    Ok(set)
+}
+
+/// Where a server of `transport` listens: port 0 on loopback, or a socket
+/// named after the model in `socket_dir`.
+pub fn listen_addr(transport: Transport, model: &Model, socket_dir: &Path) -> String {
+    match transport {
+        Transport::Tcp => "127.0.0.1:0".into(),
+        Transport::Unix => format!("unix:{}", socket_dir.join(format!("{model}.sock")).display()),
+    }
 }
 
 impl Server {
-    /// Starts `binary <model> --addr 127.0.0.1:0 <args>` on `cpus` and waits
+    /// Starts `binary <model> --addr <addr> <args>` on `cpus` and waits
     /// for its `listening on` line.
-    pub fn start(binary: &Path, model: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
+    pub fn start(binary: &Path, model: &Model, addr: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
         let mut command = Command::new(binary);
         command
-            .arg(model)
-            .args(["--addr", "127.0.0.1:0"])
+            .arg(model.name())
+            .args(["--addr", addr])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        let set = cpu_set(cpus);
-        // SAFETY: between fork and exec we only call sched_setaffinity and
-        // prctl, which are async-signal-safe and read only `set`, copied into
-        // the closure.
+        let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
+        // SAFETY: between fork and exec we only make two system calls,
+        // sched_setaffinity and prctl, which are async-signal-safe, allocate
+        // nothing and read only `set`, copied into the closure.
         unsafe {
             command.pre_exec(move || {
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                sched_setaffinity(Pid::from_raw(0), &set)?;
                 // If the runner dies (Ctrl-C, kill), its server goes too.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())
             });
         }
@@ -108,9 +113,9 @@ impl Server {
                 return Err(format!("no `listening on` line within {} s", START_TIMEOUT.as_secs()));
             }
         };
-        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
-        match addr {
-            Some(addr) => Ok(Server { child, addr }),
+        let endpoint = line.trim().strip_prefix("listening on ").and_then(|a| Endpoint::parse(a).ok());
+        match endpoint {
+            Some(endpoint) => Ok(Server { child, endpoint }),
             None => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -131,8 +136,7 @@ impl Server {
     /// SIGTERM, wait, judge; kills whatever is left.
     pub fn stop(mut self) -> Shutdown {
         let tree = procfs::tree(self.pid());
-        // SAFETY: kill only sends a signal to our own child.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
         let started = Instant::now();
         let mut status = None;
         while started.elapsed() < STOP_LIMIT + Duration::from_secs(3) {
@@ -155,8 +159,8 @@ impl Server {
             left.retain(|&p| procfs::alive(p));
         }
         for &pid in &left {
-            // SAFETY: kill only sends a signal; `pid` was a descendant of our server.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // `pid` was a descendant of our server.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         Shutdown {
             exit_code: status.and_then(|s| s.code()),

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use echo_bench::matrix::{Scenario, Shape};
 use echo_bench::results::Results;
+use echo_common::Transport;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_bench");
 
@@ -25,7 +27,8 @@ fn run_dir(root: &Path) -> PathBuf {
 fn tiny_matrix_end_to_end() {
     let root = tempfile::tempdir().unwrap();
     let output = Command::new(BENCH)
-        .args(["--models", "thread,tokio", "--scenarios", "throughput,latency,churn,capacity"])
+        .args(["--models", "thread,tokio", "--scenarios", "throughput,latency,churn,capacity,transport"])
+        .args(["--transports", "tcp,unix"])
         .args(["--connections", "100", "--sizes", "64", "--capacity", "50", "--repeat", "1"])
         .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress"])
         .arg("--server-bin")
@@ -36,17 +39,25 @@ fn tiny_matrix_end_to_end() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("8 cells, 0 failed"), "{stdout}");
+    // 2 models × (4 scenarios × 2 transports + 2 connection counts × 2 transports)
+    assert!(stdout.contains("24 cells, 0 failed"), "{stdout}");
 
     let dir = run_dir(root.path());
     let results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete);
-    assert_eq!(results.cells.len(), 8);
+    assert_eq!(results.cells.len(), 24);
+    for transport in Transport::ALL {
+        let n = results.cells.iter().filter(|c| c.spec.transport == transport).count();
+        assert_eq!(n, 12, "{transport} cells");
+    }
+    for cell in results.cells.iter().filter(|c| c.loadgen.is_some()) {
+        assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.transport, "loadgen records the transport");
+    }
     for cell in &results.cells {
         assert!(cell.ok, "{:?}: {:?}", cell.spec, cell.failure);
         assert!(cell.shutdown.as_ref().is_some_and(|s| s.clean()), "{:?}", cell.shutdown);
         match cell.spec.scenario {
-            echo_bench::matrix::Scenario::Capacity => {
+            Scenario::Capacity => {
                 let capacity = cell.capacity.as_ref().unwrap();
                 assert_eq!((capacity.established, capacity.not_served), (50, 0));
             }
@@ -59,28 +70,38 @@ fn tiny_matrix_end_to_end() {
             }
         }
     }
-    // The latency scenario ran at half the slower model's closed-loop rate.
-    let rate = results.settings.latency_rate.unwrap();
-    let slowest = results
-        .cells
-        .iter()
-        .filter(|c| c.spec.scenario == echo_bench::matrix::Scenario::Throughput)
-        .map(|c| c.loadgen.as_ref().unwrap().throughput.requests_per_sec)
-        .fold(f64::INFINITY, f64::min);
-    assert!((rate - (slowest / 2.0).round()).abs() < 1.0, "rate {rate}, slowest {slowest}");
+    // The latency scenario ran, per transport, at half the slower model's closed-loop rate.
+    for transport in Transport::ALL {
+        let rate = results.settings.latency_rates[&transport];
+        let slowest = results
+            .cells
+            .iter()
+            .filter(|c| c.spec.scenario == Scenario::Throughput && c.spec.transport == transport)
+            .map(|c| c.loadgen.as_ref().unwrap().throughput.requests_per_sec)
+            .fold(f64::INFINITY, f64::min);
+        assert!((rate - (slowest / 2.0).round()).abs() < 1.0, "{transport}: rate {rate}, slowest {slowest}");
+    }
 
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     for heading in [
-        "## Throughput and latency",
+        "## Throughput and latency, closed loop, TCP loopback",
+        "## Throughput and latency, closed loop, Unix domain socket",
         "## Latency under a fixed load",
         "## Churn",
         "## Capacity",
+        "## Transport: TCP loopback against a Unix domain socket",
         "| thread |",
         "| tokio |",
     ] {
         assert!(readme.contains(heading), "README lacks {heading:?}");
     }
-    for chart in ["throughput-64B.svg", "latency-spectrum.svg", "memory-per-connection.svg"] {
+    for chart in [
+        "throughput-64B-tcp.svg",
+        "throughput-64B-unix.svg",
+        "latency-spectrum-unix.svg",
+        "memory-per-connection-tcp.svg",
+        "transport-ratio.svg",
+    ] {
         let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}");
     }
@@ -138,8 +159,7 @@ fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let servers = echo_bench::procfs::tree(bench_pid);
-    // SAFETY: kill only sends a signal to our own child.
-    unsafe { libc::kill(bench_pid, libc::SIGKILL) };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(bench_pid), nix::sys::signal::Signal::SIGKILL);
     child.wait().unwrap();
 
     let results = Results::load(&json).expect("results.json parses after a kill");
@@ -157,19 +177,28 @@ fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
 #[test]
 fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
     let root = tempfile::tempdir().unwrap();
+    // A server that publishes the real registry but fails to start any model.
+    let broken = root.path().join("broken-server");
+    let script =
+        format!("#!/bin/sh\nif [ \"$1\" = list-models ]; then exec {} \"$@\"; fi\nexit 3\n", server_bin().display());
+    std::fs::write(&broken, script).unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let results_root = root.path().join("results");
+    std::fs::create_dir(&results_root).unwrap();
     let output = Command::new(BENCH)
         .args(["--models", "thread", "--scenarios", "throughput", "--connections", "1,10", "--sizes", "64"])
         .args(["--repeat", "1", "--duration", "0.2s", "--warmup", "0s", "--no-progress"])
-        .args(["--server-bin", "/bin/false"])
+        .arg("--server-bin")
+        .arg(&broken)
         .arg("--results")
-        .arg(root.path())
+        .arg(&results_root)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "a failed cell makes the exit status non-zero");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("2 cells, 2 failed"), "{stdout}");
     assert_eq!(stdout.matches("FAILED").count(), 2, "{stdout}");
-    let dir = run_dir(root.path());
+    let dir = run_dir(&results_root);
     let results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete, "the matrix went on to its end");
     assert!(results.cells.iter().all(|c| !c.ok && c.failure.as_deref().is_some_and(|f| f.contains("failed to start"))));
@@ -182,11 +211,57 @@ fn capacity_counts_connections_a_saturated_pool_leaves_unserved() {
     // 2 workers, 5 held connections: 3 wait in the queue and get no echo. Each
     // connection stays open while the others are judged, so a served one does
     // not hand its worker on to the next.
-    let server = echo_bench::server::Server::start(&server_bin(), "pool", &["--workers".into(), "2".into()], &[0])
-        .expect("pool server starts");
-    let capacity = echo_bench::capacity::run(server.addr, server.pid(), 5).unwrap();
+    let pool = model("pool");
+    let server =
+        echo_bench::server::Server::start(&server_bin(), &pool, "127.0.0.1:0", &["--workers".into(), "2".into()], &[0])
+            .expect("pool server starts");
+    let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 5).unwrap();
     let shutdown = server.stop();
     assert_eq!((capacity.established, capacity.not_served), (5, 3), "{capacity:?}");
     assert_eq!(capacity.threads, 3, "main thread and 2 workers");
     assert!(shutdown.clean(), "{shutdown:?}");
+}
+
+fn model(name: &str) -> echo_bench::models::Model {
+    let catalogue = echo_bench::models::catalogue(&server_bin()).unwrap();
+    catalogue.into_iter().find(|m| m.name() == name).unwrap_or_else(|| panic!("{name} is registered"))
+}
+
+#[test]
+fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
+    let catalogue = echo_bench::models::catalogue(&server_bin()).unwrap();
+    assert!(catalogue.len() >= 5, "{catalogue:?}");
+    for quick in [false, true] {
+        let cells = echo_bench::matrix::cells(&Shape::default_for(catalogue.clone(), quick));
+        for model in &catalogue {
+            for scenario in Scenario::ALL {
+                assert!(
+                    cells.iter().any(|c| c.model == *model && c.scenario == scenario),
+                    "{model} has no {scenario:?} cell (quick: {quick})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BENCH)
+            .args(args)
+            .arg("--server-bin")
+            .arg(server_bin())
+            .arg("--results")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--models", "fibers"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown model \"fibers\"") && stderr.contains("tokio"), "{stderr}");
+    let output = run(&["--transports", "udp"]);
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing ran");
 }

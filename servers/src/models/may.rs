@@ -19,44 +19,68 @@
 //! echo-server may --addr 127.0.0.1:7000 --workers 2 [--stack-size BYTES]
 //! ```
 
-use std::io;
-use std::net::TcpListener as StdTcpListener;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::borrow::Cow::Borrowed;
 
 use ::may::coroutine::{self, Builder};
-use ::may::net::TcpListener;
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Config;
-use crate::echo::{echo, log_end};
-use crate::listen::{AcceptErrors, ConnectionLimit, admit};
+use crate::Ready;
+use crate::cli::{Common, CpuWorkers};
+use crate::echo;
+use crate::listen::{AcceptErrors, ConnectionLimit, LogThrottle};
 use crate::shutdown::Shutdown;
+use crate::transport::{Listener, MayListener};
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("may"),
+    summary: Borrowed("One may stackful coroutine per connection"),
+    default_max_connections: 10_000,
+    child_processes: false,
+    serves_at_once: None,
+    colour: Borrowed("#9467bd"),
+};
 
 /// Default coroutine stack, in bytes.
-const DEFAULT_STACK_BYTES: usize = 64 * 1024;
+const DEFAULT_STACK_BYTES: u64 = 64 * 1024;
+
+/// `echo-server may` options.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub workers: CpuWorkers,
+    /// Stack size in bytes of each connection's coroutine (only touched
+    /// pages become resident).
+    #[arg(long, default_value_t = DEFAULT_STACK_BYTES, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(16_384..=(1 << 30)))]
+    pub stack_size: u64,
+}
 
 /// Starts the accept coroutine, then waits for a shutdown signal.
-pub fn serve(listener: StdTcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
-    let stack_bytes = config.stack_size.unwrap_or(DEFAULT_STACK_BYTES);
-    let word = std::mem::size_of::<usize>();
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let word = std::mem::size_of::<usize>() as u64;
     // must be set before the first coroutine starts the scheduler
     ::may::config()
-        .set_workers(config.workers)
+        .set_workers(args.workers.get())
         // may counts the stack in machine words, not bytes
-        .set_stack_size(stack_bytes / word);
+        .set_stack_size((args.stack_size / word) as usize);
     ::may::config().set_worker_pin(false);
 
-    // SAFETY: the descriptor comes from a listening std socket whose
-    // ownership we give up with `into_raw_fd`, so may's listener is its only owner.
-    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-    let limit = ConnectionLimit::new(config.max_connections);
-    let buffer_size = config.buffer_size;
+    let listener = MayListener::new(listener).context("cannot hand the listener to may")?;
+    let limit = ConnectionLimit::new(args.common.max_connections());
+    let buffer_size = args.common.buffer_size();
     let accept = Builder::new().name("accept".into());
     // SAFETY: may's spawn contract — the coroutine must not block its worker
     // thread with OS-blocking calls and must not rely on thread-local
     // storage staying put. It only uses may's sockets and may's sleep; the
     // `tracing` dispatcher it logs through is the global one.
-    unsafe { accept.spawn(move || accept_loop(listener, limit, buffer_size)) }?;
+    unsafe { accept.spawn(move || accept_loop(listener, limit, buffer_size)) }
+        .context("cannot start the accept coroutine")?;
+    ready.announce()?;
 
     shutdown.wait();
     // Coroutines are not joined: the process exits and the kernel closes
@@ -65,26 +89,28 @@ pub fn serve(listener: StdTcpListener, config: &Config, shutdown: &Shutdown) -> 
 }
 
 /// Accepts forever; one coroutine per connection.
-fn accept_loop(listener: TcpListener, limit: ConnectionLimit, buffer_size: usize) {
+fn accept_loop(listener: MayListener, limit: ConnectionLimit, buffer_size: usize) {
     let errors = AcceptErrors::default();
+    let spawn_errors = LogThrottle::default();
     loop {
         match listener.accept() {
-            Ok((mut stream, peer)) => {
-                let Some(permit) = admit(&stream, peer, &limit) else {
+            Ok((stream, peer)) => {
+                let Some(permit) = limit.try_acquire(&peer) else {
                     continue; // over the cap: `stream` is dropped, i.e. closed
                 };
+                let logged_peer = peer.clone();
                 // SAFETY: as for the accept coroutine above — the echo loop
                 // only calls may's socket methods.
                 let spawned = unsafe {
                     Builder::new().spawn(move || {
-                        let _permit = permit;
-                        let mut buf = vec![0u8; buffer_size];
-                        let result = echo(&mut stream, &mut buf);
-                        log_end(peer, &result);
+                        let _permit = permit; // held until the coroutine ends
+                        echo::serve(stream, &peer, buffer_size);
                     })
                 };
                 if let Err(err) = spawned {
-                    warn!(%peer, %err, "cannot start a coroutine; closing the connection");
+                    if let Some(suppressed) = spawn_errors.allow() {
+                        warn!(peer = %logged_peer, %err, suppressed, "cannot start a coroutine; closing the connection");
+                    }
                 }
             }
             Err(err) => coroutine::sleep(errors.backoff(&err)),

@@ -1,32 +1,90 @@
-//! One file per concurrency model. Every file exports the same entry point,
+//! The one registry of models. Every model is a file here that exports
 //!
 //! ```text
-//! pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()>
+//! pub static INFO: ModelInfo                    // name, summary, default cap, colour, …
+//! pub struct Args { #[command(flatten)] pub common: Common, /* its own flags */ }
+//! pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()>
 //! ```
 //!
-//! which serves until SIGINT/SIGTERM and then returns; the process exits and
-//! the kernel closes the listener and every live connection.
+//! and one name in [`for_each_model!`](crate::for_each_model). From that
+//! list come the subcommands ([`Command`]), [`ALL`] (what `list-models`
+//! prints and the benchmark runs) and the contract tests. A model serves
+//! until SIGINT/SIGTERM and then returns; the process exits and the kernel
+//! closes every live connection.
 
-pub mod may;
-pub mod pool;
-pub mod process;
-pub mod thread;
-pub mod tokio;
+use clap::Subcommand;
+use echo_common::ModelInfo;
 
-use std::io;
-use std::net::TcpListener;
-
-use crate::Config;
-use crate::cli::Model;
+use crate::Ready;
+use crate::cli::Common;
 use crate::shutdown::Shutdown;
+use crate::transport::Listener;
 
-/// Serves `listener` with `model` until shutdown is requested.
-pub fn serve(model: Model, listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
-    match model {
-        Model::Process => self::process::serve(listener, config, shutdown),
-        Model::Thread => self::thread::serve(listener, config, shutdown),
-        Model::Pool => self::pool::serve(listener, config, shutdown),
-        Model::Tokio => self::tokio::serve(listener, config, shutdown),
-        Model::May => self::may::serve(listener, config, shutdown),
-    }
+/// Calls `$callback! { model, model, … }` with every registered model, in the
+/// order the README tells the story. **The one list of models**: adding a
+/// model is its file plus its name here.
+#[macro_export]
+macro_rules! for_each_model {
+    ($callback:ident) => {
+        $callback! { process, thread, pool, tokio, may }
+    };
 }
+
+macro_rules! registry {
+    ($($model:ident),* $(,)?) => {
+        $(pub mod $model;)*
+
+        /// Every model's declaration, in registry order.
+        pub static ALL: &[&ModelInfo] = &[$(&$model::INFO),*];
+
+        /// The command line: one subcommand per model, each with its own
+        /// options, plus `list-models`.
+        #[derive(Debug, Subcommand)]
+        #[allow(non_camel_case_types)] // variants are named after their modules
+        pub enum Command {
+            $(
+                #[command(
+                    name = $model::INFO.name.as_ref(),
+                    about = $model::INFO.summary.as_ref(),
+                    mut_arg("max_connections", |arg| arg.default_value($model::INFO.default_max_connections.to_string())),
+                )]
+                $model($model::Args),
+            )*
+            /// List the models: name and summary, or their declarations as JSON.
+            ListModels {
+                /// One JSON array of model declarations (what the benchmark reads).
+                #[arg(long)]
+                json: bool,
+            },
+        }
+
+        /// A model chosen on the command line, with its options.
+        impl Command {
+            /// The chosen model's declaration; `None` for `list-models`.
+            pub fn info(&self) -> Option<&'static ModelInfo> {
+                match self {
+                    $(Command::$model(_) => Some(&$model::INFO),)*
+                    Command::ListModels { .. } => None,
+                }
+            }
+
+            /// The options every model shares; `None` for `list-models`.
+            pub fn common(&self) -> Option<&Common> {
+                match self {
+                    $(Command::$model(args) => Some(&args.common),)*
+                    Command::ListModels { .. } => None,
+                }
+            }
+
+            /// Serves `listener` with the chosen model until shutdown is requested.
+            pub fn serve(&self, listener: Listener, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+                match self {
+                    $(Command::$model(args) => $model::serve(listener, args, shutdown, ready),)*
+                    Command::ListModels { .. } => Ok(()),
+                }
+            }
+        }
+    };
+}
+
+for_each_model!(registry);

@@ -23,40 +23,74 @@
 //! echo-server pool --workers 128 --queue 1024 [--stack-size BYTES]
 //! ```
 
-use std::io;
-use std::net::TcpListener;
+use std::borrow::Cow::Borrowed;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 
+use anyhow::Context;
+use clap::Args as ClapArgs;
 use crossbeam_channel::{TrySendError, bounded};
+use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Config;
-use crate::echo::serve_connection;
+use crate::Ready;
+use crate::cli::{Common, ThreadStack};
+use crate::echo;
 use crate::listen::{Acceptor, Connection};
 use crate::shutdown::Shutdown;
+use crate::transport::Listener;
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("pool"),
+    summary: Borrowed("A fixed pool of threads fed through a bounded queue"),
+    default_max_connections: 10_000,
+    child_processes: false,
+    serves_at_once: Some(DEFAULT_WORKERS as u64),
+    colour: Borrowed("#2ca02c"),
+};
+
+/// `--workers` when not given.
+const DEFAULT_WORKERS: u32 = 128;
+
+/// `echo-server pool` options.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Worker threads. A blocking pool must be larger than the CPU count: a
+    /// worker waiting on a slow client does nothing, yet holds its slot.
+    #[arg(long, default_value_t = DEFAULT_WORKERS, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub workers: u32,
+    /// Accepted connections waiting for a free worker; beyond it they are closed.
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
+    #[command(flatten)]
+    pub stack: ThreadStack,
+}
 
 /// Starts the workers, then accepts on this thread and feeds the queue.
-pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
-    let (queue, jobs) = bounded::<Connection>(config.queue);
-    for id in 0..config.workers {
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let (queue, jobs) = bounded::<Connection>(args.queue as usize);
+    let buffer_size = args.common.buffer_size();
+    for id in 0..args.workers {
         let jobs = jobs.clone();
-        let buffer_size = config.buffer_size;
-        let mut builder = thread::Builder::new().name(format!("echo-pool-{id}"));
-        if let Some(bytes) = config.stack_size {
-            builder = builder.stack_size(bytes);
-        }
         // Workers are detached and live until the process exits; the loop
         // ends early only if the sender is dropped.
-        builder.spawn(move || {
-            for conn in jobs.iter() {
-                serve_connection(conn, buffer_size);
-            }
-        })?;
+        args.stack
+            .builder(format!("echo-pool-{id}"))
+            .spawn(move || {
+                for conn in jobs.iter() {
+                    let _permit = conn.permit; // the slot is held while served
+                    echo::serve(conn.stream, &conn.peer, buffer_size);
+                }
+            })
+            .with_context(|| format!("cannot start worker thread {} of {}", id + 1, args.workers))?;
     }
 
     let dropped = AtomicU64::new(0);
-    let acceptor = Acceptor::new(&listener, shutdown, config.max_connections)?;
+    let acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
+    ready.announce()?;
     for conn in acceptor {
         match queue.try_send(conn) {
             Ok(()) => {}
@@ -65,7 +99,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io:
                 // (dropping `conn` closes the socket).
                 let total = dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if total.is_power_of_two() {
-                    warn!(peer = %conn.peer, dropped = total, queue = config.queue, "queue full; closing new connection");
+                    warn!(peer = %conn.peer, dropped = total, queue = args.queue, "queue full; closing new connection");
                 }
             }
             Err(TrySendError::Disconnected(_)) => {

@@ -3,7 +3,8 @@
 //! The inetd design. The parent only accepts, spawns and reaps: for each
 //! connection it re-runs its own executable in a hidden worker mode
 //! (`echo-server process --worker-of <PID>`) with the accepted socket as the
-//! child's stdin, exactly as inetd hands a socket to a service. The child
+//! child's stdin, exactly as inetd hands a socket to a service (a TCP or a
+//! Unix socket alike: the child finds the transport from the socket). The child
 //! echoes on descriptor 0 until the client leaves, then exits; the parent
 //! reaps it with `waitpid` and frees its slot.
 //!
@@ -19,43 +20,78 @@
 //!
 //! ```text
 //! echo-server process --addr 127.0.0.1:7000 [--max-connections 1024]
+//! echo-server process --addr unix:/tmp/echo.sock
 //! ```
 
+use std::borrow::Cow::Borrowed;
 use std::collections::HashMap;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use echo_common::ModelInfo;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getppid};
 use tracing::{debug, warn};
 
-use crate::Config;
-use crate::echo::serve_stream;
-use crate::listen::{Acceptor, Connection, Permit};
+use crate::Ready;
+use crate::cli::Common;
+use crate::echo;
+use crate::listen::{Acceptor, Connection, LogThrottle, Permit};
 use crate::shutdown::Shutdown;
+use crate::transport::{Listener, Stream};
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("process"),
+    summary: Borrowed("One child process per connection (started with std::process)"),
+    // Each connection is a whole OS process, so the cap is lower.
+    default_max_connections: 1024,
+    child_processes: true,
+    serves_at_once: None,
+    colour: Borrowed("#1f77b4"),
+};
+
+/// `echo-server process` options.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Internal: serve the socket on stdin as a child of this PID.
+    #[arg(long, hide = true, value_name = "PID")]
+    pub worker_of: Option<u32>,
+}
 
 /// How long children get to exit after SIGTERM before they are SIGKILLed.
 const CHILD_GRACE: Duration = Duration::from_millis(800);
 
 /// Accepts, spawns one child per connection, reaps.
-pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
-    let exe = std::env::current_exe()?;
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
     // Live children by PID, each holding its connection's slot under the cap.
-    let mut children: HashMap<libc::pid_t, Permit> = HashMap::new();
-    let mut acceptor = Acceptor::new(&listener, shutdown, config.max_connections)?;
+    let mut children: HashMap<Pid, Permit> = HashMap::new();
+    let mut acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
+    ready.announce()?;
+    let spawn_errors = LogThrottle::default();
     // Reaping before each accept frees the slots of finished children first.
     while let Some(conn) = acceptor.next_with(|| reap(&mut children)) {
         let Connection { stream, peer, permit } = conn;
-        match spawn_child(&exe, stream, config) {
+        match spawn_child(&exe, stream, args) {
             // The parent's copy of the socket was moved into `Stdio` and is
             // closed now: only the child holds the connection.
             Ok(pid) => {
-                debug!(%peer, pid, "spawned child");
+                debug!(%peer, %pid, "spawned child");
                 children.insert(pid, permit);
             }
-            Err(err) => warn!(%peer, %err, "cannot spawn a child; closing the connection"),
+            Err(err) => {
+                if let Some(suppressed) = spawn_errors.allow() {
+                    warn!(%peer, %err, suppressed, "cannot spawn a child; closing the connection");
+                }
+            }
         }
     }
     drop(listener);
@@ -64,37 +100,43 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io:
 }
 
 /// Starts `echo-server process --worker-of <our pid>` with `stream` as stdin.
-fn spawn_child(exe: &Path, stream: TcpStream, config: &Config) -> io::Result<libc::pid_t> {
+fn spawn_child(exe: &Path, stream: Stream, args: &Args) -> std::io::Result<Pid> {
     let child = Command::new(exe)
-        .arg("process")
+        .arg(INFO.name.as_ref())
         .arg("--worker-of")
         .arg(std::process::id().to_string())
         .arg("--buffer-size")
-        .arg(config.buffer_size.to_string())
+        .arg(args.common.buffer_size.to_string())
         .stdin(Stdio::from(OwnedFd::from(stream)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
     // We reap with waitpid(-1) ourselves; dropping `Child` neither waits nor kills.
-    Ok(child.id() as libc::pid_t)
+    Ok(Pid::from_raw(child.id() as i32))
 }
 
 /// Reaps every child that has exited, without blocking.
-fn reap(children: &mut HashMap<libc::pid_t, Permit>) {
+fn reap(children: &mut HashMap<Pid, Permit>) {
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid only writes `status`; WNOHANG makes it return at once.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return; // 0: children left, none exited; -1: no children at all
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            // Exited or killed: drop its Permit, the slot is free again.
+            Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                children.remove(&pid);
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // none exited; or no children at all
+            Ok(_) => {}                                                // stopped or continued: not gone
+            Err(Errno::EINTR) => {}
+            Err(err) => {
+                warn!(%err, "waitpid failed");
+                return;
+            }
         }
-        children.remove(&pid); // drops the Permit: the slot is free again
     }
 }
 
 /// SIGTERM to every child, a short grace period, SIGKILL, reap them all.
-fn terminate_all(children: &mut HashMap<libc::pid_t, Permit>) {
-    signal_all(children, libc::SIGTERM);
+fn terminate_all(children: &mut HashMap<Pid, Permit>) {
+    signal_all(children, Signal::SIGTERM);
     let deadline = Instant::now() + CHILD_GRACE;
     while !children.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -102,38 +144,36 @@ fn terminate_all(children: &mut HashMap<libc::pid_t, Permit>) {
     }
     if !children.is_empty() {
         warn!(left = children.len(), "children ignored SIGTERM; killing them");
-        signal_all(children, libc::SIGKILL);
+        signal_all(children, Signal::SIGKILL);
         for pid in children.keys() {
-            let mut status = 0;
-            // SAFETY: a blocking waitpid on our own (now killed) child.
-            unsafe { libc::waitpid(*pid, &mut status, 0) };
+            // A blocking wait on our own, now killed, child.
+            let _ = waitpid(*pid, None);
         }
         children.clear();
     }
 }
 
-fn signal_all(children: &HashMap<libc::pid_t, Permit>, signal: libc::c_int) {
+fn signal_all(children: &HashMap<Pid, Permit>, signal: Signal) {
     for &pid in children.keys() {
-        // SAFETY: kill only sends a signal; `pid` is a child not yet reaped,
-        // so the PID cannot have been reused by another process.
-        unsafe { libc::kill(pid, signal) };
+        // `pid` is a child not yet reaped, so it cannot have been reused by
+        // another process. It may have exited already: ESRCH is fine.
+        let _ = kill(pid, signal);
     }
 }
 
 /// The child's side: serve the socket on stdin, then exit.
-pub fn child_main(parent: u32, config: &Config) -> io::Result<()> {
+pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
     // Die with the parent, even if it is SIGKILLed. The PID check closes the
     // race where the parent died before the prctl took effect.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes this process's attributes.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } as u32 != parent {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    if getppid().as_raw() as u32 != parent {
         return Ok(());
     }
     // SAFETY: the parent passed the accepted socket as our stdin (descriptor
     // 0) and nothing else in this process uses descriptor 0.
-    let stream = unsafe { TcpStream::from_raw_fd(0) };
-    let peer = stream.peer_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-    serve_stream(stream, peer, config.buffer_size);
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+    let stream = Stream::from_fd(fd).context("stdin is not a connected socket")?;
+    let peer = stream.peer();
+    echo::serve(stream, &peer, args.common.buffer_size());
     Ok(())
 }

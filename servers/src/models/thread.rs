@@ -15,33 +15,57 @@
 //! echo-server thread --addr 127.0.0.1:7000 [--stack-size BYTES]
 //! ```
 
-use std::io;
-use std::net::TcpListener;
-use std::thread;
+use std::borrow::Cow::Borrowed;
 
+use clap::Args as ClapArgs;
+use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Config;
-use crate::echo::serve_connection;
-use crate::listen::Acceptor;
+use crate::Ready;
+use crate::cli::{Common, ThreadStack};
+use crate::echo;
+use crate::listen::{Acceptor, LogThrottle};
 use crate::shutdown::Shutdown;
+use crate::transport::Listener;
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("thread"),
+    summary: Borrowed("One OS thread per connection"),
+    default_max_connections: 10_000,
+    child_processes: false,
+    serves_at_once: None,
+    colour: Borrowed("#ff7f0e"),
+};
+
+/// `echo-server thread` options.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub stack: ThreadStack,
+}
 
 /// Accepts on this thread; spawns one thread per connection.
-pub fn serve(listener: TcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
-    let acceptor = Acceptor::new(&listener, shutdown, config.max_connections)?;
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
+    ready.announce()?;
+    let spawn_errors = LogThrottle::default();
     for conn in acceptor {
-        let mut builder = thread::Builder::new().name("echo-conn".into());
-        if let Some(bytes) = config.stack_size {
-            builder = builder.stack_size(bytes);
-        }
-        let buffer_size = config.buffer_size;
-        let peer = conn.peer;
+        let buffer_size = args.common.buffer_size();
+        let peer = conn.peer.clone();
         // The thread is detached: it ends when its client leaves, or with the
         // process at shutdown. If it cannot be created (EAGAIN: out of
         // threads or memory), the closure — and with it the connection — is
         // dropped, which closes the socket.
-        if let Err(err) = builder.spawn(move || serve_connection(conn, buffer_size)) {
-            warn!(%peer, %err, "cannot spawn a thread; closing the connection");
+        let spawned = args.stack.builder("echo-conn".into()).spawn(move || {
+            let _permit = conn.permit; // the slot is held until the thread ends
+            echo::serve(conn.stream, &conn.peer, buffer_size);
+        });
+        if let Err(err) = spawned {
+            if let Some(suppressed) = spawn_errors.allow() {
+                warn!(%peer, %err, suppressed, "cannot spawn a thread; closing the connection");
+            }
         }
     }
     Ok(())

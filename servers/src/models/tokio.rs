@@ -15,34 +15,56 @@
 //! echo-server tokio --addr 127.0.0.1:7000 --workers 2
 //! ```
 
-use std::io;
-use std::net::TcpListener as StdTcpListener;
+use std::borrow::Cow::Borrowed;
 use std::time::Duration;
 
-use ::tokio::net::TcpListener;
 use ::tokio::runtime::Builder;
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use echo_common::ModelInfo;
 
-use crate::Config;
-use crate::echo::{echo_async, log_end};
-use crate::listen::{AcceptErrors, ConnectionLimit, admit};
+use crate::Ready;
+use crate::cli::{Common, CpuWorkers};
+use crate::echo;
+use crate::listen::{AcceptErrors, ConnectionLimit};
 use crate::shutdown::Shutdown;
+use crate::transport::{Listener, TokioListener};
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("tokio"),
+    summary: Borrowed("One tokio task per connection on a multi-thread runtime"),
+    default_max_connections: 10_000,
+    child_processes: false,
+    serves_at_once: None,
+    colour: Borrowed("#d62728"),
+};
+
+/// `echo-server tokio` options.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub workers: CpuWorkers,
+}
 
 /// Runs the accept task on a runtime until a shutdown signal.
-pub fn serve(listener: StdTcpListener, config: &Config, shutdown: &Shutdown) -> io::Result<()> {
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     let runtime = Builder::new_multi_thread()
-        .worker_threads(config.workers)
+        .worker_threads(args.workers.get())
         .thread_name("echo-tokio")
         .enable_io()
         .enable_time()
-        .build()?;
-    listener.set_nonblocking(true)?; // tokio requires it
+        .build()
+        .context("cannot start the tokio runtime")?;
     let listener = {
         // Registering with the reactor needs the runtime's context.
         let _guard = runtime.enter();
-        TcpListener::from_std(listener)?
+        TokioListener::new(listener).context("cannot register the listener with tokio")?
     };
-    let limit = ConnectionLimit::new(config.max_connections);
-    runtime.spawn(accept_loop(listener, limit, config.buffer_size));
+    let limit = ConnectionLimit::new(args.common.max_connections());
+    runtime.spawn(accept_loop(listener, limit, args.common.buffer_size()));
+    ready.announce()?;
 
     shutdown.wait();
     // Cancels every task (closing its socket) and the listener; no task
@@ -52,19 +74,17 @@ pub fn serve(listener: StdTcpListener, config: &Config, shutdown: &Shutdown) -> 
 }
 
 /// Accepts forever; one task per connection.
-async fn accept_loop(listener: TcpListener, limit: ConnectionLimit, buffer_size: usize) {
+async fn accept_loop(listener: TokioListener, limit: ConnectionLimit, buffer_size: usize) {
     let errors = AcceptErrors::default();
     loop {
         match listener.accept().await {
-            Ok((mut stream, peer)) => {
-                let Some(permit) = admit(&stream, peer, &limit) else {
+            Ok((stream, peer)) => {
+                let Some(permit) = limit.try_acquire(&peer) else {
                     continue; // over the cap: `stream` is dropped, i.e. closed
                 };
                 ::tokio::spawn(async move {
                     let _permit = permit; // held until the task ends
-                    let mut buf = vec![0u8; buffer_size];
-                    let result = echo_async(&mut stream, &mut buf).await;
-                    log_end(peer, &result);
+                    echo::serve_async(stream, &peer, buffer_size).await;
                 });
             }
             Err(err) => ::tokio::time::sleep(errors.backoff(&err)).await,

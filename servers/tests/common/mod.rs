@@ -1,10 +1,10 @@
-//! Test harness: start a real `echo-server` on 127.0.0.1:0, talk to it over
-//! real sockets, read its process tree from /proc, and always stop it (Drop).
+//! Test harness: start a real `echo-server` on 127.0.0.1:0 or on a Unix
+//! socket in a temporary directory, talk to it over real sockets, read its
+//! process tree from /proc, and always stop it (Drop).
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -12,7 +12,11 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use echo_servers::cli::Model;
+pub use echo_common::{Endpoint, ModelInfo, Transport};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 /// Upper bound on any single socket operation in the tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -20,27 +24,44 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// A running server; SIGTERM (then SIGKILL) on drop.
 pub struct Server {
     child: Child,
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
     stderr: Arc<Mutex<String>>,
+    /// Holds a Unix socket's directory until the server is gone.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// Options for [`Server::start_with`].
 #[derive(Default)]
 pub struct Launch<'a> {
     pub args: &'a [&'a str],
+    /// Where to listen; default: `127.0.0.1:0`, or a fresh socket path for Unix.
     pub addr: Option<&'a str>,
     /// RLIMIT_NOFILE (soft and hard) for the server.
     pub nofile: Option<u64>,
 }
 
+/// A fresh listening address of `transport`: port 0, or a socket path in a
+/// new temporary directory (kept alive by the returned guard).
+pub fn fresh_addr(transport: Transport) -> (String, Option<tempfile::TempDir>) {
+    match transport {
+        Transport::Tcp => ("127.0.0.1:0".into(), None),
+        Transport::Unix => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            (format!("unix:{}", dir.path().join("echo.sock").display()), Some(dir))
+        }
+    }
+}
+
 impl Server {
-    pub fn start(model: Model, args: &[&str]) -> Server {
-        Server::start_with(model, Launch { args, ..Launch::default() })
+    pub fn start(model: &ModelInfo, transport: Transport, args: &[&str]) -> Server {
+        Server::start_with(model, transport, Launch { args, ..Launch::default() })
     }
 
-    pub fn start_with(model: Model, launch: Launch<'_>) -> Server {
+    pub fn start_with(model: &ModelInfo, transport: Transport, launch: Launch<'_>) -> Server {
         raise_own_fd_limit();
-        let (mut child, stderr) = spawn(model, launch.addr.unwrap_or("127.0.0.1:0"), launch.args, launch.nofile);
+        let (fresh, dir) = fresh_addr(transport);
+        let addr = launch.addr.unwrap_or(&fresh);
+        let (mut child, stderr) = spawn(model, addr, launch.args, launch.nofile);
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -48,20 +69,21 @@ impl Server {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
+        let name = &model.name;
         let line = match rx.recv_timeout(Duration::from_secs(15)) {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("{model}: no `listening on` line within 15 s; stderr: {}", stderr.lock().unwrap());
+                panic!("{name}: no `listening on` line within 15 s; stderr: {}", stderr.lock().unwrap());
             }
         };
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+        let Some(endpoint) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{model}: unexpected first line {line:?}; stderr: {}", stderr.lock().unwrap());
+            panic!("{name}: unexpected first line {line:?}; stderr: {}", stderr.lock().unwrap());
         };
-        let addr = addr.parse().expect("listening line carries a socket address");
-        Server { child, addr, stderr }
+        let endpoint = Endpoint::parse(endpoint).expect("listening line carries an endpoint");
+        Server { child, endpoint, stderr, _dir: dir }
     }
 
     pub fn pid(&self) -> i32 {
@@ -79,7 +101,7 @@ impl Server {
 
     /// Sends SIGTERM and waits up to `limit`; returns the status and how long it took.
     pub fn terminate(&mut self, limit: Duration) -> (Option<ExitStatus>, Duration) {
-        signal(self.pid(), libc::SIGTERM);
+        signal(self.pid(), Signal::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -97,13 +119,18 @@ impl Server {
 
     /// VmRSS summed over the process tree, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        echo_servers::procfs::read_tree(self.pid(), false).map_or(0, |r| r.rss_kib)
+        reading(self.pid()).rss_kib
     }
 
     /// User + system CPU time of the process tree (reaped children included), in seconds.
     pub fn cpu_secs(&self) -> f64 {
-        echo_servers::procfs::read_tree(self.pid(), false).map_or(0.0, |r| r.user_secs + r.sys_secs)
+        let r = reading(self.pid());
+        r.user_secs + r.sys_secs
     }
+}
+
+fn reading(pid: i32) -> echo_common::procfs::TreeReading {
+    echo_common::procfs::read_tree(pid, false).expect("/proc parses").expect("server is alive")
 }
 
 impl Drop for Server {
@@ -115,7 +142,7 @@ impl Drop for Server {
         let (status, _) = self.terminate(Duration::from_secs(3));
         if status.is_none() {
             for pid in tree {
-                signal(pid, libc::SIGKILL);
+                signal(pid, Signal::SIGKILL);
             }
             let _ = self.child.wait();
         }
@@ -124,10 +151,10 @@ impl Drop for Server {
 
 /// Starts `echo-server <model> --addr <addr> <args…>` with piped stdout and
 /// stderr (stderr drained into a buffer so the server never blocks on it).
-pub fn spawn(model: Model, addr: &str, args: &[&str], nofile: Option<u64>) -> (Child, Arc<Mutex<String>>) {
+pub fn spawn(model: &ModelInfo, addr: &str, args: &[&str], nofile: Option<u64>) -> (Child, Arc<Mutex<String>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
     command
-        .arg(model.name())
+        .arg(model.name.as_ref())
         .args(["--addr", addr])
         .args(args)
         .env("RUST_LOG", "warn")
@@ -135,16 +162,10 @@ pub fn spawn(model: Model, addr: &str, args: &[&str], nofile: Option<u64>) -> (C
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(limit) = nofile {
-        let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
         // SAFETY: between fork and exec we only call setrlimit, which is
-        // async-signal-safe and touches no memory but `rlimit`.
+        // async-signal-safe and touches no memory of the parent.
         unsafe {
-            command.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            command.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
         }
     }
     let mut child = command.spawn().expect("spawn echo-server");
@@ -164,7 +185,7 @@ pub fn spawn(model: Model, addr: &str, args: &[&str], nofile: Option<u64>) -> (C
 }
 
 /// Runs the server to completion (for start-up failures); kills it after `limit`.
-pub fn run_to_exit(model: Model, addr: &str, limit: Duration) -> (ExitStatus, String) {
+pub fn run_to_exit(model: &ModelInfo, addr: &str, limit: Duration) -> (ExitStatus, String) {
     let (mut child, stderr) = spawn(model, addr, &[], None);
     let start = Instant::now();
     loop {
@@ -179,23 +200,39 @@ pub fn run_to_exit(model: Model, addr: &str, limit: Duration) -> (ExitStatus, St
         if start.elapsed() > limit {
             let _ = child.kill();
             let status = child.wait().expect("wait");
-            panic!("{model} did not exit within {limit:?} (status after kill: {:?})", status.signal());
+            panic!("{} did not exit within {limit:?} (status after kill: {:?})", model.name, status.signal());
         }
         thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// A connected client socket with timeouts, so no test can hang.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
+/// A client socket of either transport: socket2's `Socket` reads, writes,
+/// half-closes and lingers the same way over TCP and Unix sockets.
+pub type Client = Socket;
+
+/// Connects to `endpoint` within `timeout`.
+pub fn try_connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Client> {
+    let (domain, addr) = match endpoint {
+        Endpoint::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
+        Endpoint::Unix(path) => (Domain::UNIX, SockAddr::unix(path)?),
+    };
+    let socket = Socket::new(domain, Type::STREAM, None)?;
+    socket.connect_timeout(&addr, timeout)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    if matches!(endpoint, Endpoint::Tcp(_)) {
+        socket.set_nodelay(true)?;
+    }
+    Ok(socket)
+}
+
+/// A connected client with timeouts, so no test can hang.
+pub fn connect(endpoint: &Endpoint) -> Client {
+    try_connect(endpoint, IO_TIMEOUT).expect("connect")
 }
 
 /// Writes `msg` and reads back exactly as many bytes, which must be equal.
-pub fn roundtrip(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+pub fn roundtrip(stream: &mut Client, msg: &[u8]) -> io::Result<()> {
     stream.write_all(msg)?;
     let mut back = vec![0u8; msg.len()];
     stream.read_exact(&mut back)?;
@@ -208,8 +245,8 @@ pub fn roundtrip(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
 /// Sends `payload` from one thread while reading the echo in this one (so
 /// neither side can deadlock on full buffers), half-closes, and returns
 /// everything received up to EOF.
-pub fn echo_all(addr: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
-    let mut stream = connect(addr);
+pub fn echo_all(endpoint: &Endpoint, payload: Vec<u8>) -> Vec<u8> {
+    let mut stream = connect(endpoint);
     let mut writer = stream.try_clone().unwrap();
     let sender = thread::spawn(move || {
         writer.write_all(&payload).expect("write payload");
@@ -240,24 +277,16 @@ pub fn eventually<T>(limit: Duration, mut attempt: impl FnMut() -> io::Result<T>
     }
 }
 
-pub fn signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill only sends a signal.
-    unsafe { libc::kill(pid, sig) };
+pub fn signal(pid: i32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid), sig);
 }
 
-pub use echo_servers::procfs::{alive, tree as process_tree};
+pub use echo_common::procfs::{alive, tree as process_tree};
 
 /// Tests hold up to ~1,000 sockets each, several tests at a time.
 fn raise_own_fd_limit() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                limit.rlim_cur = limit.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            }
-        }
+        let _ = echo_common::limits::raise_nofile(u64::MAX);
     });
 }

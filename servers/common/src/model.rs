@@ -1,0 +1,61 @@
+//! The shape of a model's declaration. Each model file in `servers/`
+//! declares one (`pub static INFO: ModelInfo`); `echo-server list-models
+//! --json` prints them all, in the registry's order, and the benchmark reads
+//! that list instead of keeping its own.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// What the rest of the suite may know about a model without linking it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The name on the command line, in JSON keys, file names and table
+    /// headers: lowercase, `-` between words.
+    pub name: Cow<'static, str>,
+    /// One line: how the model serves connections.
+    pub summary: Cow<'static, str>,
+    /// `--max-connections` when not given.
+    pub default_max_connections: u64,
+    /// Runs child processes (the benchmark caps its idle connections at
+    /// `default_max_connections`, and its CPU includes reaped children).
+    pub child_processes: bool,
+    /// With default options, how many connections it serves at once; the
+    /// rest wait, accepted or in the backlog, and get no echo until a served
+    /// client leaves. `None`: every connection is served.
+    pub serves_at_once: Option<u64>,
+    /// The model's colour in charts, `#rrggbb`.
+    pub colour: Cow<'static, str>,
+}
+
+impl ModelInfo {
+    /// The colour as RGB bytes; grey if `colour` is not `#rrggbb`.
+    pub fn rgb(&self) -> (u8, u8, u8) {
+        let hex = self.colour.strip_prefix('#').filter(|h| h.len() == 6 && h.is_ascii());
+        let byte = |i: usize| hex.and_then(|h| u8::from_str_radix(&h[i..i + 2], 16).ok());
+        match (byte(0), byte(2), byte(4)) {
+            (Some(r), Some(g), Some(b)) => (r, g, b),
+            _ => (128, 128, 128),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours() {
+        let mut info = ModelInfo {
+            name: "m".into(),
+            summary: "".into(),
+            default_max_connections: 1,
+            child_processes: false,
+            serves_at_once: None,
+            colour: "#1f77b4".into(),
+        };
+        assert_eq!(info.rgb(), (0x1f, 0x77, 0xb4));
+        info.colour = "blue".into();
+        assert_eq!(info.rgb(), (128, 128, 128));
+    }
+}

@@ -1,0 +1,375 @@
+//! Listening sockets and accepted streams of every transport, behind one
+//! type each: a model never names TCP or Unix sockets. A new stream
+//! transport is one arm in [`Listener`], [`Stream`], [`Peer`] and the
+//! runtime listeners at the end of this file, plus its arm in
+//! [`echo_common::Endpoint`].
+//!
+//! Per-transport socket options live here too ([`Stream::configure`]):
+//! TCP_NODELAY on TCP; nothing on Unix sockets, which have no Nagle.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use echo_common::Endpoint;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use tracing::{debug, warn};
+
+/// A bound, listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// An accepted connection, in blocking mode unless a model changes it.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Who is at the other end, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A Unix socket client; clients are usually unbound, so no path.
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Peer::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+impl Peer {
+    fn of_unix(addr: &std::os::unix::net::SocketAddr) -> Peer {
+        Peer::Unix(addr.as_pathname().map(Path::to_owned))
+    }
+}
+
+/// Calls `$body` with `$s` bound to the inner socket, whatever its transport.
+macro_rules! each {
+    ($enum:ident, $value:expr, $s:ident => $body:expr) => {
+        match $value {
+            $enum::Tcp($s) => $body,
+            $enum::Unix($s) => $body,
+        }
+    };
+}
+
+impl Listener {
+    /// Binds `endpoint` and starts listening with `backlog`. For a Unix
+    /// socket, also returns the guard that removes its file at shutdown.
+    pub fn bind(endpoint: &Endpoint, backlog: i32) -> io::Result<(Listener, Option<SocketFile>)> {
+        match endpoint {
+            Endpoint::Tcp(addr) => {
+                let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+                // Restarting the server must not wait for old connections in TIME_WAIT.
+                socket.set_reuse_address(true)?;
+                socket.bind(&(*addr).into())?;
+                socket.listen(backlog)?;
+                Ok((Listener::Tcp(socket.into()), None))
+            }
+            Endpoint::Unix(path) => {
+                let socket = bind_unix(path)?;
+                socket.listen(backlog)?;
+                let file = SocketFile::new(path)?;
+                Ok((Listener::Unix(socket.into()), Some(file)))
+            }
+        }
+    }
+
+    /// Accepts one connection. The stream is blocking (accept4 does not
+    /// pass O_NONBLOCK on), whatever the listener's mode.
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Peer::Tcp(a))),
+            Listener::Unix(l) => l.accept().map(|(s, a)| (Stream::Unix(s), Peer::of_unix(&a))),
+        }
+    }
+
+    /// The endpoint actually bound (the real port when asked for port 0).
+    pub fn local_endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(Endpoint::Tcp),
+            Listener::Unix(l) => {
+                let addr = l.local_addr()?;
+                let path = addr.as_pathname().ok_or_else(|| io::Error::other("unix listener has no path"))?;
+                Ok(Endpoint::Unix(path.to_owned()))
+            }
+        }
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        each!(Listener, self, l => l.set_nonblocking(nonblocking))
+    }
+
+    /// Another handle on the same listening socket (the file description is shared).
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        match self {
+            Listener::Tcp(l) => l.try_clone().map(Listener::Tcp),
+            Listener::Unix(l) => l.try_clone().map(Listener::Unix),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        each!(Listener, self, l => l.as_raw_fd())
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        each!(Listener, self, l => l.as_fd())
+    }
+}
+
+/// Binds a Unix socket at `path`. A socket file left by a server that is
+/// gone (a connect is refused) is removed and the bind retried; one a live
+/// server holds is "address in use", as for TCP.
+fn bind_unix(path: &Path) -> io::Result<Socket> {
+    let addr = SockAddr::unix(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    match socket.bind(&addr) {
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+            let meta = fs::symlink_metadata(path)?;
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
+            }
+            match UnixStream::connect(path) {
+                Err(refused) if refused.kind() == io::ErrorKind::ConnectionRefused => {
+                    debug!(path = %path.display(), "removing a stale socket file");
+                    fs::remove_file(path)?;
+                    socket.bind(&addr)?;
+                }
+                _ => return Err(err), // a live server answers there
+            }
+        }
+        other => other?,
+    }
+    Ok(socket)
+}
+
+/// The socket file of a Unix listener, removed when this guard is dropped
+/// (a clean shutdown) — but only if it is still the file we created, so a
+/// newer server's socket at the same path is left alone.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl SocketFile {
+    fn new(path: &Path) -> io::Result<SocketFile> {
+        let meta = fs::symlink_metadata(path)?;
+        Ok(SocketFile { path: path.to_owned(), identity: (meta.dev(), meta.ino()) })
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            if let Err(err) = fs::remove_file(&self.path) {
+                warn!(path = %self.path.display(), %err, "cannot remove the socket file");
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// The socket options every model sets on every accepted stream, per
+    /// transport. A failure is logged with the peer; the connection is
+    /// served anyway (it works, only slower).
+    pub fn configure(&self, peer: &Peer) {
+        if let Stream::Tcp(s) = self {
+            tcp_options(s.as_fd(), peer);
+        }
+    }
+
+    /// Adopts an inherited connected socket (the `process` model's stdin),
+    /// finding its transport from the socket itself.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        let domain = SockRef::from(&fd).domain()?;
+        if domain == Domain::UNIX {
+            Ok(Stream::Unix(UnixStream::from(fd)))
+        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            Ok(Stream::Tcp(TcpStream::from(fd)))
+        } else {
+            Err(io::Error::other(format!("not a stream socket of a known transport ({domain:?})")))
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> Peer {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map_or(Peer::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))), Peer::Tcp),
+            Stream::Unix(s) => s.peer_addr().map_or(Peer::Unix(None), |a| Peer::of_unix(&a)),
+        }
+    }
+
+    /// Sends our FIN now rather than when the descriptor is closed.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        each!(Stream, self, s => s.shutdown(Direction::Write))
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        each!(Stream, self, s => s.set_nonblocking(nonblocking))
+    }
+}
+
+/// The options of an accepted TCP socket, whichever runtime owns it.
+pub fn tcp_options(socket: BorrowedFd<'_>, peer: &Peer) {
+    // An echo must leave at once, not wait for Nagle's timer.
+    if let Err(err) = SockRef::from(&socket).set_nodelay(true) {
+        warn!(%peer, %err, "cannot set TCP_NODELAY; serving the connection without it");
+    }
+}
+
+impl From<Stream> for OwnedFd {
+    fn from(stream: Stream) -> OwnedFd {
+        each!(Stream, stream, s => OwnedFd::from(s))
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        each!(Stream, self, s => s.as_raw_fd())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        each!(Stream, self, s => s.as_fd())
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(Stream, self, s => s.read(buf))
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(Stream, self, s => s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        each!(Stream, self, s => s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A listener registered with a tokio runtime (the `tokio` model).
+#[derive(Debug)]
+pub enum TokioListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl TokioListener {
+    /// Registers `listener` with the runtime of the calling context.
+    pub fn new(listener: Listener) -> io::Result<TokioListener> {
+        listener.set_nonblocking(true)?; // tokio requires it
+        match listener {
+            Listener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(TokioListener::Tcp),
+            Listener::Unix(l) => tokio::net::UnixListener::from_std(l).map(TokioListener::Unix),
+        }
+    }
+
+    /// Accepts one connection and applies [`Stream::configure`]'s options.
+    pub async fn accept(&self) -> io::Result<(echo_common::stream::AsyncStream, Peer)> {
+        use echo_common::stream::AsyncStream;
+        match self {
+            TokioListener::Tcp(l) => {
+                let (stream, addr) = l.accept().await?;
+                let peer = Peer::Tcp(addr);
+                tcp_options(stream.as_fd(), &peer);
+                Ok((AsyncStream::Tcp(stream), peer))
+            }
+            TokioListener::Unix(l) => {
+                let (stream, addr) = l.accept().await?;
+                let peer = Peer::Unix(addr.as_pathname().map(Path::to_owned));
+                Ok((AsyncStream::Unix(stream), peer))
+            }
+        }
+    }
+}
+
+/// A listener whose accepts switch may coroutines instead of blocking (the `may` model).
+#[derive(Debug)]
+pub enum MayListener {
+    Tcp(may::net::TcpListener),
+    Unix(may::os::unix::net::UnixListener),
+}
+
+/// A connection accepted by a [`MayListener`].
+#[derive(Debug)]
+pub enum MayStream {
+    Tcp(may::net::TcpStream),
+    Unix(may::os::unix::net::UnixStream),
+}
+
+impl MayListener {
+    /// Hands `listener` over to may.
+    pub fn new(listener: Listener) -> io::Result<MayListener> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: `into_raw_fd` gives up the std listener's ownership of a
+        // listening socket of the matching type, so may's listener is its only owner.
+        unsafe {
+            Ok(match listener {
+                Listener::Tcp(l) => MayListener::Tcp(may::net::TcpListener::from_raw_fd(l.into_raw_fd())),
+                Listener::Unix(l) => MayListener::Unix(may::os::unix::net::UnixListener::from_raw_fd(l.into_raw_fd())),
+            })
+        }
+    }
+
+    /// Accepts one connection and applies [`Stream::configure`]'s options.
+    pub fn accept(&self) -> io::Result<(MayStream, Peer)> {
+        match self {
+            MayListener::Tcp(l) => {
+                let (stream, addr) = l.accept()?;
+                let peer = Peer::Tcp(addr);
+                // SAFETY: `stream` owns the descriptor and outlives this borrow.
+                tcp_options(unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }, &peer);
+                Ok((MayStream::Tcp(stream), peer))
+            }
+            MayListener::Unix(l) => {
+                let (stream, addr) = l.accept()?;
+                Ok((MayStream::Unix(stream), Peer::of_unix(&addr)))
+            }
+        }
+    }
+}
+
+impl Read for MayStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(MayStream, self, s => s.read(buf))
+    }
+}
+
+impl Write for MayStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(MayStream, self, s => s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
