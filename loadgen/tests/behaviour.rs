@@ -1,14 +1,18 @@
 //! loadgen against small servers written here, each misbehaving in one known
-//! way. Every server listens on 127.0.0.1:0, serves each connection on its
-//! own thread, and stops when the test drops it; every run is a few seconds.
+//! way. Every server listens on 127.0.0.1:0 (or a Unix socket in a temporary
+//! directory), serves each connection on its own thread, and stops when the
+//! test drops it; every run is a few seconds. The checks of what loadgen
+//! does with a connection run over both transports (`tcp::…`, `unix::…`).
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use echo_common::Transport;
 use loadgen::{Opts, Report};
 
 /// How a test server treats each message of `size` bytes.
@@ -30,30 +34,72 @@ enum Behaviour {
     AcceptOnly(usize),
     /// Echoes, then after `after` closes every connection and the listener.
     DieAfter(Duration),
+    /// Reads every message and never answers.
+    Silent,
 }
 
+/// A connection of either transport, as the test servers use it.
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
 struct TestServer {
-    addr: SocketAddr,
+    /// What loadgen's `--addr` takes: `127.0.0.1:PORT` or `unix:PATH`.
+    addr: String,
     stop: Arc<AtomicBool>,
+    /// Holds a Unix socket's directory.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wake the acceptor
+        // wake the acceptor
+        match self.addr.strip_prefix("unix:") {
+            Some(path) => drop(UnixStream::connect(path)),
+            None => drop(TcpStream::connect(&self.addr)),
+        }
     }
 }
 
 impl TestServer {
     fn start(behaviour: Behaviour, size: usize) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        TestServer::start_on(Transport::Tcp, behaviour, size)
+    }
+
+    fn start_on(transport: Transport, behaviour: Behaviour, size: usize) -> TestServer {
+        // Accepts one connection, read timeout set, as a `Conn`.
+        type Accept = Box<dyn FnMut() -> io::Result<Box<dyn Conn>> + Send>;
+        let (addr, dir, mut accept): (String, _, Accept) = match transport {
+            Transport::Tcp => {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap().to_string();
+                let accept = move || -> io::Result<Box<dyn Conn>> {
+                    let (stream, _) = listener.accept()?;
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                    Ok(Box::new(stream))
+                };
+                (addr, None, Box::new(accept))
+            }
+            Transport::Unix => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("test.sock");
+                let listener = UnixListener::bind(&path).unwrap();
+                let accept = move || -> io::Result<Box<dyn Conn>> {
+                    let (stream, _) = listener.accept()?;
+                    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                    Ok(Box::new(stream))
+                };
+                (format!("unix:{}", path.display()), Some(dir), Box::new(accept))
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let stopping = Arc::clone(&stop);
         thread::spawn(move || {
             let mut accepted = 0;
-            for stream in listener.incoming() {
+            loop {
+                let stream = accept();
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
@@ -73,13 +119,11 @@ impl TestServer {
                 }
             }
         });
-        TestServer { addr, stop }
+        TestServer { addr, stop, _dir: dir }
     }
 }
 
-fn serve(mut stream: TcpStream, behaviour: Behaviour, size: usize, started: Instant, stop: Arc<AtomicBool>) {
-    stream.set_nodelay(true).unwrap();
-    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+fn serve(mut stream: Box<dyn Conn>, behaviour: Behaviour, size: usize, started: Instant, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; size];
     let mut echoed = 0u64;
     loop {
@@ -111,6 +155,7 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, size: usize, started: Inst
                     thread::sleep(after + length - now);
                 }
             }
+            Behaviour::Silent => continue,
             _ => {}
         }
         if stream.write_all(&buf).is_err() {
@@ -124,9 +169,9 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, size: usize, started: Inst
     }
 }
 
-fn opts(addr: SocketAddr, connections: u32, duration_ms: u64) -> Opts {
+fn opts(addr: &str, connections: u32, duration_ms: u64) -> Opts {
     Opts {
-        addr: addr.to_string(),
+        addr: addr.to_owned(),
         connections,
         size: 64,
         duration: Duration::from_millis(duration_ms),
@@ -143,10 +188,9 @@ fn has_warning(report: &Report, needle: &str) -> bool {
     report.warnings.iter().any(|w| w.contains(needle))
 }
 
-#[test]
-fn correct_server_no_errors_all_connected_littles_law_holds() {
-    let server = TestServer::start(Behaviour::Echo, 64);
-    let report = loadgen::run(&opts(server.addr, 20, 1500)).unwrap();
+fn correct_server_no_errors_all_connected_littles_law_holds(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::Echo, 64);
+    let report = loadgen::run(&opts(&server.addr, 20, 1500)).unwrap();
     assert_eq!(report.connections.requested, 20);
     assert_eq!(report.connections.established, 20);
     assert_eq!(report.requests.errors(), 0, "{:?}", report.requests);
@@ -161,10 +205,9 @@ fn correct_server_no_errors_all_connected_littles_law_holds() {
     assert!((report.throughput.requests_per_sec - expected).abs() < 1e-6);
 }
 
-#[test]
-fn flipped_byte_every_100th_echo_is_about_1_percent_mismatched() {
-    let server = TestServer::start(Behaviour::FlipEvery(100), 64);
-    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
+fn flipped_byte_every_100th_echo_is_about_1_percent_mismatched(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::FlipEvery(100), 64);
+    let report = loadgen::run(&opts(&server.addr, 10, 1500)).unwrap();
     let r = report.requests;
     let share = r.mismatched as f64 / (r.ok + r.mismatched) as f64;
     assert!((0.008..=0.012).contains(&share), "mismatched share {share:.4} ({r:?})");
@@ -174,16 +217,15 @@ fn flipped_byte_every_100th_echo_is_about_1_percent_mismatched() {
 #[test]
 fn delayed_echo_p50_between_20_and_25_ms() {
     let server = TestServer::start(Behaviour::Delay(Duration::from_millis(20)), 64);
-    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
+    let report = loadgen::run(&opts(&server.addr, 10, 1500)).unwrap();
     let p50 = report.latency_us.p50;
     assert!((20_000..=25_000).contains(&p50), "p50 {p50} µs");
 }
 
-#[test]
-fn open_loop_stall_shows_in_corrected_not_raw_latency() {
+fn open_loop_stall_shows_in_corrected_not_raw_latency(transport: Transport) {
     let stall = Behaviour::StallOnce { after: Duration::from_millis(1300), length: Duration::from_secs(1) };
-    let server = TestServer::start(stall, 64);
-    let mut o = opts(server.addr, 10, 3000);
+    let server = TestServer::start_on(transport, stall, 64);
+    let mut o = opts(&server.addr, 10, 3000);
     o.rate = Some(1000.0);
     let report = loadgen::run(&o).unwrap();
     let corrected = report.latency_us;
@@ -197,7 +239,7 @@ fn open_loop_stall_shows_in_corrected_not_raw_latency() {
 #[test]
 fn server_accepting_10_of_50_is_reported() {
     let server = TestServer::start(Behaviour::AcceptOnly(10), 64);
-    let mut o = opts(server.addr, 50, 1000);
+    let mut o = opts(&server.addr, 50, 1000);
     o.connect_timeout = Duration::from_millis(500);
     let report = loadgen::run(&o).unwrap();
     let c = report.connections;
@@ -211,20 +253,21 @@ fn server_accepting_10_of_50_is_reported() {
     assert_eq!(served, 10, "{:?}", report.per_connection);
 }
 
-#[test]
-fn server_closing_every_100_echoes_is_counted_and_run_completes() {
-    let server = TestServer::start(Behaviour::CloseAfter(100), 64);
-    let report = loadgen::run(&opts(server.addr, 10, 1500)).unwrap();
-    assert!(report.requests.failed_closed > 0, "{:?}", report.requests);
+fn server_closing_every_100_echoes_is_counted_and_run_completes(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::CloseAfter(100), 64);
+    let report = loadgen::run(&opts(&server.addr, 10, 1500)).unwrap();
+    // A close with the client's next message unread in the server's socket is
+    // a reset on a Unix socket, and often on TCP too: either way, not ok.
+    let r = report.requests;
+    assert!(r.failed_closed + r.failed_reset > 0 && r.failed_io == 0, "{r:?}");
     assert!(report.connections.attempts.reconnects > 0);
     assert!(report.requests.ok > 1000);
     assert!((report.duration_secs - 1.5).abs() < 0.1);
 }
 
-#[test]
-fn churn_one_connection_per_message_fills_the_connect_histogram() {
-    let server = TestServer::start(Behaviour::Echo, 64);
-    let mut o = opts(server.addr, 4, 1000);
+fn churn_one_connection_per_message_fills_the_connect_histogram(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::Echo, 64);
+    let mut o = opts(&server.addr, 4, 1000);
     o.reconnect_every = Some(1);
     let report = loadgen::run(&o).unwrap();
     let connect = report.connect_us.expect("churn reports connect time");
@@ -239,8 +282,8 @@ fn churn_one_connection_per_message_fills_the_connect_histogram() {
 #[test]
 fn merge_equals_one_histogram_fed_both_sample_sets() {
     let server = TestServer::start(Behaviour::Echo, 64);
-    let a = loadgen::run(&opts(server.addr, 4, 600)).unwrap();
-    let b = loadgen::run(&opts(server.addr, 6, 600)).unwrap();
+    let a = loadgen::run(&opts(&server.addr, 4, 600)).unwrap();
+    let b = loadgen::run(&opts(&server.addr, 6, 600)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
     loadgen::write_json(&a, &pa).unwrap();
@@ -260,11 +303,10 @@ fn merge_equals_one_histogram_fed_both_sample_sets() {
     assert_eq!(total, parts);
 }
 
-#[test]
-fn server_dying_mid_run_ends_the_run_with_figures_so_far() {
-    let server = TestServer::start(Behaviour::DieAfter(Duration::from_millis(1200)), 64);
+fn server_dying_mid_run_ends_the_run_with_figures_so_far(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::DieAfter(Duration::from_millis(1200)), 64);
     let started = Instant::now();
-    let report = loadgen::run(&opts(server.addr, 10, 5000)).unwrap();
+    let report = loadgen::run(&opts(&server.addr, 10, 5000)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(4), "run took {:?}", started.elapsed());
     assert!(report.requests.ok > 0);
     assert!(report.requests.failed > 0, "{:?}", report.requests);
@@ -277,7 +319,7 @@ fn server_dying_mid_run_ends_the_run_with_figures_so_far() {
 fn unreachable_address_fails_fast() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let started = Instant::now();
-    let err = loadgen::run(&opts(SocketAddr::from(([127, 0, 0, 1], port)), 5, 1000)).unwrap_err();
+    let err = loadgen::run(&opts(&format!("127.0.0.1:{port}"), 5, 1000)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(matches!(err, loadgen::LoadError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("refused"), "{err}");
@@ -286,7 +328,7 @@ fn unreachable_address_fails_fast() {
 #[test]
 fn json_schema_has_the_documented_fields() {
     let server = TestServer::start(Behaviour::Echo, 64);
-    let mut o = opts(server.addr, 3, 1200);
+    let mut o = opts(&server.addr, 3, 1200);
     o.rate = Some(300.0);
     let report = loadgen::run(&o).unwrap();
     let value = serde_json::to_value(&report).unwrap();
@@ -310,6 +352,7 @@ fn json_schema_has_the_documented_fields() {
         assert!(value.get(key).is_some(), "missing {key}");
     }
     assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["transport"], "tcp");
     for key in [
         "addr",
         "connections",
@@ -376,4 +419,61 @@ fn cli_bad_flag_exits_2_and_unreachable_exits_1_with_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("loadgen: cannot connect"), "{stderr}");
+}
+
+/// A server that never answers: every message in flight times out, and the
+/// run still ends on time.
+fn silent_server_times_out_every_message(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::Silent, 64);
+    let mut o = opts(&server.addr, 4, 1500);
+    o.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let report = loadgen::run(&o).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "run took {:?}", started.elapsed());
+    assert_eq!(report.requests.ok, 0, "{:?}", report.requests);
+    assert!(report.requests.timed_out >= 4, "{:?}", report.requests);
+    assert_eq!(report.transport, transport);
+}
+
+/// Every check above that is about what loadgen does with a connection,
+/// over each transport.
+macro_rules! over {
+    ($transport:ident, $($check:ident),* $(,)?) => {
+        mod $transport {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(stringify!($transport).parse().expect("a transport"))
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! over_both {
+    ($($check:ident),* $(,)?) => {
+        over!(tcp, $($check),*);
+        over!(unix, $($check),*);
+    };
+}
+
+over_both!(
+    correct_server_no_errors_all_connected_littles_law_holds,
+    flipped_byte_every_100th_echo_is_about_1_percent_mismatched,
+    open_loop_stall_shows_in_corrected_not_raw_latency,
+    server_closing_every_100_echoes_is_counted_and_run_completes,
+    churn_one_connection_per_message_fills_the_connect_histogram,
+    server_dying_mid_run_ends_the_run_with_figures_so_far,
+    silent_server_times_out_every_message,
+);
+
+#[test]
+fn a_unix_socket_that_does_not_exist_is_unreachable_and_a_long_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("unix:{}", dir.path().join("nobody.sock").display());
+    let err = loadgen::run(&opts(&missing, 2, 500)).unwrap_err();
+    assert!(matches!(err, loadgen::LoadError::Unreachable { .. }), "{err}");
+    let long = format!("unix:/tmp/{}", "x".repeat(200));
+    let err = loadgen::run(&opts(&long, 2, 500)).unwrap_err();
+    assert!(err.to_string().contains("the limit is 107"), "{err}");
 }

@@ -95,8 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Err(err) = echo_common::limits::raise_nofile(u64::MAX) {
         warn!(%err, "cannot raise the open-file limit");
     }
-    let (listener, socket_file) =
-        Listener::bind(&endpoint, common.backlog).with_context(|| format!("cannot listen on {endpoint}"))?;
+    let (listener, socket_file) = Listener::bind(&endpoint, common.backlog, info.reuse_port)
+        .with_context(|| format!("cannot listen on {endpoint}"))?;
     let local = listener.local_endpoint().context("listener has no local address")?;
     info!(model = %info.name, ?common, "bound {local}");
 

@@ -71,13 +71,20 @@ macro_rules! each {
 impl Listener {
     /// Binds `endpoint` and starts listening with `backlog`. For a Unix
     /// socket, also returns the guard that removes its file at shutdown.
-    pub fn bind(endpoint: &Endpoint, backlog: i32) -> io::Result<(Listener, Option<SocketFile>)> {
+    ///
+    /// `reuse_port`: a TCP listener gets SO_REUSEPORT, so that a model can
+    /// open one listener per worker on the same port
+    /// ([`Listener::bind_sibling`]). SO_REUSEPORT would also let a second
+    /// server of the same user bind a port this one holds and take half its
+    /// connections, so a port that is in use is refused first, as without it.
+    pub fn bind(endpoint: &Endpoint, backlog: i32, reuse_port: bool) -> io::Result<(Listener, Option<SocketFile>)> {
         match endpoint {
             Endpoint::Tcp(addr) => {
-                let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-                // Restarting the server must not wait for old connections in TIME_WAIT.
-                socket.set_reuse_address(true)?;
-                socket.bind(&(*addr).into())?;
+                if reuse_port && addr.port() != 0 {
+                    // A plain bind fails with EADDRINUSE if anyone listens there.
+                    drop(bind_tcp(*addr, false)?);
+                }
+                let socket = bind_tcp(*addr, reuse_port)?;
                 socket.listen(backlog)?;
                 Ok((Listener::Tcp(socket.into()), None))
             }
@@ -87,6 +94,21 @@ impl Listener {
                 let file = SocketFile::new(path)?;
                 Ok((Listener::Unix(socket.into()), Some(file)))
             }
+        }
+    }
+
+    /// Another listener on this TCP listener's address, for one more worker:
+    /// both must have been bound with SO_REUSEPORT, and the kernel then
+    /// spreads new connections over them by a hash of the 4-tuple. Unix
+    /// sockets have no SO_REUSEPORT: `Unsupported`.
+    pub fn bind_sibling(&self, backlog: i32) -> io::Result<Listener> {
+        match self {
+            Listener::Tcp(l) => {
+                let socket = bind_tcp(l.local_addr()?, true)?;
+                socket.listen(backlog)?;
+                Ok(Listener::Tcp(socket.into()))
+            }
+            Listener::Unix(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "unix sockets have no SO_REUSEPORT")),
         }
     }
 
@@ -134,6 +156,19 @@ impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         each!(Listener, self, l => l.as_fd())
     }
+}
+
+/// A TCP socket bound to `addr` (not yet listening), with SO_REUSEADDR and,
+/// if asked, SO_REUSEPORT.
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarting the server must not wait for old connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Binds a Unix socket at `path`. A socket file left by a server that is

@@ -184,6 +184,7 @@ mod tests {
             default_max_connections: cap,
             child_processes: false,
             serves_at_once: None,
+            reuse_port: false,
             colour: "#000000".into(),
         })
     }

@@ -207,7 +207,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     let _ = writeln!(
         md,
         "{} model(s) × {} scenario(s), {} repeat(s) per cell, interleaved across models; \
-         closed- and open-loop cells measure {} s after a {} s warm-up. Figures are the median over repeats, \
+         closed- and open-loop cells measure {} s after a {} s warm-up ({}). Figures are the median over repeats, \
          with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
@@ -215,6 +215,14 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         s.repeat,
         s.duration_secs,
         s.warmup_secs,
+        {
+            let (window, warmup) = crate::matrix::TRANSPORT_WINDOW;
+            format!(
+                "the transport scenario: at most {} s after {} s",
+                window.as_secs_f64().min(s.duration_secs),
+                warmup.as_secs_f64().min(s.warmup_secs)
+            )
+        },
         SPREAD_FLAG * 100.0,
         s.server_cpus,
         s.client_cpus

@@ -24,6 +24,10 @@ pub struct ModelInfo {
     /// rest wait, accepted or in the backlog, and get no echo until a served
     /// client leaves. `None`: every connection is served.
     pub serves_at_once: Option<u64>,
+    /// Binds its TCP listener with SO_REUSEPORT, to open one per worker
+    /// (absent in declarations older than the field: false).
+    #[serde(default)]
+    pub reuse_port: bool,
     /// The model's colour in charts, `#rrggbb`.
     pub colour: Cow<'static, str>,
 }
@@ -52,6 +56,7 @@ mod tests {
             default_max_connections: 1,
             child_processes: false,
             serves_at_once: None,
+            reuse_port: false,
             colour: "#1f77b4".into(),
         };
         assert_eq!(info.rgb(), (0x1f, 0x77, 0xb4));
