@@ -45,7 +45,7 @@ struct RunArgs {
     #[arg(long)]
     quick: bool,
     /// Repeats per cell, interleaved across models [default: 3; 1 with --quick].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
     /// Models to run [default: every model the server registers; see
     /// `echo-server list-models`].
@@ -58,19 +58,19 @@ struct RunArgs {
     /// tcp, unix [default: tcp].
     #[arg(long, value_delimiter = ',')]
     transports: Vec<Transport>,
-    /// Throughput scenario: connection counts [default: 1,10,100,1000].
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100,1000 with --quick].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: Vec<u32>,
     /// Throughput scenario: message sizes in bytes [default: 64,4096; 64 with --quick].
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
     sizes: Vec<u32>,
     /// Capacity scenario: idle connections held [default: 1000,10000; 1000 with --quick].
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     capacity: Vec<u32>,
-    /// Measured time of each load cell [default: 5s; 1s with --quick].
+    /// Measured time of each load cell [default: 2s; 1s with --quick].
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     duration: Option<Duration>,
-    /// Warm-up of each load cell [default: 1s; 0.5s with --quick].
+    /// Warm-up of each load cell [default: 0.5s; 0.25s with --quick].
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     warmup: Option<Duration>,
     /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
@@ -123,7 +123,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     // The models come from the server's own registry, never from a list here.
     let catalogue = models::catalogue(&server_bin)?;
-    let mut shape = Shape::default_for(models::select(&catalogue, &args.models)?, quick);
+    let available = available_cpus()?;
+    let mut shape = Shape::default_for(models::select(&catalogue, &args.models)?, quick, available.len());
     let given = |list: Vec<u32>, default: &mut Vec<u32>| {
         if !list.is_empty() {
             *default = list;
@@ -143,7 +144,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Some(repeat) = args.repeat {
         shape.repeat = repeat;
     }
-    let available = available_cpus()?;
     let (server_default, client_default) = split_cpus(&available);
     let server_cpus = match &args.server_cpus {
         Some(text) => parse_cpus(text)?,
@@ -155,10 +155,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     let config = RunConfig {
         shape,
-        duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(5) }),
-        warmup: args.warmup.unwrap_or(if quick { Duration::from_millis(500) } else { Duration::from_secs(1) }),
+        duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(2) }),
+        warmup: args.warmup.unwrap_or(if quick { Duration::from_millis(250) } else { Duration::from_millis(500) }),
         server_cpus,
         client_cpus,
+        available_cpus: available.clone(),
         server_bin,
         results_root: args.results,
         quick,
@@ -167,6 +168,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     // scripts/bench.sh says how it was called; otherwise, our own command line.
     let command =
         std::env::var("ECHO_ARENA_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    if config.shape.scenarios.contains(&Scenario::Scaling) {
+        eprintln!("bench: scaling: {}", echo_bench::matrix::scaling_limit(available.len()));
+    }
     let outcome = runner::run(&config, command)?;
     let failed: Vec<_> = outcome.results.cells.iter().filter(|c| !c.ok).collect();
     println!(

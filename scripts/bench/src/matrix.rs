@@ -23,11 +23,20 @@ pub enum Scenario {
     /// TCP loopback against a Unix socket: 1 and 100 connections, 64 B,
     /// closed loop, the two transports back to back for each model.
     Transport,
+    /// The server on 1, 2, 4, … CPUs (up to half the machine, the load
+    /// generator on the rest), 100 connections per server CPU, 64 B.
+    Scaling,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Throughput, Scenario::Latency, Scenario::Churn, Scenario::Capacity, Scenario::Transport];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Throughput,
+        Scenario::Latency,
+        Scenario::Churn,
+        Scenario::Capacity,
+        Scenario::Transport,
+        Scenario::Scaling,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +45,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Capacity => "capacity",
             Scenario::Transport => "transport",
+            Scenario::Scaling => "scaling",
         }
     }
 }
@@ -56,6 +66,44 @@ pub const TRANSPORT_CONNECTIONS: [u32; 2] = [1, 100];
 /// keep the pairs close in time, and the full matrix within its budget.
 pub const TRANSPORT_WINDOW: (Duration, Duration) = (Duration::from_secs(3), Duration::from_millis(500));
 
+/// Connections per server CPU in the scaling scenario.
+pub const SCALING_CONNECTIONS_PER_CPU: u32 = 100;
+/// The scaling scenario is in the default matrix only on machines with at
+/// least this many CPUs: below it, there is no second step to compare.
+pub const SCALING_DEFAULT_MIN_CPUS: usize = 8;
+
+/// The server CPU counts of the scaling scenario on a machine where this
+/// process may use `cpus` CPUs: 1, 2, 4, … up to half of them (the load
+/// generator takes the other half). Never empty: one CPU is the first step
+/// even on a 1-CPU machine (where server and client then share it).
+pub fn scaling_steps(cpus: usize) -> Vec<u32> {
+    let mut steps = vec![1u32];
+    while (steps[steps.len() - 1] as usize) * 2 <= cpus / 2 {
+        let next = steps[steps.len() - 1] * 2;
+        steps.push(next);
+    }
+    steps
+}
+
+/// Why the scaling scenario stops where it does, for the console and the README.
+pub fn scaling_limit(cpus: usize) -> String {
+    let steps = scaling_steps(cpus);
+    let last = steps[steps.len() - 1];
+    format!(
+        "the server gets at most half of the {cpus} CPU(s) this run may use, the load generator the rest, \
+         so the scaling scenario stops at {last} server CPU(s)"
+    )
+}
+
+/// Splits `available` CPUs for a scaling step of `server` CPUs: the first
+/// `server` for the server, the rest for the load generator (all of them
+/// shared if nothing is left).
+pub fn scaling_split(available: &[usize], server: u32) -> (Vec<usize>, Vec<usize>) {
+    let k = (server as usize).min(available.len());
+    let (s, c) = available.split_at(k);
+    if c.is_empty() { (s.to_vec(), s.to_vec()) } else { (s.to_vec(), c.to_vec()) }
+}
+
 /// One cell: a model, a scenario and its parameters, and which repeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellSpec {
@@ -70,13 +118,19 @@ pub struct CellSpec {
     pub rate: Option<f64>,
     /// 0-based repeat index.
     pub repeat: u32,
+    /// Scaling scenario only: CPUs the server runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpus: Option<u32>,
 }
 
 impl CellSpec {
     pub fn label(&self) -> String {
         let (scenario, model, transport) = (self.scenario.name(), &self.model, self.transport);
-        match self.scenario {
-            Scenario::Capacity => format!("{scenario} {model} {transport} {} idle", self.connections),
+        match (self.scenario, self.server_cpus) {
+            (Scenario::Capacity, _) => format!("{scenario} {model} {transport} {} idle", self.connections),
+            (_, Some(cpus)) => {
+                format!("{scenario} {model} {transport} {cpus} CPU(s) c={} s={}B", self.connections, self.size)
+            }
             _ => format!("{scenario} {model} {transport} c={} s={}B", self.connections, self.size),
         }
     }
@@ -92,21 +146,29 @@ pub struct Shape {
     pub connections: Vec<u32>,
     pub sizes: Vec<u32>,
     pub capacity: Vec<u32>,
+    /// Server CPU counts of the scaling scenario.
+    pub scaling: Vec<u32>,
     pub repeat: u32,
 }
 
 impl Shape {
-    /// The default matrix over `models` (or the `--quick` one): every
-    /// scenario, TCP only, the connection counts, sizes and capacities the
-    /// README describes.
-    pub fn default_for(models: Vec<Model>, quick: bool) -> Shape {
+    /// The default matrix over `models` (or the `--quick` one) on a machine
+    /// where the run may use `cpus` CPUs: every scenario (scaling only from
+    /// [`SCALING_DEFAULT_MIN_CPUS`] CPUs), TCP only, the connection counts,
+    /// sizes and capacities the README describes.
+    pub fn default_for(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
+        let mut scenarios = Scenario::ALL.to_vec();
+        if cpus < SCALING_DEFAULT_MIN_CPUS {
+            scenarios.retain(|s| *s != Scenario::Scaling);
+        }
         Shape {
             models,
-            scenarios: Scenario::ALL.to_vec(),
+            scenarios,
             transports: vec![Transport::Tcp],
-            connections: vec![1, 10, 100, 1000],
+            connections: if quick { vec![1, 100, 1000] } else { vec![1, 10, 100, 1000] },
             sizes: if quick { vec![64] } else { vec![64, 4096] },
             capacity: if quick { vec![1000] } else { vec![1000, 10_000] },
+            scaling: scaling_steps(cpus),
             repeat: if quick { 1 } else { 3 },
         }
     }
@@ -117,8 +179,8 @@ impl Shape {
 /// repeats back to back. In the transport scenario each model runs over
 /// TCP and then over a Unix socket, so the two cells of a pair are adjacent.
 pub fn cells(shape: &Shape) -> Vec<CellSpec> {
-    // (scenario, transports in the order they run for each model, connections, size)
-    let mut loads: Vec<(Scenario, Vec<Transport>, u32, u32)> = Vec::new();
+    // (scenario, transports in the order they run for each model, connections, size, server CPUs)
+    let mut loads: Vec<(Scenario, Vec<Transport>, u32, u32, Option<u32>)> = Vec::new();
     for &scenario in &Scenario::ALL {
         if !shape.scenarios.contains(&scenario) {
             continue;
@@ -129,28 +191,34 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                 Scenario::Throughput => {
                     for &size in &shape.sizes {
                         for &connections in &shape.connections {
-                            loads.push((scenario, one.clone(), connections, size));
+                            loads.push((scenario, one.clone(), connections, size, None));
                         }
                     }
                 }
-                Scenario::Latency => loads.push((scenario, one, LATENCY_CONNECTIONS, SMALL)),
-                Scenario::Churn => loads.push((scenario, one, CHURN_CONNECTIONS, SMALL)),
+                Scenario::Latency => loads.push((scenario, one, LATENCY_CONNECTIONS, SMALL, None)),
+                Scenario::Churn => loads.push((scenario, one, CHURN_CONNECTIONS, SMALL, None)),
                 Scenario::Capacity => {
                     let probe = crate::capacity::PROBE.len() as u32;
-                    loads.extend(shape.capacity.iter().map(|&n| (scenario, one.clone(), n, probe)));
+                    loads.extend(shape.capacity.iter().map(|&n| (scenario, one.clone(), n, probe, None)));
+                }
+                Scenario::Scaling => {
+                    for &cpus in &shape.scaling {
+                        let connections = SCALING_CONNECTIONS_PER_CPU * cpus;
+                        loads.push((scenario, one.clone(), connections, SMALL, Some(cpus)));
+                    }
                 }
                 Scenario::Transport => {}
             }
         }
         if scenario == Scenario::Transport {
             for connections in TRANSPORT_CONNECTIONS {
-                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL));
+                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None));
             }
         }
     }
     let mut cells = Vec::new();
     for repeat in 0..shape.repeat {
-        for (scenario, transports, connections, size) in &loads {
+        for (scenario, transports, connections, size, server_cpus) in &loads {
             for model in &shape.models {
                 for &transport in transports {
                     let connections =
@@ -163,6 +231,7 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                         size: *size,
                         rate: None,
                         repeat,
+                        server_cpus: *server_cpus,
                     });
                 }
             }
@@ -184,6 +253,7 @@ mod tests {
             default_max_connections: cap,
             child_processes: false,
             serves_at_once: None,
+            baseline: false,
             reuse_port: false,
             colour: "#000000".into(),
         })
@@ -197,6 +267,7 @@ mod tests {
             connections: vec![1, 10],
             sizes: vec![64],
             capacity: vec![10_000],
+            scaling: vec![1],
             repeat: 2,
         }
     }
@@ -243,5 +314,48 @@ mod tests {
         let capacity: Vec<u32> =
             all.iter().filter(|c| c.scenario == Scenario::Capacity && c.repeat == 0).map(|c| c.connections).collect();
         assert_eq!(capacity, [10_000, 1024], "b declares a cap of 1,024");
+    }
+}
+
+#[cfg(test)]
+mod scaling_tests {
+    use super::*;
+
+    #[test]
+    fn steps_double_up_to_half_the_machine() {
+        assert_eq!(scaling_steps(1), [1]);
+        assert_eq!(scaling_steps(2), [1]);
+        assert_eq!(scaling_steps(3), [1]);
+        assert_eq!(scaling_steps(4), [1, 2]);
+        assert_eq!(scaling_steps(8), [1, 2, 4]);
+        assert_eq!(scaling_steps(12), [1, 2, 4]);
+        assert_eq!(scaling_steps(16), [1, 2, 4, 8]);
+        assert_eq!(scaling_steps(64), [1, 2, 4, 8, 16, 32]);
+        assert!(scaling_limit(2).contains("stops at 1 server CPU"));
+    }
+
+    #[test]
+    fn split_gives_the_server_the_first_cpus_and_the_client_the_rest() {
+        let machine: Vec<usize> = (0..16).collect();
+        for step in scaling_steps(machine.len()) {
+            let (server, client) = scaling_split(&machine, step);
+            assert_eq!(server.len(), step as usize);
+            assert_eq!(server.len() + client.len(), 16);
+            assert!(server.iter().all(|c| !client.contains(c)), "disjoint at {step}");
+            assert!(client.len() >= server.len(), "the client keeps at least half");
+        }
+        // a 1-CPU machine: both on the one CPU
+        assert_eq!(scaling_split(&[3], 1), (vec![3], vec![3]));
+        // an affinity mask with holes: CPU numbers are taken from the mask
+        assert_eq!(scaling_split(&[2, 5, 7, 9], 2), (vec![2, 5], vec![7, 9]));
+    }
+
+    #[test]
+    fn scaling_is_in_the_default_matrix_only_on_large_machines() {
+        assert!(!Shape::default_for(vec![], false, 2).scenarios.contains(&Scenario::Scaling));
+        assert!(!Shape::default_for(vec![], false, 4).scenarios.contains(&Scenario::Scaling));
+        let big = Shape::default_for(vec![], false, 8);
+        assert!(big.scenarios.contains(&Scenario::Scaling));
+        assert_eq!(big.scaling, [1, 2, 4]);
     }
 }

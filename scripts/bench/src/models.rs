@@ -62,6 +62,7 @@ impl<'de> Deserialize<'de> for Model {
             default_max_connections: 0,
             child_processes: false,
             serves_at_once: None,
+            baseline: false,
             reuse_port: false,
             colour: "".into(),
         }))

@@ -194,6 +194,60 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
     pairs
 }
 
+/// One row per model of the figures a reader compares first, each from its
+/// scenario's table below (TCP): memory per idle connection at 1,000,
+/// msg/s and server CPU per message at 100 connections, 64 B, and new
+/// connections per second with their server CPU. Empty if the run has none.
+fn summary(results: &Results, groups: &Groups<'_>) -> String {
+    let find = |scenario: Scenario, connections: Option<u32>, size: Option<u32>, model: usize| {
+        groups.iter().find(|(k, _)| {
+            k.scenario == scenario
+                && k.transport == Transport::Tcp
+                && k.model == model
+                && connections.is_none_or(|c| k.connections == c)
+                && size.is_none_or(|s| k.size == s)
+        })
+    };
+    let mut rows = String::new();
+    for (i, model) in results.settings.models.iter().enumerate() {
+        let load = find(Scenario::Throughput, Some(100), Some(crate::matrix::SMALL), i);
+        // 1,000 idle connections, or the model's own cap if lower.
+        let held = u32::try_from(model.default_max_connections).map_or(1000, |cap| cap.min(1000));
+        let idle = find(Scenario::Capacity, Some(held), None, i);
+        let churn = find(Scenario::Churn, None, None, i);
+        if load.is_none() && idle.is_none() && churn.is_none() {
+            continue;
+        }
+        let memory = idle.map_or("–".into(), |(_, c)| {
+            show(stat(c, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)), kib)
+        });
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {} | {} | {} | {} |",
+            model.name,
+            memory,
+            load.map_or("–".into(), |(_, c)| throughput(c)),
+            load.map_or("–".into(), |(_, c)| server_cpu(c, 2)),
+            churn.map_or("–".into(), |(_, c)| throughput(c)),
+            churn.map_or("–".into(), |(_, c)| server_cpu(c, 1)),
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    let mut md = String::from("## Summary by model (TCP loopback)\n\n");
+    md.push_str(
+        "From the tables below: server memory (PSS) per idle connection with 1,000 held, msg/s and server CPU \
+         per message at 100 connections with 64 B messages (closed loop), new connections per second and the \
+         server CPU each costs (churn).\n\n",
+    );
+    md.push_str("| model | PSS per idle connection | msg/s, 100 connections | server CPU µs/msg | new connections/s | server CPU µs/connection |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    md.push_str(&rows);
+    md.push('\n');
+    md
+}
+
 /// The README of a run.
 pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     let s = &results.settings;
@@ -229,6 +283,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     );
 
     let name = |i: usize| s.models.get(i).map_or("?", |m: &ModelInfo| m.name.as_ref());
+    md.push_str(&summary(results, &groups));
     let transports = scenario_transports(&groups);
     for &transport in &transports {
         let cells_of =
@@ -308,15 +363,43 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                  Accepting is what is measured here; a model that starts a process per connection pays a fork/exec \
                  for each.\n\n",
             );
-            md.push_str("| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection | peak processes | errors |\n");
-            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            // The textbook's zero: a declared baseline model's CPU per connection.
+            let baseline = s.models.iter().position(|m| m.baseline).and_then(|i| {
+                let (_, cells) = cells_of(Scenario::Churn).find(|(k, _)| k.model == i)?;
+                Some((s.models[i].name.to_string(), stat(cells, |c| c.server_cpu_us_per_msg)?.median))
+            });
+            if let Some((zero, us_per_conn)) = &baseline {
+                let _ = writeln!(
+                    md,
+                    "As in Stevens' table of server designs (UNP, chapter 30), `{zero}` is the zero: serving one \
+                     connection at a time, it costs {us_per_conn:.1} µs of server CPU per connection; `above {zero}` \
+                     is what each other design spends on top of that for its concurrency.\n"
+                );
+            }
+            let above = baseline.as_ref().map(|(zero, _)| format!(" above {zero} |")).unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection |{above} peak processes | errors |"
+            );
+            let _ = writeln!(
+                md,
+                "|---|---:|---:|---:|---:|---:|---:|{}---:|---:|",
+                if baseline.is_some() { "---:|" } else { "" }
+            );
             for (k, cells) in cells_of(Scenario::Churn) {
                 let connect = |f: fn(&LatencySummary) -> u64| {
                     stat(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
                 };
+                let over_zero = match &baseline {
+                    Some((_, zero)) => {
+                        let above = stat(cells, |c| c.server_cpu_us_per_msg).map(|own| own.median - zero);
+                        format!(" {} |", above.map_or("–".into(), |v| format!("{v:+.1}")))
+                    }
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |{over_zero} {} | {} |",
                     name(k.model),
                     throughput(cells),
                     show(connect(|l| l.p50), us),
@@ -364,6 +447,35 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                     show(cap(|c| c.threads as f64), count),
                     show(cap(|c| c.processes as f64), count),
                     show(cap(|c| c.not_served as f64), count),
+                );
+            }
+            md.push('\n');
+        }
+
+        if cells_of(Scenario::Scaling).next().is_some() {
+            let _ = writeln!(md, "## Scaling: the server on more CPUs, {over}\n");
+            let limit = s.scaling.as_ref().map_or(String::new(), |sc| format!(" Here {}.", sc.limit));
+            let _ = writeln!(
+                md,
+                "The server runs on 1, 2, 4, … CPUs, the load generator on the rest, with {} connections per \
+                 server CPU, 64 B, closed loop: where thread-per-core designs earn their place.{limit}\n",
+                crate::matrix::SCALING_CONNECTIONS_PER_CPU
+            );
+            md.push_str("| server CPUs | model | connections | msg/s | server CPU µs/msg | p99 | errors |\n");
+            md.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+            let mut rows: Vec<_> = cells_of(Scenario::Scaling).collect();
+            rows.sort_by_key(|(k, cells)| (cells[0].spec.server_cpus, k.model));
+            for (k, cells) in rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    cells[0].spec.server_cpus.unwrap_or(0),
+                    name(k.model),
+                    k.connections,
+                    throughput(cells),
+                    server_cpu(cells, 2),
+                    latency(cells, |l| l.p99),
+                    errors(cells),
                 );
             }
             md.push('\n');
@@ -535,6 +647,36 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             )
             .map_err(plot_err)?;
             charts.push((format!("Latency percentile spectrum, open loop{}", over(transport)), file));
+        }
+
+        // Scaling: msg/s against server CPUs.
+        let mut scaling: Vec<Series> = Vec::new();
+        for (i, model) in models.iter().enumerate() {
+            let points: Vec<(f64, f64)> = groups
+                .iter()
+                .filter(|(k, _)| k.scenario == Scenario::Scaling && k.transport == transport && k.model == i)
+                .filter_map(|(_, cells)| {
+                    let cpus = cells[0].spec.server_cpus?;
+                    let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
+                    Some((f64::from(cpus), s.median))
+                })
+                .collect();
+            if !points.is_empty() {
+                scaling.push((model.name.to_string(), colour(model), points));
+            }
+        }
+        if !scaling.is_empty() {
+            let file = format!("scaling{}.svg", suffix(transport));
+            line_chart(
+                &dir.join(&file),
+                &format!("Throughput vs server CPUs, 100 connections per CPU, 64 B{}", over(transport)),
+                "server CPUs",
+                "messages / s",
+                &scaling,
+                false,
+            )
+            .map_err(plot_err)?;
+            charts.push((format!("Scaling with server CPUs{}", over(transport)), file));
         }
 
         // Memory per idle connection.

@@ -64,9 +64,21 @@ pub struct Settings {
     pub warmup_secs: f64,
     pub server_cpus: Vec<usize>,
     pub client_cpus: Vec<usize>,
+    /// The scaling scenario's steps and why they stop there, when it ran.
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
     /// The latency scenario's rate per transport, once known (msg/s).
     pub latency_rates: BTreeMap<Transport, f64>,
     pub quick: bool,
+}
+
+/// The scaling scenario's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// Server CPU counts, one step each.
+    pub server_cpus: Vec<u32>,
+    /// Why the steps stop where they do.
+    pub limit: String,
 }
 
 /// One cell: one model under one load, once.

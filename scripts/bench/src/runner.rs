@@ -10,7 +10,7 @@ use loadgen::Opts;
 
 use crate::matrix::{self, CellSpec, LATENCY_RATE_SHARE, Scenario, Shape};
 use crate::models::Model;
-use crate::results::{Cell, Environment, Results, Settings, utc_now};
+use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
 use crate::sampler::{self, Sampler};
 use crate::server::{self, Server};
 use crate::{capacity, render};
@@ -23,6 +23,8 @@ pub struct RunConfig {
     pub warmup: Duration,
     pub server_cpus: Vec<usize>,
     pub client_cpus: Vec<usize>,
+    /// Every CPU this run may use (the scaling scenario splits them itself).
+    pub available_cpus: Vec<usize>,
     pub server_bin: PathBuf,
     /// The folder that receives `<UTC timestamp>-<hostname>/`.
     pub results_root: PathBuf,
@@ -66,6 +68,10 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             warmup_secs: cfg.warmup.as_secs_f64(),
             server_cpus: cfg.server_cpus.clone(),
             client_cpus: cfg.client_cpus.clone(),
+            scaling: cfg.shape.scenarios.contains(&Scenario::Scaling).then(|| Scaling {
+                server_cpus: cfg.shape.scaling.clone(),
+                limit: matrix::scaling_limit(cfg.available_cpus.len()),
+            }),
             latency_rates: Default::default(),
             quick: cfg.quick,
         },
@@ -137,6 +143,7 @@ fn latency_rate(
                 size: matrix::SMALL,
                 rate: None,
                 repeat: 0,
+                server_cpus: None,
             };
             bar.set_message(format!("calibrating: {}", spec.label()));
             let cell = run_cell(cfg, spec, bar, sockets);
@@ -193,7 +200,26 @@ fn blank(spec: CellSpec) -> Cell {
 /// problem becomes the cell's failure reason.
 pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
     let addr = server::listen_addr(spec.transport, &spec.model, sockets);
-    let mut server = match Server::start(&cfg.server_bin, &spec.model, &addr, &[], &cfg.server_cpus) {
+    // The scaling scenario gives the server its own share of the machine,
+    // and the load generator (this thread and those it starts) the rest.
+    let (server_cpus, client_cpus) = match spec.server_cpus {
+        Some(k) => matrix::scaling_split(&cfg.available_cpus, k),
+        None => (cfg.server_cpus.clone(), cfg.client_cpus.clone()),
+    };
+    if let Err(err) = server::pin_current_thread(&client_cpus) {
+        return failed(spec, format!("cannot pin the load generator to CPUs {client_cpus:?}: {err}"));
+    }
+    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus);
+    if client_cpus != cfg.client_cpus {
+        // Back to the run's own client set; it was set once, so this cannot fail now.
+        let _ = server::pin_current_thread(&cfg.client_cpus);
+    }
+    cell
+}
+
+/// [`run_cell`] once the load generator's CPUs are set.
+fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
+    let mut server = match Server::start(&cfg.server_bin, &spec.model, addr, &[], server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };

@@ -231,8 +231,9 @@ fn model(name: &str) -> echo_bench::models::Model {
 fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
     let catalogue = echo_bench::models::catalogue(&server_bin()).unwrap();
     assert!(catalogue.len() >= 5, "{catalogue:?}");
+    // On a machine large enough that the scaling scenario is in the default matrix too.
     for quick in [false, true] {
-        let cells = echo_bench::matrix::cells(&Shape::default_for(catalogue.clone(), quick));
+        let cells = echo_bench::matrix::cells(&Shape::default_for(catalogue.clone(), quick, 16));
         for model in &catalogue {
             for scenario in Scenario::ALL {
                 assert!(
@@ -264,4 +265,30 @@ fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
     let output = run(&["--transports", "udp"]);
     assert_eq!(output.status.code(), Some(2), "a usage error");
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing ran");
+}
+
+#[test]
+fn scaling_on_this_machine_runs_its_first_step_and_says_why_it_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .args(["--models", "tokio", "--scenarios", "scaling", "--repeat", "1"])
+        .args(["--duration", "0.5s", "--warmup", "0.1s", "--no-progress"])
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--results")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let steps = echo_bench::matrix::scaling_steps(cpus);
+    assert!(stdout.contains(&format!("{} cells, 0 failed", steps.len())), "{stdout}");
+    assert!(stderr.contains("so the scaling scenario stops at"), "{stderr}");
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let first = &results.cells[0];
+    assert_eq!((first.spec.server_cpus, first.spec.connections), (Some(1), 100));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("## Scaling") && readme.contains("stops at"), "{readme}");
 }

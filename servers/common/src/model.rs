@@ -24,6 +24,10 @@ pub struct ModelInfo {
     /// rest wait, accepted or in the backlog, and get no echo until a served
     /// client leaves. `None`: every connection is served.
     pub serves_at_once: Option<u64>,
+    /// The zero of the "CPU per connection" table: the other models' cost
+    /// above it is their concurrency overhead (`iterative`).
+    #[serde(default)]
+    pub baseline: bool,
     /// Binds its TCP listener with SO_REUSEPORT, to open one per worker
     /// (absent in declarations older than the field: false).
     #[serde(default)]
@@ -56,6 +60,7 @@ mod tests {
             default_max_connections: 1,
             child_processes: false,
             serves_at_once: None,
+            baseline: false,
             reuse_port: false,
             colour: "#1f77b4".into(),
         };

@@ -45,6 +45,7 @@ pub static INFO: ModelInfo = ModelInfo {
     default_max_connections: 10_000,
     child_processes: false,
     serves_at_once: Some(DEFAULT_WORKERS as u64),
+    baseline: false,
     reuse_port: false,
     colour: Borrowed("#2ca02c"),
 };

@@ -53,6 +53,7 @@ pub static INFO: ModelInfo = ModelInfo {
     default_max_connections: 1024,
     child_processes: true,
     serves_at_once: None,
+    baseline: false,
     reuse_port: false,
     colour: Borrowed("#1f77b4"),
 };
