@@ -174,13 +174,16 @@ impl Shape {
     }
 }
 
+/// (scenario, transports in the order they run for each model, connections,
+/// size, server CPUs): one load, run for every model.
+type Load = (Scenario, Vec<Transport>, u32, u32, Option<u32>);
+
 /// Every cell, repeats interleaved across models: repeat 0 of every cell
 /// (models A B C … for each load), then repeat 1, … — never one model's
 /// repeats back to back. In the transport scenario each model runs over
 /// TCP and then over a Unix socket, so the two cells of a pair are adjacent.
 pub fn cells(shape: &Shape) -> Vec<CellSpec> {
-    // (scenario, transports in the order they run for each model, connections, size, server CPUs)
-    let mut loads: Vec<(Scenario, Vec<Transport>, u32, u32, Option<u32>)> = Vec::new();
+    let mut loads: Vec<Load> = Vec::new();
     for &scenario in &Scenario::ALL {
         if !shape.scenarios.contains(&scenario) {
             continue;
