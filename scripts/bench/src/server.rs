@@ -76,6 +76,11 @@ impl Server {
     /// Starts `binary <model> --addr <addr> <args>` on `cpus` and waits
     /// for its `listening on` line.
     pub fn start(binary: &Path, model: &Model, addr: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
+        // The server's log goes to an unnamed temporary file: nothing reads
+        // it while the server runs (it cannot block on a full pipe), and a
+        // server that fails to start is reported with its own last words
+        // ("io_uring unavailable here: …").
+        let mut stderr = tempfile::tempfile().map_err(|e| format!("cannot create a log file: {e}"))?;
         let mut command = Command::new(binary);
         command
             .arg(model.name())
@@ -84,7 +89,10 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(match stderr.try_clone() {
+                Ok(file) => Stdio::from(file),
+                Err(_) => Stdio::null(),
+            });
         let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
         // SAFETY: between fork and exec we only make two system calls,
         // sched_setaffinity and prctl, which are async-signal-safe, allocate
@@ -119,7 +127,8 @@ impl Server {
             None => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                Err(format!("server failed to start ({status}); first line {:?}", line.trim()))
+                let said = last_line(&mut stderr);
+                Err(format!("server failed to start ({status}): {said}"))
             }
         }
     }
@@ -169,6 +178,14 @@ impl Server {
             leftover_processes: left.len() as u64,
         }
     }
+}
+
+/// The last non-empty line of a server's log, or a note that it said nothing.
+fn last_line(log: &mut std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    let _ = log.seek(std::io::SeekFrom::Start(0)).and_then(|_| log.read_to_string(&mut text));
+    text.lines().rev().find(|l| !l.trim().is_empty()).map_or("it printed nothing".into(), |l| l.trim().to_owned())
 }
 
 impl Drop for Server {

@@ -179,8 +179,11 @@ fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
     let root = tempfile::tempdir().unwrap();
     // A server that publishes the real registry but fails to start any model.
     let broken = root.path().join("broken-server");
-    let script =
-        format!("#!/bin/sh\nif [ \"$1\" = list-models ]; then exec {} \"$@\"; fi\nexit 3\n", server_bin().display());
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = list-models ]; then exec {} \"$@\"; fi\n\
+             echo 'echo-server: unavailable here: a test' >&2\nexit 1\n",
+        server_bin().display()
+    );
     std::fs::write(&broken, script).unwrap();
     std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let results_root = root.path().join("results");
@@ -201,7 +204,9 @@ fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
     let dir = run_dir(&results_root);
     let results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete, "the matrix went on to its end");
-    assert!(results.cells.iter().all(|c| !c.ok && c.failure.as_deref().is_some_and(|f| f.contains("failed to start"))));
+    // Each failure carries the server's own last words.
+    let reported = |f: &str| f.contains("failed to start") && f.contains("unavailable here: a test");
+    assert!(results.cells.iter().all(|c| !c.ok && c.failure.as_deref().is_some_and(reported)), "{:?}", results.cells);
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## Failed cells"));
 }
