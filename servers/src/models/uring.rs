@@ -119,6 +119,7 @@ pub static INFO: ModelInfo = ModelInfo {
     default_max_connections: 10_000,
     child_processes: false,
     serves_at_once: None,
+    baseline: false,
     reuse_port: true,
     colour: Borrowed("#7f7f7f"),
 };
