@@ -87,6 +87,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             return models::process::child_main(parent, args).context("process worker");
         }
     }
+    if let Command::prefork(args) = &command {
+        if let Some(parent) = args.prefork_child {
+            // A `prefork` child: serve the listening socket on stdin until SIGTERM.
+            return models::prefork::child_main(parent, args).context("prefork child");
+        }
+    }
 
     let endpoint = Endpoint::parse(&common.addr)?;
     // Handlers go in before the listener exists, so that a signal arriving

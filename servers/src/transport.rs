@@ -137,6 +137,23 @@ impl Listener {
         each!(Listener, self, l => l.set_nonblocking(nonblocking))
     }
 
+    /// Adopts an inherited listening socket (a `prefork` child's stdin),
+    /// finding its transport from the socket itself, like [`Stream::from_fd`].
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Listener> {
+        let socket = SockRef::from(&fd);
+        if !socket.is_listener()? {
+            return Err(io::Error::other("not a listening socket"));
+        }
+        let domain = socket.domain()?;
+        if domain == Domain::UNIX {
+            Ok(Listener::Unix(UnixListener::from(fd)))
+        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            Ok(Listener::Tcp(TcpListener::from(fd)))
+        } else {
+            Err(io::Error::other(format!("not a listening socket of a known transport ({domain:?})")))
+        }
+    }
+
     /// Another handle on the same listening socket (the file description is shared).
     pub fn try_clone(&self) -> io::Result<Listener> {
         match self {

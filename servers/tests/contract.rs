@@ -86,6 +86,12 @@ fn reset_client_leaves_others_served(model: &ModelInfo, transport: Transport) {
         drop(rude); // RST (or ECONNRESET for the server), with echo data unread
     }
     roundtrip(&mut survivor, b"after").unwrap();
+    if model.serves_at_once == Some(1) {
+        // A model that serves one connection at a time (`iterative`) serves
+        // `fresh` only after the survivor leaves and the 20 reset
+        // connections, queued in the backlog, have been taken and ended.
+        drop(survivor);
+    }
     let mut fresh = connect(&server.endpoint);
     roundtrip(&mut fresh, b"fresh").unwrap();
     assert!(server.is_running(), "{who}: server died after client resets");
@@ -96,9 +102,18 @@ fn reset_client_leaves_others_served(model: &ModelInfo, transport: Transport) {
 fn non_reading_client_bounded_memory(model: &ModelInfo, transport: Transport) {
     let who = who(model, transport);
     let server = Server::start(model, transport, &[]);
-    let mut warm = connect(&server.endpoint);
-    roundtrip(&mut warm, b"warm up").unwrap();
+    // A model that serves fewer than three connections at once (`iterative`:
+    // one) serves them in turn: the warm-up connection leaves so that the
+    // hog is served (its echo blocked by the hog not reading) rather than
+    // left in the backlog, and the hog leaves before another client can be
+    // served.
+    let in_turn = model.serves_at_once.is_some_and(|n| n < 3);
+    let mut warm = Some(connect(&server.endpoint));
+    roundtrip(warm.as_mut().unwrap(), b"warm up").unwrap();
     let before_kib = server.rss_kib();
+    if in_turn {
+        warm = None;
+    }
 
     let mut hog = connect(&server.endpoint);
     hog.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
@@ -117,32 +132,68 @@ fn non_reading_client_bounded_memory(model: &ModelInfo, transport: Transport) {
     let grown_kib = after_kib.saturating_sub(before_kib);
     assert!(grown_kib < 16 * 1024, "{who}: RSS grew by {grown_kib} KiB (sent {sent} B)");
 
+    let mut hog = Some(hog);
+    if in_turn {
+        drop(hog.take()); // served in turn: the hog must leave first
+    }
     let mut other = connect(&server.endpoint);
     roundtrip(&mut other, b"still served").unwrap();
-    roundtrip(&mut warm, b"and so is the old one").unwrap();
+    if let Some(warm) = &mut warm {
+        roundtrip(warm, b"and so is the old one").unwrap();
+    }
     drop(hog);
 }
 
 /// Connections over `--max-connections` are closed at once; those under it
 /// are served, and a freed slot is reused.
+///
+/// A model that serves only so many connections at once (`serves_at_once`:
+/// `iterative` one, `prefork` one per child) and never accepts more leaves
+/// the connections over its cap waiting in the listen backlog instead of
+/// closing them. For those, a connection over the cap must get no echo while
+/// the cap is reached, and must be served once a slot frees. Either way a
+/// connection over the cap is never served.
 fn max_connections(model: &ModelInfo, transport: Transport) {
     let who = who(model, transport);
-    let server = Server::start(model, transport, &["--max-connections", "4"]);
-    let mut held: Vec<Client> = (0..4).map(|_| connect(&server.endpoint)).collect();
+    let cap = 4;
+    let server = Server::start(model, transport, &["--max-connections", &cap.to_string()]);
+    // `iterative` serves one connection at once whatever the cap.
+    let served = model.serves_at_once.map_or(cap, |n| cap.min(n as usize));
+    let mut held: Vec<Client> = (0..served).map(|_| connect(&server.endpoint)).collect();
     for stream in &mut held {
         roundtrip(stream, b"under the limit").unwrap();
     }
     let mut over = connect(&server.endpoint);
-    let mut buf = [0u8; 16];
-    match over.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("{who}: connection over the limit was not closed: {other:?}"),
+    // Sent so that a server that wrongly serves it echoes something back.
+    // The write fails if the server has closed the connection already: the
+    // read below then sees the close.
+    let _ = over.write_all(b"over");
+    if model.serves_at_once.is_some() {
+        // Long enough for a close; a waiting connection stays silent.
+        over.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     }
+    let mut buf = [0u8; 16];
+    let waiting = match over.read(&mut buf) {
+        Ok(0) => false,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) && model.serves_at_once.is_some() => {
+            true
+        }
+        Ok(n) => panic!("{who}: a connection over the limit was served ({n} B echoed)"),
+        other => panic!("{who}: connection over the limit was not closed: {other:?}"),
+    };
     for stream in &mut held {
         roundtrip(stream, b"still served").unwrap();
     }
     drop(held.pop());
+    if waiting {
+        // The connection that waited in the backlog takes the freed slot.
+        over.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut back = [0u8; 4];
+        over.read_exact(&mut back).unwrap_or_else(|e| panic!("{who}: the waiting connection was not served: {e}"));
+        assert_eq!(&back, b"over", "{who}: the waiting connection's echo differs");
+        return;
+    }
     // The slot frees once the server sees the close; retry until it has.
     eventually(Duration::from_secs(10), || {
         let mut stream = try_connect(&server.endpoint, Duration::from_secs(1))?;
@@ -186,7 +237,10 @@ fn sigterm_with_live_connections(model: &ModelInfo, transport: Transport) {
     }
     let tree = server.tree();
     if model.child_processes {
-        assert!(tree.len() > live, "{who}: expected {live} children, tree is {}", tree.len());
+        // One child per live connection (`process`), or one per connection
+        // served at once (`prefork`: its preforked children).
+        let children = model.serves_at_once.map_or(live, |n| live.min(n as usize));
+        assert!(tree.len() > children, "{who}: expected {children} children, tree is {}", tree.len());
     }
     let (status, took) = server.terminate(Duration::from_secs(5));
     let status = status.unwrap_or_else(|| panic!("{who}: still running 5 s after SIGTERM"));

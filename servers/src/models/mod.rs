@@ -26,7 +26,7 @@ use crate::transport::Listener;
 #[macro_export]
 macro_rules! for_each_model {
     ($callback:ident) => {
-        $callback! { process, thread, pool, reactor, reactors, reactor_pool, tokio, may, uring }
+        $callback! { iterative, process, prefork, thread, pool, reactor, reactors, reactor_pool, tokio, may, uring }
     };
 }
 

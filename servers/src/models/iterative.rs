@@ -1,0 +1,167 @@
+//! # `iterative`: one connection at a time, on one thread
+//!
+//! The server every socket tutorial starts from: accept a connection, echo
+//! until the client leaves, accept the next. There is no concurrency at
+//! all, which is the point: this is the zero of the benchmark's "CPU per
+//! connection" table, and what another model costs above it is the price of
+//! its concurrency.
+//!
+//! What a connection costs: its socket and its one buffer, nothing else —
+//! no thread, no process, no task, no event registration. Per message, the
+//! two system calls every blocking model makes (`read`, `write`).
+//!
+//! ## One at a time
+//!
+//! While a client is served, the next ones wait in the kernel's listen
+//! backlog (`--backlog`): their `connect` succeeds, but they get no echo
+//! until every client before them has left. A client that stays connected,
+//! even idle, stops the whole server. Good at: nothing but being the
+//! baseline (and a server whose clients come one after another). Bad at:
+//! any second client.
+//!
+//! `--max-connections` keeps the shared accept loop ([`Acceptor`]) and its
+//! cap, but the server accepts only when it is idle, so there is never more
+//! than one live connection, and the cap (default 10,000, as for the other
+//! models, so that the benchmark asks it to hold as many idle connections
+//! and shows all but one starved) changes nothing. Connections never wait
+//! *accepted*; they wait in the
+//! backlog, and beyond the backlog the kernel refuses (Unix sockets) or
+//! drops (TCP: the client retries its SYN) new ones.
+//!
+//! ## Noticing SIGTERM while serving
+//!
+//! The accept loop polls the listener next to the shutdown descriptor, so
+//! an idle server stops at once. A served connection is the problem: the
+//! blocking echo sleeps in `read` while its client is idle, and the signal
+//! handlers are installed with SA_RESTART, so the read would resume after a
+//! signal and never return. The served socket gets a receive and send
+//! timeout (SO_RCVTIMEO, SO_SNDTIMEO) of [`SHUTDOWN_CHECK`], and
+//! [`Interruptible`] checks the shutdown flag before every call and after
+//! every timeout. Why this and not a `poll` on the socket and the shutdown
+//! descriptor before each read: that would add a system call to every
+//! message of the baseline, while a timeout costs one `setsockopt` per
+//! connection and keeps the hot path at exactly `read` + `write`, like the
+//! blocking models it is compared with. It is not a busy loop: an idle
+//! connection wakes up a few times a second. In practice the signal even
+//! ends the wait at once: a socket call with a timeout is never restarted
+//! after a signal handler, it fails with EINTR (signal(7)). The timeout
+//! covers the race where the signal lands between the flag check and the
+//! call.
+//!
+//! ```text
+//! echo-server iterative --addr 127.0.0.1:7000
+//! echo-server iterative --addr unix:/tmp/echo.sock --backlog 4096
+//! ```
+
+use std::borrow::Cow::Borrowed;
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+use echo_common::ModelInfo;
+use socket2::SockRef;
+use tracing::warn;
+
+use crate::Ready;
+use crate::cli::Common;
+use crate::echo;
+use crate::listen::Acceptor;
+use crate::shutdown::Shutdown;
+use crate::transport::{Listener, Stream};
+
+pub static INFO: ModelInfo = ModelInfo {
+    name: Borrowed("iterative"),
+    summary: Borrowed("One connection at a time on one thread: accept, echo until the client leaves, accept the next"),
+    // It never has more than one live connection.
+    default_max_connections: 10_000,
+    child_processes: false,
+    serves_at_once: Some(1),
+    baseline: true,
+    reuse_port: false,
+    colour: Borrowed("#8c564b"),
+};
+
+/// `echo-server iterative` options: only the common ones.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// How long a served connection's `read` or `write` may block before the
+/// shutdown flag is checked again: the upper bound on noticing SIGTERM.
+pub const SHUTDOWN_CHECK: Duration = Duration::from_millis(250);
+
+/// Accepts and serves one connection after another on this thread.
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
+    ready.announce()?;
+    serve_one_at_a_time(acceptor, shutdown, args.common.buffer_size());
+    Ok(())
+}
+
+/// The iterative loop: serve each connection to its end, then take the
+/// next. Also the body of every `prefork` child, which is this server on a
+/// listener shared with its siblings.
+pub fn serve_one_at_a_time(acceptor: Acceptor<'_>, shutdown: &Shutdown, buffer_size: usize) {
+    for conn in acceptor {
+        let _permit = conn.permit; // the slot is held while served
+        match Interruptible::new(conn.stream, shutdown) {
+            Ok(stream) => echo::serve(stream, &conn.peer, buffer_size),
+            // Without the timeouts SIGTERM could go unnoticed: do not serve.
+            Err(err) => warn!(peer = %conn.peer, %err, "cannot set socket timeouts; closing the connection"),
+        }
+    }
+}
+
+/// A blocking stream whose reads and writes give up once shutdown is
+/// requested (see the module page): the error ends the echo of this
+/// connection, and the accept loop then sees the request and returns.
+#[derive(Debug)]
+pub struct Interruptible<'a> {
+    stream: Stream,
+    shutdown: &'a Shutdown,
+}
+
+impl<'a> Interruptible<'a> {
+    /// Sets the socket's receive and send timeouts to [`SHUTDOWN_CHECK`].
+    pub fn new(stream: Stream, shutdown: &'a Shutdown) -> io::Result<Interruptible<'a>> {
+        let socket = SockRef::from(&stream);
+        socket.set_read_timeout(Some(SHUTDOWN_CHECK))?;
+        socket.set_write_timeout(Some(SHUTDOWN_CHECK))?;
+        Ok(Interruptible { stream, shutdown })
+    }
+
+    /// Runs `call` until it does something other than time out or be
+    /// interrupted, unless shutdown is requested first. The flag is checked
+    /// before every call, not only after a timeout, so that a client that
+    /// never pauses cannot hold the server past a shutdown request.
+    fn retry<T>(&mut self, mut call: impl FnMut(&mut Stream) -> io::Result<T>) -> io::Result<T> {
+        loop {
+            if self.shutdown.is_requested() {
+                return Err(io::Error::other("shutting down"));
+            }
+            match call(&mut self.stream) {
+                // SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN), or a signal (EINTR): look at the flag.
+                Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Read for Interruptible<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.retry(|s| s.read(buf))
+    }
+}
+
+impl Write for Interruptible<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.retry(|s| s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
