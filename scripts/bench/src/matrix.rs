@@ -59,7 +59,7 @@ pub const CHURN_CONNECTIONS: u32 = 10;
 /// The latency scenario's rate is this share of the slowest model's
 /// closed-loop rate at 100 connections, 64 B.
 pub const LATENCY_RATE_SHARE: f64 = 0.5;
-/// Connection counts of the transport scenario.
+/// Connection counts of the transport scenario (`--quick`: 100 only).
 pub const TRANSPORT_CONNECTIONS: [u32; 2] = [1, 100];
 /// The transport scenario's measured window and warm-up are at most these:
 /// it compares two transports cell by cell, back to back, so short windows
@@ -148,6 +148,8 @@ pub struct Shape {
     pub capacity: Vec<u32>,
     /// Server CPU counts of the scaling scenario.
     pub scaling: Vec<u32>,
+    /// Connection counts of the transport scenario.
+    pub transport_connections: Vec<u32>,
     pub repeat: u32,
 }
 
@@ -169,6 +171,8 @@ impl Shape {
             sizes: if quick { vec![64] } else { vec![64, 4096] },
             capacity: if quick { vec![1000] } else { vec![1000, 10_000] },
             scaling: scaling_steps(cpus),
+            // --quick keeps its 3-minute budget with the 100-connection pair only.
+            transport_connections: if quick { vec![100] } else { TRANSPORT_CONNECTIONS.to_vec() },
             repeat: if quick { 1 } else { 3 },
         }
     }
@@ -214,7 +218,7 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
             }
         }
         if scenario == Scenario::Transport {
-            for connections in TRANSPORT_CONNECTIONS {
+            for &connections in &shape.transport_connections {
                 loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None));
             }
         }
@@ -271,6 +275,7 @@ mod tests {
             sizes: vec![64],
             capacity: vec![10_000],
             scaling: vec![1],
+            transport_connections: TRANSPORT_CONNECTIONS.to_vec(),
             repeat: 2,
         }
     }
