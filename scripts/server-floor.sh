@@ -6,7 +6,7 @@
 # per message (server pinned to CPU $SERVER_CPU, loadgen to $CLIENT_CPU), msg/s
 # and p99, with medians and the ratio of each model to the floor.
 #
-# Server CPU is the server's (and its children's) utime + stime from /proc over the whole
+# Server CPU is the server's (and its live children's: prefork) utime + stime from /proc over the whole
 # loadgen run (no warm-up, so every completed message is counted; the connect
 # phase adds well under 1 % at these rates, the same for every server).
 #

@@ -78,7 +78,9 @@ impl ConnectFailure {
     /// Classifies a connect error.
     pub fn from_io(err: &std::io::Error) -> ConnectFailure {
         match err.kind() {
-            std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+            // A Unix socket whose file is gone is a server that is gone, as a
+            // refused TCP connect is (a clean server shutdown removes the file).
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => ConnectFailure::Refused,
             std::io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
             _ => ConnectFailure::Other,
         }

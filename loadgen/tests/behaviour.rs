@@ -38,6 +38,15 @@ enum Behaviour {
     Silent,
 }
 
+/// Removes a socket file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A connection of either transport, as the test servers use it.
 trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
@@ -85,7 +94,11 @@ impl TestServer {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("test.sock");
                 let listener = UnixListener::bind(&path).unwrap();
+                // Like echo-server, the test server removes its socket file
+                // when it stops: a client then finds no file (ENOENT).
+                let file = RemoveOnDrop(path.clone());
                 let accept = move || -> io::Result<Box<dyn Conn>> {
+                    let _owned = &file;
                     let (stream, _) = listener.accept()?;
                     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
                     Ok(Box::new(stream))

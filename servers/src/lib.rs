@@ -25,6 +25,7 @@
 //!    `serve(listener, args, shutdown, ready)`. Diff two of them: only the
 //!    concurrency strategy differs.
 
+pub mod children;
 pub mod cli;
 pub mod echo;
 pub mod listen;
@@ -107,8 +108,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     info!(model = %info.name, ?common, "bound {local}");
 
     command.serve(listener, &shutdown, Ready { endpoint: local }).with_context(|| format!("{}", info.name))?;
-    // A clean shutdown removes the socket file (a failed one leaves it; the
-    // next start removes it as stale).
+    // The socket file goes when `socket_file` is dropped: here after a clean
+    // shutdown, and on the error return above too. A killed server leaves
+    // it; the next start finds nobody listening and removes it as stale.
     drop(socket_file);
     info!("shut down");
     Ok(())

@@ -1,7 +1,8 @@
 //! What every model shares around `accept`: the options set on each
 //! accepted socket, the connection cap, and the policy for accept errors.
-//! Blocking models use [`Acceptor`], which wraps all of it; the others call
-//! [`admit`] and [`AcceptErrors`] from their own accept loops. Binding is
+//! Blocking accept loops use [`Acceptor`], which wraps all of it; the event
+//! loops call [`admit`] (or, with a runtime's own sockets, `tcp_options` and
+//! [`ConnectionLimit::try_acquire`]) and [`AcceptErrors`] themselves. Binding is
 //! [`crate::transport::Listener::bind`].
 
 use std::io;
@@ -157,7 +158,8 @@ pub struct Connection {
     pub permit: Permit,
 }
 
-/// The accept loop of the blocking models (`process`, `thread`, `pool`):
+/// The blocking accept loop (`iterative`, `process`, `prefork`'s children,
+/// `thread`, `pool`, and `reactors`' acceptor over a Unix socket):
 /// waits for a connection or a shutdown signal, applies [`admit`] and
 /// [`AcceptErrors`], and hands out [`Connection`]s.
 #[derive(Debug)]

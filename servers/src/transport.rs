@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use echo_common::Endpoint;
+use echo_common::{Endpoint, Transport};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tracing::{debug, warn};
 
@@ -144,14 +144,10 @@ impl Listener {
         if !socket.is_listener()? {
             return Err(io::Error::other("not a listening socket"));
         }
-        let domain = socket.domain()?;
-        if domain == Domain::UNIX {
-            Ok(Listener::Unix(UnixListener::from(fd)))
-        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
-            Ok(Listener::Tcp(TcpListener::from(fd)))
-        } else {
-            Err(io::Error::other(format!("not a listening socket of a known transport ({domain:?})")))
-        }
+        Ok(match transport_of(&fd)? {
+            Transport::Unix => Listener::Unix(UnixListener::from(fd)),
+            Transport::Tcp => Listener::Tcp(TcpListener::from(fd)),
+        })
     }
 
     /// Another handle on the same listening socket (the file description is shared).
@@ -172,6 +168,18 @@ impl AsRawFd for Listener {
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         each!(Listener, self, l => l.as_fd())
+    }
+}
+
+/// The transport of an inherited socket, from its address family.
+fn transport_of(fd: &OwnedFd) -> io::Result<Transport> {
+    let domain = SockRef::from(fd).domain()?;
+    if domain == Domain::UNIX {
+        Ok(Transport::Unix)
+    } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+        Ok(Transport::Tcp)
+    } else {
+        Err(io::Error::other(format!("not a socket of a known transport ({domain:?})")))
     }
 }
 
@@ -200,8 +208,16 @@ fn bind_unix(path: &Path) -> io::Result<Socket> {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket"));
             }
-            match UnixStream::connect(path) {
+            // Is anyone listening? A non-blocking connect answers at once:
+            // refused (nobody: a stale file), or accepted / EAGAIN (a live
+            // server, its backlog maybe full: a blocking connect would wait).
+            let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            probe.set_nonblocking(true)?;
+            match probe.connect(&addr) {
                 Err(refused) if refused.kind() == io::ErrorKind::ConnectionRefused => {
+                    // Between this check and the bind another server starting
+                    // on the same path at the same moment could do the same;
+                    // two servers started at once on one path is not guarded.
                     debug!(path = %path.display(), "removing a stale socket file");
                     fs::remove_file(path)?;
                     socket.bind(&addr)?;
@@ -254,14 +270,10 @@ impl Stream {
     /// Adopts an inherited connected socket (the `process` model's stdin),
     /// finding its transport from the socket itself.
     pub fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
-        let domain = SockRef::from(&fd).domain()?;
-        if domain == Domain::UNIX {
-            Ok(Stream::Unix(UnixStream::from(fd)))
-        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
-            Ok(Stream::Tcp(TcpStream::from(fd)))
-        } else {
-            Err(io::Error::other(format!("not a stream socket of a known transport ({domain:?})")))
-        }
+        Ok(match transport_of(&fd)? {
+            Transport::Unix => Stream::Unix(UnixStream::from(fd)),
+            Transport::Tcp => Stream::Tcp(TcpStream::from(fd)),
+        })
     }
 
     /// The client's address.

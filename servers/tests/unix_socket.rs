@@ -57,7 +57,9 @@ fn a_path_too_long_for_sun_path_is_one_line_and_exit_1() {
 }
 
 #[test]
-fn a_clean_shutdown_removes_the_socket_file_but_not_a_newer_one() {
+fn a_clean_shutdown_leaves_a_newer_servers_socket_file_alone() {
+    // (That a clean shutdown removes its own file is checked for every model
+    // by the contract's sigterm case.)
     let mut server = Server::start(model(), Transport::Unix, &[]);
     let Endpoint::Unix(path) = server.endpoint.clone() else { unreachable!("a unix server") };
     // Another server took the path over (removed and re-created the file):
@@ -68,4 +70,29 @@ fn a_clean_shutdown_removes_the_socket_file_but_not_a_newer_one() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert!(path.exists(), "the newer socket file was removed");
     drop(newcomer);
+}
+
+#[test]
+fn a_live_socket_with_a_full_backlog_is_address_in_use_not_a_hang() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.sock");
+    let addr = SockAddr::unix(&path).unwrap();
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener.bind(&addr).unwrap();
+    listener.listen(1).unwrap(); // never accepts
+    // Fill the backlog: non-blocking connects succeed until it is full.
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client.set_nonblocking(true).unwrap();
+        if client.connect(&addr).is_err() {
+            break; // EAGAIN: full
+        }
+        queued.push(client);
+    }
+    let (status, stderr) = run_to_exit(model(), &format!("unix:{}", path.display()), Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr:?}");
+    drop(queued);
 }

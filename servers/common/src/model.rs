@@ -17,8 +17,8 @@ pub struct ModelInfo {
     pub summary: Cow<'static, str>,
     /// `--max-connections` when not given.
     pub default_max_connections: u64,
-    /// Runs child processes (the benchmark caps its idle connections at
-    /// `default_max_connections`, and its CPU includes reaped children).
+    /// Runs child processes: the contract tests expect a process tree, and a
+    /// reader of the results knows its memory and CPU are summed over it.
     pub child_processes: bool,
     /// With default options, how many connections it serves at once; the
     /// rest wait, accepted or in the backlog, and get no echo until a served

@@ -25,8 +25,8 @@
 //! models, so that the benchmark asks it to hold as many idle connections
 //! and shows all but one starved) changes nothing. Connections never wait
 //! *accepted*; they wait in the
-//! backlog, and beyond the backlog the kernel refuses (Unix sockets) or
-//! drops (TCP: the client retries its SYN) new ones.
+//! backlog, and beyond the backlog a Unix socket's connect waits (or fails
+//! with EAGAIN when non-blocking) and TCP drops the SYN (the client retries).
 //!
 //! ## Noticing SIGTERM while serving
 //!

@@ -30,7 +30,8 @@
 //! them (default cap 1024, as `process`: raise it to run more than 1024
 //! workers). Over the cap, connections are never accepted and closed:
 //! they wait in the backlog, as under Apache's `MaxRequestWorkers`, and
-//! beyond the backlog the kernel refuses (Unix sockets) or drops (TCP) them.
+//! beyond the backlog a Unix socket's connect waits (or fails with EAGAIN
+//! when non-blocking) and TCP drops the SYN (the client retries).
 //! Inside a child the shared accept loop runs with a cap of 1.
 //!
 //! ## The thundering herd
@@ -64,23 +65,18 @@
 //! ```
 
 use std::borrow::Cow::Borrowed;
-use std::collections::HashSet;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getppid};
+use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use super::iterative;
 use crate::Ready;
+use crate::children::{self, Children};
 use crate::cli::Common;
 use crate::listen::{ACCEPT_TICK, Acceptor, LogThrottle};
 use crate::shutdown::Shutdown;
@@ -116,9 +112,6 @@ pub struct Args {
     pub prefork_child: Option<u32>,
 }
 
-/// How long children get to exit after SIGTERM before they are SIGKILLed.
-const CHILD_GRACE: Duration = Duration::from_millis(800);
-
 /// Starts the children, then supervises them until shutdown.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable to re-run it")?;
@@ -126,11 +119,11 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
     if wanted < args.workers as usize {
         info!(workers = args.workers, max_connections = wanted, "--max-connections caps the children");
     }
-    let mut children: HashSet<Pid> = HashSet::with_capacity(wanted);
+    let mut children: Children<()> = Children::default();
     // Whatever happens after the first spawn, the children are stopped and
     // reaped before we return.
     let result = start_and_supervise(&exe, &listener, args, shutdown, ready, wanted, &mut children);
-    terminate_all(&mut children);
+    children.terminate_all();
     result
 }
 
@@ -141,24 +134,29 @@ fn start_and_supervise(
     shutdown: &Shutdown,
     ready: Ready,
     wanted: usize,
-    children: &mut HashSet<Pid>,
+    children: &mut Children<()>,
 ) -> anyhow::Result<()> {
     for n in 0..wanted {
         let pid = spawn_child(exe, listener, args)
             .with_context(|| format!("cannot start child process {} of {wanted}", n + 1))?;
-        children.insert(pid);
+        children.insert(pid, ());
     }
     ready.announce()?;
     let deaths = LogThrottle::default();
     let spawn_errors = LogThrottle::default();
     // Wakes at once on a signal; else every tick, to reap and restart.
     while !shutdown.sleep(ACCEPT_TICK) {
-        reap(children, Some(&deaths));
+        children.reap(|status, ()| {
+            // Not shutting down: every death is unexpected.
+            if let Some(suppressed) = deaths.allow() {
+                warn!(?status, suppressed, "a child died; restarting it");
+            }
+        });
         while children.len() < wanted && !shutdown.is_requested() {
             match spawn_child(exe, listener, args) {
                 Ok(pid) => {
                     debug!(%pid, "restarted a child");
-                    children.insert(pid);
+                    children.insert(pid, ());
                 }
                 Err(err) => {
                     if let Some(suppressed) = spawn_errors.allow() {
@@ -173,90 +171,20 @@ fn start_and_supervise(
 }
 
 /// Starts `echo-server prefork --prefork-child <our pid>` with a copy of the
-/// listening socket as its stdin.
+/// listening socket as its stdin: a new descriptor for the same listening
+/// socket (dup, close-on-exec), closed on our side once the child has it.
 fn spawn_child(exe: &Path, listener: &Listener, args: &Args) -> std::io::Result<Pid> {
-    // A new descriptor for the same listening socket (dup, close-on-exec):
-    // the child gets it as descriptor 0, our copy is closed when `Stdio` is
-    // dropped after the spawn.
     let socket = listener.as_fd().try_clone_to_owned()?;
-    let child = Command::new(exe)
-        .arg(INFO.name.as_ref())
-        .arg("--prefork-child")
-        .arg(std::process::id().to_string())
-        .arg("--buffer-size")
-        .arg(args.common.buffer_size.to_string())
-        .stdin(Stdio::from(socket))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    // We reap with waitpid(-1) ourselves; dropping `Child` neither waits nor kills.
-    Ok(Pid::from_raw(child.id() as i32))
-}
-
-/// Reaps every child that has exited, without blocking. With `deaths`,
-/// each death is unexpected (we are not shutting down) and logged.
-fn reap(children: &mut HashSet<Pid>, deaths: Option<&LogThrottle>) {
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(status @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))) => {
-                children.remove(&pid);
-                if let Some(suppressed) = deaths.and_then(LogThrottle::allow) {
-                    warn!(?status, suppressed, "a child died; restarting it");
-                }
-            }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return, // none exited; or no children at all
-            Ok(_) => {}                                                // stopped or continued: not gone
-            Err(Errno::EINTR) => {}
-            Err(err) => {
-                warn!(%err, "waitpid failed");
-                return;
-            }
-        }
-    }
-}
-
-/// SIGTERM to every child, a short grace period, SIGKILL, reap them all.
-fn terminate_all(children: &mut HashSet<Pid>) {
-    signal_all(children, Signal::SIGTERM);
-    let deadline = Instant::now() + CHILD_GRACE;
-    while !children.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        reap(children, None);
-    }
-    if !children.is_empty() {
-        warn!(left = children.len(), "children ignored SIGTERM; killing them");
-        signal_all(children, Signal::SIGKILL);
-        for pid in children.iter() {
-            // A blocking wait on our own, now killed, child.
-            let _ = waitpid(*pid, None);
-        }
-        children.clear();
-    }
-}
-
-fn signal_all(children: &HashSet<Pid>, signal: Signal) {
-    for &pid in children {
-        // `pid` is a child not yet reaped, so it cannot have been reused by
-        // another process. It may have exited already: ESRCH is fine.
-        let _ = kill(pid, signal);
-    }
+    children::spawn_self(exe, INFO.name.as_ref(), "--prefork-child", args.common.buffer_size, socket)
 }
 
 /// The child's side: an iterative server on the listening socket on stdin,
 /// until SIGTERM (from the parent at shutdown) or SIGINT.
 pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
-    // Die with the parent, even if it is SIGKILLed. The PID check closes the
-    // race where the parent died before the prctl took effect.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
-    if getppid().as_raw() as u32 != parent {
-        return Ok(());
-    }
+    let Some(fd) = children::adopt_stdin(parent)? else { return Ok(()) };
     // Our own handlers: SIGTERM ends the accept loop and the served
     // connection's wait (a SIGTERM before this line kills us, which is fine too).
     let shutdown = Shutdown::install().context("cannot install signal handlers")?;
-    // SAFETY: the parent passed the listening socket as our stdin
-    // (descriptor 0), and nothing else in this process uses descriptor 0.
-    let fd = unsafe { OwnedFd::from_raw_fd(0) };
     let listener = Listener::from_fd(fd).context("stdin is not a listening socket")?;
     // Cap 1: a child serves one connection at a time anyway (see the page).
     let acceptor = Acceptor::new(&listener, &shutdown, 1)?;

@@ -340,12 +340,22 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    /// Queues `conn` and wakes the reactor. If the reactor is gone, the
-    /// connection is dropped (closed).
-    pub(crate) fn deliver(&self, conn: Connection) -> io::Result<()> {
-        self.sender.send(conn).map_err(|_| io::Error::other("the reactor thread has ended"))?;
-        self.waker.wake()
+    /// Queues `conn` and wakes the reactor. `Err(Lost)`: the reactor is
+    /// gone and the connection was dropped (closed); `Err(Queued)`: it is
+    /// queued but the wake-up failed, so it waits for the reactor's next turn.
+    pub(crate) fn deliver(&self, conn: Connection) -> Result<(), Undelivered> {
+        self.sender.send(conn).map_err(|_| Undelivered::Lost)?;
+        self.waker.wake().map_err(Undelivered::Queued)
     }
+}
+
+/// Why [`Mailbox::deliver`] did not hand a connection over cleanly.
+#[derive(Debug)]
+pub(crate) enum Undelivered {
+    /// The reactor thread has ended; the connection is closed.
+    Lost,
+    /// Queued, but the wake-up failed: served at the reactor's next turn.
+    Queued(io::Error),
 }
 
 /// One thread's event loop: an epoll instance, the connections registered

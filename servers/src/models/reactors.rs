@@ -64,7 +64,7 @@ use tracing::{error, warn};
 use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::listen::{Acceptor, ConnectionLimit, LogThrottle};
-use crate::models::reactor::{Mailbox, Reactor};
+use crate::models::reactor::{Mailbox, Reactor, Undelivered};
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -139,9 +139,17 @@ fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready
     // Ends when a signal arrives.
     for (n, conn) in acceptor.enumerate() {
         let peer = conn.peer.clone();
-        if let Err(err) = mailboxes[n % workers].deliver(conn) {
-            if let Some(suppressed) = lost.allow() {
-                warn!(%peer, %err, suppressed, "cannot hand the connection to its worker; closing it");
+        match mailboxes[n % workers].deliver(conn) {
+            Ok(()) => {}
+            Err(Undelivered::Lost) => {
+                if let Some(suppressed) = lost.allow() {
+                    warn!(%peer, suppressed, "its worker has ended; closing the connection");
+                }
+            }
+            Err(Undelivered::Queued(err)) => {
+                if let Some(suppressed) = lost.allow() {
+                    warn!(%peer, %err, suppressed, "cannot wake its worker; the connection waits for its next turn");
+                }
             }
         }
     }

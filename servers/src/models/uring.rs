@@ -110,6 +110,7 @@ use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
+use crate::models::reactor::Slab;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Peer, tcp_options};
 
@@ -346,9 +347,8 @@ struct Worker {
     ring: IoUring,
     listener: Listener,
     /// Connections by index (the `user_data` of their one operation);
-    /// `None` is a free slot, listed in `free`.
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    /// Live connections by slot; the slot is the operations' `user_data`.
+    conns: Slab<Conn>,
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
     buffer_size: usize,
@@ -370,8 +370,7 @@ impl Worker {
         let mut worker = Worker {
             ring,
             listener,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Slab::new(),
             limit,
             errors,
             buffer_size,
@@ -492,23 +491,14 @@ impl Worker {
             return Ok(()); // over the cap: `fd` is dropped, i.e. closed
         };
         let conn = Conn { fd, peer, state: EchoState::new(self.buffer_size), _permit: permit };
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.conns[index] = Some(conn);
-                index
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
-        };
+        let index = self.conns.insert(conn);
         self.advance(index)
     }
 
     /// The CQE of connection `index`'s one operation (which one, its state
     /// says: a receive if it was waiting to read, else a send).
     fn completed(&mut self, index: usize, res: i32) -> anyhow::Result<()> {
-        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
+        let Some(conn) = self.conns.get_mut(index) else {
             warn!(index, "completion for no connection");
             return Ok(());
         };
@@ -527,7 +517,7 @@ impl Worker {
 
     /// Posts connection `index`'s next operation, or closes it.
     fn advance(&mut self, index: usize) -> anyhow::Result<()> {
-        let conn = self.conns[index].as_mut().expect("advance on a live connection");
+        let conn = self.conns.get_mut(index).expect("advance on a live connection");
         let fd = types::Fd(conn.fd.as_raw_fd());
         let entry = match conn.state.next() {
             Next::Read => {
@@ -558,9 +548,8 @@ impl Worker {
     /// Closes connection `index` (no operation in flight on it): a plain
     /// close(2), as its `OwnedFd` drops, and its permit goes back.
     fn close(&mut self, index: usize, result: io::Result<u64>) -> anyhow::Result<()> {
-        if let Some(conn) = self.conns[index].take() {
+        if let Some(conn) = self.conns.remove(index) {
             log_end(&conn.peer, &result);
-            self.free.push(index);
         }
         Ok(())
     }
