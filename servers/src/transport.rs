@@ -53,8 +53,10 @@ impl fmt::Display for Peer {
 }
 
 impl Peer {
-    fn of_unix(addr: &std::os::unix::net::SocketAddr) -> Peer {
-        Peer::Unix(addr.as_pathname().map(Path::to_owned))
+    /// A Unix client from its address's path, if it has one (std's, may's
+    /// and tokio's Unix socket addresses all offer `as_pathname`).
+    fn of_unix(path: Option<&Path>) -> Peer {
+        Peer::Unix(path.map(Path::to_owned))
     }
 }
 
@@ -117,7 +119,7 @@ impl Listener {
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Peer::Tcp(a))),
-            Listener::Unix(l) => l.accept().map(|(s, a)| (Stream::Unix(s), Peer::of_unix(&a))),
+            Listener::Unix(l) => l.accept().map(|(s, a)| (Stream::Unix(s), Peer::of_unix(a.as_pathname()))),
         }
     }
 
@@ -280,7 +282,7 @@ impl Stream {
     pub fn peer(&self) -> Peer {
         match self {
             Stream::Tcp(s) => s.peer_addr().map_or(Peer::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))), Peer::Tcp),
-            Stream::Unix(s) => s.peer_addr().map_or(Peer::Unix(None), |a| Peer::of_unix(&a)),
+            Stream::Unix(s) => s.peer_addr().map_or(Peer::Unix(None), |a| Peer::of_unix(a.as_pathname())),
         }
     }
 
@@ -369,7 +371,7 @@ impl TokioListener {
             }
             TokioListener::Unix(l) => {
                 let (stream, addr) = l.accept().await?;
-                let peer = Peer::Unix(addr.as_pathname().map(Path::to_owned));
+                let peer = Peer::of_unix(addr.as_pathname());
                 Ok((AsyncStream::Unix(stream), peer))
             }
         }
@@ -416,7 +418,7 @@ impl MayListener {
             }
             MayListener::Unix(l) => {
                 let (stream, addr) = l.accept()?;
-                Ok((MayStream::Unix(stream), Peer::of_unix(&addr)))
+                Ok((MayStream::Unix(stream), Peer::of_unix(addr.as_pathname())))
             }
         }
     }

@@ -463,9 +463,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             );
             md.push_str("| server CPUs | model | connections | msg/s | server CPU µs/msg | p99 | errors |\n");
             md.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
-            let mut rows: Vec<_> = cells_of(Scenario::Scaling).collect();
-            rows.sort_by_key(|(k, cells)| (cells[0].spec.server_cpus, k.model));
-            for (k, cells) in rows {
+            // Groups are ordered by connections, which grow with server CPUs.
+            for (k, cells) in cells_of(Scenario::Scaling) {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} |",
@@ -550,6 +549,30 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
 /// A line of a chart: its name, its colour, its points.
 type Series = (String, RGBColor, Vec<(f64, f64)>);
 
+/// One line per model of median msg/s against `x`, over the groups `keep` selects.
+fn rate_series(
+    models: &[ModelInfo],
+    groups: &Groups<'_>,
+    keep: impl Fn(&Key) -> bool,
+    x: impl Fn(&Key, &[&Cell]) -> Option<f64>,
+) -> Vec<Series> {
+    let mut series = Vec::new();
+    for (i, model) in models.iter().enumerate() {
+        let points: Vec<(f64, f64)> = groups
+            .iter()
+            .filter(|(k, _)| k.model == i && keep(k))
+            .filter_map(|(k, cells)| {
+                let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
+                Some((x(k, cells)?, s.median))
+            })
+            .collect();
+        if !points.is_empty() {
+            series.push((model.name.to_string(), colour(model), points));
+        }
+    }
+    series
+}
+
 fn colour(info: &ModelInfo) -> RGBColor {
     let (r, g, b) = info.rgb();
     RGBColor(r, g, b)
@@ -574,22 +597,12 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             .map(|k| k.size)
             .collect();
         for size in sizes {
-            let mut series: Vec<Series> = Vec::new();
-            for (i, model) in models.iter().enumerate() {
-                let points: Vec<(f64, f64)> = groups
-                    .iter()
-                    .filter(|(k, _)| {
-                        k.scenario == Scenario::Throughput && k.transport == transport && k.size == size && k.model == i
-                    })
-                    .filter_map(|(k, cells)| {
-                        let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
-                        Some((f64::from(k.connections), s.median))
-                    })
-                    .collect();
-                if !points.is_empty() {
-                    series.push((model.name.to_string(), colour(model), points));
-                }
-            }
+            let series = rate_series(
+                models,
+                &groups,
+                |k| k.scenario == Scenario::Throughput && k.transport == transport && k.size == size,
+                |k, _| Some(f64::from(k.connections)),
+            );
             if series.is_empty() {
                 continue;
             }
@@ -650,21 +663,12 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
         }
 
         // Scaling: msg/s against server CPUs.
-        let mut scaling: Vec<Series> = Vec::new();
-        for (i, model) in models.iter().enumerate() {
-            let points: Vec<(f64, f64)> = groups
-                .iter()
-                .filter(|(k, _)| k.scenario == Scenario::Scaling && k.transport == transport && k.model == i)
-                .filter_map(|(_, cells)| {
-                    let cpus = cells[0].spec.server_cpus?;
-                    let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
-                    Some((f64::from(cpus), s.median))
-                })
-                .collect();
-            if !points.is_empty() {
-                scaling.push((model.name.to_string(), colour(model), points));
-            }
-        }
+        let scaling = rate_series(
+            models,
+            &groups,
+            |k| k.scenario == Scenario::Scaling && k.transport == transport,
+            |_, cells| cells[0].spec.server_cpus.map(f64::from),
+        );
         if !scaling.is_empty() {
             let file = format!("scaling{}.svg", suffix(transport));
             line_chart(

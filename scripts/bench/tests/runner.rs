@@ -17,6 +17,13 @@ fn server_bin() -> PathBuf {
     path
 }
 
+/// `bench` with a server binary and a results folder, the arguments every run here gives.
+fn bench(server: &Path, results: &Path) -> Command {
+    let mut command = Command::new(BENCH);
+    command.arg("--server-bin").arg(server).arg("--results").arg(results);
+    command
+}
+
 fn run_dir(root: &Path) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
@@ -26,15 +33,11 @@ fn run_dir(root: &Path) -> PathBuf {
 #[test]
 fn tiny_matrix_end_to_end() {
     let root = tempfile::tempdir().unwrap();
-    let output = Command::new(BENCH)
+    let output = bench(&server_bin(), root.path())
         .args(["--models", "thread,tokio", "--scenarios", "throughput,latency,churn,capacity,transport"])
         .args(["--transports", "tcp,unix"])
         .args(["--connections", "100", "--sizes", "64", "--capacity", "50", "--repeat", "1"])
         .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress"])
-        .arg("--server-bin")
-        .arg(server_bin())
-        .arg("--results")
-        .arg(root.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -134,13 +137,9 @@ fn report_rendering_matches_snapshot() {
 #[test]
 fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
     let root = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BENCH)
+    let mut child = bench(&server_bin(), root.path())
         .args(["--models", "thread,tokio", "--scenarios", "throughput", "--connections", "1,10,100"])
         .args(["--sizes", "64", "--repeat", "2", "--duration", "1s", "--warmup", "0.2s", "--no-progress"])
-        .arg("--server-bin")
-        .arg(server_bin())
-        .arg("--results")
-        .arg(root.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -188,13 +187,9 @@ fn a_server_that_fails_to_start_fails_its_cells_and_the_matrix_goes_on() {
     std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let results_root = root.path().join("results");
     std::fs::create_dir(&results_root).unwrap();
-    let output = Command::new(BENCH)
+    let output = bench(&broken, &results_root)
         .args(["--models", "thread", "--scenarios", "throughput", "--connections", "1,10", "--sizes", "64"])
         .args(["--repeat", "1", "--duration", "0.2s", "--warmup", "0s", "--no-progress"])
-        .arg("--server-bin")
-        .arg(&broken)
-        .arg("--results")
-        .arg(&results_root)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "a failed cell makes the exit status non-zero");
@@ -253,16 +248,7 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
 #[test]
 fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
     let root = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(BENCH)
-            .args(args)
-            .arg("--server-bin")
-            .arg(server_bin())
-            .arg("--results")
-            .arg(root.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| bench(&server_bin(), root.path()).args(args).output().unwrap();
     let output = run(&["--models", "fibers"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -275,13 +261,9 @@ fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
 #[test]
 fn scaling_on_this_machine_runs_its_first_step_and_says_why_it_stops() {
     let root = tempfile::tempdir().unwrap();
-    let output = Command::new(BENCH)
+    let output = bench(&server_bin(), root.path())
         .args(["--models", "tokio", "--scenarios", "scaling", "--repeat", "1"])
         .args(["--duration", "0.5s", "--warmup", "0.1s", "--no-progress"])
-        .arg("--server-bin")
-        .arg(server_bin())
-        .arg("--results")
-        .arg(root.path())
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
