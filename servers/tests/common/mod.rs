@@ -246,6 +246,7 @@ pub fn roundtrip(stream: &mut Client, msg: &[u8]) -> io::Result<()> {
 /// neither side can deadlock on full buffers), half-closes, and returns
 /// everything received up to EOF.
 pub fn echo_all(endpoint: &Endpoint, payload: Vec<u8>) -> Vec<u8> {
+    let len = payload.len();
     let mut stream = connect(endpoint);
     let mut writer = stream.try_clone().unwrap();
     let sender = thread::spawn(move || {
@@ -253,7 +254,9 @@ pub fn echo_all(endpoint: &Endpoint, payload: Vec<u8>) -> Vec<u8> {
         writer.shutdown(std::net::Shutdown::Write).expect("half-close");
     });
     let mut received = Vec::new();
-    stream.read_to_end(&mut received).expect("read echo to EOF");
+    if let Err(err) = stream.read_to_end(&mut received) {
+        panic!("read echo to EOF: {err} after {} of {len} bytes", received.len());
+    }
     sender.join().unwrap();
     received
 }
