@@ -73,8 +73,8 @@ pub enum LoadError {
 /// `opts.progress` and a terminal on stderr, shows a progress bar.
 pub fn run(opts: &Opts) -> Result<Report, LoadError> {
     let bar = progress_bar(opts);
-    let report = run_with_progress(opts, &mut |elapsed, rate| {
-        if let Some(bar) = &bar {
+    let report = run_observed(opts, &mut |event| {
+        if let (Some(bar), Event::Progress { elapsed, rate }) = (&bar, event) {
             bar.set_position(elapsed.as_millis() as u64);
             bar.set_message(format!("{} msg/s", report::fmt_count(rate)));
         }
@@ -85,10 +85,26 @@ pub fn run(opts: &Opts) -> Result<Report, LoadError> {
     report
 }
 
-/// Like [`run`], calling `progress(elapsed since the clock started, live
-/// msg/s)` from the calling thread about every 100 ms (for callers that draw
-/// their own progress display).
-pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -> Result<Report, LoadError> {
+/// What [`run_observed`] tells its observer, from the calling thread, while
+/// the load runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// About every 100 ms: time since the clock started, live msg/s.
+    Progress { elapsed: Duration, rate: f64 },
+    /// The warm-up is over: the measured window opens now. Called at the
+    /// instant the window's counts start, so a caller that samples the
+    /// server here measures the same interval as the report.
+    WindowOpened,
+    /// The measured window closed now: at its end, or when the last
+    /// connection stopped if that came first. The report's `duration_secs`
+    /// is the time between the two events (to within a tick).
+    WindowClosed,
+}
+
+/// Like [`run`], telling `observer` about progress and the measured window
+/// (for callers that draw their own progress display or measure the server
+/// over exactly the window loadgen measured).
+pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Report, LoadError> {
     let endpoint = Endpoint::parse(&opts.addr)?;
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
@@ -127,11 +143,13 @@ pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -
     shared.start(window);
 
     let all_stopped = || handles.iter().all(|h| h.is_finished());
-    let mut ticker = Ticker { start, progress, shared: &shared };
+    let mut ticker = Ticker { start, observer, shared: &shared };
     ticker.wait_until(window.warm_end, &all_stopped);
+    (ticker.observer)(Event::WindowOpened);
     let (cpu_start, cpu_opened) = (ProcessCpu::now(), Instant::now());
     ticker.wait_until(window.end, &all_stopped);
     let (cpu_used, cpu_wall) = (ProcessCpu::now().since(cpu_start), cpu_opened.elapsed());
+    (ticker.observer)(Event::WindowClosed);
 
     let mut results = Vec::with_capacity(threads);
     for handle in handles {
@@ -158,7 +176,7 @@ pub fn run_with_progress(opts: &Opts, progress: &mut dyn FnMut(Duration, f64)) -
 /// The main thread's wait during the run, reporting progress.
 struct Ticker<'a> {
     start: Instant,
-    progress: &'a mut dyn FnMut(Duration, f64),
+    observer: &'a mut dyn FnMut(Event),
     shared: &'a Shared,
 }
 
@@ -174,7 +192,7 @@ impl Ticker<'_> {
             thread::sleep((deadline - now).min(Duration::from_millis(100)));
             let (now, done) = (Instant::now(), self.completed());
             let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-3);
-            (self.progress)(now - self.start, rate);
+            (self.observer)(Event::Progress { elapsed: now - self.start, rate });
             last = (now, done);
         }
     }

@@ -22,6 +22,7 @@ pub mod results;
 pub mod runner;
 pub mod sampler;
 pub mod server;
+pub mod validity;
 
 /// /proc readings of a process tree (shared with the servers' tests).
 pub use echo_common::procfs;

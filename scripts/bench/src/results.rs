@@ -14,6 +14,7 @@ use crate::matrix::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
+use crate::validity::Flag;
 
 /// Bumped whenever a field changes meaning or disappears. 2: `settings.models`
 /// holds the models' declarations, not their names; cells name their transport.
@@ -95,6 +96,10 @@ pub struct Cell {
     /// Server CPU time per completed message, µs.
     pub server_cpu_us_per_msg: Option<f64>,
     pub shutdown: Option<Shutdown>,
+    /// What makes this cell's figures less than trustworthy; empty when
+    /// nothing does.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
 }
 
 impl Results {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use echo_common::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use loadgen::Opts;
+use loadgen::{Event, Opts};
 
 use crate::matrix::{self, CellSpec, LATENCY_RATE_SHARE, Scenario, Shape};
 use crate::models::Model;
@@ -193,6 +193,7 @@ fn blank(spec: CellSpec) -> Cell {
         server: None,
         server_cpu_us_per_msg: None,
         shutdown: None,
+        flags: Vec::new(),
     }
 }
 
@@ -257,15 +258,19 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                 ..Opts::default()
             };
             let label = spec.label();
-            let mut clock: Option<Instant> = None;
-            let result = loadgen::run_with_progress(&opts, &mut |elapsed, rate| {
-                clock.get_or_insert_with(|| Instant::now() - elapsed);
-                bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)));
+            let (mut opened, mut closed) = (None, None);
+            let result = loadgen::run_observed(&opts, &mut |event| match event {
+                Event::Progress { rate, .. } => {
+                    bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
+                }
+                Event::WindowOpened => opened = Some(Instant::now()),
+                Event::WindowClosed => closed = Some(Instant::now()),
             });
             match result {
                 Ok(report) => {
-                    let open = clock.unwrap_or(started) + warmup;
-                    window = (open, open + Duration::from_secs_f64(report.duration_secs));
+                    if let (Some(open), Some(close)) = (opened, closed) {
+                        window = (open, close);
+                    }
                     cell.loadgen = Some(report);
                 }
                 Err(err) => problems.push(format!("loadgen: {err}")),
