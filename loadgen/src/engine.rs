@@ -48,6 +48,13 @@ pub const CONNECTS_IN_FLIGHT: usize = 256;
 const SEQUENTIAL_MAX_UNREAD: usize = 32 * 1024;
 /// Pause before retrying a reconnection that failed other than by refusal.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// The first pause after a connection the server closed before its first
+/// echo; it doubles with each such close in a row, up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(1);
+/// The longest pause between reconnects to a server that keeps closing
+/// connections before their first echo: one attempt per connection per
+/// second at most, once the server has turned it away about ten times.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What every connection of a run shares.
 #[derive(Debug, Clone)]
@@ -232,7 +239,30 @@ enum End {
     /// `--reconnect-every` messages done: close politely and reconnect.
     Budget,
     /// An error; the connection is closed, and a new one made.
-    Failed,
+    Failed(Failure),
+}
+
+/// The growing pause before reconnecting to a server that closed the last
+/// connection before its first echo (a full accept queue, a connection cap,
+/// a server that closes at once). Without it, such a server gets a new
+/// connection as fast as the client can make them — a flood that costs both
+/// CPUs and measures nothing. Reset by the first echo on a connection.
+#[derive(Debug, Default)]
+struct Backoff {
+    next: Option<Duration>,
+}
+
+impl Backoff {
+    /// The pause to take now; the next one is twice as long.
+    fn pause(&mut self) -> Duration {
+        let pause = self.next.unwrap_or(BACKOFF_FIRST);
+        self.next = Some((pause * 2).min(BACKOFF_MAX));
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.next = None;
+    }
 }
 
 /// One logical connection: survives reconnections, keeps its sequence numbers.
@@ -251,6 +281,8 @@ struct Connection {
     /// Settled: an echo completed on this logical connection, or it was
     /// found dropped before its first echo (and counted so, once).
     settled: Cell<bool>,
+    /// Echoes completed on this logical connection (any outcome).
+    echoes: Cell<u64>,
 }
 
 impl Connection {
@@ -276,21 +308,34 @@ impl Connection {
             tick: Cell::new(0),
             watch,
             settled: Cell::new(false),
+            echoes: Cell::new(0),
         }
     }
 
     /// Runs until aborted at the window's end, or until a reconnection is refused.
     async fn run(self, first: AsyncStream) {
         let mut stream = first;
+        let mut backoff = Backoff::default();
         loop {
+            let echoes_before = self.echoes.get();
             let end = {
                 let _watched = Watched::new(&self.watch, &stream);
                 self.exchange(&mut stream).await
             };
+            let served = self.echoes.get() > echoes_before;
+            let turned_away = matches!(end, End::Failed(Failure::Closed | Failure::Reset)) && !served;
             if let End::Budget = end {
                 close_politely(&mut stream, self.plan.timeout).await;
             }
             drop(stream);
+            if turned_away {
+                // Closed before a single echo: pause before the next try,
+                // longer each time in a row.
+                self.recorder.borrow_mut().connects.closed_before_echo += 1;
+                sleep(backoff.pause()).await;
+            } else if served {
+                backoff.reset();
+            }
             stream = match self.reconnect().await {
                 Some(stream) => stream,
                 None => return,
@@ -457,6 +502,7 @@ impl Connection {
     /// An echo arrived complete: verify and record it.
     fn complete(&self, head: InFlight, echo: &[u8]) {
         self.settled.set(true);
+        self.echoes.set(self.echoes.get() + 1);
         let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
         if self.messages.matches(head.seq, echo) {
@@ -480,7 +526,7 @@ impl Connection {
             self.settled.set(true);
             recorder.unestablished(self.slot);
         }
-        End::Failed
+        End::Failed(failure)
     }
 }
 

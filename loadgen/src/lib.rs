@@ -59,8 +59,15 @@ use echo_common::Transport;
 pub enum LoadError {
     #[error(transparent)]
     Address(#[from] echo_common::endpoint::EndpointError),
+    #[error("invalid options: {0}")]
+    Options(String),
     #[error("cannot connect to {endpoint}: {error} (all {requested} connections failed)")]
     Unreachable { endpoint: Endpoint, error: String, requested: u64 },
+    #[error(
+        "{endpoint} accepted connections but closed every one before its first echo \
+         ({closed} closed so, over {requested} connection(s); reconnects were paced by a growing pause)"
+    )]
+    TurnedAway { endpoint: Endpoint, closed: u64, requested: u64 },
     #[error("cannot start the load threads: {0}")]
     Threads(io::Error),
     #[error(transparent)]
@@ -105,6 +112,7 @@ pub enum Event {
 /// (for callers that draw their own progress display or measure the server
 /// over exactly the window loadgen measured).
 pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Report, LoadError> {
+    opts.check().map_err(LoadError::Options)?;
     let endpoint = Endpoint::parse(&opts.addr)?;
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
@@ -162,6 +170,11 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
     let established: u64 = results.iter().map(|r| r.recorder.connects.established).sum();
     if established == 0 {
         let error = shared.first_connect_error.lock().map(|e| e.clone()).unwrap_or_default();
+        let closed: u64 = results.iter().map(|r| r.recorder.connects.closed_before_echo).sum();
+        if error.is_none() && closed > 0 {
+            // Every connect succeeded; the server then closed each connection.
+            return Err(LoadError::TurnedAway { endpoint, closed, requested: connections as u64 });
+        }
         return Err(LoadError::Unreachable {
             endpoint,
             error: error.unwrap_or_else(|| "no connection".into()),

@@ -15,7 +15,13 @@ use loadgen::Opts;
 #[command(
     name = "loadgen",
     version,
-    about = "An honest, cheap TCP echo load generator",
+    about = "An honest, cheap echo load generator (TCP, Unix sockets)",
+    after_help = "Examples:\n  \
+        loadgen --addr 127.0.0.1:7000 -c 100 -s 64 -d 10s               closed loop, 100 connections\n  \
+        loadgen --addr unix:/tmp/echo.sock -c 100 -d 10s                the same over a Unix socket\n  \
+        loadgen --addr 127.0.0.1:7000 -c 100 --rate 20000 -d 10s        open loop, CO-corrected latency\n  \
+        loadgen --addr 127.0.0.1:7000 -c 10 --reconnect-every 1 -d 5s   churn: a connection per message\n  \
+        loadgen merge a.json b.json --json all.json                     merge two loadgen processes",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {

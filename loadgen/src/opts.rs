@@ -23,7 +23,7 @@ pub struct Opts {
     pub size: u32,
 
     /// Measured time, after the warm-up (e.g. 10s, 500ms, 1m).
-    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_positive_duration)]
     #[serde(with = "secs", rename = "duration_secs")]
     pub duration: Duration,
 
@@ -37,12 +37,12 @@ pub struct Opts {
     pub threads: Option<u32>,
 
     /// Give up on a connection attempt after this long.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = parse_positive_duration)]
     #[serde(with = "secs", rename = "connect_timeout_secs")]
     pub connect_timeout: Duration,
 
     /// A message whose echo is not complete after this long is a timeout.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
     #[serde(with = "secs", rename = "timeout_secs")]
     pub timeout: Duration,
 
@@ -89,6 +89,26 @@ impl Default for Opts {
 }
 
 impl Opts {
+    /// Checks what clap checks for the command line, for callers that
+    /// build `Opts` in code: one line saying what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let positive =
+            [("--duration", self.duration), ("--timeout", self.timeout), ("--connect-timeout", self.connect_timeout)];
+        if let Some((flag, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("{flag} must be longer than 0"));
+        }
+        if self.connections == 0 || self.size == 0 || self.pipeline == 0 {
+            return Err("--connections, --size and --pipeline must be at least 1".into());
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("--rate must be a number of messages per second > 0".into());
+        }
+        if self.reconnect_every == Some(0) {
+            return Err("--reconnect-every must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Closed or open loop, as a word for reports.
     pub fn mode(&self) -> &'static str {
         match (self.rate.is_some(), self.reconnect_every.is_some()) {
@@ -106,6 +126,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"));
     }
     humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// A duration that must not be zero: a zero window measures nothing, a zero
+/// timeout fails every message.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("invalid duration {text:?}: must be longer than 0"));
+    }
+    Ok(duration)
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

@@ -226,32 +226,40 @@ impl Report {
             warnings.push(format!(
                 "only {} of {} connections were established ({} failed: {} refused, {} timed out, {} other, \
                  {} closed or reset by the server before their first echo)",
-                c.established,
-                c.requested,
-                c.failed,
-                c.attempts.refused,
-                c.attempts.timed_out,
-                c.attempts.other,
-                c.attempts.dropped_before_first_echo
+                int(c.established),
+                int(c.requested),
+                int(c.failed),
+                int(c.attempts.refused),
+                int(c.attempts.timed_out),
+                int(c.attempts.other),
+                int(c.attempts.dropped_before_first_echo)
+            ));
+        }
+        if c.attempts.closed_before_echo > 0 {
+            warnings.push(format!(
+                "the server closed {} connection(s) before their first echo (turned away: a full queue or a \
+                 connection cap); each reconnect after one waited a pause doubling from 1 ms to 1 s",
+                int(c.attempts.closed_before_echo)
             ));
         }
         if self.per_connection.starved > 0 {
             warnings.push(format!(
                 "{} of {} established connections completed no message in the measured window (starved)",
-                self.per_connection.starved, c.established
+                int(self.per_connection.starved),
+                int(c.established)
             ));
         }
         let r = &self.requests;
         if r.errors() > 0 {
             warnings.push(format!(
                 "{} requests did not succeed: {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
-                r.errors(),
-                r.mismatched,
-                r.timed_out,
-                r.failed,
-                r.failed_closed,
-                r.failed_reset,
-                r.failed_io
+                int(r.errors()),
+                int(r.mismatched),
+                int(r.timed_out),
+                int(r.failed),
+                int(r.failed_closed),
+                int(r.failed_reset),
+                int(r.failed_io)
             ));
         }
         if self.duration_secs + 0.05 < self.config.duration.as_secs_f64() {
@@ -288,7 +296,7 @@ impl Report {
         }
         let clamped = self.latency_us.clamped;
         if clamped > 0 {
-            warnings.push(format!("{clamped} latencies above 100 s were recorded as 100 s"));
+            warnings.push(format!("{} latencies above 100 s were recorded as 100 s", int(clamped)));
         }
         self.warnings = warnings;
     }
@@ -307,11 +315,18 @@ impl Report {
             cfg.addr, cfg.size, self.client_cpu.threads
         )?;
         let c = &self.connections;
-        writeln!(
+        write!(
             out,
             "  connections  {} requested, {} established, {} failed, {} reconnects",
-            c.requested, c.established, c.failed, c.attempts.reconnects
+            int(c.requested),
+            int(c.established),
+            int(c.failed),
+            int(c.attempts.reconnects)
         )?;
+        if c.attempts.closed_before_echo > 0 {
+            write!(out, ", {} closed by the server before their first echo", int(c.attempts.closed_before_echo))?;
+        }
+        writeln!(out)?;
         let mib = self.throughput.bytes_per_sec / (1024.0 * 1024.0);
         writeln!(
             out,
@@ -335,13 +350,22 @@ impl Report {
         writeln!(
             out,
             "  requests     {} ok, {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
-            r.ok, r.mismatched, r.timed_out, r.failed, r.failed_closed, r.failed_reset, r.failed_io
+            int(r.ok),
+            int(r.mismatched),
+            int(r.timed_out),
+            int(r.failed),
+            int(r.failed_closed),
+            int(r.failed_reset),
+            int(r.failed_io)
         )?;
         let p = &self.per_connection;
         writeln!(
             out,
             "  per conn.    {} / {} / {} msg (min / median / max), {} starved",
-            p.min, p.median, p.max, p.starved
+            int(p.min),
+            int(p.median),
+            int(p.max),
+            int(p.starved)
         )?;
         let cpu = &self.client_cpu;
         writeln!(
@@ -384,6 +408,11 @@ pub fn fmt_us(us: f64) -> String {
     } else {
         format!("{:.2} s", us / 1e6)
     }
+}
+
+/// A count with thousands separators: `167,234`.
+pub fn int(n: u64) -> String {
+    fmt_count(n as f64)
 }
 
 /// `167,234`.

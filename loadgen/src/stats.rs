@@ -158,6 +158,12 @@ pub struct Connects {
     /// Initial connections the server closed or reset before their first
     /// echo: counted in `failed`, not in `established`.
     pub dropped_before_first_echo: u64,
+    /// Connections, initial or reconnected, that the server closed or reset
+    /// before their first echo. Each is followed by a pause that doubles
+    /// with every such close in a row (see `engine::Backoff`), so a server
+    /// that turns connections away is not flooded with reconnects.
+    #[serde(default)]
+    pub closed_before_echo: u64,
 }
 
 impl Connects {
@@ -185,6 +191,7 @@ impl Connects {
         self.timed_out += other.timed_out;
         self.other += other.other;
         self.dropped_before_first_echo += other.dropped_before_first_echo;
+        self.closed_before_echo += other.closed_before_echo;
     }
 }
 

@@ -36,6 +36,9 @@ enum Behaviour {
     DieAfter(Duration),
     /// Reads every message and never answers.
     Silent,
+    /// Serves the first N connections; closes every later one at once, as a
+    /// server at its connection cap does.
+    Cap(usize),
 }
 
 /// Removes a socket file when dropped.
@@ -118,6 +121,11 @@ impl TestServer {
                 }
                 let Ok(stream) = stream else { continue };
                 accepted += 1;
+                if let Behaviour::Cap(n) = behaviour {
+                    if accepted > n {
+                        continue; // drops the stream: closed before any echo
+                    }
+                }
                 let stopping = Arc::clone(&stopping);
                 thread::spawn(move || serve(stream, behaviour, size, started, stopping));
                 if let Behaviour::AcceptOnly(n) = behaviour {
@@ -416,6 +424,63 @@ fn json_schema_has_the_documented_fields() {
     // open loop at a rate far below capacity: corrected ≈ raw, no timer artefacts
     let raw = report.latency_raw_us.unwrap();
     assert!(report.latency_us.p50 < raw.p50 + 200, "corrected {} vs raw {}", report.latency_us.p50, raw.p50);
+}
+
+/// A server that closes every connection at once: loadgen backs off (a
+/// pause doubling from 1 ms to 1 s per connection) instead of reconnecting
+/// as fast as it can, and says what happened — every connect succeeded.
+#[test]
+fn server_closing_every_connection_at_once_is_not_flooded_and_is_named() {
+    let server = TestServer::start(Behaviour::Cap(0), 64);
+    let o = opts(&server.addr, 4, 2000);
+    let started = Instant::now();
+    let err = loadgen::run(&o).unwrap_err();
+    let secs = started.elapsed().as_secs_f64();
+    let loadgen::LoadError::TurnedAway { closed, requested, .. } = err else { panic!("{err}") };
+    assert_eq!(requested, 4);
+    // Pauses 1, 2, 4, … 512 ms, then 1 s: about 11 closes per connection in
+    // the first 2 s, one per second after. Without the back-off a loopback
+    // client makes thousands per second.
+    let bound = 4.0 * (12.0 + secs);
+    assert!(closed >= 4 && (closed as f64) <= bound, "{closed} closes in {secs:.1} s (bound {bound:.0})");
+    let message = loadgen::LoadError::TurnedAway { endpoint: o.addr.parse().unwrap(), closed, requested }.to_string();
+    assert!(message.contains("closed every one before its first echo"), "{message}");
+}
+
+/// A server at its cap serves some connections and turns the rest away:
+/// the served ones keep their throughput, the others are counted and paced.
+#[test]
+fn server_at_its_cap_serves_the_first_and_turns_away_the_rest_at_a_bounded_rate() {
+    let server = TestServer::start(Behaviour::Cap(5), 64);
+    let o = opts(&server.addr, 10, 2000);
+    let report = loadgen::run(&o).unwrap();
+    let c = report.connections;
+    assert_eq!(c.established, 5, "{c:?}");
+    assert!(report.requests.ok > 0);
+    let closed = c.attempts.closed_before_echo;
+    assert!((5..=5 * 16).contains(&closed), "{closed} closes before a first echo: {c:?}");
+    assert!(has_warning(&report, "before their first echo (turned away"), "{:?}", report.warnings);
+}
+
+/// A zero window measures nothing and a zero timeout fails every message:
+/// both are refused, on the command line (exit 2) and in the library.
+#[test]
+fn zero_durations_are_refused() {
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    for flag in ["--duration", "--timeout", "--connect-timeout"] {
+        for zero in ["0s", "0", "0ms"] {
+            let out = std::process::Command::new(bin).args([flag, zero]).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{flag} {zero}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("must be longer than 0"), "{flag} {zero}: {stderr}");
+        }
+    }
+    let mut o = opts("127.0.0.1:9", 1, 0);
+    let err = loadgen::run(&o).unwrap_err();
+    assert_eq!(err.to_string(), "invalid options: --duration must be longer than 0");
+    o.duration = Duration::from_secs(1);
+    o.timeout = Duration::ZERO;
+    assert!(matches!(loadgen::run(&o), Err(loadgen::LoadError::Options(_))));
 }
 
 #[test]
