@@ -183,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     for cell in &failed {
         println!(
             "  FAILED {} (repeat {}): {}",
-            cell.spec.label(),
+            echo_bench::render::describe(&cell.spec),
             cell.spec.repeat + 1,
             cell.failure.as_deref().unwrap_or("?")
         );

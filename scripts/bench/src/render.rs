@@ -148,6 +148,24 @@ pub fn grouped(v: f64, digits: usize) -> String {
     out
 }
 
+/// A cell for a reader, numbers grouped by thousands: `throughput tokio
+/// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
+/// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
+/// offered`.
+pub fn describe(spec: &crate::matrix::CellSpec) -> String {
+    let head = format!("{} {} {}", spec.scenario.name(), spec.model, spec.transport);
+    let connections = fmt_count(f64::from(spec.connections));
+    let mut text = match (spec.scenario, spec.server_cpus) {
+        (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
+        (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.size),
+        _ => format!("{head}, {connections} connections, {} B", spec.size),
+    };
+    if let Some(rate) = spec.rate.filter(|_| spec.scenario == Scenario::Latency) {
+        let _ = write!(text, ", {} msg/s offered", fmt_count(rate));
+    }
+    text
+}
+
 /// `+1,125.3`, `-3.4`, `+0.0`.
 fn signed(v: f64, digits: usize) -> String {
     let text = grouped(v, digits);
@@ -602,7 +620,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let _ = writeln!(
                 md,
                 "- {} (repeat {}): {}",
-                cell.spec.label(),
+                describe(&cell.spec),
                 cell.spec.repeat + 1,
                 cell.failure.as_deref().unwrap_or("unknown")
             );
@@ -1042,6 +1060,20 @@ mod tests {
         assert_eq!(signed(-3.4, 1), "-3.4");
         assert_eq!(kib(342.6), "342.6\u{a0}KiB");
         assert_eq!(kib(1_440_000.0), "1,406.2\u{a0}MiB");
+    }
+
+    #[test]
+    fn a_cell_is_described_with_grouped_numbers() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let results = Results::load(&path).unwrap();
+        let of = |scenario: Scenario| results.cells.iter().find(|c| c.spec.scenario == scenario).unwrap().spec.clone();
+        let mut spec = of(Scenario::Throughput);
+        spec.connections = 1000;
+        assert_eq!(describe(&spec), "throughput thread tcp, 1,000 connections, 64 B");
+        let mut spec = of(Scenario::Capacity);
+        spec.connections = 10_000;
+        assert_eq!(describe(&spec), "capacity thread tcp, 10,000 idle connections");
+        assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 21,094 msg/s offered");
     }
 
     #[test]

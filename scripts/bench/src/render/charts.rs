@@ -380,6 +380,8 @@ fn draw_panels(area: &Area<'_>, panels: &[(String, Vec<Bar>)], rows: usize) -> R
                 chart.draw_series([Rectangle::new(rect, bar.colour.filled())]).map_err(err)?;
             }
             if let Some((min, max)) = bar.range {
+                // The axis starts at 0: a range below it (a PSS delta of −0.0) is drawn from 0.
+                let (min, max) = (min.max(0.0), max.max(0.0));
                 let style = BLACK.stroke_width(1);
                 chart.draw_series([PathElement::new(vec![(min, y), (max, y)], style)]).map_err(err)?;
                 for end in [min, max] {

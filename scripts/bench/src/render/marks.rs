@@ -177,7 +177,8 @@ fn repeats_with(cells: &[&Cell], kind: FlagKind) -> (usize, String) {
         if let Some(flag) = cell.flags.iter().find(|f| f.kind == kind) {
             n += 1;
             if example.is_empty() {
-                example = format!("`{}` (repeat {}: {})", cell.spec.label(), cell.spec.repeat + 1, flag.detail);
+                example =
+                    format!("`{}` (repeat {}: {})", super::describe(&cell.spec), cell.spec.repeat + 1, flag.detail);
             }
         }
     }
@@ -279,7 +280,7 @@ pub(crate) mod tests {
         let legend = notes.legend();
         assert_eq!(legend.trim_end().lines().count(), 1, "{legend}");
         assert!(legend.starts_with("- † client-bound (1 row(s)): "), "{legend}");
-        assert!(legend.contains("1 of 2 repeat(s) of `throughput tokio tcp c=100 s=64B`"), "{legend}");
+        assert!(legend.contains("1 of 2 repeat(s) of `throughput tokio tcp, 100 connections, 64 B`"), "{legend}");
         assert!(legend.contains(&format!("(repeat 2: {busy})")), "{legend}");
     }
 
