@@ -229,9 +229,9 @@ pub fn claims(results: &Results) -> Vec<Claim> {
         let held = capacity.iter().map(|c| c.spec.connections).min().unwrap_or(0);
         let all = entries(results, &cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib), &[Figure::Held]);
         let unserved = entries(results, &cells, |c| c.capacity.as_ref().map(|c| c.not_served as f64), &[]);
-        let starved: Vec<String> =
-            unserved.iter().filter(|e| e.stat.median > 0.0).map(|e| format!("`{}`", e.model)).collect();
-        let served = all.into_iter().filter(|e| !starved.contains(&format!("`{}`", e.model))).collect();
+        let starved: Vec<&str> = unserved.iter().filter(|e| e.stat.median > 0.0).map(|e| e.model.as_str()).collect();
+        let served = all.into_iter().filter(|e| !starved.contains(&e.model.as_str())).collect();
+        let starved: Vec<String> = starved.iter().map(|m| format!("`{m}`")).collect();
         claims.push(Claim {
             title: "Cheapest idle connection",
             conditions: format!(
