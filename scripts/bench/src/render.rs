@@ -1,6 +1,10 @@
 //! results.json → README.md (one table per scenario) and SVG charts.
 //! Pure functions of the results: `bench report` regenerates them at will,
 //! and the snapshot test pins the output.
+//!
+//! [`marks`] puts each cell's validity flags into the tables (a footnote
+//! mark, a legend, the count by kind), [`headline`] writes the README's
+//! opening "which model for what", [`charts`] draws.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -342,8 +346,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         "{} model(s) × {} scenario(s), {} repeat(s) per cell, interleaved across models; \
          closed- and open-loop cells measure {} s after a {} s warm-up ({}). Figures are the median over repeats, \
          with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; the other marks \
-         (†, ‡, §, ¶, ∅) are validity flags, explained under each table that shows one and counted by kind at \
-         the end. \
+         ({}) are validity flags, explained under each table that shows one and counted by kind at the end. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
         s.scenarios.len(),
@@ -359,6 +362,10 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             )
         },
         SPREAD_FLAG * 100.0,
+        {
+            let others = crate::validity::FlagKind::ALL.into_iter().map(marks::mark).filter(|m| *m != "⚠");
+            others.collect::<Vec<_>>().join(", ")
+        },
         s.server_cpus,
         s.client_cpus
     );
