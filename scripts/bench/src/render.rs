@@ -1070,6 +1070,33 @@ mod tests {
     }
 
     #[test]
+    fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hollow_circles = |svg: &str| {
+            let tags = svg.split("<circle").skip(1).map(|rest| rest.split('>').next().unwrap_or_default());
+            tags.filter(|tag| tag.contains("fill=\"none\"")).count()
+        };
+        draw_charts(&results, dir.path()).unwrap();
+        let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+        // The fixture: tokio client-bound at 100 connections, its capacity cells short.
+        assert_eq!(hollow_circles(&read("throughput-64B.svg")), 1);
+        assert!(read("throughput-64B.svg").contains("hollow point: a flagged figure"));
+        assert_eq!(hollow_circles(&read("cpu-per-message-64B.svg")), 0, "client-bound is about the rate");
+        let memory = read("memory-per-connection.svg");
+        assert!(memory.contains("5.0 KiB §") && memory.contains("14.9 KiB"), "values printed, marks too");
+        assert!(memory.contains("hollow bar: a flagged figure"));
+        // Without flags: every point filled, no note.
+        for cell in &mut results.cells {
+            cell.flags.clear();
+        }
+        draw_charts(&results, dir.path()).unwrap();
+        assert_eq!(hollow_circles(&read("throughput-64B.svg")), 0);
+        assert!(!read("memory-per-connection.svg").contains("hollow"));
+    }
+
+    #[test]
     fn a_cell_is_described_with_grouped_numbers() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
         let results = Results::load(&path).unwrap();

@@ -375,7 +375,10 @@ fn draw_panels(area: &Area<'_>, panels: &[(String, Vec<Bar>)], rows: usize) -> R
             let y = y_of(row);
             let rect = [(0.0, y - 0.32), (bar.value.max(0.0), y + 0.32)];
             if bar.hollow {
-                chart.draw_series([Rectangle::new(rect, bar.colour.stroke_width(2))]).map_err(err)?;
+                // An outline (a closed path: the SVG backend draws rectangles' strokes 1 px wide).
+                let [(x0, y0), (x1, y1)] = rect;
+                let outline = vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)];
+                chart.draw_series([PathElement::new(outline, bar.colour.stroke_width(2))]).map_err(err)?;
             } else {
                 chart.draw_series([Rectangle::new(rect, bar.colour.filled())]).map_err(err)?;
             }
