@@ -513,14 +513,26 @@ mod tests {
 
     #[test]
     fn every_link_leads_to_a_heading_of_the_readme() {
-        let results = fixture();
-        let readme = crate::render::markdown(&results, &[]);
-        let anchors: Vec<String> =
-            readme.lines().filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### "))).map(slug).collect();
-        let links: Vec<&str> = readme.split("](#").skip(1).filter_map(|rest| rest.split(')').next()).collect();
-        assert_eq!(links.len(), 4, "one link per claim: {links:?}");
-        for link in links {
-            assert!(anchors.iter().any(|a| a == link), "#{link} is no heading: {anchors:?}");
+        // The fixture as it is (TCP), and as if it had run over a Unix socket only.
+        let mut unix = fixture();
+        for cell in unix.cells.iter_mut().filter(|c| c.spec.scenario != Scenario::Transport) {
+            cell.spec.transport = Transport::Unix;
+        }
+        let rate = unix.settings.latency_rates.remove(&Transport::Tcp).unwrap();
+        unix.settings.latency_rates.insert(Transport::Unix, rate);
+        for (results, over) in [(fixture(), "(TCP loopback)"), (unix, "(Unix domain socket)")] {
+            let readme = crate::render::markdown(&results, &[]);
+            assert!(readme.contains(&format!("Generated from the tables below {over}")), "{readme}");
+            let anchors: Vec<String> = readme
+                .lines()
+                .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+                .map(slug)
+                .collect();
+            let links: Vec<&str> = readme.split("](#").skip(1).filter_map(|rest| rest.split(')').next()).collect();
+            assert_eq!(links.len(), 4, "one link per claim: {links:?}");
+            for link in links {
+                assert!(anchors.iter().any(|a| a == link), "#{link} is no heading: {anchors:?}");
+            }
         }
         assert_eq!(
             slug("Latency under a fixed load, open loop, TCP loopback (21,094 msg/s, 100 connections, 64 B)"),
