@@ -13,6 +13,7 @@ use echo_bench::models;
 use echo_bench::results::Results;
 use echo_bench::runner::{self, RunConfig};
 use echo_common::Transport;
+use loadgen::report::fmt_count;
 use nix::sched::{CpuSet, sched_getaffinity};
 use nix::unistd::Pid;
 
@@ -175,18 +176,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let failed: Vec<_> = outcome.results.cells.iter().filter(|c| !c.ok).collect();
     println!(
         "{} cells, {} failed; results in {}",
-        outcome.results.cells.len(),
-        failed.len(),
+        fmt_count(outcome.results.cells.len() as f64),
+        fmt_count(failed.len() as f64),
         outcome.dir.join("README.md").display()
     );
     for cell in &failed {
         println!(
             "  FAILED {} (repeat {}): {}",
-            cell.spec.label(),
+            echo_bench::render::describe(&cell.spec),
             cell.spec.repeat + 1,
             cell.failure.as_deref().unwrap_or("?")
         );
     }
+    // The console ends, as the README does, with the count of flags by kind.
+    println!("{}", echo_bench::render::marks::console_line(&outcome.results));
     Ok(failed.is_empty())
 }
 

@@ -1,6 +1,10 @@
 //! results.json → README.md (one table per scenario) and SVG charts.
 //! Pure functions of the results: `bench report` regenerates them at will,
 //! and the snapshot test pins the output.
+//!
+//! [`marks`] puts each cell's validity flags into the tables (a footnote
+//! mark, a legend, the count by kind), [`headline`] writes the README's
+//! opening "which model for what", [`charts`] draws.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,6 +18,13 @@ use plotters::prelude::*;
 
 use crate::matrix::{Scenario, TRANSPORT_CONNECTIONS};
 use crate::results::{Cell, Results};
+
+pub mod charts;
+pub mod headline;
+pub mod marks;
+
+use charts::{Bar, Frame, Line, Point, XAxis, YAxis};
+use marks::{Figure, Notes};
 
 /// Repeats whose min–max spread exceeds this share of the median are flagged.
 pub const SPREAD_FLAG: f64 = 0.20;
@@ -119,12 +130,62 @@ fn count(v: f64) -> String {
     fmt_count(v)
 }
 
+/// `1,154.8`: `digits` decimals, thousands separated as [`fmt_count`] does.
+pub fn grouped(v: f64, digits: usize) -> String {
+    let text = format!("{:.digits$}", v.abs());
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    let mut out = String::new();
+    // -0.00 prints as 0.00.
+    if v < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        out.push('-');
+    }
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    out
+}
+
+/// A cell for a reader, numbers grouped by thousands: `throughput tokio
+/// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
+/// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
+/// offered`.
+pub fn describe(spec: &crate::matrix::CellSpec) -> String {
+    let head = format!("{} {} {}", spec.scenario.name(), spec.model, spec.transport);
+    let connections = fmt_count(f64::from(spec.connections));
+    let mut text = match (spec.scenario, spec.server_cpus) {
+        (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
+        (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.size),
+        _ => format!("{head}, {connections} connections, {} B", spec.size),
+    };
+    if let Some(rate) = spec.rate.filter(|_| spec.scenario == Scenario::Latency) {
+        let _ = write!(text, ", {} msg/s offered", fmt_count(rate));
+    }
+    text
+}
+
+/// `+1,125.3`, `-3.4`, `+0.0`.
+fn signed(v: f64, digits: usize) -> String {
+    let text = grouped(v, digits);
+    if text.starts_with('-') { text } else { format!("+{text}") }
+}
+
 fn ratio(v: f64) -> String {
     format!("{v:.2}×")
 }
 
 fn kib(v: f64) -> String {
-    if v.abs() >= 1024.0 { format!("{:.1}\u{a0}MiB", v / 1024.0) } else { format!("{v:.1}\u{a0}KiB") }
+    if v.abs() >= 1024.0 {
+        format!("{}\u{a0}MiB", grouped(v / 1024.0, 1))
+    } else {
+        format!("{}\u{a0}KiB", grouped(v, 1))
+    }
 }
 
 /// A figure of the load generator's report, over a group's repeats.
@@ -142,7 +203,7 @@ fn latency(cells: &[&Cell], pick: fn(&LatencySummary) -> u64) -> String {
 }
 
 fn server_cpu(cells: &[&Cell], digits: usize) -> String {
-    show(stat(cells, |c| c.server_cpu_us_per_msg), |v| format!("{v:.digits$}"))
+    show(stat(cells, |c| c.server_cpu_us_per_msg), |v| grouped(v, digits))
 }
 
 fn errors(cells: &[&Cell]) -> String {
@@ -195,9 +256,11 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
 }
 
 /// One row per model of the figures a reader compares first, each from its
-/// scenario's table below (TCP): memory per idle connection at 1,000,
-/// msg/s and server CPU per message at 100 connections, 64 B, and new
-/// connections per second with their server CPU. Empty if the run has none.
+/// scenario's table below (TCP), led by what this machine measures of the
+/// server alone: server CPU per message at 100 connections, 64 B, then
+/// msg/s there, p99 at the latency scenario's common load, memory per idle
+/// connection at 1,000, and new connections per second with their server
+/// CPU. Validity marks as in the tables. Empty if the run has none.
 fn summary(results: &Results, groups: &Groups<'_>) -> String {
     let find = |scenario: Scenario, connections: Option<u32>, size: Option<u32>, model: usize| {
         groups.iter().find(|(k, _)| {
@@ -208,6 +271,9 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
                 && size.is_none_or(|s| k.size == s)
         })
     };
+    let common = headline::common_rate(results, Transport::Tcp);
+    let latency_cells = headline::latency_cells(results, Transport::Tcp);
+    let mut notes = Notes::default();
     let mut rows = String::new();
     for (i, model) in results.settings.models.iter().enumerate() {
         let load = find(Scenario::Throughput, Some(100), Some(crate::matrix::SMALL), i);
@@ -215,36 +281,53 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
         let held = u32::try_from(model.default_max_connections).map_or(1000, |cap| cap.min(1000));
         let idle = find(Scenario::Capacity, Some(held), None, i);
         let churn = find(Scenario::Churn, None, None, i);
-        if load.is_none() && idle.is_none() && churn.is_none() {
+        let at_common: Vec<&Cell> = latency_cells
+            .iter()
+            .copied()
+            .filter(|c| c.spec.model.name() == model.name)
+            .filter(|c| common.is_some_and(|(r, _)| headline::offered_rate(results, c) == Some(r)))
+            .collect();
+        if load.is_none() && idle.is_none() && churn.is_none() && at_common.is_empty() {
             continue;
         }
-        let memory = idle.map_or("–".into(), |(_, c)| {
-            show(stat(c, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)), kib)
-        });
-        let _ = writeln!(
-            rows,
-            "| {} | {} | {} | {} | {} | {} |",
-            model.name,
-            memory,
-            load.map_or("–".into(), |(_, c)| throughput(c)),
-            load.map_or("–".into(), |(_, c)| server_cpu(c, 2)),
-            churn.map_or("–".into(), |(_, c)| throughput(c)),
-            churn.map_or("–".into(), |(_, c)| server_cpu(c, 1)),
+        let mut cell = |group: Option<(&Key, &Vec<&Cell>)>, text: fn(&[&Cell]) -> String, shown: &[Figure]| {
+            group.map_or("–".into(), |(_, c)| notes.figure(text(c), c, shown))
+        };
+        let cpu = cell(load, |c| server_cpu(c, 2), &[Figure::Cpu]);
+        let rate = cell(load, throughput, &[Figure::Rate]);
+        let memory = cell(
+            idle,
+            |c| show(stat(c, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)), kib),
+            &[Figure::Held],
         );
+        let churn_cpu = cell(churn, |c| server_cpu(c, 1), &[Figure::Cpu]);
+        let accepts = cell(churn, throughput, &[Figure::Rate]);
+        let p99 = if at_common.is_empty() {
+            "–".into()
+        } else {
+            notes.figure(latency(&at_common, |l| l.p99), &at_common, &[Figure::Latency, Figure::Rate])
+        };
+        let _ = writeln!(rows, "| {} | {cpu} | {rate} | {p99} | {memory} | {churn_cpu} | {accepts} |", model.name);
     }
     if rows.is_empty() {
         return rows;
     }
+    let at = common.map_or("the latency scenario's load".into(), |(r, _)| format!("{} msg/s offered", fmt_count(r)));
     let mut md = String::from("## Summary by model (TCP loopback)\n\n");
-    md.push_str(
-        "From the tables below: server memory (PSS) per idle connection with 1,000 held, msg/s and server CPU \
-         per message at 100 connections with 64 B messages (closed loop), new connections per second and the \
-         server CPU each costs (churn).\n\n",
+    let _ = writeln!(
+        md,
+        "From the tables below, led by what this machine measures of the server alone: server CPU per message \
+         and msg/s at 100 connections with 64 B messages (closed loop), p99 latency at {at} (open loop), \
+         server memory (PSS) per idle connection with 1,000 held, the server CPU each new connection costs and \
+         new connections per second (churn).\n"
     );
-    md.push_str("| model | PSS per idle connection | msg/s, 100 connections | server CPU µs/msg | new connections/s | server CPU µs/connection |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    md.push_str(
+        "| model | server CPU µs/msg | msg/s, 100 connections | p99 at a fixed load | PSS per idle connection | server CPU µs/connection | new connections/s |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
     md.push_str(&rows);
     md.push('\n');
+    md.push_str(&notes.legend());
     md
 }
 
@@ -262,7 +345,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         md,
         "{} model(s) × {} scenario(s), {} repeat(s) per cell, interleaved across models; \
          closed- and open-loop cells measure {} s after a {} s warm-up ({}). Figures are the median over repeats, \
-         with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median. \
+         with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; the other marks \
+         ({}) are validity flags, explained under each table that shows one and counted by kind at the end. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
         s.scenarios.len(),
@@ -278,11 +362,17 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             )
         },
         SPREAD_FLAG * 100.0,
+        {
+            let others = crate::validity::FlagKind::ALL.into_iter().map(marks::mark).filter(|m| *m != "⚠");
+            others.collect::<Vec<_>>().join(", ")
+        },
         s.server_cpus,
         s.client_cpus
     );
 
     let name = |i: usize| s.models.get(i).map_or("?", |m: &ModelInfo| m.name.as_ref());
+    // The "which model for what" summary goes here once the tables it links to are written.
+    let opening = md.len();
     md.push_str(&summary(results, &groups));
     let transports = scenario_transports(&groups);
     for &transport in &transports {
@@ -300,25 +390,27 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let sizes: std::collections::BTreeSet<u32> = cells_of(Scenario::Throughput).map(|(k, _)| k.size).collect();
             for size in sizes {
                 let _ = writeln!(md, "### {size} B messages\n");
-                md.push_str("| connections | model | msg/s | p50 | p99 | p99.9 | server CPU µs/msg | server PSS peak | errors | starved |\n");
+                md.push_str("| connections | model | msg/s | server CPU µs/msg | p50 | p99 | p99.9 | server PSS peak | errors | starved |\n");
                 md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                let mut notes = Notes::default();
                 for (k, cells) in cells_of(Scenario::Throughput).filter(|(k, _)| k.size == size) {
                     let _ = writeln!(
                         md,
                         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        k.connections,
+                        count(f64::from(k.connections)),
                         name(k.model),
-                        throughput(cells),
+                        notes.figure(throughput(cells), cells, &[Figure::Rate]),
+                        notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
                         latency(cells, |l| l.p50),
-                        latency(cells, |l| l.p99),
+                        notes.figure(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
                         latency(cells, |l| l.p99_9),
-                        server_cpu(cells, 2),
                         show(stat(cells, |c| c.server.map(|s| s.pss_peak_kib as f64)), kib),
                         errors(cells),
                         show(load_stat(cells, |r| r.per_connection.starved as f64), count),
                     );
                 }
                 md.push('\n');
+                md.push_str(&notes.legend());
             }
         }
 
@@ -335,25 +427,27 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             );
             md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            let mut notes = Notes::default();
             for (k, cells) in cells_of(Scenario::Latency) {
                 let raw_p99 = stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64));
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     name(k.model),
-                    throughput(cells),
+                    notes.figure(throughput(cells), cells, &[Figure::Rate]),
                     latency(cells, |l| l.p50),
                     latency(cells, |l| l.p90),
-                    latency(cells, |l| l.p99),
+                    notes.figure(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
                     latency(cells, |l| l.p99_9),
                     latency(cells, |l| l.p99_99),
                     latency(cells, |l| l.max),
                     show(raw_p99, us),
-                    server_cpu(cells, 2),
+                    notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
                     errors(cells),
                 );
             }
             md.push('\n');
+            md.push_str(&notes.legend());
         }
 
         if cells_of(Scenario::Churn).next().is_some() {
@@ -372,20 +466,22 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 let _ = writeln!(
                     md,
                     "As in Stevens' table of server designs (UNP, chapter 30), `{zero}` is the zero: serving one \
-                     connection at a time, it costs {us_per_conn:.1} µs of server CPU per connection; `above {zero}` \
-                     is what each other design spends on top of that for its concurrency.\n"
+                     connection at a time, it costs {} µs of server CPU per connection; `above {zero}` \
+                     is what each other design spends on top of that for its concurrency.\n",
+                    grouped(*us_per_conn, 1)
                 );
             }
             let above = baseline.as_ref().map(|(zero, _)| format!(" above {zero} |")).unwrap_or_default();
             let _ = writeln!(
                 md,
-                "| model | connections/s | connect p50 | connect p99 | echo p50 | echo p99 | server CPU µs/connection |{above} peak processes | errors |"
+                "| model | connections/s | server CPU µs/connection |{above} connect p50 | connect p99 | echo p50 | echo p99 | peak processes | errors |"
             );
             let _ = writeln!(
                 md,
-                "|---|---:|---:|---:|---:|---:|---:|{}---:|---:|",
+                "|---|---:|---:|{}---:|---:|---:|---:|---:|---:|",
                 if baseline.is_some() { "---:|" } else { "" }
             );
+            let mut notes = Notes::default();
             for (k, cells) in cells_of(Scenario::Churn) {
                 let connect = |f: fn(&LatencySummary) -> u64| {
                     stat(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
@@ -393,25 +489,26 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 let over_zero = match &baseline {
                     Some((_, zero)) => {
                         let above = stat(cells, |c| c.server_cpu_us_per_msg).map(|own| own.median - zero);
-                        format!(" {} |", above.map_or("–".into(), |v| format!("{v:+.1}")))
+                        format!(" {} |", above.map_or("–".into(), |v| signed(v, 1)))
                     }
                     None => String::new(),
                 };
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} |{over_zero} {} | {} |",
+                    "| {} | {} | {} |{over_zero} {} | {} | {} | {} | {} | {} |",
                     name(k.model),
-                    throughput(cells),
+                    notes.figure(throughput(cells), cells, &[Figure::Rate]),
+                    notes.figure(server_cpu(cells, 1), cells, &[Figure::Cpu]),
                     show(connect(|l| l.p50), us),
                     show(connect(|l| l.p99), us),
                     latency(cells, |l| l.p50),
-                    latency(cells, |l| l.p99),
-                    server_cpu(cells, 1),
+                    notes.figure(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
                     show(stat(cells, |c| c.server.map(|s| s.processes_peak as f64)), count),
                     errors(cells),
                 );
             }
             md.push('\n');
+            md.push_str(&notes.legend());
         }
 
         if cells_of(Scenario::Capacity).next().is_some() {
@@ -433,15 +530,16 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             );
             md.push_str("| model | connections | established | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            let mut notes = Notes::default();
             for (k, cells) in cells_of(Scenario::Capacity) {
                 let cap = |f: fn(&crate::capacity::Capacity) -> f64| stat(cells, move |c| c.capacity.as_ref().map(f));
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     name(k.model),
-                    k.connections,
+                    count(f64::from(k.connections)),
                     show(cap(|c| c.established as f64), count),
-                    show(cap(|c| c.pss_per_connection_kib), kib),
+                    notes.figure(show(cap(|c| c.pss_per_connection_kib), kib), cells, &[Figure::Held]),
                     show(cap(|c| c.rss_per_connection_kib), kib),
                     show(cap(|c| c.pss_held_kib as f64), kib),
                     show(cap(|c| c.threads as f64), count),
@@ -450,6 +548,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 );
             }
             md.push('\n');
+            md.push_str(&notes.legend());
         }
 
         if cells_of(Scenario::Scaling).next().is_some() {
@@ -464,20 +563,22 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             md.push_str("| server CPUs | model | connections | msg/s | server CPU µs/msg | p99 | errors |\n");
             md.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
             // Groups are ordered by connections, which grow with server CPUs.
+            let mut notes = Notes::default();
             for (k, cells) in cells_of(Scenario::Scaling) {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} |",
                     cells[0].spec.server_cpus.unwrap_or(0),
                     name(k.model),
-                    k.connections,
-                    throughput(cells),
-                    server_cpu(cells, 2),
-                    latency(cells, |l| l.p99),
+                    count(f64::from(k.connections)),
+                    notes.figure(throughput(cells), cells, &[Figure::Rate]),
+                    notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
+                    notes.figure(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
                     errors(cells),
                 );
             }
             md.push('\n');
+            md.push_str(&notes.legend());
         }
     }
 
@@ -491,23 +592,25 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         );
         md.push_str("| connections | model | tcp msg/s | unix msg/s | unix/tcp msg/s | tcp CPU µs/msg | unix CPU µs/msg | unix/tcp CPU/msg |\n");
         md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        let mut notes = Notes::default();
         for pair in &pairs {
             let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
             let cpu = |c: &Cell| c.server_cpu_us_per_msg;
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                pair.connections,
+                count(f64::from(pair.connections)),
                 pair.model,
-                show(stat(&pair.tcp, rate), count),
-                show(stat(&pair.unix, rate), count),
+                notes.figure(show(stat(&pair.tcp, rate), count), &pair.tcp, &[Figure::Rate]),
+                notes.figure(show(stat(&pair.unix, rate), count), &pair.unix, &[Figure::Rate]),
                 show(pair.ratio(rate), ratio),
-                show(stat(&pair.tcp, cpu), |v| format!("{v:.2}")),
-                show(stat(&pair.unix, cpu), |v| format!("{v:.2}")),
+                notes.figure(show(stat(&pair.tcp, cpu), |v| grouped(v, 2)), &pair.tcp, &[Figure::Cpu]),
+                notes.figure(show(stat(&pair.unix, cpu), |v| grouped(v, 2)), &pair.unix, &[Figure::Cpu]),
                 show(pair.ratio(cpu), ratio),
             );
         }
         md.push('\n');
+        md.push_str(&notes.legend());
     }
 
     if !charts.is_empty() {
@@ -524,7 +627,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let _ = writeln!(
                 md,
                 "- {} (repeat {}): {}",
-                cell.spec.label(),
+                describe(&cell.spec),
                 cell.spec.repeat + 1,
                 cell.failure.as_deref().unwrap_or("unknown")
             );
@@ -542,35 +645,59 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     let _ = writeln!(md, "- commit {}", env.git_commit.as_deref().unwrap_or("unknown"));
     let _ = writeln!(md, "- started {}\n", env.started_at);
     md.push_str("Reproduce (from the repository root, at that commit):\n\n");
-    let _ = writeln!(md, "```sh\n{}\n```", env.command);
+    let _ = writeln!(md, "```sh\n{}\n```\n", env.command);
+    md.push_str(&marks::section(results));
+    let opening_summary = headline::section(results, &md[opening..]);
+    md.insert_str(opening, &opening_summary);
     md
 }
 
-/// A line of a chart: its name, its colour, its points.
-type Series = (String, RGBColor, Vec<(f64, f64)>);
-
-/// One line per model of median msg/s against `x`, over the groups `keep` selects.
-fn rate_series(
+/// One line per model of the median of `figure` against `x`, over the
+/// groups `keep` selects, with the min–max range over repeats; a point is
+/// hollow when its cells carry a flag that puts `shown` in doubt.
+fn figure_lines(
     models: &[ModelInfo],
     groups: &Groups<'_>,
     keep: impl Fn(&Key) -> bool,
     x: impl Fn(&Key, &[&Cell]) -> Option<f64>,
-) -> Vec<Series> {
-    let mut series = Vec::new();
+    figure: impl Fn(&Cell) -> Option<f64>,
+    shown: Figure,
+) -> Vec<Line> {
+    let mut lines = Vec::new();
     for (i, model) in models.iter().enumerate() {
-        let points: Vec<(f64, f64)> = groups
+        let points: Vec<Point> = groups
             .iter()
             .filter(|(k, _)| k.model == i && keep(k))
             .filter_map(|(k, cells)| {
-                let s = stat(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
-                Some((x(k, cells)?, s.median))
+                let s = stat(cells, &figure)?;
+                let range = (s.n > 1).then_some((s.min, s.max));
+                Some(Point { x: x(k, cells)?, y: s.median, range, hollow: marks::doubtful(cells, shown) })
             })
             .collect();
         if !points.is_empty() {
-            series.push((model.name.to_string(), colour(model), points));
+            lines.push(Line {
+                name: model.name.to_string(),
+                colour: colour(model),
+                points,
+                dashed: false,
+                markers: true,
+            });
         }
     }
-    series
+    lines
+}
+
+/// How a chart of medians over repeats reads, for its subtitle.
+fn repeats_words(results: &Results) -> String {
+    match results.settings.repeat {
+        1 => "one run per point".into(),
+        n => format!("median of {n} repeats, bars: min–max"),
+    }
+}
+
+/// The legend's note on hollow points, when a chart has any.
+fn hollow_notes(any: bool, what: &str) -> Vec<String> {
+    if any { vec![format!("hollow {what}: a flagged figure"), "(marks under its table)".into()] } else { Vec::new() }
 }
 
 fn colour(info: &ModelInfo) -> RGBColor {
@@ -578,9 +705,15 @@ fn colour(info: &ModelInfo) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// `µs` with two decimals at most and no trailing zeros: an axis label.
+fn axis_decimal(v: f64) -> String {
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Draws every chart the results allow; returns (title, file name) pairs.
 pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, String)>> {
-    let mut charts = Vec::new();
+    let mut out = Vec::new();
     let groups = groups(results);
     let models = &results.settings.models;
     let plot_err = |e: String| io::Error::other(format!("cannot draw chart: {e}"));
@@ -588,115 +721,153 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
     // File names and titles say the transport only when the run has several.
     let suffix = |t: Transport| if transports.len() > 1 { format!("-{t}") } else { String::new() };
     let over = |t: Transport| if transports.len() > 1 { format!(", {}", transport_words(t)) } else { String::new() };
+    let repeats = repeats_words(results);
 
     for &transport in &transports {
-        // Throughput vs connections, one chart per size.
+        // Throughput and server CPU per message vs connections, one pair per size.
         let sizes: std::collections::BTreeSet<u32> = groups
             .keys()
             .filter(|k| k.scenario == Scenario::Throughput && k.transport == transport)
             .map(|k| k.size)
             .collect();
         for size in sizes {
-            let series = rate_series(
-                models,
-                &groups,
-                |k| k.scenario == Scenario::Throughput && k.transport == transport && k.size == size,
-                |k, _| Some(f64::from(k.connections)),
-            );
-            if series.is_empty() {
+            let keep = |k: &Key| k.scenario == Scenario::Throughput && k.transport == transport && k.size == size;
+            let connections = |k: &Key, _: &[&Cell]| Some(f64::from(k.connections));
+            let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
+            let lines = figure_lines(models, &groups, keep, connections, rate, Figure::Rate);
+            if lines.is_empty() {
                 continue;
             }
             let file = format!("throughput-{size}B{}.svg", suffix(transport));
-            line_chart(
-                &dir.join(&file),
-                &format!("Throughput vs connections, {size} B messages (closed loop){}", over(transport)),
-                "connections",
-                "messages / s",
-                &series,
-                false,
-            )
-            .map_err(plot_err)?;
-            charts.push((format!("Throughput vs connections, {size} B{}", over(transport)), file));
+            let frame = Frame {
+                title: format!("Throughput vs connections, {size} B messages (closed loop){}", over(transport)),
+                subtitle: repeats.clone(),
+                x_desc: "connections".into(),
+                y_desc: "messages / s".into(),
+                notes: hollow_notes(lines.iter().any(|l| l.points.iter().any(|p| p.hollow)), "point"),
+            };
+            charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(fmt_count))
+                .map_err(plot_err)?;
+            out.push((format!("Throughput vs connections, {size} B{}", over(transport)), file));
+
+            let lines = figure_lines(models, &groups, keep, connections, |c| c.server_cpu_us_per_msg, Figure::Cpu);
+            if !lines.is_empty() {
+                let file = format!("cpu-per-message-{size}B{}.svg", suffix(transport));
+                let frame = Frame {
+                    title: format!("Server CPU per message vs connections, {size} B (closed loop){}", over(transport)),
+                    subtitle: format!("{repeats}; user + system time of the server's process tree"),
+                    x_desc: "connections".into(),
+                    y_desc: "server CPU µs per message".into(),
+                    notes: hollow_notes(lines.iter().any(|l| l.points.iter().any(|p| p.hollow)), "point"),
+                };
+                charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(axis_decimal))
+                    .map_err(plot_err)?;
+                out.push((format!("Server CPU per message vs connections, {size} B{}", over(transport)), file));
+            }
         }
 
-        // Latency percentile spectrum of the open-loop scenario, all repeats merged.
-        let mut spectrum: Vec<Series> = Vec::new();
-        for (i, model) in models.iter().enumerate() {
-            let mut merged: Option<Histogram<u64>> = None;
-            let latency_cells = groups
-                .iter()
-                .filter(|(k, _)| k.scenario == Scenario::Latency && k.transport == transport && k.model == i);
-            for (_, cells) in latency_cells {
-                for cell in cells {
-                    let Some(hist) = cell.loadgen.as_ref().and_then(|r| decode(&r.histogram).ok()) else { continue };
-                    match merged.as_mut() {
-                        Some(m) => {
-                            let _ = m.add(&hist);
-                        }
-                        None => merged = Some(hist),
-                    }
-                }
-            }
-            let Some(hist) = merged.filter(|h| !h.is_empty()) else { continue };
-            // x: "nines" — 1 at 90 %, 2 at 99 %, 3 at 99.9 %, 4 at 99.99 %.
-            let points = (0..=60)
-                .map(|step| {
-                    let nines = 1.0 + f64::from(step) * 0.05;
-                    let quantile = 1.0 - 10f64.powf(-nines);
-                    (nines, hist.value_at_quantile(quantile).max(1) as f64)
-                })
-                .collect();
-            spectrum.push((model.name.to_string(), colour(model), points));
-        }
-        if !spectrum.is_empty() {
-            let file = format!("latency-spectrum{}.svg", suffix(transport));
-            line_chart(
-                &dir.join(&file),
-                &format!("Latency by percentile, open loop (CO-corrected){}", over(transport)),
-                "percentile (90 % … 99.99 %)",
-                "latency",
-                &spectrum,
-                true,
-            )
-            .map_err(plot_err)?;
-            charts.push((format!("Latency percentile spectrum, open loop{}", over(transport)), file));
+        // Latency percentile spectrum of the open-loop scenario at its common load.
+        if let Some((title, file)) = spectrum(results, transport, dir, &suffix(transport), &over(transport))? {
+            out.push((title, file));
         }
 
         // Scaling: msg/s against server CPUs.
-        let scaling = rate_series(
+        let scaling = figure_lines(
             models,
             &groups,
             |k| k.scenario == Scenario::Scaling && k.transport == transport,
             |_, cells| cells[0].spec.server_cpus.map(f64::from),
+            |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec),
+            Figure::Rate,
         );
         if !scaling.is_empty() {
             let file = format!("scaling{}.svg", suffix(transport));
-            line_chart(
-                &dir.join(&file),
-                &format!("Throughput vs server CPUs, 100 connections per CPU, 64 B{}", over(transport)),
-                "server CPUs",
-                "messages / s",
-                &scaling,
-                false,
-            )
-            .map_err(plot_err)?;
-            charts.push((format!("Scaling with server CPUs{}", over(transport)), file));
+            let frame = Frame {
+                title: format!("Throughput vs server CPUs, 100 connections per CPU, 64 B{}", over(transport)),
+                subtitle: repeats.clone(),
+                x_desc: "server CPUs".into(),
+                y_desc: "messages / s".into(),
+                notes: hollow_notes(scaling.iter().any(|l| l.points.iter().any(|p| p.hollow)), "point"),
+            };
+            charts::lines(&dir.join(&file), &frame, &scaling, XAxis::LogAtPoints, YAxis::Linear(fmt_count))
+                .map_err(plot_err)?;
+            out.push((format!("Scaling with server CPUs{}", over(transport)), file));
         }
 
-        // Memory per idle connection.
-        let mut bars: Vec<(usize, u32, f64)> = Vec::new();
-        for (k, cells) in &groups {
-            if k.scenario == Scenario::Capacity && k.transport == transport {
-                if let Some(s) = stat(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)) {
-                    bars.push((k.model, k.connections, s.median));
-                }
+        // Memory per idle connection: a row per model and count held, linear.
+        let mut bars = Vec::new();
+        for (i, model) in models.iter().enumerate() {
+            for (k, cells) in groups
+                .iter()
+                .filter(|(k, _)| k.scenario == Scenario::Capacity && k.transport == transport && k.model == i)
+            {
+                let Some(s) = stat(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)) else {
+                    continue;
+                };
+                let mut notes = Notes::default();
+                bars.push(Bar {
+                    label: format!("{}, {}", model.name, fmt_count(f64::from(k.connections))),
+                    colour: colour(model),
+                    value: s.median,
+                    range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
+                    hollow: marks::doubtful(cells, Figure::Held),
+                    text: notes.figure(kib(s.median).replace('\u{a0}', " "), cells, &[Figure::Held]),
+                });
             }
         }
         if !bars.is_empty() {
             let file = format!("memory-per-connection{}.svg", suffix(transport));
-            let names: Vec<String> = models.iter().map(|m| m.name.to_string()).collect();
-            bar_chart(&dir.join(&file), &names, &bars).map_err(plot_err)?;
-            charts.push((format!("Server memory per idle connection (PSS){}", over(transport)), file));
+            let frame = Frame {
+                title: format!("Server memory (PSS) per idle connection{}", over(transport)),
+                subtitle: format!(
+                    "a row per model and idle connections held; linear scale; {}",
+                    repeats.replace("bars", "whiskers")
+                ),
+                notes: hollow_notes(bars.iter().any(|b| b.hollow), "bar"),
+                ..Frame::default()
+            };
+            charts::bars(&dir.join(&file), &frame, &[("KiB per connection (PSS)".into(), bars)]).map_err(plot_err)?;
+            out.push((format!("Server memory per idle connection (PSS){}", over(transport)), file));
+        }
+
+        // Churn: connections per second and server CPU per connection.
+        let mut accepts = Vec::new();
+        let mut cpu = Vec::new();
+        let mut clients = None;
+        for (i, model) in models.iter().enumerate() {
+            let churn = |k: &&Key| k.scenario == Scenario::Churn && k.transport == transport && k.model == i;
+            for (k, cells) in groups.iter().filter(|(k, _)| churn(k)) {
+                clients = Some(k.connections);
+                let mut notes = Notes::default();
+                let mut bar = |figure: &dyn Fn(&Cell) -> Option<f64>, shown: Figure, text: fn(f64) -> String| {
+                    let s = stat(cells, figure)?;
+                    Some(Bar {
+                        label: model.name.to_string(),
+                        colour: colour(model),
+                        value: s.median,
+                        range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
+                        hollow: marks::doubtful(cells, shown),
+                        text: notes.figure(text(s.median), cells, &[shown]),
+                    })
+                };
+                let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
+                accepts.extend(bar(&rate, Figure::Rate, fmt_count));
+                cpu.extend(bar(&|c: &Cell| c.server_cpu_us_per_msg, Figure::Cpu, |v| grouped(v, 1)));
+            }
+        }
+        if !accepts.is_empty() {
+            let file = format!("churn{}.svg", suffix(transport));
+            let clients = clients.map_or(String::new(), |n| format!(", {} clients", fmt_count(f64::from(n))));
+            let frame = Frame {
+                title: format!("Churn: a new connection per message{clients}{}", over(transport)),
+                subtitle: repeats.replace("bars", "whiskers"),
+                notes: hollow_notes(accepts.iter().chain(&cpu).any(|b| b.hollow), "bar"),
+                ..Frame::default()
+            };
+            let panels =
+                [("new connections / s".to_owned(), accepts), ("server CPU µs per connection".to_owned(), cpu)];
+            charts::bars(&dir.join(&file), &frame, &panels).map_err(plot_err)?;
+            out.push((format!("Churn: connections per second and server CPU per connection{}", over(transport)), file));
         }
     }
 
@@ -713,152 +884,93 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
     if !ratios.is_empty() {
         let file = "transport-ratio.svg".to_owned();
         ratio_chart(&dir.join(&file), &ratios).map_err(plot_err)?;
-        charts.push(("Unix socket ÷ TCP loopback, msg/s".into(), file));
+        out.push(("Unix socket ÷ TCP loopback, msg/s".into(), file));
     }
-    Ok(charts)
+    Ok(out)
 }
 
-/// Colours of the bars of one connection count (the models' own colours
-/// mark the lines).
-const COLORS: [RGBColor; 6] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-];
-
-/// One line per series. Throughput: log x, linear y. Spectrum: "nines" x, log y.
-fn line_chart(
-    path: &Path,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[Series],
-    spectrum: bool,
-) -> Result<(), String> {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let xs = series.iter().flat_map(|(_, _, p)| p.iter().map(|q| q.0));
-    let ys = series.iter().flat_map(|(_, _, p)| p.iter().map(|q| q.1));
-    let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-    let y_max = ys.clone().fold(1.0f64, f64::max);
-    let y_min = ys.fold(f64::INFINITY, f64::min).max(1.0);
-    let mut builder = ChartBuilder::on(&root);
-    builder.caption(title, ("sans-serif", 20)).margin(12).margin_right(40).x_label_area_size(40).y_label_area_size(80);
-    if spectrum {
-        let mut chart = builder
-            .build_cartesian_2d(1.0..4.0f64, (y_min * 0.8..y_max * 1.25).log_scale())
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_labels(4)
-            .x_label_formatter(&|x| format!("{:.2} %", 100.0 * (1.0 - 10f64.powf(-x))))
-            .y_label_formatter(&|y| loadgen::report::fmt_us(*y))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        draw_series(&mut chart, series)?;
-    } else {
-        let mut chart = builder
-            .build_cartesian_2d((x_min.max(1.0) * 0.8..x_max.max(2.0) * 1.25).log_scale(), 0.0..y_max * 1.1)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| fmt_count(*y))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        draw_series(&mut chart, series)?;
-    }
-    root.present().map_err(|e| e.to_string())
-}
-
-/// One line with points per series, and the legend naming them.
-fn draw_series<'a, 'b: 'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-    series: &[Series],
-) -> Result<(), String>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    for (name, color, points) in series {
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())
-}
-
-/// Grouped bars: per model (by index into `models`), one bar per connection count; log y (KiB).
-fn bar_chart(path: &Path, models: &[String], bars: &[(usize, u32, f64)]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let counts: Vec<u32> = bars.iter().map(|b| b.1).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let y_max = bars.iter().map(|b| b.2).fold(1.0f64, f64::max);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Server memory (PSS) per idle connection", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..models.len() as f64 - 0.5, (0.1..y_max * 2.0).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(models.len())
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 {
-                models.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
+/// The latency percentile spectrum over `transport` at the common load
+/// (the highest offered rate every model sustained, or the lowest step):
+/// each model's repeats at that rate merged into one histogram; a model
+/// whose cells there are flagged is drawn dashed. None when no latency cell
+/// has a histogram.
+fn spectrum(
+    results: &Results,
+    transport: Transport,
+    dir: &Path,
+    suffix: &str,
+    over: &str,
+) -> io::Result<Option<(String, String)>> {
+    let Some((rate, all_sustained)) = headline::common_rate(results, transport) else { return Ok(None) };
+    let cells: Vec<&Cell> = headline::latency_cells(results, transport)
+        .into_iter()
+        .filter(|c| headline::offered_rate(results, c).is_some_and(|r| r.to_bits() == rate.to_bits()))
+        .collect();
+    let mut lines = Vec::new();
+    let mut merged_counts = Vec::new();
+    for model in &results.settings.models {
+        let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.model.name() == model.name).collect();
+        let mut merged: Option<Histogram<u64>> = None;
+        let mut n = 0;
+        for cell in &own {
+            let Some(hist) = cell.loadgen.as_ref().and_then(|r| decode(&r.histogram).ok()) else { continue };
+            n += 1;
+            match merged.as_mut() {
+                Some(m) => {
+                    let _ = m.add(&hist);
+                }
+                None => merged = Some(hist),
             }
-        })
-        .y_desc("KiB per connection")
-        .y_label_formatter(&|y| format!("{y}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let width = 0.8 / counts.len().max(1) as f64;
-    for (j, n) in counts.iter().enumerate() {
-        let color = COLORS[j % COLORS.len()];
-        let rects: Vec<Rectangle<(f64, f64)>> = bars
-            .iter()
-            .filter(|b| b.1 == *n)
-            .map(|b| {
-                let x0 = b.0 as f64 - 0.4 + j as f64 * width;
-                Rectangle::new([(x0, 0.1), (x0 + width * 0.9, b.2.max(0.1))], color.filled())
+        }
+        let Some(hist) = merged.filter(|h| !h.is_empty()) else { continue };
+        merged_counts.push(n);
+        // x: "nines" — 1 at 90 %, 2 at 99 %, 3 at 99.9 %, 4 at 99.99 %.
+        let points = (0..=60)
+            .map(|step| {
+                let nines = 1.0 + f64::from(step) * 0.05;
+                let quantile = 1.0 - 10f64.powf(-nines);
+                let y = hist.value_at_quantile(quantile).max(1) as f64;
+                Point { x: nines, y, range: None, hollow: false }
             })
             .collect();
-        chart
-            .draw_series(rects)
-            .map_err(|e| e.to_string())?
-            .label(format!("{} connections", fmt_count(f64::from(*n))))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        let dashed = marks::doubtful(&own, Figure::Latency) || marks::doubtful(&own, Figure::Rate);
+        let mut notes = Notes::default();
+        let name = notes.figure(model.name.to_string(), &own, &[Figure::Latency, Figure::Rate]);
+        lines.push(Line { name, colour: colour(model), points, dashed, markers: false });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let (fewest, most) =
+        (merged_counts.iter().min().copied().unwrap_or(0), merged_counts.iter().max().copied().unwrap_or(0));
+    let merged = match (fewest, most) {
+        (1, 1) => "one run per model".to_owned(),
+        (a, b) if a == b => format!("each curve: a model's {a} repeats merged"),
+        (a, b) => format!("each curve: a model's {a}–{b} repeats merged"),
+    };
+    let which = if all_sustained {
+        "the highest offered rate every model sustained"
+    } else {
+        "the lowest offered rate: not every model sustained it"
+    };
+    let shape = cells.first().map_or(String::new(), |c| {
+        format!("{} connections, {} B; ", fmt_count(f64::from(c.spec.connections)), c.spec.size)
+    });
+    let file = format!("latency-spectrum{suffix}.svg");
+    let frame = Frame {
+        title: format!("Latency by percentile at {} msg/s offered (open loop, CO-corrected){over}", fmt_count(rate)),
+        subtitle: format!("{shape}{merged}; {which}"),
+        x_desc: "percentile".into(),
+        y_desc: "latency (log scale)".into(),
+        notes: if lines.iter().any(|l| l.dashed) {
+            vec!["dashed: a flagged model".into(), "at this rate (marks under".into(), "the latency table)".into()]
+        } else {
+            Vec::new()
+        },
+    };
+    charts::lines(&dir.join(&file), &frame, &lines, XAxis::Nines, YAxis::LogMicros)
+        .map_err(|e| io::Error::other(format!("cannot draw chart: {e}")))?;
+    Ok(Some((format!("Latency percentile spectrum at {} msg/s, open loop{over}", fmt_count(rate)), file)))
 }
 
 /// unix ÷ tcp msg/s: per model, one bar per connection count, the min–max
@@ -874,8 +986,19 @@ fn ratio_chart(path: &Path, ratios: &[(String, RGBColor, u32, Stat)]) -> Result<
     }
     let counts: Vec<u32> = ratios.iter().map(|r| r.2).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let y_max = ratios.iter().map(|r| r.3.max).fold(1.0f64, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)", ("sans-serif", 20))
+    let area = root
+        .titled("Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)", ("sans-serif", 20))
+        .map_err(|e| e.to_string())?;
+    let counts_words: Vec<String> = counts.iter().map(|n| fmt_count(f64::from(*n))).collect();
+    let subtitle = format!(
+        "per model, a bar per connection count ({}, lighter to darker, the count above it); whiskers: min–max of the \
+         per-repeat ratios",
+        counts_words.join(", ")
+    );
+    let area = area
+        .titled(&subtitle, TextStyle::from(("sans-serif", 13).into_font()).color(&RGBColor(90, 90, 90)))
+        .map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -917,9 +1040,97 @@ fn ratio_chart(path: &Path, ratios: &[(String, RGBColor, u32, Stat)]) -> Result<
                 .draw_series(LineSeries::new([(mid, stat.min), (mid, stat.max)], BLACK.stroke_width(1)))
                 .map_err(|e| e.to_string())?;
             chart
-                .draw_series([Text::new(format!("{}", n), (x0, stat.median + y_max * 0.02), ("sans-serif", 11))])
+                .draw_series([Text::new(
+                    fmt_count(f64::from(*n)),
+                    (x0, stat.median + y_max * 0.02),
+                    ("sans-serif", 11),
+                )])
                 .map_err(|e| e.to_string())?;
         }
     }
     root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(1154.84, 1), "1,154.8");
+        assert_eq!(grouped(999.96, 1), "1,000.0");
+        assert_eq!(grouped(12.0, 2), "12.00");
+        assert_eq!(grouped(-3.44, 1), "-3.4");
+        assert_eq!(grouped(-0.01, 1), "0.0", "no negative zero");
+        assert_eq!(grouped(1_234_567.0, 0), "1,234,567");
+        assert_eq!(signed(1125.3, 1), "+1,125.3");
+        assert_eq!(signed(-3.4, 1), "-3.4");
+        assert_eq!(kib(342.6), "342.6\u{a0}KiB");
+        assert_eq!(kib(1_440_000.0), "1,406.2\u{a0}MiB");
+    }
+
+    #[test]
+    fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hollow_circles = |svg: &str| {
+            let tags = svg.split("<circle").skip(1).map(|rest| rest.split('>').next().unwrap_or_default());
+            tags.filter(|tag| tag.contains("fill=\"none\"")).count()
+        };
+        draw_charts(&results, dir.path()).unwrap();
+        let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+        // The fixture: tokio client-bound at 100 connections, its capacity cells short.
+        assert_eq!(hollow_circles(&read("throughput-64B.svg")), 1);
+        assert!(read("throughput-64B.svg").contains("hollow point: a flagged figure"));
+        assert_eq!(hollow_circles(&read("cpu-per-message-64B.svg")), 0, "client-bound is about the rate");
+        let memory = read("memory-per-connection.svg");
+        assert!(memory.contains("5.0 KiB §") && memory.contains("14.9 KiB"), "values printed, marks too");
+        assert!(memory.contains("hollow bar: a flagged figure"));
+        // Without flags: every point filled, no note.
+        for cell in &mut results.cells {
+            cell.flags.clear();
+        }
+        draw_charts(&results, dir.path()).unwrap();
+        assert_eq!(hollow_circles(&read("throughput-64B.svg")), 0);
+        assert!(!read("memory-per-connection.svg").contains("hollow"));
+    }
+
+    #[test]
+    fn a_cell_is_described_with_grouped_numbers() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let results = Results::load(&path).unwrap();
+        let of = |scenario: Scenario| results.cells.iter().find(|c| c.spec.scenario == scenario).unwrap().spec.clone();
+        let mut spec = of(Scenario::Throughput);
+        spec.connections = 1000;
+        assert_eq!(describe(&spec), "throughput thread tcp, 1,000 connections, 64 B");
+        let mut spec = of(Scenario::Capacity);
+        spec.connections = 10_000;
+        assert_eq!(describe(&spec), "capacity thread tcp, 10,000 idle connections");
+        assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 21,094 msg/s offered");
+    }
+
+    #[test]
+    fn the_spectrum_draws_the_highest_rate_every_model_sustained_and_says_so() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).unwrap();
+        let low = results.settings.latency_rates[&Transport::Tcp];
+        let mut higher: Vec<Cell> =
+            results.cells.iter().filter(|c| c.spec.scenario == Scenario::Latency).cloned().collect();
+        for cell in &mut higher {
+            cell.spec.rate = Some(low * 2.0);
+            cell.flags.clear();
+        }
+        results.cells.extend(higher);
+        let dir = tempfile::tempdir().unwrap();
+        let charts = draw_charts(&results, dir.path()).unwrap();
+        let (title, file) = charts.iter().find(|(_, f)| f.starts_with("latency-spectrum")).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        // The fixture's `thread` missed its target at the lower rate, not at the doubled one.
+        let rate = fmt_count(low * 2.0);
+        assert!(title.contains(&rate), "{title}");
+        assert!(svg.contains(&format!("at {rate} msg/s offered")), "the chart says its rate");
+        assert!(svg.contains("2 repeats merged") && svg.contains("the highest offered rate every model sustained"));
+        assert!(!svg.contains("dashed: a flagged model"), "nothing flagged at that rate");
+    }
 }

@@ -44,6 +44,8 @@ fn tiny_matrix_end_to_end() {
     assert!(output.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     // 2 models × (4 scenarios × 2 transports + 2 connection counts × 2 transports)
     assert!(stdout.contains("24 cells, 0 failed"), "{stdout}");
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("flags: ") && last.contains("of 24 cells"), "the console ends with the flags: {stdout}");
 
     let dir = run_dir(root.path());
     let results = Results::load(&dir.join("results.json")).unwrap();
@@ -93,6 +95,8 @@ fn tiny_matrix_end_to_end() {
         "## Churn",
         "## Capacity",
         "## Transport: TCP loopback against a Unix domain socket",
+        "## Which model for what",
+        "## Flags by kind",
         "| thread |",
         "| tokio |",
     ] {
@@ -103,6 +107,8 @@ fn tiny_matrix_end_to_end() {
         "throughput-64B-unix.svg",
         "latency-spectrum-unix.svg",
         "memory-per-connection-tcp.svg",
+        "cpu-per-message-64B-tcp.svg",
+        "churn-unix.svg",
         "transport-ratio.svg",
     ] {
         let svg = std::fs::read_to_string(dir.join(chart)).unwrap();

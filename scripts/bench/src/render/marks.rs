@@ -1,0 +1,329 @@
+//! Validity flags in the report: one short footnote mark per kind of flag,
+//! put after the figure the flag concerns, a legend under every table that
+//! uses a mark, and the count of flagged cells by kind that ends the README
+//! and the console output.
+//!
+//! A table row is a group of repeats: it carries a mark when at least one of
+//! its repeats carries a flag of that kind.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use loadgen::report::fmt_count;
+
+use crate::results::{Cell, Results};
+use crate::validity::FlagKind;
+
+/// The figure of a table row (or the point of a chart) a kind of flag is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// The headline rate: msg/s, connections/s.
+    Rate,
+    /// Latency percentiles.
+    Latency,
+    /// Server CPU per message or per connection.
+    Cpu,
+    /// Connections held (capacity), and what is divided by them.
+    Held,
+}
+
+/// The figure `kind` is about.
+pub fn figure(kind: FlagKind) -> Figure {
+    match kind {
+        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
+        FlagKind::ConnectionsShort => Figure::Held,
+        FlagKind::LittlesLaw => Figure::Latency,
+        FlagKind::CpuUnmeasurable => Figure::Cpu,
+    }
+}
+
+/// Whether a flag of `kind` puts `shown` in doubt: a rate is in doubt when
+/// the connections were short too (fewer connections did the work), a
+/// held-connection figure only when connections were short.
+fn concerns(kind: FlagKind, shown: Figure) -> bool {
+    figure(kind) == shown || (shown == Figure::Rate && kind == FlagKind::ConnectionsShort)
+}
+
+/// The footnote mark of a kind of flag. `⚠` is also the mark of a wide
+/// min–max range the tables compute themselves: the same meaning.
+pub fn mark(kind: FlagKind) -> &'static str {
+    match kind {
+        FlagKind::ClientBound => "†",
+        FlagKind::BelowTargetRate => "‡",
+        FlagKind::ConnectionsShort => "§",
+        FlagKind::LittlesLaw => "¶",
+        FlagKind::Spread => "⚠",
+        FlagKind::CpuUnmeasurable => "∅",
+    }
+}
+
+/// A few words for a reader: the kind's name in the tables' legends.
+pub fn words(kind: FlagKind) -> &'static str {
+    match kind {
+        FlagKind::ClientBound => "client-bound",
+        FlagKind::BelowTargetRate => "below its target rate",
+        FlagKind::ConnectionsShort => "connections short",
+        FlagKind::LittlesLaw => "Little's law off",
+        FlagKind::Spread => "wide spread over repeats",
+        FlagKind::CpuUnmeasurable => "server CPU not measurable",
+    }
+}
+
+/// What the kind means for the figure it marks.
+pub fn meaning(kind: FlagKind) -> &'static str {
+    match kind {
+        FlagKind::ClientBound => {
+            "a load generator thread was busy for nearly the whole window: the client, not only the server, set \
+             the pace, so the rate is a joint figure of both"
+        }
+        FlagKind::BelowTargetRate => "the open loop did not reach its target rate: the latency is not at that load",
+        FlagKind::ConnectionsShort => {
+            "fewer connections were established, held or served than requested: the figure is of fewer connections"
+        }
+        FlagKind::LittlesLaw => "connections in flight ≠ rate × mean latency: the rate and the latency disagree",
+        FlagKind::Spread => "the repeats differ widely: the median is a rough figure",
+        FlagKind::CpuUnmeasurable => "the server's CPU could not be measured over the window",
+    }
+}
+
+/// The kinds of flag any of `cells` carries, in [`FlagKind::ALL`] order.
+pub fn kinds(cells: &[&Cell]) -> Vec<FlagKind> {
+    FlagKind::ALL.into_iter().filter(|k| cells.iter().any(|c| c.flags.iter().any(|f| f.kind == *k))).collect()
+}
+
+/// Whether any of `cells` carries a flag that puts `shown` in doubt: a
+/// chart draws such a point hollow.
+pub fn doubtful(cells: &[&Cell], shown: Figure) -> bool {
+    !kinds_on(cells, shown).is_empty()
+}
+
+/// The kinds of flag of `cells` that put `shown` in doubt.
+pub fn kinds_on(cells: &[&Cell], shown: Figure) -> Vec<FlagKind> {
+    kinds(cells).into_iter().filter(|k| concerns(*k, shown)).collect()
+}
+
+/// How many of `cells` carry `kind`.
+pub fn repeats(cells: &[&Cell], kind: FlagKind) -> usize {
+    cells.iter().filter(|c| c.flags.iter().any(|f| f.kind == kind)).count()
+}
+
+/// Appends `marks` to a table's figure (one `⚠` at most).
+pub fn attach(text: String, marks: &str) -> String {
+    let marks: String = if text.ends_with('⚠') { marks.replace('⚠', "") } else { marks.to_owned() };
+    if marks.is_empty() { text } else { format!("{text} {marks}") }
+}
+
+/// The marks of one table: which kinds it used, how many rows each, and
+/// one example per kind in the flag's own words, for the legend.
+#[derive(Debug, Default)]
+pub struct Notes {
+    used: BTreeMap<FlagKind, (usize, String)>,
+}
+
+impl Notes {
+    /// The marks of the flags of `cells` that concern `shown`, recorded for
+    /// the legend ("" when none).
+    pub fn marks(&mut self, cells: &[&Cell], shown: &[Figure]) -> String {
+        let mut out = String::new();
+        let kinds = kinds(cells).into_iter().filter(|k| shown.iter().any(|s| concerns(*k, *s)));
+        for kind in kinds {
+            let (repeats, example) = repeats_with(cells, kind);
+            let entry = self.used.entry(kind).or_insert_with(|| (0, String::new()));
+            entry.0 += 1;
+            if entry.1.is_empty() {
+                entry.1 = format!("{repeats} of {} repeat(s) of {}", cells.len(), example);
+            }
+            out.push_str(mark(kind));
+        }
+        out
+    }
+
+    /// A figure with its marks.
+    pub fn figure(&mut self, text: String, cells: &[&Cell], shown: &[Figure]) -> String {
+        let marks = self.marks(cells, shown);
+        attach(text, &marks)
+    }
+
+    /// Whether no mark was used.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+
+    /// The legend under a table: one line per mark used ("" when none).
+    pub fn legend(&self) -> String {
+        let mut md = String::new();
+        for (kind, (rows, example)) in &self.used {
+            let _ = writeln!(
+                md,
+                "- {} {} ({} row(s)): {}. E.g. {example}.",
+                mark(*kind),
+                words(*kind),
+                fmt_count(*rows as f64),
+                meaning(*kind)
+            );
+        }
+        if !md.is_empty() {
+            md.push('\n');
+        }
+        md
+    }
+}
+
+/// How many of `cells` carry `kind`, and the first one's label and detail.
+fn repeats_with(cells: &[&Cell], kind: FlagKind) -> (usize, String) {
+    let mut n = 0;
+    let mut example = String::new();
+    for cell in cells {
+        if let Some(flag) = cell.flags.iter().find(|f| f.kind == kind) {
+            n += 1;
+            if example.is_empty() {
+                example =
+                    format!("`{}` (repeat {}: {})", super::describe(&cell.spec), cell.spec.repeat + 1, flag.detail);
+            }
+        }
+    }
+    (n, example)
+}
+
+/// Cells carrying each kind of flag (a cell counts once per kind).
+pub fn counts(results: &Results) -> BTreeMap<FlagKind, usize> {
+    let mut counts = BTreeMap::new();
+    for cell in &results.cells {
+        for kind in kinds(&[cell]) {
+            *counts.entry(kind).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// One line for the console: `flags: 67 client_bound, 11 littles_law (of
+/// 528 cells)`, or that none was raised.
+pub fn console_line(results: &Results) -> String {
+    let counts = counts(results);
+    let total = fmt_count(results.cells.len() as f64);
+    if counts.is_empty() {
+        return format!("flags: none (of {total} cells)");
+    }
+    let parts: Vec<String> =
+        counts.iter().map(|(kind, n)| format!("{} {}", fmt_count(*n as f64), kind.name())).collect();
+    let flagged = results.cells.iter().filter(|c| !c.flags.is_empty()).count();
+    format!("flags: {} (cells; {} of {total} cells carry at least one)", parts.join(", "), fmt_count(flagged as f64))
+}
+
+/// The README's closing section: cells per kind of flag.
+pub fn section(results: &Results) -> String {
+    let counts = counts(results);
+    let total = fmt_count(results.cells.len() as f64);
+    let mut md = String::from("## Flags by kind\n\n");
+    if counts.is_empty() {
+        let _ = writeln!(md, "No cell of the {total} carries a flag.");
+        return md;
+    }
+    let flagged = results.cells.iter().filter(|c| !c.flags.is_empty()).count();
+    let _ = writeln!(
+        md,
+        "{} of the {total} cells carry at least one flag; a flag never hides a figure, it says what the figure is \
+         worth.\n",
+        fmt_count(flagged as f64)
+    );
+    md.push_str("| mark | flag | cells | meaning |\n|---|---|---:|---|\n");
+    for (kind, n) in &counts {
+        let _ = writeln!(md, "| {} | `{}` | {} | {} |", mark(*kind), kind.name(), fmt_count(*n as f64), meaning(*kind));
+    }
+    md
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::matrix::Scenario;
+    use crate::validity::Flag;
+
+    /// The snapshot fixture without its flags.
+    pub(crate) fn fixture() -> Results {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).expect("the fixture loads");
+        for cell in &mut results.cells {
+            cell.flags.clear();
+        }
+        results
+    }
+
+    pub(crate) fn flag(kind: FlagKind, detail: &str) -> Flag {
+        Flag { kind, figure: 0.97, threshold: 0.9, detail: detail.into() }
+    }
+
+    fn cells<'a>(results: &'a Results, scenario: Scenario, model: &str, connections: u32) -> Vec<&'a Cell> {
+        let of = |c: &&Cell| c.spec.scenario == scenario && c.spec.model.name() == model;
+        results.cells.iter().filter(of).filter(|c| c.spec.connections == connections).collect()
+    }
+
+    #[test]
+    fn a_flag_marks_the_figure_it_concerns_and_the_legend_explains_it() {
+        let mut results = fixture();
+        let busy = "busiest loadgen thread 97 % ≥ 90 %";
+        for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Throughput) {
+            if cell.spec.model.name() == "tokio" && cell.spec.connections == 100 && cell.spec.repeat == 1 {
+                cell.flags.push(flag(FlagKind::ClientBound, busy));
+            }
+        }
+        let mut notes = Notes::default();
+        let clean = cells(&results, Scenario::Throughput, "thread", 100);
+        assert_eq!(notes.marks(&clean, &[Figure::Rate, Figure::Cpu, Figure::Latency]), "");
+        assert!(notes.is_empty() && notes.legend().is_empty(), "no mark, no legend");
+
+        let flagged = cells(&results, Scenario::Throughput, "tokio", 100);
+        assert_eq!(notes.figure("41,757".into(), &flagged, &[Figure::Rate]), "41,757 †");
+        assert_eq!(notes.figure("12.45".into(), &flagged, &[Figure::Cpu]), "12.45", "client-bound is about the rate");
+        let legend = notes.legend();
+        assert_eq!(legend.trim_end().lines().count(), 1, "{legend}");
+        assert!(legend.starts_with("- † client-bound (1 row(s)): "), "{legend}");
+        assert!(legend.contains("1 of 2 repeat(s) of `throughput tokio tcp, 100 connections, 64 B`"), "{legend}");
+        assert!(legend.contains(&format!("(repeat 2: {busy})")), "{legend}");
+    }
+
+    #[test]
+    fn connections_short_marks_the_rate_and_the_held_figure() {
+        let mut results = fixture();
+        let short = |c: &Cell| c.spec.scenario == Scenario::Capacity && c.spec.model.name() == "tokio";
+        for cell in results.cells.iter_mut().filter(|c| short(c)) {
+            cell.flags.push(flag(FlagKind::ConnectionsShort, "45 of 50 held"));
+        }
+        let capacity = cells(&results, Scenario::Capacity, "tokio", 50);
+        assert!(doubtful(&capacity, Figure::Held) && doubtful(&capacity, Figure::Rate));
+        assert!(!doubtful(&capacity, Figure::Cpu) && !doubtful(&capacity, Figure::Latency));
+    }
+
+    #[test]
+    fn one_warning_sign_per_figure() {
+        assert_eq!(attach("44,004 (38,984–49,024) ⚠".into(), "†⚠"), "44,004 (38,984–49,024) ⚠ †");
+        assert_eq!(attach("44,004".into(), "⚠"), "44,004 ⚠");
+        assert_eq!(attach("44,004 ⚠".into(), "⚠"), "44,004 ⚠");
+        assert_eq!(attach("–".into(), ""), "–");
+    }
+
+    #[test]
+    fn the_console_and_the_readme_end_with_the_count_by_kind() {
+        let mut results = fixture();
+        assert_eq!(console_line(&results), "flags: none (of 36 cells)");
+        assert!(section(&results).contains("No cell of the 36 carries a flag."));
+        // Two kinds on one cell, one on another: 2 cells flagged, counted per kind.
+        results.cells[0].flags.push(flag(FlagKind::ClientBound, "a"));
+        results.cells[0].flags.push(flag(FlagKind::CpuUnmeasurable, "b"));
+        results.cells[1].flags.push(flag(FlagKind::ClientBound, "c"));
+        assert_eq!(
+            console_line(&results),
+            "flags: 2 client_bound, 1 cpu_unmeasurable (cells; 2 of 36 cells carry at least one)"
+        );
+        let md = section(&results);
+        assert!(md.contains("| † | `client_bound` | 2 |") && md.contains("| ∅ | `cpu_unmeasurable` | 1 |"), "{md}");
+    }
+
+    #[test]
+    fn every_kind_has_its_own_mark() {
+        let marks: std::collections::BTreeSet<&str> = FlagKind::ALL.iter().map(|k| mark(*k)).collect();
+        assert_eq!(marks.len(), FlagKind::ALL.len());
+    }
+}
