@@ -105,6 +105,7 @@ impl TestServer {
                 };
                 (format!("unix:{}", path.display()), Some(dir), Box::new(accept))
             }
+            Transport::Udp => unreachable!("stream test servers only: the UDP fakes are in tests/datagram.rs"),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
