@@ -15,7 +15,7 @@ use loadgen::Opts;
 #[command(
     name = "loadgen",
     version,
-    about = "An honest, cheap TCP echo load generator",
+    about = "An honest, cheap echo load generator (TCP, Unix sockets, UDP)",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -47,7 +47,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("loadgen: {err:#}");
-            ExitCode::FAILURE
+            // Options the transport cannot run are bad usage, as clap's errors are.
+            match err.downcast_ref::<loadgen::LoadError>() {
+                Some(loadgen::LoadError::Unsupported(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct Opts {
     // The server's address (`help` rather than a doc comment: rustdoc would
     // read the brackets as a link).
-    #[arg(long, default_value = "127.0.0.1:7000", help = "Server address: IP:PORT, [IPv6]:PORT or unix:PATH")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7000",
+        help = "Server address: IP:PORT, [IPv6]:PORT, unix:PATH or udp:IP:PORT"
+    )]
     pub addr: String,
 
     /// Concurrent connections.

@@ -365,7 +365,7 @@ fn json_schema_has_the_documented_fields() {
     ] {
         assert!(value.get(key).is_some(), "missing {key}");
     }
-    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["schema_version"], loadgen::report::SCHEMA_VERSION);
     assert_eq!(value["transport"], "tcp");
     for key in [
         "addr",
