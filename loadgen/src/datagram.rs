@@ -180,6 +180,16 @@ impl Flow {
     }
 }
 
+/// How a send went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Ok,
+    /// Counted `send_failed`.
+    Failed,
+    /// Not sent: the window has closed.
+    Closed,
+}
+
 /// One thread's engine state besides its flows.
 struct Engine {
     plan: Arc<Plan>,
@@ -337,8 +347,12 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
     };
     let cpu_secs = cpu_at_open.map_or(0.0, |at_open| crate::cpu::thread_cpu_secs() - at_open);
     // Phase 3: what is still in flight is neither ok nor lost.
-    engine.recorder.datagrams.in_flight_at_end =
-        flows.iter().flatten().flat_map(|f| f.in_flight.iter()).filter(|m| m.sent >= window.warm_end).count() as u64;
+    engine.recorder.datagrams.in_flight_at_end = flows
+        .iter()
+        .flatten()
+        .flat_map(|f| f.in_flight.iter())
+        .filter(|m| m.sent >= window.warm_end && m.sent < window.end)
+        .count() as u64;
     Ok(ThreadResult { recorder: engine.recorder, cpu_secs, stopped })
 }
 
@@ -371,12 +385,16 @@ impl Engine {
             return;
         }
         flow.retry_at = None;
-        while flow.in_flight.len() < self.plan.pipeline && now < self.window().end {
-            if !self.send(flow, Duration::ZERO) {
-                let at = now + SEND_RETRY;
-                flow.retry_at = Some(at);
-                self.timers.push(Reverse((at, slot)));
-                return;
+        while flow.in_flight.len() < self.plan.pipeline {
+            match self.send(flow, Duration::ZERO) {
+                Sent::Ok => {}
+                Sent::Closed => return,
+                Sent::Failed => {
+                    let at = now + SEND_RETRY;
+                    flow.retry_at = Some(at);
+                    self.timers.push(Reverse((at, slot)));
+                    return;
+                }
             }
         }
     }
@@ -405,21 +423,28 @@ impl Engine {
     fn send_scheduled(&mut self, flow: &mut Flow, slot: usize, at: Instant) {
         let ready = flow.last_send.max(flow.last_freed);
         let held_back = ready.saturating_duration_since(at);
+        if self.send(flow, held_back) == Sent::Closed {
+            return;
+        }
         flow.tick += 1;
         flow.held = false;
-        self.send(flow, held_back);
         if let Some(next) = flow.next_tick() {
             self.timers.push(Reverse((next, slot)));
         }
     }
 
-    /// Sends the flow's next datagram; `false` if the send failed (the
-    /// datagram is then counted `send_failed`; its sequence number is used).
-    fn send(&mut self, flow: &mut Flow, held_back: Duration) -> bool {
+    /// Sends the flow's next datagram. A failed send is counted
+    /// `send_failed` and uses up its sequence number. Nothing leaves once the
+    /// window has closed, so that every datagram sent in the window is
+    /// either decided in it or counted in flight at its end.
+    fn send(&mut self, flow: &mut Flow, held_back: Duration) -> Sent {
+        let sent = Instant::now();
+        if sent >= self.window().end {
+            return Sent::Closed;
+        }
         let seq = flow.next_seq;
         flow.next_seq += 1;
         flow.messages.fill(seq, &mut self.out);
-        let sent = Instant::now();
         let result = flow.socket.send(&self.out);
         flow.last_send = sent;
         match result {
@@ -428,7 +453,7 @@ impl Engine {
                 let intended = sent.checked_sub(held_back).unwrap_or(sent);
                 flow.in_flight.push_back(InFlight { seq, sent, intended });
                 self.recorder.datagram(sent, DatagramEvent::Sent);
-                true
+                Sent::Ok
             }
             other => {
                 *flow.fate(seq) = Fate::SendFailed;
@@ -437,7 +462,7 @@ impl Engine {
                     Ok(_) => "short send".into(),
                 };
                 self.recorder.datagram(sent, DatagramEvent::SendFailed(&errno));
-                false
+                Sent::Failed
             }
         }
     }
@@ -456,6 +481,9 @@ impl Engine {
 
     /// Counts the flow's overdue datagrams lost, and frees their slots.
     fn expire(&mut self, flow: &mut Flow, slot: usize, now: Instant) {
+        if now >= self.window().end {
+            return; // in flight at the end, not lost
+        }
         let mut freed = false;
         while let Some(oldest) = flow.in_flight.front() {
             if now < oldest.sent + self.plan.timeout {
@@ -481,6 +509,11 @@ impl Engine {
             match flow.socket.recv(&mut inbox) {
                 Ok(len) => {
                     let now = Instant::now();
+                    if now >= self.window().end {
+                        // Read after the window closed: what it echoes
+                        // counts as in flight at the end.
+                        break;
+                    }
                     if self.echo(flow, slot, &inbox[..len], now) {
                         freed = Some(now);
                     }
