@@ -457,7 +457,7 @@ fn write_latency(out: &mut impl Write, label: &str, l: &LatencySummary, loss: Op
         fmt_us(l.stdev)
     )?;
     match loss {
-        Some(loss) => writeln!(out, "  loss {loss:.3} %  (delivered datagrams only)"),
+        Some(loss) => writeln!(out, "  loss {loss:.3} % (percentiles of delivered datagrams only)"),
         None => writeln!(out),
     }
 }
@@ -480,6 +480,13 @@ impl DatagramReport {
                 d.mismatched,
                 d.send_failed,
                 by_errno(&d.send_errors)
+            ));
+        }
+        let refused: u64 = [&d.send_errors, &d.receive_errors].iter().filter_map(|e| e.get("ECONNREFUSED")).sum();
+        if refused > 0 {
+            warnings.push(format!(
+                "{refused} ECONNREFUSED: the server's host answered ICMP port unreachable (nothing listened there, \
+                 at least for a while)"
             ));
         }
         if d.duplicated + d.late > 0 {

@@ -190,7 +190,10 @@ fn run(opts: &Opts) -> (Report, Datagrams) {
     let mut summary = Vec::new();
     report.write_summary(&mut summary).unwrap();
     let summary = String::from_utf8(summary).unwrap();
-    assert!(summary.contains(&format!("loss {:.3} %  (delivered datagrams only)", section.loss_percent)), "{summary}");
+    assert!(
+        summary.contains(&format!("loss {:.3} % (percentiles of delivered datagrams only)", section.loss_percent)),
+        "{summary}"
+    );
     (report, d)
 }
 
@@ -210,7 +213,10 @@ fn clean_echo_every_datagram_ok() {
     assert!(kernel.counters.in_datagrams >= 2 * d.ok, "{kernel:?} vs {} ok", d.ok);
     let little = report.throughput.requests_per_sec * report.latency_us.mean * 1e-6;
     assert!((little / 32.0 - 1.0).abs() < 0.10, "Little's law: L = {little:.2}, expected 8 × 4");
-    assert!(!report.warnings.iter().any(|w| w.contains("datagrams")), "{:?}", report.warnings);
+    // (The kernel's counters are host-wide: another process's drops may
+    // show in a warning of their own, not in these.)
+    let ours = |w: &&String| w.contains("did not come back ok") || w.contains("extra echoes");
+    assert!(!report.warnings.iter().any(|w| ours(&w)), "{:?}", report.warnings);
 }
 
 #[test]
@@ -316,6 +322,7 @@ fn a_closed_port_is_reported_by_errno() {
     assert!(refused > 0, "{d:?}");
     assert_eq!(d.ok, 0);
     assert!(report.warnings.iter().any(|w| w.contains("did not come back ok")), "{:?}", report.warnings);
+    assert!(report.warnings.iter().any(|w| w.contains("ICMP port unreachable")), "{:?}", report.warnings);
 }
 
 /// Open loop: a server stall shows in the corrected latency (datagrams held
