@@ -406,8 +406,12 @@ impl Engine {
             self.fill(flow, slot, now);
             return;
         };
-        if flow.held || at > now {
-            return; // stale: the send is already waiting for a slot, or not due
+        if flow.held {
+            return; // stale: the send is already waiting for a slot
+        }
+        if at > now {
+            self.timers.push(Reverse((at, slot))); // not due yet: keep it scheduled
+            return;
         }
         if flow.in_flight.len() < self.plan.pipeline {
             self.send_scheduled(flow, slot, at);
