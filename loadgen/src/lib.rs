@@ -142,9 +142,12 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
         let handle = thread::Builder::new()
             .name(format!("loadgen-{index}"))
-            .spawn(move || match udp {
-                true => datagram::thread_main(index, slots, plan, shared),
-                false => engine::thread_main(index, slots, plan, shared),
+            .spawn(move || {
+                if udp {
+                    datagram::thread_main(index, slots, plan, shared)
+                } else {
+                    engine::thread_main(index, slots, plan, shared)
+                }
             })
             .map_err(LoadError::Threads)?;
         handles.push(handle);
