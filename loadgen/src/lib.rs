@@ -1,4 +1,4 @@
-//! # loadgen: an honest, cheap load generator for TCP echo servers
+//! # loadgen: an honest, cheap load generator for echo servers (TCP, Unix sockets, UDP)
 //!
 //! Honest: a request counts only when its whole echo has arrived and matched
 //! byte-for-byte; every other outcome is counted by kind; throughput is

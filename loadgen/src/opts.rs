@@ -18,7 +18,7 @@ pub struct Opts {
     )]
     pub addr: String,
 
-    /// Concurrent connections.
+    /// Concurrent connections (UDP: flows, a socket each).
     #[arg(long, short = 'c', default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,
 

@@ -35,6 +35,8 @@ enum Fault {
     /// Holds a sender's datagram and echoes it after that sender's next one,
     /// `limit` times.
     SwapPairs { limit: u64 },
+    /// Echoes every `n`th datagram `delay` late, `limit` times.
+    DelayEvery { n: u64, limit: u64, delay: Duration },
     /// Flips a byte past the header in every `n`th echo, `limit` times.
     FlipEvery { n: u64, limit: u64 },
     /// Answers every datagram, but from another socket (another port).
@@ -99,12 +101,18 @@ fn serve(socket: &UdpSocket, other: &UdpSocket, fault: Fault, counts: &Counts, s
     let started = Instant::now();
     let mut buf = vec![0u8; 65_536];
     let mut held: HashMap<SocketAddr, Vec<u8>> = HashMap::new();
+    let mut delayed: Vec<(Instant, Vec<u8>, SocketAddr)> = Vec::new();
     let answer = |data: &[u8], to: SocketAddr, from: &UdpSocket| {
         if from.send_to(data, to).is_ok() {
             counts.answered.fetch_add(1, Ordering::SeqCst);
         }
     };
     while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        for (_, data, to) in delayed.iter().filter(|(at, _, _)| *at <= now) {
+            answer(data, *to, socket);
+        }
+        delayed.retain(|(at, _, _)| *at > now);
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
@@ -133,6 +141,10 @@ fn serve(socket: &UdpSocket, other: &UdpSocket, fault: Fault, counts: &Counts, s
                 } else {
                     answer(data, from, socket);
                 }
+            }
+            Fault::DelayEvery { n, limit, delay } if number % n == 0 && faults < limit => {
+                counts.faults.fetch_add(1, Ordering::SeqCst);
+                delayed.push((Instant::now() + delay, data.to_vec(), from));
             }
             Fault::FlipEvery { n, limit } if number % n == 0 && faults < limit => {
                 counts.faults.fetch_add(1, Ordering::SeqCst);
@@ -265,6 +277,17 @@ fn every_swapped_pair_counts_one_reordered() {
     assert_eq!(server.faults(), 9);
     assert_eq!(d.reordered, 9, "{d:?}");
     assert_eq!((d.lost, d.mismatched, d.duplicated, d.late), (0, 0, 0, 0), "{d:?}");
+}
+
+/// An echo that comes after its timeout: the datagram is lost, the echo late.
+#[test]
+fn an_echo_after_the_timeout_is_lost_then_late() {
+    let delay = Fault::DelayEvery { n: 30, limit: 3, delay: Duration::from_millis(400) };
+    let server = FakeServer::start(delay);
+    let (_, d) = run(&opts(&server.addr, 2, 2, 1500));
+    assert_eq!(server.faults(), 3);
+    assert_eq!((d.lost, d.late), (3, 3), "{d:?}");
+    assert_eq!((d.reordered, d.mismatched, d.duplicated), (0, 0, 0), "{d:?}");
 }
 
 #[test]
