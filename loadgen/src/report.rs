@@ -343,7 +343,8 @@ impl Report {
         // With datagrams lost, reordered or failed, some slots sat waiting
         // for a timeout (or held an echo not timed): Little's law then says
         // nothing about the server.
-        let clean_datagrams = self.datagrams.as_ref().is_none_or(|d| d.counts.decided() == d.counts.ok);
+        let clean_datagrams =
+            self.datagrams.as_ref().is_none_or(|d| d.counts.decided() == d.counts.ok && d.counts.send_failed == 0);
         if self.mode == "closed" && self.latency_us.count > 0 && clean_datagrams {
             let in_flight = c.established as f64 * f64::from(self.config.pipeline);
             let little = self.throughput.requests_per_sec * self.latency_us.mean * 1e-6;
