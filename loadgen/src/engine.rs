@@ -105,6 +105,21 @@ impl Shared {
     }
 }
 
+/// The load threads' side of the start, for an engine in another module
+/// (the datagram engine): the same two barriers, and the window.
+impl Shared {
+    /// Load thread: meets the main thread and the others, once when it has
+    /// connected, once more to be released with the clock started.
+    pub fn meet(&self) {
+        self.barrier.wait();
+    }
+
+    /// The window, set by the main thread before the second meeting.
+    pub fn window(&self) -> Option<Window> {
+        self.window.get().copied()
+    }
+}
+
 /// What one thread measured, plus its CPU use inside the window.
 #[derive(Debug)]
 pub struct ThreadResult {

@@ -1,4 +1,4 @@
-//! # loadgen: an honest, cheap load generator for TCP echo servers
+//! # loadgen: an honest, cheap load generator for echo servers (TCP, Unix sockets, UDP)
 //!
 //! Honest: a request counts only when its whole echo has arrived and matched
 //! byte-for-byte; every other outcome is counted by kind; throughput is
@@ -17,6 +17,8 @@
 //! 3. [`engine`]: threads, connections, the writer/reader pair per connection.
 //! 4. [`stats`]: what each thread records; [`report`]: the merged result,
 //!    its JSON schema and the human summary.
+//! 5. [`datagram`]: the engine for `udp:` addresses, which counts what a
+//!    stream never shows (lost, duplicated, reordered datagrams).
 //!
 //! ```no_run
 //! let opts = loadgen::Opts { addr: "127.0.0.1:7000".into(), connections: 100, ..Default::default() };
@@ -26,6 +28,7 @@
 //! ```
 
 pub mod cpu;
+pub mod datagram;
 pub mod engine;
 pub mod env;
 pub mod message;
@@ -74,6 +77,9 @@ pub enum LoadError {
     Histogram(#[from] HistogramError),
     #[error("cannot merge: {0}")]
     Merge(String),
+    /// Options that cannot run over this transport (bad usage).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Runs the load described by `opts` and returns its report. With
@@ -114,6 +120,10 @@ pub enum Event {
 pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Report, LoadError> {
     opts.check().map_err(LoadError::Options)?;
     let endpoint = Endpoint::parse(&opts.addr)?;
+    let udp = endpoint.transport() == Transport::Udp;
+    if udp {
+        datagram::check(opts).map_err(LoadError::Unsupported)?;
+    }
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
     if let Some(note) = raise_fd_limit(connections as u64 + 64) {
@@ -140,7 +150,13 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
         let handle = thread::Builder::new()
             .name(format!("loadgen-{index}"))
-            .spawn(move || engine::thread_main(index, slots, plan, shared))
+            .spawn(move || {
+                if udp {
+                    datagram::thread_main(index, slots, plan, shared)
+                } else {
+                    engine::thread_main(index, slots, plan, shared)
+                }
+            })
             .map_err(LoadError::Threads)?;
         handles.push(handle);
     }
@@ -155,8 +171,10 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
     ticker.wait_until(window.warm_end, &all_stopped);
     (ticker.observer)(Event::WindowOpened);
     let (cpu_start, cpu_opened) = (ProcessCpu::now(), Instant::now());
+    let kernel = datagram::KernelWindow::open(&endpoint);
     ticker.wait_until(window.end, &all_stopped);
     let (cpu_used, cpu_wall) = (ProcessCpu::now().since(cpu_start), cpu_opened.elapsed());
+    let kernel = kernel.map(datagram::KernelWindow::close);
     (ticker.observer)(Event::WindowClosed);
 
     let mut results = Vec::with_capacity(threads);
@@ -182,7 +200,14 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         });
     }
     let cpu = CpuWindow { used: cpu_used, wall: cpu_wall };
-    let report = assemble(opts, endpoint.transport(), window, results, cpu, &notes)?;
+    if let Some(Err(why)) = &kernel {
+        notes.push(format!("the kernel's UDP drop counters are not reported: {why}"));
+    }
+    let mut report = assemble(opts, endpoint.transport(), window, results, cpu, &notes)?;
+    if let Some(datagrams) = report.datagrams.as_mut() {
+        datagrams.kernel = kernel.and_then(Result::ok);
+        report.compute_warnings(&notes);
+    }
     Ok(report)
 }
 
@@ -249,6 +274,7 @@ fn assemble(
     let mut requests = Requests::default();
     let mut connects = Connects::default();
     let mut clamped = 0;
+    let mut datagrams = stats::Datagrams::default();
     let mut per_connection = Vec::new();
     let mut max_thread_utilisation: f64 = 0.0;
     let mut stopped = window.warm_end;
@@ -266,6 +292,7 @@ fn assemble(
         requests.add(&rec.requests);
         connects.add(&rec.connects);
         clamped += rec.clamped;
+        datagrams.add(&rec.datagrams);
         per_connection
             .extend(rec.per_connection.iter().zip(&rec.established_slots).filter(|(_, e)| **e).map(|(n, _)| *n));
         // This thread's share of its own window (it may have stopped early).
@@ -304,6 +331,7 @@ fn assemble(
             attempts: connects,
         },
         requests,
+        datagrams: (transport == Transport::Udp).then(|| report::DatagramReport::of(datagrams, None)),
         duration_secs,
         throughput: Throughput {
             requests_per_sec: per_sec(requests.ok as f64),
@@ -344,6 +372,12 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
     if let Some(r) = reports.iter().find(|r| r.schema_version != SCHEMA_VERSION) {
         return Err(LoadError::Merge(format!("schema version {} (expected {SCHEMA_VERSION})", r.schema_version)));
     }
+    if let Some(r) = reports.iter().find(|r| r.transport != first.transport) {
+        return Err(LoadError::Merge(format!(
+            "a {} result and a {} result: results of different transports do not add up",
+            first.transport, r.transport
+        )));
+    }
     let mut merged = first.clone();
     let decode_all = |pick: &dyn Fn(&Report) -> Option<&String>| -> Result<Option<Histogram<u64>>, LoadError> {
         let mut total: Option<Histogram<u64>> = None;
@@ -378,6 +412,10 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
         attempts.add(&r.connections.attempts);
     }
     merged.requests = requests;
+    merged.datagrams = first
+        .datagrams
+        .as_ref()
+        .map(|_| report::DatagramReport::merge(reports.iter().filter_map(|r| r.datagrams.as_ref())));
     merged.connections = Connections {
         requested: reports.iter().map(|r| r.connections.requested).sum(),
         established: attempts.established,

@@ -15,12 +15,13 @@ use loadgen::Opts;
 #[command(
     name = "loadgen",
     version,
-    about = "An honest, cheap echo load generator (TCP, Unix sockets)",
+    about = "An honest, cheap echo load generator (TCP, Unix sockets, UDP)",
     after_help = "Examples:\n  \
         loadgen --addr 127.0.0.1:7000 -c 100 -s 64 -d 10s               closed loop, 100 connections\n  \
         loadgen --addr unix:/tmp/echo.sock -c 100 -d 10s                the same over a Unix socket\n  \
         loadgen --addr 127.0.0.1:7000 -c 100 --rate 20000 -d 10s        open loop, CO-corrected latency\n  \
         loadgen --addr 127.0.0.1:7000 -c 10 --reconnect-every 1 -d 5s   churn: a connection per message\n  \
+        loadgen --addr udp:127.0.0.1:7000 -c 10 --timeout 100ms -d 5s   UDP: 10 flows, loss counted\n  \
         loadgen merge a.json b.json --json all.json                     merge two loadgen processes",
     args_conflicts_with_subcommands = true
 )]
@@ -53,7 +54,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("loadgen: {err:#}");
-            ExitCode::FAILURE
+            // Options the transport cannot run are bad usage, as clap's errors are.
+            match err.downcast_ref::<loadgen::LoadError>() {
+                Some(loadgen::LoadError::Unsupported(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

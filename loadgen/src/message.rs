@@ -65,6 +65,17 @@ impl Messages {
         }
     }
 
+    /// The connection (flow) id and sequence number an echo claims to be,
+    /// from its header; `None` when it is too short to hold one. A datagram
+    /// echo is matched to its message by this, then checked with
+    /// [`Messages::matches`]: a corrupted header claims the wrong message
+    /// and fails that check.
+    pub fn header_of(echo: &[u8]) -> Option<(u32, u64)> {
+        let conn = echo.get(..4)?.try_into().ok().map(u32::from_le_bytes)?;
+        let seq = echo.get(4..HEADER_LEN)?.try_into().ok().map(u64::from_le_bytes)?;
+        Some((conn, seq))
+    }
+
     /// Is `echo` exactly message `seq`?
     pub fn matches(&self, seq: u64, echo: &[u8]) -> bool {
         if echo.len() != self.size {
@@ -98,6 +109,15 @@ mod tests {
             a[last] ^= 1;
             assert!(!messages.matches(1000, &a), "size {size}: a flipped byte must be caught");
         }
+    }
+
+    #[test]
+    fn the_header_names_the_message() {
+        let messages = Messages::new(42, 64);
+        let mut out = vec![0u8; 64];
+        messages.fill(1 << 40, &mut out);
+        assert_eq!(Messages::header_of(&out), Some((42, 1 << 40)));
+        assert_eq!(Messages::header_of(&out[..HEADER_LEN - 1]), None);
     }
 
     #[test]

@@ -11,10 +11,14 @@ use serde::{Deserialize, Serialize};
 pub struct Opts {
     // The server's address (`help` rather than a doc comment: rustdoc would
     // read the brackets as a link).
-    #[arg(long, default_value = "127.0.0.1:7000", help = "Server address: IP:PORT, [IPv6]:PORT or unix:PATH")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7000",
+        help = "Server address: IP:PORT, [IPv6]:PORT, unix:PATH or udp:IP:PORT"
+    )]
     pub addr: String,
 
-    /// Concurrent connections.
+    /// Concurrent connections (UDP: flows, a socket each).
     #[arg(long, short = 'c', default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,
 

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use echo_common::Transport;
+use echo_common::snmp::UdpCounters;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
@@ -14,10 +15,12 @@ use thiserror::Error;
 
 use crate::env::Environment;
 use crate::opts::Opts;
-use crate::stats::{Connects, Requests};
+use crate::stats::{Connects, Datagrams, Requests};
 
-/// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever a field changes meaning or disappears. 2: UDP results
+/// (`transport` `udp`, the `datagrams` section, `requests` counting
+/// datagrams).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Little's law may be off by this fraction before we warn.
 const LITTLE_TOLERANCE: f64 = 0.10;
@@ -41,6 +44,10 @@ pub struct Report {
     pub environment: Environment,
     pub connections: Connections,
     pub requests: Requests,
+    /// UDP only: what became of the datagrams, and the kernel's drop
+    /// counters; `null` for a stream (absent in files older than schema 2).
+    #[serde(default)]
+    pub datagrams: Option<DatagramReport>,
     /// Wall time of the measured window, as measured (shorter than
     /// `config.duration_secs` if every connection stopped early).
     pub duration_secs: f64,
@@ -76,6 +83,61 @@ pub struct Connections {
     pub failed: u64,
     /// Every connection attempt's outcome.
     pub attempts: Connects,
+}
+
+/// UDP: the datagrams' fates over the window, and the kernel's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatagramReport {
+    /// Counts by outcome (see [`Datagrams`]), flattened into this object.
+    #[serde(flatten)]
+    pub counts: Datagrams,
+    /// `lost` as a percentage of the datagrams decided in the window (ok,
+    /// lost, reordered or mismatched).
+    pub loss_percent: f64,
+    /// The kernel's UDP counters over the window (host-wide); `null` when
+    /// they could not be read (a warning says why).
+    pub kernel: Option<KernelUdp>,
+}
+
+/// The kernel's UDP counters over the window: every UDP socket of the host
+/// (its network namespace), not only this run's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelUdp {
+    /// `/proc/net/snmp Udp` (IPv4) or `/proc/net/snmp6 Udp6` (IPv6).
+    pub source: String,
+    /// `host`: what the counters cover.
+    pub scope: String,
+    /// The differences, flattened into this object.
+    #[serde(flatten)]
+    pub counters: UdpCounters,
+}
+
+impl DatagramReport {
+    /// The section for `counts`, with the loss percentage computed.
+    pub fn of(counts: Datagrams, kernel: Option<KernelUdp>) -> DatagramReport {
+        DatagramReport { loss_percent: counts.loss_percent(), counts, kernel }
+    }
+
+    /// The sections of several runs as one: counts summed, the loss
+    /// recomputed. The kernel counters are summed too, which is right for
+    /// runs on different hosts (on one host, each run saw the same drops);
+    /// `null` unless every run has them.
+    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a DatagramReport>) -> DatagramReport {
+        let mut counts = Datagrams::default();
+        let mut kernel: Option<Option<KernelUdp>> = None;
+        for part in parts {
+            counts.add(&part.counts);
+            kernel = Some(match (kernel, &part.kernel) {
+                (None, k) => k.clone(),
+                (Some(Some(mut sum)), Some(k)) => {
+                    sum.counters.add(&k.counters);
+                    Some(sum)
+                }
+                _ => None,
+            });
+        }
+        DatagramReport::of(counts, kernel.flatten())
+    }
 }
 
 /// Completed requests over the measured wall time.
@@ -250,7 +312,9 @@ impl Report {
             ));
         }
         let r = &self.requests;
-        if r.errors() > 0 {
+        if let Some(d) = &self.datagrams {
+            warnings.extend(d.warnings());
+        } else if r.errors() > 0 {
             warnings.push(format!(
                 "{} requests did not succeed: {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
                 int(r.errors()),
@@ -284,7 +348,12 @@ impl Report {
                 100.0 * self.client_cpu.max_thread_utilisation
             ));
         }
-        if self.mode == "closed" && self.latency_us.count > 0 {
+        // With datagrams lost, reordered or failed, some slots sat waiting
+        // for a timeout (or held an echo not timed): Little's law then says
+        // nothing about the server.
+        let clean_datagrams =
+            self.datagrams.as_ref().is_none_or(|d| d.counts.decided() == d.counts.ok && d.counts.send_failed == 0);
+        if self.mode == "closed" && self.latency_us.count > 0 && clean_datagrams {
             let in_flight = c.established as f64 * f64::from(self.config.pipeline);
             let little = self.throughput.requests_per_sec * self.latency_us.mean * 1e-6;
             if (little / in_flight - 1.0).abs() > LITTLE_TOLERANCE {
@@ -315,18 +384,28 @@ impl Report {
             cfg.addr, cfg.size, self.client_cpu.threads
         )?;
         let c = &self.connections;
-        write!(
-            out,
-            "  connections  {} requested, {} established, {} failed, {} reconnects",
-            int(c.requested),
-            int(c.established),
-            int(c.failed),
-            int(c.attempts.reconnects)
-        )?;
-        if c.attempts.closed_before_echo > 0 {
-            write!(out, ", {} closed by the server before their first echo", int(c.attempts.closed_before_echo))?;
+        if self.datagrams.is_some() {
+            writeln!(
+                out,
+                "  flows        {} requested, {} opened (a socket each), {} failed",
+                int(c.requested),
+                int(c.established),
+                int(c.failed)
+            )?;
+        } else {
+            write!(
+                out,
+                "  connections  {} requested, {} established, {} failed, {} reconnects",
+                int(c.requested),
+                int(c.established),
+                int(c.failed),
+                int(c.attempts.reconnects)
+            )?;
+            if c.attempts.closed_before_echo > 0 {
+                write!(out, ", {} closed by the server before their first echo", int(c.attempts.closed_before_echo))?;
+            }
+            writeln!(out)?;
         }
-        writeln!(out)?;
         let mib = self.throughput.bytes_per_sec / (1024.0 * 1024.0);
         writeln!(
             out,
@@ -336,28 +415,35 @@ impl Report {
             cfg.warmup.as_secs_f64()
         )?;
         let label = if self.mode.starts_with("open") { "latency*" } else { "latency" };
-        write_latency(out, label, &self.latency_us)?;
+        // UDP: the loss beside every latency summary, which covers delivered
+        // datagrams only.
+        let loss = self.datagrams.as_ref().map(|d| d.loss_percent);
+        write_latency(out, label, &self.latency_us, loss)?;
         if let Some(raw) = &self.latency_raw_us {
-            write_latency(out, "raw latency", raw)?;
+            write_latency(out, "raw latency", raw, loss)?;
         }
         if let Some(connect) = &self.connect_us {
-            write_latency(out, "connect", connect)?;
+            write_latency(out, "connect", connect, None)?;
         }
         if self.mode.starts_with("open") {
             writeln!(out, "               * from the intended send time (coordinated omission corrected)")?;
         }
-        let r = &self.requests;
-        writeln!(
-            out,
-            "  requests     {} ok, {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
-            int(r.ok),
-            int(r.mismatched),
-            int(r.timed_out),
-            int(r.failed),
-            int(r.failed_closed),
-            int(r.failed_reset),
-            int(r.failed_io)
-        )?;
+        if let Some(d) = &self.datagrams {
+            d.write_summary(out)?;
+        } else {
+            let r = &self.requests;
+            writeln!(
+                out,
+                "  requests     {} ok, {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
+                int(r.ok),
+                int(r.mismatched),
+                int(r.timed_out),
+                int(r.failed),
+                int(r.failed_closed),
+                int(r.failed_reset),
+                int(r.failed_io)
+            )?;
+        }
         let p = &self.per_connection;
         writeln!(
             out,
@@ -384,8 +470,8 @@ impl Report {
     }
 }
 
-fn write_latency(out: &mut impl Write, label: &str, l: &LatencySummary) -> io::Result<()> {
-    writeln!(
+fn write_latency(out: &mut impl Write, label: &str, l: &LatencySummary, loss: Option<f64>) -> io::Result<()> {
+    write!(
         out,
         "  {label:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (mean {} ± {})",
         fmt_us(l.p50 as f64),
@@ -396,7 +482,95 @@ fn write_latency(out: &mut impl Write, label: &str, l: &LatencySummary) -> io::R
         fmt_us(l.max as f64),
         fmt_us(l.mean),
         fmt_us(l.stdev)
-    )
+    )?;
+    match loss {
+        Some(loss) => writeln!(out, "  loss {loss:.3} % (percentiles of delivered datagrams only)"),
+        None => writeln!(out),
+    }
+}
+
+impl DatagramReport {
+    /// What a reader must not miss: datagrams that did not come back ok,
+    /// and drops the kernel counted.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let d = &self.counts;
+        if d.decided() > d.ok || d.send_failed > 0 {
+            warnings.push(format!(
+                "{} of {} datagrams decided in the window did not come back ok: {} lost ({:.3} %), {} reordered, \
+                 {} mismatched; {} sends failed{}",
+                d.decided() - d.ok,
+                d.decided(),
+                d.lost,
+                self.loss_percent,
+                d.reordered,
+                d.mismatched,
+                d.send_failed,
+                by_errno(&d.send_errors)
+            ));
+        }
+        let refused: u64 = [&d.send_errors, &d.receive_errors].iter().filter_map(|e| e.get("ECONNREFUSED")).sum();
+        if refused > 0 {
+            warnings.push(format!(
+                "{refused} ECONNREFUSED: the server's host answered ICMP port unreachable (nothing listened there, \
+                 at least for a while)"
+            ));
+        }
+        if d.duplicated + d.late > 0 {
+            warnings.push(format!("extra echoes: {} duplicated, {} late (after their timeout)", d.duplicated, d.late));
+        }
+        if let Some(k) = &self.kernel {
+            let c = &k.counters;
+            if c.in_errors + c.rcvbuf_errors + c.sndbuf_errors > 0 {
+                warnings.push(format!(
+                    "the kernel dropped UDP datagrams during the window (host-wide, {}): {} InErrors, \
+                     {} RcvbufErrors (a receive buffer was full), {} SndbufErrors (a send buffer was full)",
+                    k.source, c.in_errors, c.rcvbuf_errors, c.sndbuf_errors
+                ));
+            }
+        }
+        warnings
+    }
+
+    fn write_summary(&self, out: &mut impl Write) -> io::Result<()> {
+        let d = &self.counts;
+        writeln!(
+            out,
+            "  datagrams    {} sent: {} ok, {} lost ({:.3} %), {} reordered, {} mismatched, {} in flight at the end",
+            d.sent, d.ok, d.lost, self.loss_percent, d.reordered, d.mismatched, d.in_flight_at_end
+        )?;
+        writeln!(
+            out,
+            "               {} sends failed{}; extra echoes: {} duplicated, {} late{}",
+            d.send_failed,
+            by_errno(&d.send_errors),
+            d.duplicated,
+            d.late,
+            if d.receive_errors.is_empty() {
+                String::new()
+            } else {
+                format!("; receive errors{}", by_errno(&d.receive_errors))
+            }
+        )?;
+        match &self.kernel {
+            Some(k) => writeln!(
+                out,
+                "  kernel UDP   {} InErrors, {} RcvbufErrors, {} SndbufErrors over the window \
+                 (host-wide: every UDP socket, {})",
+                k.counters.in_errors, k.counters.rcvbuf_errors, k.counters.sndbuf_errors, k.source
+            ),
+            None => writeln!(out, "  kernel UDP   not read (see the warnings)"),
+        }
+    }
+}
+
+/// ` (EAGAIN 3, ENOBUFS 1)`, or nothing.
+fn by_errno(errors: &std::collections::BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = errors.iter().map(|(errno, n)| format!("{errno} {n}")).collect();
+    format!(" ({})", list.join(", "))
 }
 
 /// `850 µs`, `12.3 ms`, `1.20 s`.

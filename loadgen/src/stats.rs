@@ -4,6 +4,7 @@
 //! request. A result counts only if it happened inside the measured window
 //! `[warm_end, end)`, judged by its own timestamp.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -195,6 +196,95 @@ impl Connects {
     }
 }
 
+/// UDP: what became of the datagrams, inside the measured window. Every
+/// datagram sent has one outcome — `ok`, `lost`, `reordered`, `mismatched`
+/// — counted when it is decided (its echo arrives, or its timeout expires),
+/// or is still in flight when the window closes; a datagram that could not
+/// be sent is `send_failed`. Echoes that belong to no datagram still
+/// waiting are counted apart (`duplicated`, `late`): they are extra, not
+/// outcomes. Only `ok` is a success.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Datagrams {
+    /// Datagrams that left (the send succeeded) inside the window.
+    pub sent: u64,
+    /// Echoed intact, and no later datagram of its flow echoed before it
+    /// (= `requests.ok`).
+    pub ok: u64,
+    /// No echo within `--timeout` (= `requests.timed_out`).
+    pub lost: u64,
+    /// Echoed intact, but after a later datagram of its flow.
+    pub reordered: u64,
+    /// The echo differs from the datagram sent (= `requests.mismatched`);
+    /// an echo whose header is too damaged to name its datagram counts here
+    /// too, and that datagram is then lost.
+    pub mismatched: u64,
+    /// The send failed (= `requests.failed_io`), by errno in `send_errors`.
+    pub send_failed: u64,
+    /// A second (third, …) echo of a datagram already echoed.
+    pub duplicated: u64,
+    /// An echo of a datagram already counted lost, or too old to tell.
+    pub late: u64,
+    /// Datagrams still waiting for their echo (or their timeout) when the
+    /// window closed.
+    pub in_flight_at_end: u64,
+    /// `send_failed` by errno (`EAGAIN`, `ENOBUFS`, `ECONNREFUSED`, …).
+    pub send_errors: BTreeMap<String, u64>,
+    /// Errors a receive reported, by errno: asynchronous ones, such as
+    /// `ECONNREFUSED` for an ICMP port unreachable. Not outcomes: the
+    /// datagram they concern is counted lost when its timeout expires.
+    pub receive_errors: BTreeMap<String, u64>,
+}
+
+impl Datagrams {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Datagrams) {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.lost += other.lost;
+        self.reordered += other.reordered;
+        self.mismatched += other.mismatched;
+        self.send_failed += other.send_failed;
+        self.duplicated += other.duplicated;
+        self.late += other.late;
+        self.in_flight_at_end += other.in_flight_at_end;
+        for (errno, n) in &other.send_errors {
+            *self.send_errors.entry(errno.clone()).or_default() += n;
+        }
+        for (errno, n) in &other.receive_errors {
+            *self.receive_errors.entry(errno.clone()).or_default() += n;
+        }
+    }
+
+    /// Datagrams whose fate was decided in the window: sent, and then ok,
+    /// lost, reordered or mismatched.
+    pub fn decided(&self) -> u64 {
+        self.ok + self.lost + self.reordered + self.mismatched
+    }
+
+    /// `lost` as a percentage of [`Datagrams::decided`] (0 when none).
+    pub fn loss_percent(&self) -> f64 {
+        let decided = self.decided();
+        if decided == 0 { 0.0 } else { 100.0 * self.lost as f64 / decided as f64 }
+    }
+}
+
+/// One thing that happened to a datagram or an echo, for [`Recorder::datagram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramEvent<'a> {
+    Sent,
+    /// Ok: also recorded with [`Recorder::ok`], which times it.
+    Ok,
+    Lost,
+    Reordered,
+    Mismatched,
+    /// The send failed with this errno name.
+    SendFailed(&'a str),
+    Duplicated,
+    Late,
+    /// A receive reported this errno name.
+    ReceiveError(&'a str),
+}
+
 /// The measured window.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -208,6 +298,16 @@ impl Window {
     /// The second of the window `at` falls in, or `None` outside it.
     pub fn second(&self, at: Instant) -> Option<usize> {
         (at >= self.warm_end && at < self.end).then(|| (at - self.warm_end).as_secs() as usize)
+    }
+}
+
+/// One more of `key` (allocating only the first time).
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
     }
 }
 
@@ -238,6 +338,8 @@ pub struct Recorder {
     pub per_connection: Vec<u64>,
     /// Which slots got their initial connection.
     pub established_slots: Vec<bool>,
+    /// UDP only: the datagrams' outcomes.
+    pub datagrams: Datagrams,
 }
 
 impl Recorder {
@@ -257,7 +359,13 @@ impl Recorder {
             clamped: 0,
             per_connection: vec![0; slots],
             established_slots: vec![false; slots],
+            datagrams: Datagrams::default(),
         }
+    }
+
+    /// The measured window.
+    pub fn window(&self) -> Window {
+        self.window
     }
 
     fn micros(&mut self, took: Duration) -> u64 {
@@ -307,6 +415,42 @@ impl Recorder {
             self.connects.established -= 1;
             self.connects.failed += 1;
             self.connects.dropped_before_first_echo += 1;
+        }
+    }
+
+    /// A datagram event at `now`, counted inside the window. An outcome
+    /// other than ok also counts in `requests` as its stream equivalent
+    /// (lost: timed out; mismatched; send failed: failed, other) — or in
+    /// `errors_in_warmup`, as a reordered one does, during the warm-up.
+    pub fn datagram(&mut self, now: Instant, event: DatagramEvent<'_>) {
+        let failure = match event {
+            DatagramEvent::Lost => Some(Failure::Timeout),
+            DatagramEvent::Mismatched => Some(Failure::Mismatch),
+            DatagramEvent::SendFailed(_) => Some(Failure::Io),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            self.failed(now, failure, 1);
+        } else if event == DatagramEvent::Reordered && now < self.window.warm_end {
+            self.requests.errors_in_warmup += 1;
+        }
+        if self.window.second(now).is_none() {
+            return;
+        }
+        let d = &mut self.datagrams;
+        match event {
+            DatagramEvent::Sent => d.sent += 1,
+            DatagramEvent::Ok => d.ok += 1,
+            DatagramEvent::Lost => d.lost += 1,
+            DatagramEvent::Reordered => d.reordered += 1,
+            DatagramEvent::Mismatched => d.mismatched += 1,
+            DatagramEvent::SendFailed(errno) => {
+                d.send_failed += 1;
+                bump(&mut d.send_errors, errno);
+            }
+            DatagramEvent::Duplicated => d.duplicated += 1,
+            DatagramEvent::Late => d.late += 1,
+            DatagramEvent::ReceiveError(errno) => bump(&mut d.receive_errors, errno),
         }
     }
 

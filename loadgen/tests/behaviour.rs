@@ -108,6 +108,7 @@ impl TestServer {
                 };
                 (format!("unix:{}", path.display()), Some(dir), Box::new(accept))
             }
+            Transport::Udp => unreachable!("stream test servers only: the UDP fakes are in tests/datagram.rs"),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
@@ -372,7 +373,7 @@ fn json_schema_has_the_documented_fields() {
     ] {
         assert!(value.get(key).is_some(), "missing {key}");
     }
-    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["schema_version"], loadgen::report::SCHEMA_VERSION);
     assert_eq!(value["transport"], "tcp");
     for key in [
         "addr",

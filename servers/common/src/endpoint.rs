@@ -6,9 +6,13 @@
 //! | `127.0.0.1:7000`, `[::1]:0` | TCP |
 //! | `localhost:7000` | TCP, the first address the name resolves to |
 //! | `unix:/tmp/echo.sock` | a Unix domain stream socket at that path |
+//! | `udp:127.0.0.1:7000`, `udp:[::1]:0` | UDP: datagrams, no connection |
 //!
 //! A new stream transport is one arm of [`Endpoint`] and of [`Transport`]
 //! here, plus one arm in each listener/stream enum that matches on it.
+//! UDP is not a stream transport: it has its own contract (no accept, no
+//! connection, a datagram may be lost, duplicated or reordered), so code
+//! written for streams refuses it.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,6 +24,9 @@ use thiserror::Error;
 
 /// The prefix that marks a Unix domain socket path.
 pub const UNIX_PREFIX: &str = "unix:";
+
+/// The prefix that marks a UDP address.
+pub const UDP_PREFIX: &str = "udp:";
 
 /// Bytes a Unix socket path may have: `sun_path` holds 108, the last of
 /// which is the terminating NUL.
@@ -34,18 +41,31 @@ pub enum Transport {
     Tcp,
     /// A Unix domain stream socket (a path in the file system).
     Unix,
+    /// UDP datagrams over the loopback interface (or any IP address).
+    Udp,
 }
 
 impl Transport {
-    /// Every transport, in the order tables show them.
+    /// Every stream transport, in the order tables show them: what the
+    /// benchmark's transport scenario compares. UDP is not among them (its
+    /// contract differs); [`Transport::EVERY`] has it too.
     pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Unix];
 
-    /// `tcp` or `unix`: the word in the CLI, JSON and tables.
+    /// Every transport, streams and datagrams.
+    pub const EVERY: [Transport; 3] = [Transport::Tcp, Transport::Unix, Transport::Udp];
+
+    /// `tcp`, `unix` or `udp`: the word in the CLI, JSON and tables.
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
+            Transport::Udp => "udp",
         }
+    }
+
+    /// Is it a byte stream (TCP, Unix), as opposed to datagrams (UDP)?
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
     }
 }
 
@@ -55,6 +75,9 @@ impl fmt::Display for Transport {
     }
 }
 
+/// Parses a *stream* transport, as the benchmark's `--transports` takes
+/// them: `udp` is refused, because code that asks for a transport by name
+/// runs streams over it (JSON still reads `udp`, through serde).
 impl FromStr for Transport {
     type Err = String;
 
@@ -73,12 +96,14 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     /// A path in the file system.
     Unix(PathBuf),
+    /// A UDP address and port.
+    Udp(SocketAddr),
 }
 
 /// Why a text is not an endpoint.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EndpointError {
-    #[error("invalid address {0:?} (expected IP:PORT, [IPv6]:PORT or unix:PATH): {1}")]
+    #[error("invalid address {0:?} (expected IP:PORT, [IPv6]:PORT, unix:PATH or udp:IP:PORT): {1}")]
     Invalid(String, String),
     #[error("invalid address {0:?}: it resolves to nothing")]
     Unresolved(String),
@@ -100,11 +125,20 @@ impl Endpoint {
                 other => other,
             });
         }
-        if let Ok(addr) = text.parse() {
-            return Ok(Endpoint::Tcp(addr));
+        if let Some(addr) = text.strip_prefix(UDP_PREFIX) {
+            return Endpoint::ip(addr, text).map(Endpoint::Udp);
         }
-        let mut addrs = text.to_socket_addrs().map_err(|e| EndpointError::Invalid(text.into(), e.to_string()))?;
-        addrs.next().map(Endpoint::Tcp).ok_or_else(|| EndpointError::Unresolved(text.into()))
+        Endpoint::ip(text, text).map(Endpoint::Tcp)
+    }
+
+    /// `addr` as an IP address and port, resolving a host name to its first
+    /// address; errors name `whole`, the text as given.
+    fn ip(addr: &str, whole: &str) -> Result<SocketAddr, EndpointError> {
+        if let Ok(addr) = addr.parse() {
+            return Ok(addr);
+        }
+        let mut addrs = addr.to_socket_addrs().map_err(|e| EndpointError::Invalid(whole.into(), e.to_string()))?;
+        addrs.next().ok_or_else(|| EndpointError::Unresolved(whole.into()))
     }
 
     /// A Unix socket endpoint at `path`, checked against `sun_path`'s size.
@@ -129,6 +163,7 @@ impl Endpoint {
         match self {
             Endpoint::Tcp(_) => Transport::Tcp,
             Endpoint::Unix(_) => Transport::Unix,
+            Endpoint::Udp(_) => Transport::Udp,
         }
     }
 }
@@ -141,13 +176,14 @@ impl FromStr for Endpoint {
     }
 }
 
-/// `127.0.0.1:7000`, `[::1]:7000`, `unix:/tmp/echo.sock`: the form the
+/// `127.0.0.1:7000`, `[::1]:7000`, `unix:/tmp/echo.sock`, `udp:[::1]:7000`: the form the
 /// `listening on` line prints and [`Endpoint::parse`] reads back.
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "{addr}"),
             Endpoint::Unix(path) => write!(f, "{UNIX_PREFIX}{}", path.display()),
+            Endpoint::Udp(addr) => write!(f, "{UDP_PREFIX}{addr}"),
         }
     }
 }
@@ -158,18 +194,32 @@ mod tests {
 
     #[test]
     fn parses_and_prints_every_form() {
-        for text in ["127.0.0.1:7000", "[::1]:0", "unix:/tmp/echo.sock", "unix:relative.sock"] {
+        for text in [
+            "127.0.0.1:7000",
+            "[::1]:0",
+            "unix:/tmp/echo.sock",
+            "unix:relative.sock",
+            "udp:127.0.0.1:7000",
+            "udp:[::1]:0",
+        ] {
             let endpoint = Endpoint::parse(text).unwrap();
             assert_eq!(endpoint.to_string(), text);
             assert_eq!(Endpoint::parse(&endpoint.to_string()).unwrap(), endpoint);
         }
         assert_eq!(Endpoint::parse("unix:/x").unwrap().transport(), Transport::Unix);
         assert_eq!(Endpoint::parse("localhost:0").unwrap().transport(), Transport::Tcp);
+        assert_eq!(Endpoint::parse("udp:[::1]:9").unwrap(), Endpoint::Udp("[::1]:9".parse().unwrap()));
+        assert_eq!(Endpoint::parse("udp:localhost:0").unwrap().transport(), Transport::Udp);
     }
 
     #[test]
     fn rejects_with_a_reason() {
         assert!(matches!(Endpoint::parse("not-an-address"), Err(EndpointError::Invalid(..))));
+        for bad in ["udp:", "udp:127.0.0.1", "udp:unix:/x", "udp:[::1]"] {
+            let err = Endpoint::parse(bad).unwrap_err();
+            assert!(matches!(&err, EndpointError::Invalid(text, _) if text == bad), "{bad}: {err:?}");
+            assert!(err.to_string().contains("udp:IP:PORT"), "{err}");
+        }
         assert_eq!(Endpoint::parse("unix:"), Err(EndpointError::EmptyPath("unix:".into())));
         assert_eq!(Endpoint::parse("unix:@name"), Err(EndpointError::Abstract("unix:@name".into())));
         let long = format!("unix:/{}", "x".repeat(UNIX_PATH_MAX));
@@ -185,6 +235,10 @@ mod tests {
         for t in Transport::ALL {
             assert_eq!(t.name().parse::<Transport>().unwrap(), t);
         }
-        assert!("udp".parse::<Transport>().is_err());
+        assert!("udp".parse::<Transport>().is_err(), "a stream transport by name");
+        assert!(!Transport::ALL.contains(&Transport::Udp), "ALL lists the stream transports");
+        assert_eq!(Transport::EVERY.map(Transport::name), ["tcp", "unix", "udp"]);
+        assert!(!Transport::Udp.is_stream() && Transport::Unix.is_stream());
+        assert!("sctp".parse::<Transport>().is_err());
     }
 }

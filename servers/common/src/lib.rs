@@ -4,7 +4,7 @@
 //! linking any server's runtime:
 //!
 //! - [`endpoint`]: the one address type (`IP:PORT`, `[IPv6]:PORT`,
-//!   `unix:PATH`) and the [`endpoint::Transport`] it names — parsing,
+//!   `unix:PATH`, `udp:IP:PORT`) and the [`endpoint::Transport`] it names — parsing,
 //!   resolving and printing are written here once.
 //! - [`stream`]: a connected stream of any transport for tokio code
 //!   (loadgen, the benchmark's capacity probe, the `tokio` model).
@@ -13,11 +13,13 @@
 //! - [`procfs`]: readings of a process tree from /proc, with parsers that
 //!   fail loudly instead of returning a 0 that looks like a measurement.
 //! - [`limits`]: raising the open-file limit.
+//! - [`snmp`]: the kernel's UDP counters (`/proc/net/snmp`, `/proc/net/snmp6`).
 
 pub mod endpoint;
 pub mod limits;
 pub mod model;
 pub mod procfs;
+pub mod snmp;
 pub mod stream;
 
 pub use endpoint::{Endpoint, Transport};

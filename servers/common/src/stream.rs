@@ -42,6 +42,7 @@ impl AsyncStream {
                 Ok(AsyncStream::Tcp(stream))
             }
             Endpoint::Unix(path) => Ok(AsyncStream::Unix(UnixStream::connect(path).await?)),
+            Endpoint::Udp(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "udp: carries datagrams, not a stream")),
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct Launch<'a> {
 pub fn fresh_addr(transport: Transport) -> (String, Option<tempfile::TempDir>) {
     match transport {
         Transport::Tcp => ("127.0.0.1:0".into(), None),
+        Transport::Udp => ("udp:127.0.0.1:0".into(), None), // placeholder: the udp-servers branch owns it
         Transport::Unix => {
             let dir = tempfile::tempdir().expect("temporary directory");
             (format!("unix:{}", dir.path().join("echo.sock").display()), Some(dir))
@@ -215,6 +216,7 @@ pub fn try_connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Client>
     let (domain, addr) = match endpoint {
         Endpoint::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
         Endpoint::Unix(path) => (Domain::UNIX, SockAddr::unix(path)?),
+        Endpoint::Udp(_) => return Err(io::Error::new(io::ErrorKind::Unsupported, "udp: is not a stream")),
     };
     let socket = Socket::new(domain, Type::STREAM, None)?;
     socket.connect_timeout(&addr, timeout)?;
