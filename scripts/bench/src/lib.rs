@@ -15,9 +15,11 @@
 //! connections scenario), [`results`] (the JSON), [`render`] (tables, charts).
 
 pub mod capacity;
+pub mod ladder;
 pub mod matrix;
 pub mod models;
 pub mod render;
+pub mod render_ladder;
 pub mod results;
 pub mod runner;
 pub mod sampler;

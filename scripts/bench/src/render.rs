@@ -322,39 +322,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             }
         }
 
-        if cells_of(Scenario::Latency).next().is_some() {
-            let rate = s.latency_rates.get(&transport).map_or("?".into(), |r| fmt_count(*r));
-            let _ = writeln!(
-                md,
-                "## Latency under a fixed load, open loop, {over} ({rate} msg/s, 100 connections, 64 B)\n"
-            );
-            md.push_str(
-                "The rate is half the slowest model's closed-loop rate at 100 connections. Latency counts from each \
-                 message's intended send time (coordinated omission corrected, as wrk2 does); `raw p99` counts from \
-                 the actual send.\n\n",
-            );
-            md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
-            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-            for (k, cells) in cells_of(Scenario::Latency) {
-                let raw_p99 = stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64));
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    name(k.model),
-                    throughput(cells),
-                    latency(cells, |l| l.p50),
-                    latency(cells, |l| l.p90),
-                    latency(cells, |l| l.p99),
-                    latency(cells, |l| l.p99_9),
-                    latency(cells, |l| l.p99_99),
-                    latency(cells, |l| l.max),
-                    show(raw_p99, us),
-                    server_cpu(cells, 2),
-                    errors(cells),
-                );
-            }
-            md.push('\n');
-        }
+        md.push_str(&crate::render_ladder::markdown(results, transport, over));
 
         if cells_of(Scenario::Churn).next().is_some() {
             let _ = writeln!(md, "## Churn: a new connection per message, 10 clients, {over}\n");
@@ -619,13 +587,23 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             charts.push((format!("Throughput vs connections, {size} B{}", over(transport)), file));
         }
 
-        // Latency percentile spectrum of the open-loop scenario, all repeats merged.
+        // p99 against offered rate: the latency ladder.
+        let file = format!("latency-ladder{}.svg", suffix(transport));
+        if crate::render_ladder::chart(results, transport, &over(transport), &dir.join(&file)).map_err(plot_err)? {
+            charts.push((format!("p99 latency against offered load{}", over(transport)), file));
+        }
+
+        // Latency percentile spectrum of the open-loop scenario at the
+        // ladder's common rate (every model sustained it), all repeats merged.
+        let common = crate::ladder::common_rate(results, transport);
         let mut spectrum: Vec<Series> = Vec::new();
         for (i, model) in models.iter().enumerate() {
             let mut merged: Option<Histogram<u64>> = None;
             let latency_cells = groups
                 .iter()
                 .filter(|(k, _)| k.scenario == Scenario::Latency && k.transport == transport && k.model == i);
+            let latency_cells =
+                latency_cells.map(|(k, cells)| (k, cells.iter().filter(|c| c.spec.rate == common).collect::<Vec<_>>()));
             for (_, cells) in latency_cells {
                 for cell in cells {
                     let Some(hist) = cell.loadgen.as_ref().and_then(|r| decode(&r.histogram).ok()) else { continue };
@@ -652,7 +630,11 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             let file = format!("latency-spectrum{}.svg", suffix(transport));
             line_chart(
                 &dir.join(&file),
-                &format!("Latency by percentile, open loop (CO-corrected){}", over(transport)),
+                &format!(
+                    "Latency by percentile, open loop at {} msg/s (CO-corrected){}",
+                    fmt_count(common.unwrap_or(0.0)),
+                    over(transport)
+                ),
                 "percentile (90 % … 99.99 %)",
                 "latency",
                 &spectrum,
