@@ -25,23 +25,24 @@
 //! ## Budget (the default matrix on the 2-CPU reference machine)
 //!
 //! A step is a cell: server start, 100 connects, [`STEP_WINDOW`] (1 s
-//! measured after 0.25 s), teardown, server stop: ≈ 1.7 s. The default
-//! ladder has [`DEFAULT_RATES`].len() = 7 steps, 3 repeats, and runs the 9
-//! of the 11 models that serve 100 connections at once:
+//! measured after 0.25 s), teardown, server stop: ≈ 1.4 s (measured in
+//! short ladder runs here). The default ladder has [`DEFAULT_RATES`].len() =
+//! 7 steps, 3 repeats, and runs the 9 of the 11 models that serve 100
+//! connections at once:
 //!
-//! - at most 9 models × 7 steps × 3 repeats = 189 cells ≈ 5.4 min, reached
+//! - at most 9 models × 7 steps × 3 repeats = 189 cells ≈ 4.4 min, reached
 //!   only if every model sustained every step (the top steps are above what
-//!   the load generator itself reaches on one CPU, so at least one step
-//!   fails for each);
-//! - expected ≈ 5 steps per model (the last one failing): 135 cells ≈ 3.8 min.
+//!   the load generator itself reaches on one CPU, so in practice a step
+//!   fails for each, and the steps above it do not run);
+//! - about 5 steps per model (the last one failing): 135 cells ≈ 3.2 min.
 //!
 //! The scenario it replaces (one open-loop cell per model and repeat at
-//! half the slowest model's rate, 33 cells of 2.5 s) took ≈ 1.7 min. To keep
-//! the whole default matrix within 30 minutes with a UDP scenario of ≈ 4 min
-//! to come (today's 25–27 min − 1.7 + 5.4 + 4 = 32.7–34.7 at worst), the
-//! closed-loop throughput scenario runs 2 repeats instead of 3
-//! ([`crate::matrix::THROUGHPUT_REPEAT`]): 88 cells of ≈ 3 s fewer, −4.4 min,
-//! 28.3–30.3 min at worst, ≈ 26.7–28.7 expected.
+//! half the slowest model's rate, 33 cells) took ≈ 1.7 min of the 25–27 min
+//! the default matrix took. With a UDP scenario of ≈ 4 min to come, that
+//! would be 25–27 − 1.7 + 4.4 + 4 = 31.7–33.7 min at worst: over the 30
+//! minute budget. So the closed-loop throughput scenario runs 2 repeats
+//! instead of 3 ([`crate::matrix::THROUGHPUT_REPEAT`]): 88 cells of ≈ 3 s
+//! fewer, −4.4 min, 27.3–29.3 min at worst, ≈ 26–28 expected.
 
 use std::time::Duration;
 

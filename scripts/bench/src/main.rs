@@ -91,8 +91,8 @@ struct RunArgs {
     warmup: Option<Duration>,
     /// Latency scenario: the ladder's offered rates in msg/s, the same for every
     /// model, e.g. 10k,20k,40k [default: 10k,20k,40k,60k,80k,100k,130k; 20k,60k,100k with --quick].
-    #[arg(long, value_parser = echo_bench::ladder::parse_rates)]
-    rates: Option<Vec<f64>>,
+    #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
+    rates: Option<Rates>,
     /// Latency scenario: a step is sustained while its CO-corrected p99 stays
     /// within this (and ≥ 99 % of the offered rate is achieved).
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
@@ -113,6 +113,10 @@ struct RunArgs {
     #[arg(long)]
     no_progress: bool,
 }
+
+/// `--rates` (a newtype: clap would take a bare Vec for a repeated option).
+#[derive(Debug, Clone)]
+struct Rates(Vec<f64>);
 
 /// `--duration`, `--slo-p99`: a duration above zero.
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -220,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         shape.repeat = repeat;
         shape.throughput_repeat = repeat;
     }
-    if let Some(rates) = args.rates {
+    if let Some(Rates(rates)) = args.rates {
         shape.rates = rates;
     }
     let (server_default, client_default) = split_cpus(&available);

@@ -395,11 +395,12 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let _ = writeln!(
                 md,
                 "N connections are opened and left idle; the server's memory is read from /proc (PSS from \
-                 smaps_rollup, so pages shared between a model's child processes are counted once). Then every \
+                 smaps_rollup, so pages shared between a model's child processes are counted once), and divided by \
+                 the connections the server `held` open (a peek on each: closed ones read end of file). Then every \
                  connection sends one echo; `not served` did not get it back within 5 s.{}\n",
                 if capped.is_empty() { String::new() } else { format!(" {}.", capped.join("; ")) }
             );
-            md.push_str("| model | connections | established | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
+            md.push_str("| model | connections | held | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             for (k, cells) in cells_of(Scenario::Capacity) {
                 let cap = |f: fn(&crate::capacity::Capacity) -> f64| stat(cells, move |c| c.capacity.as_ref().map(f));
@@ -408,7 +409,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     name(k.model),
                     k.connections,
-                    show(cap(|c| c.established as f64), count),
+                    show(cap(|c| c.held as f64), count),
                     show(cap(|c| c.pss_per_connection_kib), kib),
                     show(cap(|c| c.rss_per_connection_kib), kib),
                     show(cap(|c| c.pss_held_kib as f64), kib),

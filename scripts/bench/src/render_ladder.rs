@@ -62,9 +62,10 @@ pub fn markdown(results: &Results, transport: Transport, over: &str) -> String {
         "Every model at the same offered rates ({} msg/s), {} connections, {} B messages, {} s measured after {} s \
          per step, from the lowest rate up. A model's ladder stops at the first step it fails: achieved below 99 % \
          of the offered rate, or a p99 above the SLO of {}. Latency counts from each message's intended send time \
-         (coordinated omission corrected). The **knee** is the highest offered rate sustained; *client-bound* when \
-         the step that failed above it had a load generator thread ≥ 90 % busy (the client, maybe not the server, \
-         ran out). Medians over repeats, min–max in parentheses.\n",
+         (coordinated omission corrected). The **knee** is the highest offered rate sustained, in every repeat for \
+         the headline; *client-bound* when the step that failed above it had a load generator thread ≥ 90 % busy \
+         (the client, maybe not the server, ran out). Step figures are medians over the repeats that ran the \
+         step, min–max in parentheses.\n",
         ladder.rates.iter().map(|r| fmt_count(*r)).collect::<Vec<_>>().join(", "),
         ladder.connections,
         ladder.size,
@@ -79,23 +80,27 @@ pub fn markdown(results: &Results, transport: Transport, over: &str) -> String {
         md.push('\n');
     }
 
-    md.push_str("| model | knee msg/s | where the ladder stopped |\n|---|---:|---|\n");
+    md.push_str(
+        "| model | knee msg/s, every repeat | knee per repeat | where the ladder stopped |\n|---|---:|---:|---|\n",
+    );
     let mut seen: Vec<usize> = climbs.iter().map(|c| c.model).collect();
     seen.dedup();
     for &m in &seen {
         let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| c.model == m).collect();
-        let knee = Stat::of(mine.iter().map(|c| c.knee().unwrap_or(0.0)).collect());
+        // The headline: the highest rate sustained in every repeat (an offered
+        // rate, never a median between two of them).
+        let knees: Vec<Option<f64>> = mine.iter().map(|c| c.knee()).collect();
+        let every = knees.iter().copied().reduce(|a, b| a.zip(b).map(|(a, b)| a.min(b))).flatten();
+        let rate = |k: Option<f64>| k.map_or("none".to_owned(), fmt_count);
         let bound = mine.iter().filter(|c| c.client_bound()).count();
-        let mut knee = match knee {
-            Some(s) if s.max == 0.0 => "none".into(),
-            k => show(k, fmt_count),
-        };
-        if bound > 0 {
-            let _ = write!(knee, ", client-bound in {bound} of {}", mine.len());
-        }
+        let mut knee = rate(every);
         if mine.iter().all(|c| c.stop().is_none()) {
             knee = format!("≥ {knee} (top step)");
         }
+        if bound > 0 {
+            let _ = write!(knee, ", client-bound in {bound} of {}", mine.len());
+        }
+        let per_repeat = knees.iter().map(|k| rate(*k)).collect::<Vec<_>>().join(" · ");
         let stops: Vec<String> = mine
             .iter()
             .map(|c| match c.stop() {
@@ -109,7 +114,7 @@ pub fn markdown(results: &Results, transport: Transport, over: &str) -> String {
             })
             .collect();
         let name = models.get(m).map_or("?", |i| i.name.as_ref());
-        let _ = writeln!(md, "| {name} | {knee} | {} |", stops.join("; "));
+        let _ = writeln!(md, "| {name} | {knee} | {per_repeat} | {} |", stops.join("; "));
     }
     md.push('\n');
 
@@ -175,76 +180,91 @@ fn lines(results: &Results, transport: Transport) -> Vec<Line> {
 }
 
 /// Draws p99 against offered rate into `path`; `Ok(false)` if the run has
-/// no ladder over `transport`.
+/// no ladder over `transport`. The x axis has one slot per offered rate
+/// (the ladder's steps, labelled with their rates), the y axis is log; the
+/// SLO is a dashed line; a point any of whose cells carries a flag is hollow.
+/// The legend has its own panel on the right, never over a line.
 pub fn chart(results: &Results, transport: Transport, title_suffix: &str, path: &Path) -> Result<bool, String> {
     let Some(ladder) = &results.settings.ladder else { return Ok(false) };
     let lines = lines(results, transport);
     if lines.is_empty() {
         return Ok(false);
     }
+    let rates = rates(&of(results, transport));
+    let slot = |rate: f64| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
     let slo = ladder.slo_p99_us.max(1) as f64;
-    let xs = lines.iter().flat_map(|l| l.2.iter().map(|p| p.0));
-    let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     let ys = lines.iter().flat_map(|l| l.2.iter().map(|p| p.1)).chain([slo]);
     let (y_min, y_max) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (plot, legend) = root.split_horizontally(730);
     let title =
         format!("p99 latency against offered load, open loop, {} connections{title_suffix}", ladder.connections);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
+    let n = rates.len() as f64;
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 19))
         .margin(12)
-        .margin_right(30)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d((x_min * 0.85..x_max * 1.15).log_scale(), (y_min * 0.7..y_max * 1.6).log_scale())
+        .build_cartesian_2d(-0.5..n - 0.5, (y_min * 0.7..y_max * 1.6).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("offered rate, messages / s (log)")
+        .x_labels(rates.len())
+        .x_desc("offered rate, messages / s (one ladder step each)")
         .y_desc("CO-corrected p99 (log)")
-        .x_label_formatter(&|x| fmt_count(*x))
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                rates.get(i as usize).map_or(String::new(), |r| fmt_count(*r))
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|y| fmt_us(*y))
         .draw()
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(DashedLineSeries::new(
-            [(x_min * 0.85, slo), (x_max * 1.15, slo)],
-            8,
-            5,
-            BLACK.stroke_width(1).into(),
-        ))
-        .map_err(|e| e.to_string())?
-        .label(format!("SLO: p99 ≤ {}", fmt_us(slo)))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
-    for (name, color, points) in &lines {
+        .draw_series(DashedLineSeries::new([(-0.5, slo), (n - 0.5, slo)], 8, 5, BLACK.stroke_width(1)))
+        .map_err(|e| e.to_string())?;
+    for (_, color, points) in &lines {
         let color = *color;
         chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .draw_series(LineSeries::new(points.iter().map(|p| (slot(p.0), p.1)), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
         chart
             .draw_series(points.iter().map(|&(x, y, flagged)| {
-                let style = if flagged { WHITE.filled() } else { color.filled() };
-                EmptyElement::at((x, y)) + Circle::new((0, 0), 4, style) + Circle::new((0, 0), 4, color.stroke_width(2))
+                let fill = if flagged { WHITE.filled() } else { color.filled() };
+                EmptyElement::at((slot(x), y))
+                    + Circle::new((0, 0), 4, fill)
+                    + Circle::new((0, 0), 4, color.stroke_width(2))
             }))
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
+    // The legend panel: one entry per model, the SLO, what a hollow point is.
+    let font = ("sans-serif", 13).into_font();
+    let mut y = 60;
+    let entry = |y: i32, color: RGBColor, label: &str, hollow: bool| -> Result<(), String> {
+        let fill = if hollow { WHITE.filled() } else { color.filled() };
+        legend.draw(&PathElement::new(vec![(8, y), (36, y)], color.stroke_width(2))).map_err(|e| e.to_string())?;
+        legend.draw(&Circle::new((22, y), 4, fill)).map_err(|e| e.to_string())?;
+        legend.draw(&Circle::new((22, y), 4, color.stroke_width(2))).map_err(|e| e.to_string())?;
+        legend.draw(&Text::new(label.to_owned(), (44, y - 7), font.clone())).map_err(|e| e.to_string())
+    };
+    for (name, color, _) in &lines {
+        entry(y, *color, name, false)?;
+        y += 20;
+    }
+    y += 10;
+    legend
+        .draw(&plotters::element::DashedPathElement::new(vec![(8, y), (36, y)], 6, 4, BLACK.stroke_width(1)))
         .map_err(|e| e.to_string())?;
-    root.draw(&Text::new(
-        "hollow: a flagged point (see the table's flags column)",
-        (90, 478),
-        ("sans-serif", 12).into_font().color(&BLACK.mix(0.7)),
-    ))
-    .map_err(|e| e.to_string())?;
+    legend
+        .draw(&Text::new(format!("SLO: p99 ≤ {}", fmt_us(slo)), (44, y - 7), font.clone()))
+        .map_err(|e| e.to_string())?;
+    y += 20;
+    entry(y, RGBColor(0x55, 0x55, 0x55), "flagged (table)", true)?;
     root.present().map_err(|e| e.to_string())?;
     Ok(true)
 }

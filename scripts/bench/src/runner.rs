@@ -114,15 +114,15 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     // (model, transport, repeat) whose ladder has stopped.
     let mut stopped: HashSet<(String, Transport, u32)> = HashSet::new();
     let mut interrupted = false;
-    for spec in specs {
+    let climb_of = |spec: &CellSpec| (spec.model.name().to_owned(), spec.transport, spec.repeat);
+    for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
-        let climb = (spec.model.name().to_owned(), spec.transport, spec.repeat);
+        let climb = climb_of(&spec);
         if spec.scenario == Scenario::Latency && stopped.contains(&climb) {
-            progress.skip();
-            continue;
+            continue; // counted off the total when the climb stopped
         }
         progress.bar.set_message(spec.label());
         let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
@@ -134,6 +134,9 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         if cell.spec.scenario == Scenario::Latency {
             let slo = results.settings.ladder.as_ref().map_or(u64::MAX, |l| l.slo_p99_us);
             if !ladder::verdict(&cell, slo).sustained() {
+                // The steps above will not run: one cell fewer each to wait for.
+                let ahead = specs[i + 1..].iter().filter(|s| s.scenario == Scenario::Latency && climb_of(s) == climb);
+                progress.skip(ahead.count());
                 stopped.insert(climb);
             }
         }
@@ -183,9 +186,9 @@ impl Progress {
         }
     }
 
-    /// A ladder step that will not run: one cell fewer to wait for.
-    fn skip(&mut self) {
-        self.total -= 1;
+    /// Ladder steps that will not run: `n` cells fewer to wait for.
+    fn skip(&mut self, n: usize) {
+        self.total -= n;
         self.bar.set_length(self.total as u64);
     }
 
@@ -204,10 +207,7 @@ impl Progress {
         let eta = humantime::format_duration(Duration::from_secs(left.round() as u64));
         let figure = match (cell.ok, validity::headline(cell)) {
             (false, _) => format!("FAILED: {}", cell.failure.as_deref().unwrap_or("?")),
-            (true, Some(v)) => {
-                let (name, fmt) = validity::headline_name(cell);
-                format!("{name} {}", fmt(v))
-            }
+            (true, Some(v)) => validity::headline_name(cell).1(v),
             (true, None) => "ok".into(),
         };
         let mut kinds: Vec<&str> = cell.flags.iter().map(|f| f.kind.name()).collect();

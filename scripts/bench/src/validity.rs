@@ -140,11 +140,11 @@ pub fn headline(cell: &Cell) -> Option<f64> {
     }
 }
 
-/// The headline's name and how to print it.
+/// The headline's name, and how to print it (with its name or unit).
 pub fn headline_name(cell: &Cell) -> (&'static str, fn(f64) -> String) {
     match cell.spec.scenario {
-        Scenario::Capacity => ("PSS per connection", |v| format!("{v:.1} KiB")),
-        Scenario::Latency => ("p99", loadgen::report::fmt_us),
+        Scenario::Capacity => ("PSS per connection", |v| format!("{v:.1} KiB per connection")),
+        Scenario::Latency => ("p99", |v| format!("p99 {}", loadgen::report::fmt_us(v))),
         _ => ("msg/s", |v| format!("{} msg/s", fmt_count(v))),
     }
 }

@@ -196,7 +196,7 @@ pub fn read_tree(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcE
 
 /// The CPU time (user + system, all threads) `pid` has used so far, in
 /// seconds, from its process CPU clock (`clock_getcpuclockid`): exact, where
-/// /proc/<pid>/stat rounds down to clock ticks. Any process's clock may be
+/// `/proc/<pid>/stat` rounds down to clock ticks. Any process's clock may be
 /// read; a zombie's still holds its total until it is reaped. `None` if
 /// the process is gone.
 pub fn process_cpu_secs(pid: i32) -> Option<f64> {
