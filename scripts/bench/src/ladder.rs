@@ -241,6 +241,65 @@ mod tests {
         }
     }
 
+    /// The fixture run: thread and tokio, rates 2k, 8k, 32k, SLO 1 ms, 2 repeats.
+    fn fixture() -> Results {
+        let mut results: Results =
+            serde_json::from_str(include_str!("../tests/fixtures/results.json")).expect("the fixture parses");
+        crate::validity::annotate(&mut results);
+        results
+    }
+
+    #[test]
+    fn knees_stops_and_the_client_bound_mark_from_a_recorded_run() {
+        let mut results = fixture();
+        let slo = results.settings.ladder.as_ref().unwrap().slo_p99_us;
+        assert_eq!(slo, 1000);
+        let summary = |results: &Results| -> Vec<(usize, u32, Option<f64>, Option<f64>, bool)> {
+            climbs(results)
+                .iter()
+                .map(|c| (c.model, c.repeat, c.knee(), c.stop().and_then(|(s, _)| s.spec.rate), c.client_bound()))
+                .collect()
+        };
+        // thread (model 0), repeat 1: 2k and 8k sustained, 32k achieved 27,052 msg/s;
+        // tokio (model 1), repeat 1: 2k sustained, 8k p99 29.8 ms; repeat 2: both
+        // stopped at their first step.
+        assert_eq!(
+            summary(&results),
+            [
+                (0, 0, Some(8000.0), Some(32000.0), false),
+                (0, 1, None, Some(2000.0), false),
+                (1, 0, Some(2000.0), Some(8000.0), false),
+                (1, 1, None, Some(2000.0), false),
+            ]
+        );
+        let thread = &climbs(&results)[0];
+        assert!(matches!(thread.stop(), Some((_, Verdict::MissedRate { achieved })) if *achieved == 27_052.0));
+        assert!(matches!(climbs(&results)[2].stop(), Some((_, Verdict::OverSlo { p99_us: 29_775 }))));
+        // The same stop with the load generator ≥ 90 % busy: the knee is client-bound.
+        let stop = results
+            .cells
+            .iter_mut()
+            .find(|c| c.spec.scenario == crate::matrix::Scenario::Latency && c.spec.rate == Some(32000.0))
+            .unwrap();
+        stop.loadgen.as_mut().unwrap().client_cpu.max_thread_utilisation = 0.95;
+        crate::validity::annotate(&mut results);
+        assert!(summary(&results)[0].4, "client-bound");
+        // Every model sustained 2k in repeat 1 only: the common rate falls back to the lowest.
+        assert_eq!(common_rate(&results, Transport::Tcp), Some(2000.0));
+        assert_eq!(common_rate(&results, Transport::Unix), None);
+    }
+
+    #[test]
+    fn the_verdict_of_a_failed_cell_is_a_failure() {
+        let mut results = fixture();
+        let cell = results.cells.iter_mut().find(|c| c.spec.scenario == crate::matrix::Scenario::Latency).unwrap();
+        assert_eq!(verdict(cell, 1000), Verdict::Sustained);
+        assert!(matches!(verdict(cell, 100), Verdict::OverSlo { p99_us: 405 }));
+        cell.ok = false;
+        cell.failure = Some("server exited during the cell".into());
+        assert_eq!(verdict(cell, 1000), Verdict::Failed("server exited during the cell".into()));
+    }
+
     #[test]
     fn default_rates_ascend() {
         assert!(DEFAULT_RATES.windows(2).all(|w| w[0] < w[1]));

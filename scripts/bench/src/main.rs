@@ -36,15 +36,15 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
-  bench                                        the full default matrix (≈ 30 min on 2 CPUs)
+  bench                                        the full default matrix (≈ 27–29 min on 2 CPUs)
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
-  bench report results/20261126T123156Z-vm     render a run's README and charts again
+  bench report results/<run>                   render a run's README and charts again
 
-Ctrl-C (or SIGTERM) stops after the current cell and writes the report of the finished cells (exit 130);
-a second one exits at once.";
+Ctrl-C (or SIGTERM) stops the cell under way (its server is stopped, the cell dropped) and writes
+results.json, the README and the charts of the finished cells (exit 130); a second one exits at once.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -60,7 +60,8 @@ struct RunArgs {
     /// A small matrix that finishes within 3 minutes on 2 CPUs.
     #[arg(long)]
     quick: bool,
-    /// Repeats per cell, interleaved across models [default: 3; 1 with --quick].
+    /// Repeats per cell, interleaved across models [default: 3, the throughput
+    /// scenario 2; 1 with --quick]. Given, it applies to every scenario.
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
     /// Models to run [default: every model the server registers; see

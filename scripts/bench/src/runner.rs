@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use echo_common::Transport;
@@ -111,6 +111,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
     let specs = matrix::cells(&cfg.shape);
     let mut progress = Progress::new(cfg.progress, specs.len());
+    let _watcher = Watcher::start(Arc::clone(&cfg.interrupt));
     // (model, transport, repeat) whose ladder has stopped.
     let mut stopped: HashSet<(String, Transport, u32)> = HashSet::new();
     let mut interrupted = false;
@@ -156,6 +157,53 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     results.save(&json)?;
     render::write_report(&results, &dir)?;
     Ok(Outcome { dir, results, interrupted })
+}
+
+/// The PID of the server of the cell under way (0: none), for [`Watcher`].
+static CURRENT_SERVER: AtomicI32 = AtomicI32::new(0);
+
+/// Watches the interrupt flag during a run: on the first signal it stops
+/// the server of the cell under way (SIGTERM), so that cell ends within its
+/// window instead of running its course; the runner then drops it (a
+/// failed cell after a signal is not a measurement) and writes the report.
+struct Watcher {
+    done: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(interrupt: Arc<AtomicBool>) -> Watcher {
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let handle = std::thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                if interrupt.load(Ordering::SeqCst) {
+                    eprintln!(
+                        "bench: stopping: the cell under way is dropped, the report of the finished cells is being \
+                         written (a second signal exits at once)"
+                    );
+                    let pid = CURRENT_SERVER.load(Ordering::SeqCst);
+                    if pid > 0 {
+                        // The server of our own cell, still registered as running.
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watcher { done, handle: Some(handle) }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// The window and warm-up of a latency-ladder step.
@@ -277,6 +325,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
+    CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
     let mut cell = blank(spec.clone());
@@ -340,6 +389,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     }
     let samples = sampler.stop();
     let crashed = server.exited();
+    CURRENT_SERVER.store(0, Ordering::SeqCst);
     let shutdown = server.stop();
     if let Some(err) = &samples.error {
         problems.push(format!("server not measurable: {err}"));

@@ -91,19 +91,27 @@ pub fn annotate(results: &mut Results) {
     for cell in &mut results.cells {
         cell.flags = cell_flags(cell);
     }
-    // Spread: the headline figure over the ok repeats of each load.
-    let mut groups: Vec<(CellSpec, Vec<usize>)> = Vec::new();
+    // Spread: the headline figure over the ok repeats of each load (the
+    // cell's spec but its repeat).
+    type Load = (Scenario, String, echo_common::Transport, u32, u32, Option<u64>, Option<u32>);
+    let load = |s: &CellSpec| -> Load {
+        (
+            s.scenario,
+            s.model.name().to_owned(),
+            s.transport,
+            s.connections,
+            s.size,
+            s.rate.map(f64::to_bits),
+            s.server_cpus,
+        )
+    };
+    let mut groups: BTreeMap<Load, Vec<usize>> = BTreeMap::new();
     for (i, cell) in results.cells.iter().enumerate() {
-        if !cell.ok || headline(cell).is_none() {
-            continue;
-        }
-        let key = CellSpec { repeat: 0, ..cell.spec.clone() };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((key, vec![i])),
+        if cell.ok && headline(cell).is_some() {
+            groups.entry(load(&cell.spec)).or_default().push(i);
         }
     }
-    for (_, members) in groups {
+    for members in groups.into_values() {
         let mut values: Vec<f64> = members.iter().filter_map(|&i| headline(&results.cells[i])).collect();
         if values.len() < 2 {
             continue;

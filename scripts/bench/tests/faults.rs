@@ -133,7 +133,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 #[test]
-fn sigint_stops_after_the_current_cell_and_writes_the_report() {
+fn sigint_stops_the_cell_under_way_and_writes_the_report() {
     let root = tempfile::tempdir().unwrap();
     let mut child = start_with_sigint_ignored(root.path(), "1s");
     let dir = wait_for_cells(root.path(), 1);
