@@ -254,7 +254,9 @@ mod tests {
         let mut results = fixture();
         let slo = results.settings.ladder.as_ref().unwrap().slo_p99_us;
         assert_eq!(slo, 1000);
-        let summary = |results: &Results| -> Vec<(usize, u32, Option<f64>, Option<f64>, bool)> {
+        // (model, repeat, knee, rate of the stopping step, client-bound)
+        type Summary = (usize, u32, Option<f64>, Option<f64>, bool);
+        let summary = |results: &Results| -> Vec<Summary> {
             climbs(results)
                 .iter()
                 .map(|c| (c.model, c.repeat, c.knee(), c.stop().and_then(|(s, _)| s.spec.rate), c.client_bound()))
