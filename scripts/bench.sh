@@ -3,7 +3,7 @@
 # the load matrix and writes results/<UTC timestamp>-<hostname>/ (results.json,
 # README.md with the tables, SVG charts). All options go to `bench`:
 #
-#   scripts/bench.sh                 # the full default matrix (≈ 25 min on 2 CPUs)
+#   scripts/bench.sh                 # the full default matrix (≈ 27–29 min on 2 CPUs)
 #   scripts/bench.sh --quick         # a small matrix (< 3 min)
 #   scripts/bench.sh --help          # every option
 #   scripts/bench.sh report results/<run>   # re-render tables and charts
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 #   scripts/bench.sh --transports tcp,unix   # every scenario over both transports
 # The three binaries (echo-server, loadgen, bench) are built; cargo rebuilds
 # nothing when nothing changed.
-echo "bench.sh: building the release binaries (cargo build --release) …" >&2
+echo "bench.sh: building the release binaries (cargo build --release; a minute or two the first time) …" >&2
+built=$SECONDS
 cargo build --release --locked -q -p echo-servers -p loadgen -p echo-bench
+echo "bench.sh: built in $((SECONDS - built)) s; starting the benchmark" >&2
 ECHO_ARENA_COMMAND="scripts/bench.sh${*:+ $*}" exec target/release/bench "$@"

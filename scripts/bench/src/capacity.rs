@@ -2,6 +2,7 @@
 //! the server, then send one echo on each and count those not served.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use echo_common::Endpoint;
@@ -33,13 +34,17 @@ pub struct Capacity {
     pub requested: u64,
     /// Connections the client could open.
     pub established: u64,
+    /// Of those, connections the server still kept open when its memory was
+    /// read (a non-blocking peek on each: end of file or a reset means the
+    /// server had closed it, e.g. a full queue's accept-and-close).
+    pub held: u64,
     pub pss_before_kib: u64,
     pub pss_held_kib: u64,
     pub rss_before_kib: u64,
     pub rss_held_kib: u64,
-    /// (PSS held − PSS before) / established.
+    /// (PSS held − PSS before) / held.
     pub pss_per_connection_kib: f64,
-    /// (RSS held − RSS before) / established; counts shared pages once per process.
+    /// (RSS held − RSS before) / held; counts shared pages once per process.
     pub rss_per_connection_kib: f64,
     pub threads: u64,
     pub processes: u64,
@@ -75,6 +80,7 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
         tokio::time::sleep(SETTLE).await;
         settle(pid).await;
         let held = read(pid)?.ok_or_else(|| io::Error::other("server exited while holding connections"))?;
+        let open = streams.iter().filter(|s| still_open(s.as_raw_fd())).count() as u64;
 
         let established = streams.len() as u64;
         let echo_started = Instant::now();
@@ -102,13 +108,26 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
         }
         echoing.abort_all();
         drop(still_held);
-        Ok(summary(connections, established, served, before, held, echo_started.elapsed()))
+        Ok(summary(connections, (established, open), served, before, held, echo_started.elapsed()))
     })
 }
 
 /// The server's tree with PSS; a /proc that does not parse is an error.
 fn read(pid: i32) -> io::Result<Option<TreeReading>> {
     read_tree(pid, true).map_err(io::Error::other)
+}
+
+/// Is the connection on `fd` still open at the server's end? A peek that
+/// would block (nothing to read, nothing wrong) or finds data says yes; end
+/// of file or an error (a reset) says the server closed it.
+pub fn still_open(fd: RawFd) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut byte = [0u8; 1];
+    match recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => n > 0,
+        Err(nix::errno::Errno::EAGAIN) => true,
+        Err(_) => false,
+    }
 }
 
 /// Waits until the server's threads and processes stop changing.
@@ -130,17 +149,18 @@ async fn settle(pid: i32) {
 
 fn summary(
     requested: u64,
-    established: u64,
+    (established, open): (u64, u64),
     served: u64,
     before: TreeReading,
     held: TreeReading,
     echo: Duration,
 ) -> Capacity {
-    let per = |after: u64, before: u64| (after as f64 - before as f64) / established.max(1) as f64;
+    let per = |after: u64, before: u64| (after as f64 - before as f64) / open.max(1) as f64;
     let (pss_before, pss_held) = (before.pss_kib.unwrap_or(0), held.pss_kib.unwrap_or(0));
     Capacity {
         requested,
         established,
+        held: open,
         pss_before_kib: pss_before,
         pss_held_kib: pss_held,
         rss_before_kib: before.rss_kib,

@@ -12,12 +12,17 @@
 //! Reading order: [`models`] (what the benchmark knows of a model),
 //! [`matrix`] (which cells, in which order), [`runner`] (one cell),
 //! [`server`] and [`sampler`] (the server side), [`capacity`] (the idle
-//! connections scenario), [`results`] (the JSON), [`render`] (tables, charts).
+//! connections scenario), [`ladder`] (the latency scenario's offered-rate
+//! ladder, its knee and its budget), [`results`] (the JSON), [`validity`]
+//! (the flags every cell carries), [`render`] and [`render_ladder`]
+//! (tables, charts).
 
 pub mod capacity;
+pub mod ladder;
 pub mod matrix;
 pub mod models;
 pub mod render;
+pub mod render_ladder;
 pub mod results;
 pub mod runner;
 pub mod sampler;

@@ -1,9 +1,13 @@
 //! `bench [OPTIONS]` runs the matrix; `bench report results/<run>` renders
 //! README.md and charts again from results.json. Exit status: 0 when every
-//! cell succeeded, 1 when any failed (the run still completes), 2 for bad usage.
+//! cell succeeded, 1 when any failed (the run still completes), 2 for bad
+//! usage (checked before anything runs), 130 when stopped by SIGINT/SIGTERM
+//! (after writing the report of the cells finished).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -22,7 +26,8 @@ use nix::unistd::Pid;
     name = "bench",
     version,
     about = "Runs every server model × the load matrix and records the results",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +35,17 @@ struct Cli {
     #[command(flatten)]
     run: RunArgs,
 }
+
+const EXAMPLES: &str = "Examples:
+  bench                                        the full default matrix (≈ 27–29 min on 2 CPUs)
+  bench --quick                                a small matrix (≈ 3 min)
+  bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
+  bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
+  bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
+  bench report results/<run>                   render a run's README and charts again
+
+Ctrl-C (or SIGTERM) stops the cell under way (its server is stopped, the cell dropped) and writes
+results.json, the README and the charts of the finished cells (exit 130); a second one exits at once.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -45,7 +61,8 @@ struct RunArgs {
     /// A small matrix that finishes within 3 minutes on 2 CPUs.
     #[arg(long)]
     quick: bool,
-    /// Repeats per cell, interleaved across models [default: 3; 1 with --quick].
+    /// Repeats per cell, interleaved across models [default: 3, the throughput
+    /// scenario 2; 1 with --quick]. Given, it applies to every scenario.
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
     /// Models to run [default: every model the server registers; see
@@ -68,12 +85,20 @@ struct RunArgs {
     /// Capacity scenario: idle connections held [default: 1000,10000; 1000 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     capacity: Vec<u32>,
-    /// Measured time of each load cell [default: 2s; 1s with --quick].
-    #[arg(long, value_parser = loadgen::opts::parse_duration)]
+    /// Measured time of each load cell, > 0 [default: 2s; 1s with --quick].
+    #[arg(long, value_parser = positive_duration)]
     duration: Option<Duration>,
-    /// Warm-up of each load cell [default: 0.5s; 0.25s with --quick].
+    /// Warm-up of each load cell, ≥ 0 [default: 0.5s; 0.25s with --quick].
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     warmup: Option<Duration>,
+    /// Latency scenario: the ladder's offered rates in msg/s, the same for every
+    /// model, e.g. 10k,20k,40k [default: 10k,20k,40k,60k,80k,100k,130k; 20k,60k,100k with --quick].
+    #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
+    rates: Option<Rates>,
+    /// Latency scenario: a step is sustained while its CO-corrected p99 stays
+    /// within this (and ≥ 99 % of the offered rate is achieved).
+    #[arg(long, default_value = "1ms", value_parser = positive_duration)]
+    slo_p99: Duration,
     /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
     #[arg(long)]
     server_cpus: Option<String>,
@@ -91,30 +116,85 @@ struct RunArgs {
     no_progress: bool,
 }
 
+/// `--rates` (a newtype: clap would take a bare Vec for a repeated option).
+#[derive(Debug, Clone)]
+struct Rates(Vec<f64>);
+
+/// `--duration`, `--slo-p99`: a duration above zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = loadgen::opts::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero: it must be above zero"));
+    }
+    Ok(duration)
+}
+
+/// Bad usage found after parsing (exit 2, one line).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// How the run ended.
+enum Ended {
+    AllOk,
+    SomeFailed,
+    Interrupted,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Ended::AllOk) => ExitCode::SUCCESS,
+        Ok(Ended::SomeFailed) => ExitCode::FAILURE,
+        Ok(Ended::Interrupted) => ExitCode::from(130),
         Err(err) => {
             eprintln!("bench: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
 
-/// Ok(true): everything succeeded; Ok(false): some cells failed.
-fn run(cli: Cli) -> anyhow::Result<bool> {
+/// SIGINT/SIGTERM: the first sets the flag (the runner stops after the
+/// current cell and writes its report), the second exits at once with 130.
+/// Installed explicitly, so a runner started with SIGINT ignored (from a
+/// script, `nohup`) still stops on it.
+fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal:
+        // it exits only when an earlier signal had set it already.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&flag)).context("cannot install a signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Ended> {
     if let Some(Command::Report { dir }) = cli.command {
         let json = dir.join("results.json");
-        let results = Results::load(&json).with_context(|| format!("cannot read {}", json.display()))?;
+        let mut results = Results::load(&json).with_context(|| format!("cannot read {}", json.display()))?;
+        echo_bench::validity::annotate(&mut results);
         echo_bench::render::write_report(&results, &dir)
             .with_context(|| format!("cannot write to {}", dir.display()))?;
         println!("wrote {}", dir.join("README.md").display());
-        return Ok(true);
+        println!("{}", echo_bench::render::marks::console_line(&results));
+        return Ok(Ended::AllOk);
     }
     let args = cli.run;
     let quick = args.quick;
+    // Every check on the command line before anything runs.
+    let available = available_cpus()?;
+    let server_cpus = args.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;
+    let client_cpus = args.client_cpus.as_deref().map(|t| cpus_flag("--client-cpus", t, &available)).transpose()?;
     let server_bin = match args.server_bin {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("echo-server"),
@@ -124,7 +204,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     // The models come from the server's own registry, never from a list here.
     let catalogue = models::catalogue(&server_bin)?;
-    let available = available_cpus()?;
     let mut shape = Shape::default_for(models::select(&catalogue, &args.models)?, quick, available.len());
     let given = |list: Vec<u32>, default: &mut Vec<u32>| {
         if !list.is_empty() {
@@ -143,17 +222,24 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         shape.transports.dedup();
     }
     if let Some(repeat) = args.repeat {
+        // An explicit --repeat applies to every scenario.
         shape.repeat = repeat;
+        shape.throughput_repeat = repeat;
+    }
+    if let Some(Rates(rates)) = args.rates {
+        shape.rates = rates;
     }
     let (server_default, client_default) = split_cpus(&available);
-    let server_cpus = match &args.server_cpus {
-        Some(text) => parse_cpus(text)?,
-        None => server_default,
-    };
-    let client_cpus = match &args.client_cpus {
-        Some(text) => parse_cpus(text)?,
-        None => client_default,
-    };
+    let server_cpus = server_cpus.unwrap_or(server_default);
+    let client_cpus = client_cpus.unwrap_or(client_default);
+    let shared: Vec<usize> = server_cpus.iter().copied().filter(|c| client_cpus.contains(c)).collect();
+    if !shared.is_empty() {
+        eprintln!(
+            "bench: warning: the server and the load generator share CPU(s) {}: they compete for it, and \
+             every figure is a joint one",
+            cpu_list(&shared)
+        );
+    }
     let config = RunConfig {
         shape,
         duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(2) }),
@@ -165,6 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         results_root: args.results,
         quick,
         progress: !args.no_progress,
+        slo_p99: args.slo_p99,
+        interrupt: install_signal_handlers()?,
     };
     // scripts/bench.sh says how it was called; otherwise, our own command line.
     let command =
@@ -174,6 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let outcome = runner::run(&config, command)?;
     let failed: Vec<_> = outcome.results.cells.iter().filter(|c| !c.ok).collect();
+    if outcome.interrupted {
+        println!("interrupted: the report covers the cells finished before the signal");
+    }
     println!(
         "{} cells, {} failed; results in {}",
         fmt_count(outcome.results.cells.len() as f64),
@@ -190,7 +281,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     // The console ends, as the README does, with the count of flags by kind.
     println!("{}", echo_bench::render::marks::console_line(&outcome.results));
-    Ok(failed.is_empty())
+    Ok(if outcome.interrupted {
+        Ended::Interrupted
+    } else if failed.is_empty() {
+        Ended::AllOk
+    } else {
+        Ended::SomeFailed
+    })
 }
 
 /// The CPUs this process may run on.
@@ -208,18 +305,76 @@ fn split_cpus(cpus: &[usize]) -> (Vec<usize>, Vec<usize>) {
     (cpus[..half].to_vec(), cpus[half..].to_vec())
 }
 
-/// `0`, `0-3`, `0,2,4-5`.
-fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
+/// `--server-cpus`/`--client-cpus`: a CPU list of CPUs this process may
+/// use; otherwise a usage error naming the flag and the CPUs there are.
+fn cpus_flag(flag: &str, text: &str, available: &[usize]) -> anyhow::Result<Vec<usize>> {
+    let here = format!("this process may use CPU(s) {}", cpu_list(available));
+    let cpus = parse_cpus(text)
+        .ok_or_else(|| Usage(format!("{flag} {text}: not a CPU list such as 0, 0-3 or 0,2; {here}")))?;
+    let missing: Vec<usize> = cpus.iter().copied().filter(|c| !available.contains(c)).collect();
+    if !missing.is_empty() {
+        return Err(Usage(format!("{flag} {text}: no CPU {} here; {here}", cpu_list(&missing))).into());
+    }
+    Ok(cpus)
+}
+
+/// `0`, `0-3`, `0,2,4-5` → the CPUs, ascending, each once.
+fn parse_cpus(text: &str) -> Option<Vec<usize>> {
     let mut cpus = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |s: &str| s.parse::<usize>().with_context(|| format!("invalid CPU list {text:?}"));
+    for part in text.split(',').map(str::trim) {
+        let parse = |s: &str| s.trim().parse::<usize>().ok();
         match part.split_once('-') {
-            Some((a, b)) => cpus.extend(parse(a)?..=parse(b)?),
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b || b >= CpuSet::count() {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
             None => cpus.push(parse(part)?),
         }
     }
-    if cpus.is_empty() || cpus.iter().any(|&c| c >= CpuSet::count()) {
-        bail!("invalid CPU list {text:?}");
+    cpus.sort_unstable();
+    cpus.dedup();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// `0-3,6`.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i { format!("{}-{}", cpus[i], cpus[j]) } else { cpus[i].to_string() });
+        i = j + 1;
     }
-    Ok(cpus)
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_and_print() {
+        assert_eq!(parse_cpus("0"), Some(vec![0]));
+        assert_eq!(parse_cpus("3,0-1, 1"), Some(vec![0, 1, 3]));
+        for bad in ["", "x", "1-0", "0,", "-1", "0-", "0-99999999"] {
+            assert_eq!(parse_cpus(bad), None, "{bad:?}");
+        }
+        assert_eq!(cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    #[test]
+    fn cpus_outside_the_affinity_mask_are_a_usage_error_naming_the_flag_and_the_cpus() {
+        let err = cpus_flag("--server-cpus", "5", &[0, 1]).unwrap_err();
+        assert!(err.downcast_ref::<Usage>().is_some());
+        assert_eq!(err.to_string(), "--server-cpus 5: no CPU 5 here; this process may use CPU(s) 0-1");
+        let err = cpus_flag("--client-cpus", "zero", &[0, 1]).unwrap_err();
+        assert!(err.to_string().starts_with("--client-cpus zero: not a CPU list"), "{err}");
+        assert_eq!(cpus_flag("--client-cpus", "1", &[0, 1]).unwrap(), [1]);
+    }
 }

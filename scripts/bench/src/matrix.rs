@@ -14,7 +14,8 @@ use crate::models::Model;
 pub enum Scenario {
     /// Closed loop: throughput and latency over connections × sizes.
     Throughput,
-    /// Open loop at a rate every model sustains: CO-corrected latency.
+    /// Open loop, a ladder of fixed offered rates ([`crate::ladder`]):
+    /// CO-corrected latency against offered load, and each model's knee.
     Latency,
     /// A new connection per message, 10 clients: accepts/s, connect time.
     Churn,
@@ -50,15 +51,14 @@ impl Scenario {
     }
 }
 
-/// Connections of the latency scenario.
-pub const LATENCY_CONNECTIONS: u32 = 100;
 /// Message size of the latency, churn and transport scenarios.
 pub const SMALL: u32 = 64;
 /// Concurrent clients of the churn scenario.
 pub const CHURN_CONNECTIONS: u32 = 10;
-/// The latency scenario's rate is this share of the slowest model's
-/// closed-loop rate at 100 connections, 64 B.
-pub const LATENCY_RATE_SHARE: f64 = 0.5;
+/// Repeats of the throughput scenario in the default matrix (the others
+/// run 3): its 88 cells per repeat are the bulk of the run, and the time
+/// saved pays for the latency ladder (see [`crate::ladder`]'s budget).
+pub const THROUGHPUT_REPEAT: u32 = 2;
 /// Connection counts of the transport scenario (`--quick`: 100 only).
 pub const TRANSPORT_CONNECTIONS: [u32; 2] = [1, 100];
 /// The transport scenario's measured window and warm-up are at most these:
@@ -114,7 +114,7 @@ pub struct CellSpec {
     pub transport: Transport,
     pub connections: u32,
     pub size: u32,
-    /// Open loop only; filled in when the cell runs.
+    /// Open loop only: the offered rate, msg/s (a latency-ladder step).
     pub rate: Option<f64>,
     /// 0-based repeat index.
     pub repeat: u32,
@@ -131,6 +131,12 @@ impl CellSpec {
             (_, Some(cpus)) => {
                 format!("{scenario} {model} {transport} {cpus} CPU(s) c={} s={}B", self.connections, self.size)
             }
+            (Scenario::Latency, _) => format!(
+                "{scenario} {model} {transport} {} msg/s c={} s={}B",
+                loadgen::report::fmt_count(self.rate.unwrap_or(0.0)),
+                self.connections,
+                self.size
+            ),
             _ => format!("{scenario} {model} {transport} c={} s={}B", self.connections, self.size),
         }
     }
@@ -150,7 +156,11 @@ pub struct Shape {
     pub scaling: Vec<u32>,
     /// Connection counts of the transport scenario.
     pub transport_connections: Vec<u32>,
+    /// The latency ladder's offered rates, msg/s, ascending.
+    pub rates: Vec<f64>,
     pub repeat: u32,
+    /// Repeats of the throughput scenario (at most `repeat`).
+    pub throughput_repeat: u32,
 }
 
 impl Shape {
@@ -173,19 +183,25 @@ impl Shape {
             scaling: scaling_steps(cpus),
             // --quick keeps its 3-minute budget with the 100-connection pair only.
             transport_connections: if quick { vec![100] } else { TRANSPORT_CONNECTIONS.to_vec() },
+            rates: if quick { crate::ladder::QUICK_RATES.to_vec() } else { crate::ladder::DEFAULT_RATES.to_vec() },
             repeat: if quick { 1 } else { 3 },
+            throughput_repeat: if quick { 1 } else { THROUGHPUT_REPEAT },
         }
     }
 }
 
 /// (scenario, transports in the order they run for each model, connections,
-/// size, server CPUs): one load, run for every model.
-type Load = (Scenario, Vec<Transport>, u32, u32, Option<u32>);
+/// size, server CPUs, offered rate): one load, run for every model.
+type Load = (Scenario, Vec<Transport>, u32, u32, Option<u32>, Option<f64>);
 
 /// Every cell, repeats interleaved across models: repeat 0 of every cell
 /// (models A B C … for each load), then repeat 1, … — never one model's
 /// repeats back to back. In the transport scenario each model runs over
 /// TCP and then over a Unix socket, so the two cells of a pair are adjacent.
+/// The latency ladder's steps come in ascending order, each step for every
+/// model it does not exclude ([`crate::ladder::excluded`]); the runner skips
+/// the steps above one a model failed. The throughput scenario runs
+/// `throughput_repeat` repeats, the others `repeat`.
 pub fn cells(shape: &Shape) -> Vec<CellSpec> {
     let mut loads: Vec<Load> = Vec::new();
     for &scenario in &Scenario::ALL {
@@ -198,20 +214,25 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                 Scenario::Throughput => {
                     for &size in &shape.sizes {
                         for &connections in &shape.connections {
-                            loads.push((scenario, one.clone(), connections, size, None));
+                            loads.push((scenario, one.clone(), connections, size, None, None));
                         }
                     }
                 }
-                Scenario::Latency => loads.push((scenario, one, LATENCY_CONNECTIONS, SMALL, None)),
-                Scenario::Churn => loads.push((scenario, one, CHURN_CONNECTIONS, SMALL, None)),
+                Scenario::Latency => loads.extend(
+                    shape
+                        .rates
+                        .iter()
+                        .map(|&r| (scenario, one.clone(), crate::ladder::CONNECTIONS, SMALL, None, Some(r))),
+                ),
+                Scenario::Churn => loads.push((scenario, one, CHURN_CONNECTIONS, SMALL, None, None)),
                 Scenario::Capacity => {
                     let probe = crate::capacity::PROBE.len() as u32;
-                    loads.extend(shape.capacity.iter().map(|&n| (scenario, one.clone(), n, probe, None)));
+                    loads.extend(shape.capacity.iter().map(|&n| (scenario, one.clone(), n, probe, None, None)));
                 }
                 Scenario::Scaling => {
                     for &cpus in &shape.scaling {
                         let connections = SCALING_CONNECTIONS_PER_CPU * cpus;
-                        loads.push((scenario, one.clone(), connections, SMALL, Some(cpus)));
+                        loads.push((scenario, one.clone(), connections, SMALL, Some(cpus), None));
                     }
                 }
                 Scenario::Transport => {}
@@ -219,14 +240,20 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
         }
         if scenario == Scenario::Transport {
             for &connections in &shape.transport_connections {
-                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None));
+                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None, None));
             }
         }
     }
     let mut cells = Vec::new();
     for repeat in 0..shape.repeat {
-        for (scenario, transports, connections, size, server_cpus) in &loads {
+        for (scenario, transports, connections, size, server_cpus, rate) in &loads {
+            if *scenario == Scenario::Throughput && repeat >= shape.throughput_repeat.min(shape.repeat) {
+                continue;
+            }
             for model in &shape.models {
+                if *scenario == Scenario::Latency && crate::ladder::excluded(model).is_some() {
+                    continue;
+                }
                 for &transport in transports {
                     let connections =
                         if *scenario == Scenario::Capacity { model.capacity_for(*connections) } else { *connections };
@@ -236,7 +263,7 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                         transport,
                         connections,
                         size: *size,
-                        rate: None,
+                        rate: *rate,
                         repeat,
                         server_cpus: *server_cpus,
                     });
@@ -276,7 +303,9 @@ mod tests {
             capacity: vec![10_000],
             scaling: vec![1],
             transport_connections: TRANSPORT_CONNECTIONS.to_vec(),
+            rates: vec![1000.0, 2000.0],
             repeat: 2,
+            throughput_repeat: 2,
         }
     }
 
@@ -322,6 +351,52 @@ mod tests {
         let capacity: Vec<u32> =
             all.iter().filter(|c| c.scenario == Scenario::Capacity && c.repeat == 0).map(|c| c.connections).collect();
         assert_eq!(capacity, [10_000, 1024], "b declares a cap of 1,024");
+    }
+}
+
+#[cfg(test)]
+mod ladder_tests {
+    use echo_common::ModelInfo;
+
+    use super::*;
+
+    fn model(name: &str, serves_at_once: Option<u64>) -> Model {
+        Model::new(ModelInfo {
+            name: name.to_owned().into(),
+            summary: "".into(),
+            default_max_connections: 10_000,
+            child_processes: false,
+            serves_at_once,
+            baseline: false,
+            reuse_port: false,
+            colour: "#000000".into(),
+        })
+    }
+
+    #[test]
+    fn ladder_steps_ascend_per_repeat_interleaved_and_skip_models_serving_too_few() {
+        let mut shape =
+            Shape::default_for(vec![model("a", None), model("one", Some(1)), model("b", Some(128))], false, 2);
+        shape.scenarios = vec![Scenario::Throughput, Scenario::Latency];
+        shape.rates = vec![10.0, 20.0];
+        shape.connections = vec![1];
+        shape.sizes = vec![64];
+        let cells = cells(&shape);
+        let ladder: Vec<(String, f64, u32)> = cells
+            .iter()
+            .filter(|c| c.scenario == Scenario::Latency)
+            .map(|c| (c.model.name().to_owned(), c.rate.unwrap(), c.repeat))
+            .collect();
+        let expected: Vec<(String, f64, u32)> = (0..3)
+            .flat_map(|r| [("a", 10.0, r), ("b", 10.0, r), ("a", 20.0, r), ("b", 20.0, r)])
+            .map(|(m, rate, r)| (m.to_owned(), rate, r))
+            .collect();
+        assert_eq!(ladder, expected);
+        assert!(cells.iter().filter(|c| c.scenario == Scenario::Latency).all(|c| c.connections == 100));
+        // the throughput scenario runs its own (smaller) number of repeats
+        let repeats: std::collections::BTreeSet<u32> =
+            cells.iter().filter(|c| c.scenario == Scenario::Throughput).map(|c| c.repeat).collect();
+        assert_eq!(repeats.into_iter().collect::<Vec<_>>(), (0..THROUGHPUT_REPEAT).collect::<Vec<_>>());
     }
 }
 

@@ -286,7 +286,7 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
             .iter()
             .copied()
             .filter(|c| c.spec.model.name() == model.name)
-            .filter(|c| common.is_some_and(|(r, _)| headline::offered_rate(results, c) == Some(r)))
+            .filter(|c| common.is_some_and(|(r, _)| c.spec.rate == Some(r)))
             .collect();
         if load.is_none() && idle.is_none() && churn.is_none() && at_common.is_empty() {
             continue;
@@ -415,41 +415,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             }
         }
 
-        if cells_of(Scenario::Latency).next().is_some() {
-            let rate = s.latency_rates.get(&transport).map_or("?".into(), |r| fmt_count(*r));
-            let _ = writeln!(
-                md,
-                "## Latency under a fixed load, open loop, {over} ({rate} msg/s, 100 connections, 64 B)\n"
-            );
-            md.push_str(
-                "The rate is half the slowest model's closed-loop rate at 100 connections. Latency counts from each \
-                 message's intended send time (coordinated omission corrected, as wrk2 does); `raw p99` counts from \
-                 the actual send.\n\n",
-            );
-            md.push_str("| model | achieved msg/s | p50 | p90 | p99 | p99.9 | p99.99 | max | raw p99 | server CPU µs/msg | errors |\n");
-            md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-            let mut notes = Notes::default();
-            for (k, cells) in cells_of(Scenario::Latency) {
-                let raw_p99 = stat(cells, |c| c.loadgen.as_ref().and_then(|r| r.latency_raw_us).map(|l| l.p99 as f64));
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    name(k.model),
-                    notes.figure(throughput(cells), cells, &[Figure::Rate]),
-                    latency(cells, |l| l.p50),
-                    latency(cells, |l| l.p90),
-                    notes.figure(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
-                    latency(cells, |l| l.p99_9),
-                    latency(cells, |l| l.p99_99),
-                    latency(cells, |l| l.max),
-                    show(raw_p99, us),
-                    notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
-                    errors(cells),
-                );
-            }
-            md.push('\n');
-            md.push_str(&notes.legend());
-        }
+        md.push_str(&crate::render_ladder::markdown(results, transport, over));
 
         if cells_of(Scenario::Churn).next().is_some() {
             let _ = writeln!(md, "## Churn: a new connection per message, 10 clients, {over}\n");
@@ -525,11 +491,12 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let _ = writeln!(
                 md,
                 "N connections are opened and left idle; the server's memory is read from /proc (PSS from \
-                 smaps_rollup, so pages shared between a model's child processes are counted once). Then every \
+                 smaps_rollup, so pages shared between a model's child processes are counted once), and divided by \
+                 the connections the server `held` open (a peek on each: closed ones read end of file). Then every \
                  connection sends one echo; `not served` did not get it back within 5 s.{}\n",
                 if capped.is_empty() { String::new() } else { format!(" {}.", capped.join("; ")) }
             );
-            md.push_str("| model | connections | established | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
+            md.push_str("| model | connections | held | PSS / connection | RSS / connection | server PSS held | threads | processes | not served |\n");
             md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             let mut notes = Notes::default();
             for (k, cells) in cells_of(Scenario::Capacity) {
@@ -539,7 +506,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     name(k.model),
                     count(f64::from(k.connections)),
-                    show(cap(|c| c.established as f64), count),
+                    show(cap(|c| c.held as f64), count),
                     notes.figure(show(cap(|c| c.pss_per_connection_kib), kib), cells, &[Figure::Held]),
                     show(cap(|c| c.rss_per_connection_kib), kib),
                     show(cap(|c| c.pss_held_kib as f64), kib),
@@ -767,6 +734,12 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             }
         }
 
+        // p99 against offered rate: the latency ladder.
+        let file = format!("latency-ladder{}.svg", suffix(transport));
+        if crate::render_ladder::chart(results, transport, &over(transport), &dir.join(&file)).map_err(plot_err)? {
+            out.push((format!("p99 latency against offered load{}", over(transport)), file));
+        }
+
         // Latency percentile spectrum of the open-loop scenario at its common load.
         if let Some((title, file)) = spectrum(results, transport, dir, &suffix(transport), &over(transport))? {
             out.push((title, file));
@@ -905,7 +878,7 @@ fn spectrum(
     let Some((rate, all_sustained)) = headline::common_rate(results, transport) else { return Ok(None) };
     let cells: Vec<&Cell> = headline::latency_cells(results, transport)
         .into_iter()
-        .filter(|c| headline::offered_rate(results, c).is_some_and(|r| r.to_bits() == rate.to_bits()))
+        .filter(|c| c.spec.rate.is_some_and(|r| r.to_bits() == rate.to_bits()))
         .collect();
     let mut lines = Vec::new();
     let mut merged_counts = Vec::new();
@@ -1072,8 +1045,17 @@ mod tests {
 
     #[test]
     fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
-        let mut results = Results::load(&path).unwrap();
+        let mut results = crate::render::marks::tests::fixture(); // flags cleared
+        let flag = |kind| crate::validity::Flag { kind, figure: 0.97, threshold: 0.9, detail: "test".into() };
+        for cell in &mut results.cells {
+            let tokio = cell.spec.model.name() == "tokio";
+            if tokio && cell.spec.scenario == Scenario::Throughput && cell.spec.connections == 100 {
+                cell.flags.push(flag(crate::validity::FlagKind::ClientBound));
+            }
+            if tokio && cell.spec.scenario == Scenario::Capacity {
+                cell.flags.push(flag(crate::validity::FlagKind::ConnectionsShort));
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         let hollow_circles = |svg: &str| {
             let tags = svg.split("<circle").skip(1).map(|rest| rest.split('>').next().unwrap_or_default());
@@ -1081,12 +1063,12 @@ mod tests {
         };
         draw_charts(&results, dir.path()).unwrap();
         let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
-        // The fixture: tokio client-bound at 100 connections, its capacity cells short.
+        // tokio client-bound at 100 connections, its capacity cells short.
         assert_eq!(hollow_circles(&read("throughput-64B.svg")), 1);
         assert!(read("throughput-64B.svg").contains("hollow point: a flagged figure"));
         assert_eq!(hollow_circles(&read("cpu-per-message-64B.svg")), 0, "client-bound is about the rate");
         let memory = read("memory-per-connection.svg");
-        assert!(memory.contains("5.0 KiB §") && memory.contains("14.9 KiB"), "values printed, marks too");
+        assert!(memory.contains("5.5 KiB §") && memory.contains("14.8 KiB"), "values printed, marks too");
         assert!(memory.contains("hollow bar: a flagged figure"));
         // Without flags: every point filled, no note.
         for cell in &mut results.cells {
@@ -1108,30 +1090,20 @@ mod tests {
         let mut spec = of(Scenario::Capacity);
         spec.connections = 10_000;
         assert_eq!(describe(&spec), "capacity thread tcp, 10,000 idle connections");
-        assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 21,094 msg/s offered");
+        assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 2,000 msg/s offered");
     }
 
     #[test]
-    fn the_spectrum_draws_the_highest_rate_every_model_sustained_and_says_so() {
+    fn the_spectrum_draws_the_ladders_common_rate_and_says_so() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
-        let mut results = Results::load(&path).unwrap();
-        let low = results.settings.latency_rates[&Transport::Tcp];
-        let mut higher: Vec<Cell> =
-            results.cells.iter().filter(|c| c.spec.scenario == Scenario::Latency).cloned().collect();
-        for cell in &mut higher {
-            cell.spec.rate = Some(low * 2.0);
-            cell.flags.clear();
-        }
-        results.cells.extend(higher);
+        let results = Results::load(&path).unwrap();
+        let common = crate::ladder::common_rate(&results, Transport::Tcp).expect("the fixture has a ladder");
         let dir = tempfile::tempdir().unwrap();
         let charts = draw_charts(&results, dir.path()).unwrap();
         let (title, file) = charts.iter().find(|(_, f)| f.starts_with("latency-spectrum")).unwrap();
         let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();
-        // The fixture's `thread` missed its target at the lower rate, not at the doubled one.
-        let rate = fmt_count(low * 2.0);
+        let rate = fmt_count(common);
         assert!(title.contains(&rate), "{title}");
         assert!(svg.contains(&format!("at {rate} msg/s offered")), "the chart says its rate");
-        assert!(svg.contains("2 repeats merged") && svg.contains("the highest offered rate every model sustained"));
-        assert!(!svg.contains("dashed: a flagged model"), "nothing flagged at that rate");
     }
 }

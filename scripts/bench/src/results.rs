@@ -2,7 +2,6 @@
 //! and exit status, plus the environment. Rewritten after every cell,
 //! atomically, so an interrupted run keeps every finished cell.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
@@ -10,6 +9,7 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
+use crate::ladder::Ladder;
 use crate::matrix::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
@@ -17,8 +17,13 @@ use crate::server::Shutdown;
 use crate::validity::Flag;
 
 /// Bumped whenever a field changes meaning or disappears. 2: `settings.models`
-/// holds the models' declarations, not their names; cells name their transport.
-pub const SCHEMA_VERSION: u32 = 2;
+/// holds the models' declarations, not their names; cells name their
+/// transport. 3: the latency scenario is a ladder of fixed rates
+/// (`settings.ladder` replaces `settings.latency_rates`), cells carry
+/// validity `flags`, server CPU is read at the window's edges with exact
+/// per-process clocks (`server.cpu_secs`), capacity counts the connections
+/// the server `held` and divides memory by them, `settings.throughput_repeat`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A whole benchmark run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +66,8 @@ pub struct Settings {
     pub sizes: Vec<u32>,
     pub capacity: Vec<u32>,
     pub repeat: u32,
+    /// Repeats of the throughput scenario (fewer than `repeat` by default).
+    pub throughput_repeat: u32,
     pub duration_secs: f64,
     pub warmup_secs: f64,
     pub server_cpus: Vec<usize>,
@@ -68,8 +75,8 @@ pub struct Settings {
     /// The scaling scenario's steps and why they stop there, when it ran.
     #[serde(default)]
     pub scaling: Option<Scaling>,
-    /// The latency scenario's rate per transport, once known (msg/s).
-    pub latency_rates: BTreeMap<Transport, f64>,
+    /// The latency ladder, when the latency scenario ran.
+    pub ladder: Option<Ladder>,
     pub quick: bool,
 }
 
@@ -93,7 +100,9 @@ pub struct Cell {
     pub capacity: Option<Capacity>,
     /// The server's process tree over the measured window.
     pub server: Option<ServerStats>,
-    /// Server CPU time per completed message, µs.
+    /// Server CPU time per completed message, µs: the tree's CPU between
+    /// the instants loadgen's measured window opened and closed, divided by
+    /// the messages completed in that window.
     pub server_cpu_us_per_msg: Option<f64>,
     pub shutdown: Option<Shutdown>,
     /// What makes this cell's figures less than trustworthy; empty when

@@ -1,19 +1,23 @@
 //! Runs the matrix cell by cell: start the server pinned to its CPUs, sample
 //! it, load it from the client CPUs, stop it, record — and save after every cell.
 
+use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use echo_common::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use loadgen::{Event, Opts};
 
-use crate::matrix::{self, CellSpec, LATENCY_RATE_SHARE, Scenario, Shape};
-use crate::models::Model;
+use crate::ladder::{self, Excluded, Ladder};
+use crate::matrix::{self, CellSpec, Scenario, Shape};
 use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
-use crate::sampler::{self, Sampler};
+use crate::sampler::{self, Sample, Sampler};
 use crate::server::{self, Server};
-use crate::{capacity, render};
+use crate::{capacity, procfs, render, validity};
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -30,6 +34,10 @@ pub struct RunConfig {
     pub results_root: PathBuf,
     pub quick: bool,
     pub progress: bool,
+    /// The latency ladder's SLO on the CO-corrected p99.
+    pub slo_p99: Duration,
+    /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 /// A finished (or interrupted) run.
@@ -37,9 +45,12 @@ pub struct RunConfig {
 pub struct Outcome {
     pub dir: PathBuf,
     pub results: Results,
+    /// Stopped by [`RunConfig::interrupt`] before the matrix ended.
+    pub interrupted: bool,
 }
 
-/// Runs every cell; writes results.json after each, then README.md and charts.
+/// Runs every cell; writes results.json after each (flags recomputed),
+/// then README.md and charts — also when interrupted, for the cells done.
 pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let started_at = utc_now();
     let environment = Environment::detect(command, started_at.clone());
@@ -53,6 +64,23 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
+    let ladder = cfg.shape.scenarios.contains(&Scenario::Latency).then(|| {
+        let (window, warmup) = step_window(cfg);
+        Ladder {
+            rates: cfg.shape.rates.clone(),
+            slo_p99_us: cfg.slo_p99.as_micros() as u64,
+            connections: ladder::CONNECTIONS,
+            size: matrix::SMALL,
+            window_secs: window.as_secs_f64(),
+            warmup_secs: warmup.as_secs_f64(),
+            excluded: cfg
+                .shape
+                .models
+                .iter()
+                .filter_map(|m| Some(Excluded { model: m.name().to_owned(), reason: ladder::excluded(m)? }))
+                .collect(),
+        }
+    });
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
         environment,
@@ -64,6 +92,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             sizes: cfg.shape.sizes.clone(),
             capacity: cfg.shape.capacity.clone(),
             repeat: cfg.shape.repeat,
+            throughput_repeat: cfg.shape.throughput_repeat.min(cfg.shape.repeat),
             duration_secs: cfg.duration.as_secs_f64(),
             warmup_secs: cfg.warmup.as_secs_f64(),
             server_cpus: cfg.server_cpus.clone(),
@@ -72,7 +101,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
                 server_cpus: cfg.shape.scaling.clone(),
                 limit: matrix::scaling_limit(cfg.available_cpus.len()),
             }),
-            latency_rates: Default::default(),
+            ladder,
             quick: cfg.quick,
         },
         cells: Vec::new(),
@@ -81,28 +110,159 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     results.save(&json)?;
 
     let specs = matrix::cells(&cfg.shape);
-    let bar = progress_bar(cfg.progress, specs.len() as u64);
-    for mut spec in specs {
-        bar.set_message(spec.label());
-        if spec.scenario == Scenario::Latency {
-            spec.rate = latency_rate(cfg, spec.transport, &mut results, &json, &bar, sockets.path())?;
+    let mut progress = Progress::new(cfg.progress, specs.len());
+    let _watcher = Watcher::start(Arc::clone(&cfg.interrupt));
+    // (model, transport, repeat) whose ladder has stopped.
+    let mut stopped: HashSet<(String, Transport, u32)> = HashSet::new();
+    let mut interrupted = false;
+    let climb_of = |spec: &CellSpec| (spec.model.name().to_owned(), spec.transport, spec.repeat);
+    for (i, spec) in specs.iter().cloned().enumerate() {
+        if cfg.interrupt.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
         }
-        let cell = match spec.rate {
-            None if spec.scenario == Scenario::Latency => failed(spec, "no rate: every calibration cell failed".into()),
-            _ => run_cell(cfg, spec, &bar, sockets.path()),
-        };
+        let climb = climb_of(&spec);
+        if spec.scenario == Scenario::Latency && stopped.contains(&climb) {
+            continue; // counted off the total when the climb stopped
+        }
+        progress.bar.set_message(spec.label());
+        let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
+        if cfg.interrupt.load(Ordering::SeqCst) && !cell.ok {
+            // Cut short by the signal, not by the server: not a measurement.
+            interrupted = true;
+            break;
+        }
+        if cell.spec.scenario == Scenario::Latency {
+            let slo = results.settings.ladder.as_ref().map_or(u64::MAX, |l| l.slo_p99_us);
+            if !ladder::verdict(&cell, slo).sustained() {
+                // The steps above will not run: one cell fewer each to wait for.
+                let ahead = specs[i + 1..].iter().filter(|s| s.scenario == Scenario::Latency && climb_of(s) == climb);
+                progress.skip(ahead.count());
+                stopped.insert(climb);
+            }
+        }
         if !cell.ok {
-            bar.println(format!("FAILED {}: {}", cell.spec.label(), cell.failure.as_deref().unwrap_or("?")));
+            progress.bar.println(format!("FAILED {}: {}", cell.spec.label(), cell.failure.as_deref().unwrap_or("?")));
         }
         results.cells.push(cell);
+        validity::annotate(&mut results);
         results.save(&json)?;
-        bar.inc(1);
+        if let Some(cell) = results.cells.last() {
+            progress.done(cell);
+        }
     }
-    bar.finish_and_clear();
-    results.complete = true;
+    progress.bar.finish_and_clear();
+    results.complete = !interrupted;
+    validity::annotate(&mut results);
     results.save(&json)?;
     render::write_report(&results, &dir)?;
-    Ok(Outcome { dir, results })
+    Ok(Outcome { dir, results, interrupted })
+}
+
+/// The PID of the server of the cell under way (0: none), for [`Watcher`].
+static CURRENT_SERVER: AtomicI32 = AtomicI32::new(0);
+
+/// Watches the interrupt flag during a run: on the first signal it stops
+/// the server of the cell under way (SIGTERM), so that cell ends within its
+/// window instead of running its course; the runner then drops it (a
+/// failed cell after a signal is not a measurement) and writes the report.
+struct Watcher {
+    done: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(interrupt: Arc<AtomicBool>) -> Watcher {
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let handle = std::thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                if interrupt.load(Ordering::SeqCst) {
+                    eprintln!(
+                        "bench: stopping: the cell under way is dropped, the report of the finished cells is being \
+                         written (a second signal exits at once)"
+                    );
+                    let pid = CURRENT_SERVER.load(Ordering::SeqCst);
+                    if pid > 0 {
+                        // The server of our own cell, still registered as running.
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watcher { done, handle: Some(handle) }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The window and warm-up of a latency-ladder step.
+fn step_window(cfg: &RunConfig) -> (Duration, Duration) {
+    let (window, warmup) = ladder::STEP_WINDOW;
+    (cfg.duration.min(window), cfg.warmup.min(warmup))
+}
+
+/// The progress display: a bar on a terminal, else (stderr redirected) one
+/// line per finished cell with done/total, the ETA and the cell's headline.
+struct Progress {
+    bar: ProgressBar,
+    lines: bool,
+    total: usize,
+    done: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: usize) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        Progress {
+            bar: progress_bar(enabled && terminal, total as u64),
+            lines: !terminal,
+            total,
+            done: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Ladder steps that will not run: `n` cells fewer to wait for.
+    fn skip(&mut self, n: usize) {
+        self.total -= n;
+        self.bar.set_length(self.total as u64);
+    }
+
+    fn done(&mut self, cell: &Cell) {
+        self.done += 1;
+        self.bar.inc(1);
+        if self.lines {
+            eprintln!("{}", self.line(cell));
+        }
+    }
+
+    /// `[12/180, ETA 14m 2s] throughput tokio tcp c=100 s=64B: 182,113 msg/s (client_bound)`
+    fn line(&self, cell: &Cell) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = self.total.saturating_sub(self.done) as f64 * elapsed / self.done.max(1) as f64;
+        let eta = humantime::format_duration(Duration::from_secs(left.round() as u64));
+        let figure = match (cell.ok, validity::headline(cell)) {
+            (false, _) => format!("FAILED: {}", cell.failure.as_deref().unwrap_or("?")),
+            (true, Some(v)) => validity::headline_name(cell).1(v),
+            (true, None) => "ok".into(),
+        };
+        let mut kinds: Vec<&str> = cell.flags.iter().map(|f| f.kind.name()).collect();
+        kinds.dedup();
+        let flags = if kinds.is_empty() { String::new() } else { format!(" [{}]", kinds.join(", ")) };
+        format!("[{}/{}, ETA {eta}] {}: {figure}{flags}", self.done, self.total, cell.spec.label())
+    }
 }
 
 fn progress_bar(enabled: bool, cells: u64) -> ProgressBar {
@@ -117,65 +277,6 @@ fn progress_bar(enabled: bool, cells: u64) -> ProgressBar {
 fn sanitize(text: &str) -> String {
     let clean: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     if clean.is_empty() { "host".into() } else { clean }
-}
-
-/// The open-loop rate every model can sustain over `transport`: half the
-/// slowest model's median closed-loop rate at 100 connections, 64 B — from
-/// the throughput cells already run, or from calibration cells run now.
-fn latency_rate(
-    cfg: &RunConfig,
-    transport: Transport,
-    results: &mut Results,
-    json: &Path,
-    bar: &ProgressBar,
-    sockets: &Path,
-) -> anyhow::Result<Option<f64>> {
-    if let Some(rate) = results.settings.latency_rates.get(&transport) {
-        return Ok(Some(*rate));
-    }
-    for model in &cfg.shape.models {
-        if model_rate(results, model, transport).is_none() {
-            let spec = CellSpec {
-                scenario: Scenario::Throughput,
-                model: model.clone(),
-                transport,
-                connections: matrix::LATENCY_CONNECTIONS,
-                size: matrix::SMALL,
-                rate: None,
-                repeat: 0,
-                server_cpus: None,
-            };
-            bar.set_message(format!("calibrating: {}", spec.label()));
-            let cell = run_cell(cfg, spec, bar, sockets);
-            results.cells.push(cell);
-            results.save(json)?;
-        }
-    }
-    let slowest =
-        cfg.shape.models.iter().filter_map(|m| model_rate(results, m, transport)).fold(f64::INFINITY, f64::min);
-    let rate = slowest.is_finite().then(|| (slowest * LATENCY_RATE_SHARE).round().max(1.0));
-    if let Some(rate) = rate {
-        results.settings.latency_rates.insert(transport, rate);
-    }
-    Ok(rate)
-}
-
-/// Median closed-loop throughput of `model` at the latency scenario's load.
-fn model_rate(results: &Results, model: &Model, transport: Transport) -> Option<f64> {
-    let mut rates: Vec<f64> = results
-        .cells
-        .iter()
-        .filter(|c| {
-            c.ok && c.spec.scenario == Scenario::Throughput
-                && c.spec.model == *model
-                && c.spec.transport == transport
-                && c.spec.connections == matrix::LATENCY_CONNECTIONS
-                && c.spec.size == matrix::SMALL
-        })
-        .filter_map(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates.get(rates.len().checked_sub(1)? / 2).copied()
 }
 
 fn failed(spec: CellSpec, reason: String) -> Cell {
@@ -224,11 +325,13 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
+    CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
     let mut cell = blank(spec.clone());
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
+    let mut edges: Option<(Sample, Sample)> = None;
     match spec.scenario {
         Scenario::Capacity => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.connections)) {
             Ok(capacity) => {
@@ -243,6 +346,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                     let (window, warmup) = matrix::TRANSPORT_WINDOW;
                     (cfg.duration.min(window), cfg.warmup.min(warmup))
                 }
+                Scenario::Latency => step_window(cfg),
                 _ => (cfg.duration, cfg.warmup),
             };
             let opts = Opts {
@@ -258,18 +362,24 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                 ..Opts::default()
             };
             let label = spec.label();
+            let pid = server.pid();
+            // The server's tree read at the instants the window opens and
+            // closes: its CPU over exactly the window the messages are counted in.
+            let edge =
+                || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
             let (mut opened, mut closed) = (None, None);
             let result = loadgen::run_observed(&opts, &mut |event| match event {
                 Event::Progress { rate, .. } => {
                     bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
                 }
-                Event::WindowOpened => opened = Some(Instant::now()),
-                Event::WindowClosed => closed = Some(Instant::now()),
+                Event::WindowOpened => opened = Some((Instant::now(), edge())),
+                Event::WindowClosed => closed = Some((Instant::now(), edge())),
             });
             match result {
                 Ok(report) => {
-                    if let (Some(open), Some(close)) = (opened, closed) {
+                    if let (Some((open, a)), Some((close, b))) = (opened, closed) {
                         window = (open, close);
+                        edges = a.zip(b);
                     }
                     cell.loadgen = Some(report);
                 }
@@ -279,15 +389,15 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     }
     let samples = sampler.stop();
     let crashed = server.exited();
+    CURRENT_SERVER.store(0, Ordering::SeqCst);
     let shutdown = server.stop();
     if let Some(err) = &samples.error {
         problems.push(format!("server not measurable: {err}"));
     }
-    cell.server = sampler::summarise(&samples.samples, window.0, window.1);
+    cell.server = sampler::summarise(&samples.samples, window.0, window.1, edges.as_ref().map(|(a, b)| (a, b)));
     if let (Some(stats), Some(report)) = (&cell.server, &cell.loadgen) {
-        if report.requests.ok > 0 {
-            let cpu = stats.cpu_user_secs + stats.cpu_sys_secs;
-            cell.server_cpu_us_per_msg = Some(1e6 * cpu / report.requests.ok as f64);
+        if report.requests.ok > 0 && edges.is_some() {
+            cell.server_cpu_us_per_msg = Some(1e6 * stats.cpu_secs / report.requests.ok as f64);
         }
     }
     if let Some(status) = crashed {

@@ -90,10 +90,16 @@ impl Sampler {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ServerStats {
     pub samples: u64,
-    /// CPU time over the window.
+    /// CPU time (user + system) of the whole tree over the window, exact
+    /// (process CPU clocks, see [`crate::procfs::TreeReading::cpu_secs`]):
+    /// the figure CPU per message is made of.
+    #[serde(default)]
+    pub cpu_secs: f64,
+    /// The same split into user and system time, at clock-tick resolution
+    /// per process (their sum may fall short of `cpu_secs`).
     pub cpu_user_secs: f64,
     pub cpu_sys_secs: f64,
-    /// (user + sys) / window: CPUs kept busy.
+    /// `cpu_secs` / window: CPUs kept busy.
     pub cpu_utilisation: f64,
     pub rss_peak_kib: u64,
     pub rss_mean_kib: u64,
@@ -109,23 +115,35 @@ pub struct ServerStats {
 }
 
 /// Sums `samples` up over `[from, to]`; `None` without two samples in it.
-pub fn summarise(samples: &[Sample], from: Instant, to: Instant) -> Option<ServerStats> {
+///
+/// CPU time comes from `edges` when given — readings taken at the instants
+/// the window opened and closed (the runner takes them in loadgen's
+/// window callbacks), so it covers exactly the interval whose messages it
+/// is divided by —, else from the first and last sample inside the window.
+/// Memory, threads and processes come from the samples.
+pub fn summarise(
+    samples: &[Sample],
+    from: Instant,
+    to: Instant,
+    edges: Option<(&Sample, &Sample)>,
+) -> Option<ServerStats> {
     let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at <= to).collect();
     let (first, last) = (inside.first()?, inside.last()?);
     if inside.len() < 2 {
         return None;
     }
     let n = inside.len() as f64;
-    let secs = (last.at - first.at).as_secs_f64().max(1e-9);
-    let (a, b) = (first.reading, last.reading);
+    let (a, b) = edges.unwrap_or((first, last));
+    let secs = (b.at - a.at).as_secs_f64().max(1e-9);
+    let (a, b) = (a.reading, b.reading);
     let pss: Vec<u64> = inside.iter().filter_map(|s| s.reading.pss_kib).collect();
-    let cpu_user = (b.user_secs - a.user_secs).max(0.0);
-    let cpu_sys = (b.sys_secs - a.sys_secs).max(0.0);
+    let cpu = window_cpu(&a, &b);
     Some(ServerStats {
         samples: inside.len() as u64,
-        cpu_user_secs: cpu_user,
-        cpu_sys_secs: cpu_sys,
-        cpu_utilisation: (cpu_user + cpu_sys) / secs,
+        cpu_secs: cpu.0,
+        cpu_user_secs: cpu.1,
+        cpu_sys_secs: cpu.2,
+        cpu_utilisation: cpu.0 / secs,
         rss_peak_kib: inside.iter().map(|s| s.reading.rss_kib).max().unwrap_or(0),
         rss_mean_kib: (inside.iter().map(|s| s.reading.rss_kib).sum::<u64>() as f64 / n) as u64,
         pss_peak_kib: pss.iter().copied().max().unwrap_or(0),
@@ -137,4 +155,18 @@ pub fn summarise(samples: &[Sample], from: Instant, to: Instant) -> Option<Serve
         voluntary_switches: b.voluntary_switches.saturating_sub(a.voluntary_switches),
         involuntary_switches: b.involuntary_switches.saturating_sub(a.involuntary_switches),
     })
+}
+
+/// The tree's CPU between two readings: (exact total, user, system), in
+/// seconds. Complete for a tree whose processes come and go: a process alive
+/// at both readings counts its difference; one started in between counts
+/// all it used (it was absent, 0, at the first); one that ended in between
+/// and was reaped by the root counts through the root's cutime/cstime (its
+/// whole total went there, and its part already seen at the first reading
+/// is subtracted with that reading); one that ended but is not yet reaped
+/// is still read, as a zombie. A child reaped by a process other than the
+/// root (a grandchild) is lost with its reaper's exit: no model has those.
+pub fn window_cpu(a: &TreeReading, b: &TreeReading) -> (f64, f64, f64) {
+    let d = |x: f64, y: f64| (y - x).max(0.0);
+    (d(a.cpu_secs, b.cpu_secs), d(a.user_secs, b.user_secs), d(a.sys_secs, b.sys_secs))
 }

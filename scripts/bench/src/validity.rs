@@ -3,7 +3,13 @@
 //!
 //! A flag never hides a figure: it says what the figure is worth.
 
+use std::collections::BTreeMap;
+
+use loadgen::report::fmt_count;
 use serde::{Deserialize, Serialize};
+
+use crate::matrix::{CellSpec, Scenario};
+use crate::results::{Cell, Results};
 
 /// One kind of problem a cell can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,4 +66,474 @@ pub struct Flag {
     pub threshold: f64,
     /// One line for a reader, e.g. "busiest loadgen thread 97 % ≥ 90 %".
     pub detail: String,
+}
+
+/// Client-bound: the busiest load generator thread's share of the window.
+pub const CLIENT_BOUND: f64 = 0.90;
+/// Below target: achieved ÷ target rate under this (open loop).
+pub const BELOW_TARGET_RATE: f64 = 0.99;
+/// Little's law: |throughput × mean latency ÷ messages in flight − 1| above this.
+pub const LITTLES_LAW: f64 = 0.10;
+/// Spread: (max − min) ÷ median of the headline figure over the repeats above this.
+pub const SPREAD: f64 = 0.20;
+
+impl Flag {
+    fn new(kind: FlagKind, figure: f64, threshold: f64, detail: String) -> Flag {
+        Flag { kind, figure, threshold, detail }
+    }
+}
+
+/// Recomputes every cell's flags from the cell's own data and, for
+/// [`FlagKind::Spread`], from the other repeats of the same load. Idempotent:
+/// whatever flags the cells carried are replaced. The runner calls it after
+/// every cell; `bench report` calls it on a saved run.
+pub fn annotate(results: &mut Results) {
+    for cell in &mut results.cells {
+        cell.flags = cell_flags(cell);
+    }
+    // Spread: the headline figure over the ok repeats of each load (the
+    // cell's spec but its repeat).
+    type Load = (Scenario, String, echo_common::Transport, u32, u32, Option<u64>, Option<u32>);
+    let load = |s: &CellSpec| -> Load {
+        (
+            s.scenario,
+            s.model.name().to_owned(),
+            s.transport,
+            s.connections,
+            s.size,
+            s.rate.map(f64::to_bits),
+            s.server_cpus,
+        )
+    };
+    let mut groups: BTreeMap<Load, Vec<usize>> = BTreeMap::new();
+    for (i, cell) in results.cells.iter().enumerate() {
+        if cell.ok && headline(cell).is_some() {
+            groups.entry(load(&cell.spec)).or_default().push(i);
+        }
+    }
+    for members in groups.into_values() {
+        let mut values: Vec<f64> = members.iter().filter_map(|&i| headline(&results.cells[i])).collect();
+        if values.len() < 2 {
+            continue;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+        if median <= 0.0 {
+            continue;
+        }
+        let spread = (values[n - 1] - values[0]) / median;
+        if spread > SPREAD {
+            let (what, _) = headline_name(&results.cells[members[0]]);
+            let detail = format!(
+                "{what} differs by {:.0} % of its median across {n} repeats (> {:.0} %)",
+                100.0 * spread,
+                100.0 * SPREAD
+            );
+            for &i in &members {
+                results.cells[i].flags.push(Flag::new(FlagKind::Spread, spread, SPREAD, detail.clone()));
+            }
+        }
+    }
+}
+
+/// The figure a cell is read for, whose spread across repeats is judged:
+/// msg/s (p99 for a latency-ladder step, whose rate is imposed), or
+/// memory per connection in the capacity scenario.
+pub fn headline(cell: &Cell) -> Option<f64> {
+    match cell.spec.scenario {
+        Scenario::Capacity => cell.capacity.as_ref().map(|c| c.pss_per_connection_kib),
+        Scenario::Latency => cell.loadgen.as_ref().map(|r| r.latency_us.p99 as f64),
+        _ => cell.loadgen.as_ref().map(|r| r.throughput.requests_per_sec),
+    }
+}
+
+/// The headline's name, and how to print it (with its name or unit).
+pub fn headline_name(cell: &Cell) -> (&'static str, fn(f64) -> String) {
+    match cell.spec.scenario {
+        Scenario::Capacity => ("PSS per connection", |v| format!("{v:.1} KiB per connection")),
+        Scenario::Latency => ("p99", |v| format!("p99 {}", loadgen::report::fmt_us(v))),
+        _ => ("msg/s", |v| format!("{} msg/s", fmt_count(v))),
+    }
+}
+
+/// The flags one cell earns on its own (every kind but spread).
+pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
+    let mut flags = Vec::new();
+    if let Some(capacity) = &cell.capacity {
+        if capacity.held < capacity.requested {
+            let not_established = capacity.requested - capacity.established;
+            let closed = capacity.established.saturating_sub(capacity.held);
+            flags.push(Flag::new(
+                FlagKind::ConnectionsShort,
+                capacity.held as f64,
+                capacity.requested as f64,
+                format!(
+                    "{} of {} connections held: {} not established, {} closed by the server",
+                    fmt_count(capacity.held as f64),
+                    fmt_count(capacity.requested as f64),
+                    fmt_count(not_established as f64),
+                    fmt_count(closed as f64)
+                ),
+            ));
+        }
+    }
+    let Some(report) = &cell.loadgen else { return flags };
+    let busiest = report.client_cpu.max_thread_utilisation;
+    if busiest >= CLIENT_BOUND {
+        flags.push(Flag::new(
+            FlagKind::ClientBound,
+            busiest,
+            CLIENT_BOUND,
+            format!(
+                "busiest loadgen thread {:.0} % busy (≥ {:.0} %): the client may have set the pace",
+                100.0 * busiest,
+                100.0 * CLIENT_BOUND
+            ),
+        ));
+    }
+    if let Some(target) = report.throughput.target_requests_per_sec.filter(|t| *t > 0.0) {
+        let share = report.throughput.requests_per_sec / target;
+        if share < BELOW_TARGET_RATE {
+            flags.push(Flag::new(
+                FlagKind::BelowTargetRate,
+                share,
+                BELOW_TARGET_RATE,
+                format!(
+                    "achieved {} of {} msg/s ({:.1} % < {:.0} %)",
+                    fmt_count(report.throughput.requests_per_sec),
+                    fmt_count(target),
+                    100.0 * share,
+                    100.0 * BELOW_TARGET_RATE
+                ),
+            ));
+        }
+    }
+    let c = &report.connections;
+    let served = c.established.saturating_sub(report.per_connection.starved);
+    if served < c.requested {
+        let closed = c.attempts.dropped_before_first_echo;
+        let refused = c.failed.saturating_sub(closed);
+        flags.push(Flag::new(
+            FlagKind::ConnectionsShort,
+            served as f64,
+            c.requested as f64,
+            format!(
+                "{} of {} connections served: {} refused or failed to connect, {} closed by the server before \
+                 their first echo, {} never served (connected, no echo in the window)",
+                fmt_count(served as f64),
+                fmt_count(c.requested as f64),
+                fmt_count(refused as f64),
+                fmt_count(closed as f64),
+                fmt_count(report.per_connection.starved as f64)
+            ),
+        ));
+    }
+    if let Some(off) = littles_law(report) {
+        if off > LITTLES_LAW {
+            flags.push(Flag::new(
+                FlagKind::LittlesLaw,
+                off,
+                LITTLES_LAW,
+                format!(
+                    "throughput × mean latency is {:.0} % off the messages in flight (> {:.0} %): starved or \
+                     stalled connections, or time spent outside request/echo",
+                    100.0 * off,
+                    100.0 * LITTLES_LAW
+                ),
+            ));
+        }
+    }
+    if report.requests.ok > 0 {
+        let cpu = cell.server.map(|s| s.cpu_secs);
+        match (cpu, cell.server_cpu_us_per_msg) {
+            (Some(cpu), Some(_)) if cpu > 0.0 => {}
+            (cpu, _) => flags.push(Flag::new(
+                FlagKind::CpuUnmeasurable,
+                cpu.unwrap_or(0.0),
+                0.0,
+                match cpu {
+                    None => "no reading of the server's CPU over the window".into(),
+                    Some(cpu) => {
+                        format!("server CPU read as {cpu:.3} s for {} messages", fmt_count(report.requests.ok as f64))
+                    }
+                },
+            )),
+        }
+    }
+    flags
+}
+
+/// Closed loop: |throughput × mean latency ÷ messages in flight − 1|, the
+/// figure behind loadgen's Little's-law warning; `None` in open loop or
+/// without latencies.
+pub fn littles_law(report: &loadgen::Report) -> Option<f64> {
+    if report.mode != "closed" || report.latency_us.count == 0 {
+        return None;
+    }
+    let in_flight = report.connections.established as f64 * f64::from(report.config.pipeline);
+    if in_flight <= 0.0 {
+        return None;
+    }
+    let little = report.throughput.requests_per_sec * report.latency_us.mean * 1e-6;
+    Some((little / in_flight - 1.0).abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use echo_common::{ModelInfo, Transport};
+    use serde_json::json;
+
+    use super::*;
+    use crate::capacity::Capacity;
+    use crate::models::Model;
+    use crate::sampler::ServerStats;
+
+    /// A loadgen report as loadgen writes it: `requested` connections,
+    /// `established` of them, `starved` of those with no echo; closed loop
+    /// unless `rate` is given. Fields are then adjusted by the tests.
+    fn report(requested: u64, established: u64, starved: u64, rps: f64, rate: Option<f64>) -> loadgen::Report {
+        let latency = json!({"count": 1000, "min": 50, "mean": 100.0, "stdev": 10.0, "p50": 100, "p90": 120,
+                             "p99": 200, "p99_9": 300, "p99_99": 400, "max": 500, "clamped": 0});
+        let zero = json!({"established": established, "failed": requested - established, "reconnects": 0,
+                          "reconnects_failed": 0, "refused": requested - established, "timed_out": 0, "other": 0,
+                          "dropped_before_first_echo": 0});
+        let counts: Vec<u64> = (0..established).map(|i| if i < starved { 0 } else { 10 }).collect();
+        serde_json::from_value(json!({
+            "schema_version": loadgen::report::SCHEMA_VERSION,
+            "config": {"addr": "127.0.0.1:7000", "connections": requested, "size": 64, "duration_secs": 2.0,
+                       "warmup_secs": 0.5, "threads": null, "connect_timeout_secs": 3.0, "timeout_secs": 5.0,
+                       "pipeline": 1, "rate": rate, "reconnect_every": null},
+            "mode": if rate.is_some() { "open" } else { "closed" },
+            "transport": "tcp",
+            "environment": {"hostname": "h", "kernel": "k", "cpu_model": "c", "cpus_available": 2, "cpus_online": 2,
+                            "loadgen_version": "0", "git_commit": null},
+            "connections": {"requested": requested, "established": established, "failed": requested - established,
+                            "attempts": zero},
+            "requests": {"ok": 20_000, "mismatched": 0, "timed_out": 0, "failed": 0, "failed_closed": 0,
+                         "failed_reset": 0, "failed_io": 0, "errors_in_warmup": 0},
+            "duration_secs": 2.0,
+            "throughput": {"requests_per_sec": rps, "bytes_per_sec": rps * 64.0, "target_requests_per_sec": rate},
+            "latency_us": latency, "latency_raw_us": null, "connect_us": null,
+            "per_connection": {"min": 0, "median": 10, "max": 10, "starved": starved, "counts": counts},
+            "client_cpu": {"user_secs": 0.5, "sys_secs": 0.5, "utilisation": 0.5, "max_thread_utilisation": 0.5,
+                           "threads": 1},
+            "timeline": [], "histogram": "", "histogram_raw": null, "histogram_connect": null, "warnings": []
+        }))
+        .expect("a loadgen report")
+    }
+
+    fn model() -> Model {
+        Model::new(ModelInfo {
+            name: "m".into(),
+            summary: "".into(),
+            default_max_connections: 10_000,
+            child_processes: false,
+            serves_at_once: None,
+            baseline: false,
+            reuse_port: false,
+            colour: "#000000".into(),
+        })
+    }
+
+    fn cell(scenario: Scenario, repeat: u32, report: Option<loadgen::Report>) -> Cell {
+        let ok = report.as_ref().map_or(0, |r| r.requests.ok);
+        Cell {
+            spec: CellSpec {
+                scenario,
+                model: model(),
+                transport: Transport::Tcp,
+                connections: report.as_ref().map_or(100, |r| r.config.connections),
+                size: 64,
+                rate: report.as_ref().and_then(|r| r.config.rate),
+                repeat,
+                server_cpus: None,
+            },
+            ok: true,
+            failure: None,
+            server: Some(ServerStats { samples: 20, cpu_secs: 0.2, ..ServerStats::default() }),
+            server_cpu_us_per_msg: (ok > 0).then(|| 1e6 * 0.2 / ok as f64),
+            loadgen: report,
+            capacity: None,
+            shutdown: None,
+            flags: Vec::new(),
+        }
+    }
+
+    /// A report whose Little's law holds: 100 in flight = rps × mean latency (100 µs).
+    fn sound() -> loadgen::Report {
+        report(100, 100, 0, 1_000_000.0, None)
+    }
+
+    fn kinds(cell: &Cell) -> Vec<FlagKind> {
+        cell.flags.iter().map(|f| f.kind).collect()
+    }
+
+    fn results(cells: Vec<Cell>) -> Results {
+        let json = json!({
+            "schema_version": crate::results::SCHEMA_VERSION,
+            "environment": {"hostname": "h", "kernel": "k", "cpu_model": "c", "cpus_online": 2, "rustc": "r",
+                            "crates": [], "git_commit": null, "command": "bench", "started_at": "t"},
+            "settings": {"models": [], "scenarios": [], "transports": ["tcp"], "connections": [], "sizes": [],
+                         "capacity": [], "repeat": 3, "throughput_repeat": 3, "duration_secs": 2.0,
+                         "warmup_secs": 0.5, "server_cpus": [0], "client_cpus": [1], "scaling": null,
+                         "ladder": null, "quick": false},
+            "cells": [],
+            "complete": true
+        });
+        let mut results: Results = serde_json::from_value(json).expect("results");
+        results.cells = cells;
+        results
+    }
+
+    #[test]
+    fn a_sound_cell_has_no_flag() {
+        let mut r = results(vec![cell(Scenario::Throughput, 0, Some(sound()))]);
+        annotate(&mut r);
+        assert!(r.cells[0].flags.is_empty(), "{:?}", r.cells[0].flags);
+        assert_eq!(crate::render::marks::console_line(&r), "flags: none (of 1 cells)");
+    }
+
+    #[test]
+    fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
+        for (busy, flagged) in [(0.89, false), (0.90, true), (0.97, true)] {
+            let mut report = sound();
+            report.client_cpu.max_thread_utilisation = busy;
+            let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(report)));
+            assert_eq!(flags.iter().any(|f| f.kind == FlagKind::ClientBound), flagged, "{busy}");
+            if let Some(f) = flags.first() {
+                assert_eq!((f.figure, f.threshold), (busy, CLIENT_BOUND));
+                assert!(f.detail.contains(&format!("{:.0} %", busy * 100.0)), "{}", f.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn an_open_loop_cell_short_of_its_rate_is_flagged_with_its_share() {
+        // the issue's case: 45,816 of 60,414 msg/s
+        let short = cell(Scenario::Latency, 0, Some(report(100, 100, 0, 45_816.0, Some(60_414.0))));
+        let flags = cell_flags(&short);
+        let flag = flags.iter().find(|f| f.kind == FlagKind::BelowTargetRate).expect("below target");
+        assert!((flag.figure - 45_816.0 / 60_414.0).abs() < 1e-9);
+        assert!(flag.detail.contains("45,816 of 60,414") && flag.detail.contains("75.8 %"), "{}", flag.detail);
+        let met = cell(Scenario::Latency, 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
+        assert!(cell_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
+    }
+
+    #[test]
+    fn connections_short_splits_refused_closed_and_never_served() {
+        // pool at 1,000: every connection accepted, 872 waiting in its queue
+        let mut pool = report(1000, 1000, 872, 100_000.0, None);
+        pool.latency_us.mean = 128.0 / 100_000.0 * 1e6; // Little's law holds for the 128 served
+        let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(pool)));
+        let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
+        assert_eq!((flag.figure, flag.threshold), (128.0, 1000.0));
+        assert!(
+            flag.detail.starts_with("128 of 1,000 connections served: 0 refused")
+                && flag.detail.contains("0 closed by the server")
+                && flag.detail.contains("872 never served"),
+            "{}",
+            flag.detail
+        );
+        // a server at its connection cap: 30 refused, 20 closed before their first echo
+        let mut capped = report(100, 50, 0, 1_000_000.0, None);
+        capped.connections.failed = 50;
+        capped.connections.attempts.refused = 30;
+        capped.connections.attempts.dropped_before_first_echo = 20;
+        let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(capped)));
+        let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
+        assert!(
+            flag.detail.contains("30 refused") && flag.detail.contains("20 closed by the server"),
+            "{}",
+            flag.detail
+        );
+    }
+
+    #[test]
+    fn capacity_short_of_held_connections_is_flagged() {
+        let mut c = cell(Scenario::Capacity, 0, None);
+        let capacity = |held| Capacity {
+            requested: 10_000,
+            established: 10_000,
+            held,
+            pss_before_kib: 0,
+            pss_held_kib: 0,
+            rss_before_kib: 0,
+            rss_held_kib: 0,
+            pss_per_connection_kib: 1.0,
+            rss_per_connection_kib: 1.0,
+            threads: 1,
+            processes: 1,
+            not_served: 0,
+            echo_secs: 0.1,
+        };
+        c.capacity = Some(capacity(1_152));
+        let flags = cell_flags(&c);
+        assert_eq!(flags.len(), 1);
+        assert_eq!((flags[0].kind, flags[0].figure), (FlagKind::ConnectionsShort, 1_152.0));
+        assert!(flags[0].detail.contains("8,848 closed by the server"), "{}", flags[0].detail);
+        c.capacity = Some(capacity(10_000));
+        assert!(cell_flags(&c).is_empty());
+    }
+
+    #[test]
+    fn littles_law_figure_is_computed_and_flagged_above_ten_percent() {
+        let mut off = sound();
+        off.latency_us.mean = 115.0; // 1e6 msg/s × 115 µs = 115 in flight for 100
+        let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(off.clone())));
+        let flag = flags.iter().find(|f| f.kind == FlagKind::LittlesLaw).expect("littles law");
+        assert!((flag.figure - 0.15).abs() < 1e-9, "{}", flag.figure);
+        off.latency_us.mean = 109.0;
+        assert!(littles_law(&off).is_some_and(|f| f < LITTLES_LAW));
+        assert!(cell_flags(&cell(Scenario::Throughput, 0, Some(off))).is_empty());
+        // open loop: not applicable
+        assert_eq!(littles_law(&report(100, 100, 0, 50_000.0, Some(50_000.0))), None);
+    }
+
+    #[test]
+    fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
+        let mut none = cell(Scenario::Throughput, 0, Some(sound()));
+        none.server = None;
+        none.server_cpu_us_per_msg = None;
+        assert_eq!(kinds(&Cell { flags: cell_flags(&none), ..none }), [FlagKind::CpuUnmeasurable]);
+        // the `process` model's "user 0.0 s, sys 0.0 s with 101 processes"
+        let mut zero = cell(Scenario::Throughput, 0, Some(sound()));
+        zero.server = Some(ServerStats { samples: 10, cpu_secs: 0.0, ..ServerStats::default() });
+        zero.server_cpu_us_per_msg = Some(0.0);
+        let flags = cell_flags(&zero);
+        assert_eq!(flags.len(), 1);
+        assert!(flags[0].detail.contains("0.000 s for 20,000 messages"), "{}", flags[0].detail);
+    }
+
+    #[test]
+    fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempotent() {
+        let with_rate = |rps: f64, repeat| {
+            let mut r = sound();
+            r.throughput.requests_per_sec = rps;
+            r.latency_us.mean = 100.0 * 1_000_000.0 / rps; // keep Little's law
+            cell(Scenario::Throughput, repeat, Some(r))
+        };
+        // 100k, 110k, 125k: (125 − 100) / 110 = 22.7 % > 20 %
+        let mut cells = vec![with_rate(100_000.0, 0), with_rate(110_000.0, 1), with_rate(125_000.0, 2)];
+        // another load (10 connections) with a small spread
+        for (i, rps) in [100_000.0, 101_000.0].into_iter().enumerate() {
+            let mut c = with_rate(rps, i as u32);
+            c.spec.connections = 10;
+            c.loadgen.as_mut().unwrap().connections.requested = 10;
+            c.loadgen.as_mut().unwrap().connections.established = 10;
+            c.loadgen.as_mut().unwrap().latency_us.mean = 10.0 * 1_000_000.0 / rps;
+            cells.push(c);
+        }
+        let mut r = results(cells);
+        annotate(&mut r);
+        for c in &r.cells[..3] {
+            assert_eq!(kinds(c), [FlagKind::Spread]);
+            assert!((c.flags[0].figure - 25.0 / 110.0).abs() < 1e-9);
+        }
+        assert!(r.cells[3..].iter().all(|c| c.flags.is_empty()), "{:?}", r.cells[3].flags);
+        let once = r.clone();
+        annotate(&mut r);
+        assert_eq!(r, once, "annotating again changes nothing");
+        assert_eq!(crate::render::marks::console_line(&r), "flags: 3 spread (cells; 3 of 5 cells carry at least one)");
+    }
 }

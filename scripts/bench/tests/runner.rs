@@ -37,18 +37,27 @@ fn tiny_matrix_end_to_end() {
         .args(["--models", "thread,tokio", "--scenarios", "throughput,latency,churn,capacity,transport"])
         .args(["--transports", "tcp,unix"])
         .args(["--connections", "100", "--sizes", "64", "--capacity", "50", "--repeat", "1"])
+        // one ladder step: the cell count does not depend on how it went
+        .args(["--rates", "2k"])
         .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "bench failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "bench failed: {stdout}\n{stderr}");
     // 2 models × (4 scenarios × 2 transports + 2 connection counts × 2 transports)
     assert!(stdout.contains("24 cells, 0 failed"), "{stdout}");
     let last = stdout.trim_end().lines().last().unwrap_or_default();
     assert!(last.starts_with("flags: ") && last.contains("of 24 cells"), "the console ends with the flags: {stdout}");
+    // stderr is not a terminal here: one line per finished cell
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(lines.len(), 24, "{stderr}");
+    assert!(lines[0].starts_with("[1/24, ETA ") && lines[23].starts_with("[24/24, ETA "), "{stderr}");
+    let line = lines.iter().find(|l| l.contains("] throughput thread tcp c=100 s=64B: ")).expect("its line");
+    assert!(line.contains(" msg/s"), "{line}");
+    assert!(lines.iter().any(|l| l.contains("] latency tokio unix 2,000 msg/s c=100 s=64B: p99 ")), "{stderr}");
 
     let dir = run_dir(root.path());
-    let results = Results::load(&dir.join("results.json")).unwrap();
+    let mut results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete);
     assert_eq!(results.cells.len(), 24);
     for transport in Transport::ALL {
@@ -64,34 +73,49 @@ fn tiny_matrix_end_to_end() {
         match cell.spec.scenario {
             Scenario::Capacity => {
                 let capacity = cell.capacity.as_ref().unwrap();
-                assert_eq!((capacity.established, capacity.not_served), (50, 0));
+                assert_eq!((capacity.established, capacity.held, capacity.not_served), (50, 50, 0));
             }
             _ => {
                 let report = cell.loadgen.as_ref().unwrap();
                 assert!(report.requests.ok > 0 && report.requests.errors() == 0, "{:?}", report.requests);
                 let server = cell.server.expect("server samples over the window");
-                assert!(server.samples >= 5, "{server:?}");
-                assert!(cell.server_cpu_us_per_msg.is_some_and(|us| us > 0.0));
+                assert!(server.samples >= 2, "{server:?}");
+                assert!(server.cpu_secs > 0.0, "{server:?}");
+                let per_msg = cell.server_cpu_us_per_msg.expect("CPU per message");
+                assert!((per_msg - 1e6 * server.cpu_secs / report.requests.ok as f64).abs() < 1e-6);
             }
         }
     }
-    // The latency scenario ran, per transport, at half the slower model's closed-loop rate.
+    // The latency ladder: the same rates for both models over both transports,
+    // recorded in the settings, each step at its offered rate.
+    let ladder = results.settings.ladder.clone().expect("the ladder is recorded");
+    assert_eq!((ladder.rates.as_slice(), ladder.slo_p99_us, ladder.connections), (&[2000.0][..], 1000, 100));
     for transport in Transport::ALL {
-        let rate = results.settings.latency_rates[&transport];
-        let slowest = results
-            .cells
-            .iter()
-            .filter(|c| c.spec.scenario == Scenario::Throughput && c.spec.transport == transport)
-            .map(|c| c.loadgen.as_ref().unwrap().throughput.requests_per_sec)
-            .fold(f64::INFINITY, f64::min);
-        assert!((rate - (slowest / 2.0).round()).abs() < 1.0, "{transport}: rate {rate}, slowest {slowest}");
+        for model in ["thread", "tokio"] {
+            let rates: Vec<f64> = results
+                .cells
+                .iter()
+                .filter(|c| c.spec.scenario == Scenario::Latency && c.spec.transport == transport)
+                .filter(|c| c.spec.model.name() == model)
+                .map(|c| {
+                    let report = c.loadgen.as_ref().unwrap();
+                    assert_eq!(report.config.rate, c.spec.rate, "loadgen ran at the step's rate");
+                    c.spec.rate.unwrap()
+                })
+                .collect();
+            assert_eq!(rates, [2000.0], "{model} over {transport}");
+        }
     }
+    // The flags in results.json are what annotate computes from the cells.
+    let saved = results.clone();
+    echo_bench::validity::annotate(&mut results);
+    assert_eq!(results, saved);
 
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     for heading in [
         "## Throughput and latency, closed loop, TCP loopback",
         "## Throughput and latency, closed loop, Unix domain socket",
-        "## Latency under a fixed load",
+        "## Latency against offered load, open loop, TCP loopback",
         "## Churn",
         "## Capacity",
         "## Transport: TCP loopback against a Unix domain socket",
@@ -99,12 +123,15 @@ fn tiny_matrix_end_to_end() {
         "## Flags by kind",
         "| thread |",
         "| tokio |",
+        "| tokio | 2,000 |",
     ] {
         assert!(readme.contains(heading), "README lacks {heading:?}");
     }
     for chart in [
         "throughput-64B-tcp.svg",
         "throughput-64B-unix.svg",
+        "latency-ladder-tcp.svg",
+        "latency-ladder-unix.svg",
         "latency-spectrum-unix.svg",
         "memory-per-connection-tcp.svg",
         "cpu-per-message-64B-tcp.svg",
@@ -114,6 +141,41 @@ fn tiny_matrix_end_to_end() {
         let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{chart}");
     }
+}
+
+#[test]
+fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_serving_one_connection() {
+    let root = tempfile::tempdir().unwrap();
+    // An SLO no step can meet: every climb stops at its first step.
+    let output = bench(&server_bin(), root.path())
+        .args(["--models", "iterative,tokio", "--scenarios", "latency", "--rates", "1k,2k,4k", "--slo-p99", "1us"])
+        .args(["--repeat", "2", "--duration", "0.3s", "--warmup", "0.1s", "--no-progress"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 cells, 0 failed"), "{stdout}");
+    // the skipped steps leave the total: the last line reads 2/2
+    assert!(stderr.contains("[2/2, ETA "), "{stderr}");
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let ladder = results.settings.ladder.as_ref().unwrap();
+    assert_eq!(ladder.excluded.len(), 1);
+    assert_eq!(ladder.excluded[0].model, "iterative");
+    let steps: Vec<(String, f64, u32)> =
+        results.cells.iter().map(|c| (c.spec.model.name().to_owned(), c.spec.rate.unwrap(), c.spec.repeat)).collect();
+    assert_eq!(steps, [("tokio".to_owned(), 1000.0, 0), ("tokio".to_owned(), 1000.0, 1)]);
+    let climbs = echo_bench::ladder::climbs(&results);
+    assert_eq!(climbs.len(), 2);
+    for climb in &climbs {
+        assert_eq!(climb.knee(), None);
+        // over the SLO, or (0.3 s windows, 3 messages per connection) short of the rate
+        let (cell, verdict) = climb.stop().expect("the first step stopped the climb");
+        assert!(!verdict.sustained() && cell.spec.rate == Some(1000.0), "{verdict:?}");
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("`iterative` is left out: it serves 1 connection(s) at once"), "{readme}");
+    assert!(readme.contains("| tokio | none | none · none | repeat 1: 1,000 msg/s, "), "{readme}");
 }
 
 #[test]
@@ -223,8 +285,26 @@ fn capacity_counts_connections_a_saturated_pool_leaves_unserved() {
             .expect("pool server starts");
     let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 5).unwrap();
     let shutdown = server.stop();
-    assert_eq!((capacity.established, capacity.not_served), (5, 3), "{capacity:?}");
+    assert_eq!((capacity.established, capacity.held, capacity.not_served), (5, 5, 3), "{capacity:?}");
     assert_eq!(capacity.threads, 3, "main thread and 2 workers");
+    assert!(shutdown.clean(), "{shutdown:?}");
+}
+
+#[test]
+fn capacity_counts_only_the_connections_the_server_kept_open() {
+    // 1 worker and a queue of 1: of 6 connections, 1 is served, at most 1
+    // waits (none if the second arrives before the worker has taken the
+    // first from the queue), and the rest are accepted and closed at once.
+    let pool = model("pool");
+    let args: Vec<String> = ["--workers", "1", "--queue", "1"].map(String::from).to_vec();
+    let server = echo_bench::server::Server::start(&server_bin(), &pool, "127.0.0.1:0", &args, &[0]).expect("starts");
+    let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 6).unwrap();
+    let shutdown = server.stop();
+    assert_eq!(capacity.established, 6, "{capacity:?}");
+    assert!((1..=2).contains(&capacity.held), "{capacity:?}");
+    assert!(capacity.not_served >= 6 - capacity.held, "a closed connection is not served either: {capacity:?}");
+    let per = (capacity.pss_held_kib as f64 - capacity.pss_before_kib as f64) / capacity.held as f64;
+    assert!((capacity.pss_per_connection_kib - per).abs() < 1e-9, "memory is divided by the connections held");
     assert!(shutdown.clean(), "{shutdown:?}");
 }
 
@@ -242,6 +322,11 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
         let cells = echo_bench::matrix::cells(&Shape::default_for(catalogue.clone(), quick, 16));
         for model in &catalogue {
             for scenario in Scenario::ALL {
+                if scenario == Scenario::Latency && echo_bench::ladder::excluded(model).is_some() {
+                    // left out of the ladder, with its reason in the results
+                    assert!(!cells.iter().any(|c| c.model == *model && c.scenario == scenario));
+                    continue;
+                }
                 assert!(
                     cells.iter().any(|c| c.model == *model && c.scenario == scenario),
                     "{model} has no {scenario:?} cell (quick: {quick})"

@@ -24,6 +24,13 @@ pub enum ProcError {
 /// One reading of a whole process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TreeReading {
+    /// CPU time (user + system) of every process of the tree, plus the
+    /// root's reaped children, in seconds, exact: each process's own CPU
+    /// clock (nanoseconds, [`process_cpu_secs`]) rather than its tick-rounded
+    /// utime + stime, which reads 0 for each of a hundred children that used
+    /// less than a tick apiece. The reaped children's part (the root's cutime
+    /// + cstime) has tick resolution: one tick of error per reading at most.
+    pub cpu_secs: f64,
     /// utime of every live process, plus the root's reaped children (cutime), in seconds.
     pub user_secs: f64,
     /// stime of every live process, plus the root's reaped children (cstime), in seconds.
@@ -158,11 +165,14 @@ pub fn read_tree(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcE
         let stat = parsed(&path, parse_stat(&text))?;
         reading.user_secs += stat.utime as f64 / hz;
         reading.sys_secs += stat.stime as f64 / hz;
+        // The exact clock; the tick-rounded figure if the process went in between.
+        reading.cpu_secs += process_cpu_secs(pid).unwrap_or((stat.utime + stat.stime) as f64 / hz);
         if pid == root {
             root_seen = true;
             // CPU of children already reaped (the `process` model's finished connections).
             reading.user_secs += stat.cutime as f64 / hz;
             reading.sys_secs += stat.cstime as f64 / hz;
+            reading.cpu_secs += (stat.cutime + stat.cstime) as f64 / hz;
         }
         reading.threads += stat.num_threads;
         reading.processes += 1;
@@ -182,6 +192,18 @@ pub fn read_tree(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcE
         }
     }
     Ok(root_seen.then_some(reading))
+}
+
+/// The CPU time (user + system, all threads) `pid` has used so far, in
+/// seconds, from its process CPU clock (`clock_getcpuclockid`): exact, where
+/// `/proc/<pid>/stat` rounds down to clock ticks. Any process's clock may be
+/// read; a zombie's still holds its total until it is reaped. `None` if
+/// the process is gone.
+pub fn process_cpu_secs(pid: i32) -> Option<f64> {
+    use nix::sys::time::TimeValLike;
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+    let now = nix::time::clock_gettime(clock).ok()?;
+    Some(now.num_nanoseconds() as f64 * 1e-9)
 }
 
 /// Is `pid` alive (and not a zombie)?
@@ -240,6 +262,7 @@ mod tests {
         let reading = read_tree(me, true).unwrap().expect("this process is alive");
         assert!(reading.rss_kib > 0 && reading.pss_kib.is_some_and(|p| p > 0));
         assert!(reading.threads >= 1 && reading.processes >= 1);
+        assert!(reading.cpu_secs > 0.0 && process_cpu_secs(me).is_some_and(|s| s > 0.0));
         assert!(alive(me));
         assert!(read_tree(i32::MAX, false).unwrap().is_none(), "no such process");
     }
