@@ -96,6 +96,8 @@ impl Listener {
                 let file = SocketFile::new(path)?;
                 Ok((Listener::Unix(socket.into()), Some(file)))
             }
+            // UDP has no listener: `crate::datagram::bind`.
+            Endpoint::Udp(_) => Err(not_a_stream()),
         }
     }
 
@@ -149,6 +151,7 @@ impl Listener {
         Ok(match transport_of(&fd)? {
             Transport::Unix => Listener::Unix(UnixListener::from(fd)),
             Transport::Tcp => Listener::Tcp(TcpListener::from(fd)),
+            Transport::Udp => return Err(not_a_stream()),
         })
     }
 
@@ -173,11 +176,19 @@ impl AsFd for Listener {
     }
 }
 
-/// The transport of an inherited socket, from its address family.
+/// The error of stream code given UDP.
+fn not_a_stream() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "udp is not a stream transport")
+}
+
+/// The transport of an inherited socket, from its address family and type.
 fn transport_of(fd: &OwnedFd) -> io::Result<Transport> {
-    let domain = SockRef::from(fd).domain()?;
+    let socket = SockRef::from(fd);
+    let domain = socket.domain()?;
     if domain == Domain::UNIX {
         Ok(Transport::Unix)
+    } else if (domain == Domain::IPV4 || domain == Domain::IPV6) && socket.r#type()? == Type::DGRAM {
+        Ok(Transport::Udp)
     } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
         Ok(Transport::Tcp)
     } else {
@@ -275,6 +286,7 @@ impl Stream {
         Ok(match transport_of(&fd)? {
             Transport::Unix => Stream::Unix(UnixStream::from(fd)),
             Transport::Tcp => Stream::Tcp(TcpStream::from(fd)),
+            Transport::Udp => return Err(not_a_stream()),
         })
     }
 

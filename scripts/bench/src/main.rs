@@ -137,6 +137,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         shape.scenarios = args.scenarios;
     }
     if !args.transports.is_empty() {
+        if args.transports.contains(&Transport::Udp) {
+            bail!("--transports takes the stream transports (tcp, unix); udp is not supported by the benchmark yet");
+        }
         shape.transports = args.transports;
         shape.transports.sort();
         shape.transports.dedup();

@@ -219,7 +219,7 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
         }
         if scenario == Scenario::Transport {
             for &connections in &shape.transport_connections {
-                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None));
+                loads.push((scenario, Transport::STREAMS.to_vec(), connections, SMALL, None));
             }
         }
     }
@@ -263,6 +263,8 @@ mod tests {
             baseline: false,
             reuse_port: false,
             colour: "#000000".into(),
+            datagrams: None,
+            datagram_batch: false,
         })
     }
 

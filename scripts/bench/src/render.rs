@@ -92,6 +92,7 @@ fn transport_words(transport: Transport) -> &'static str {
     match transport {
         Transport::Tcp => "TCP loopback",
         Transport::Unix => "Unix domain socket",
+        Transport::Udp => "UDP loopback",
     }
 }
 

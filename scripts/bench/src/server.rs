@@ -69,6 +69,7 @@ pub fn listen_addr(transport: Transport, model: &Model, socket_dir: &Path) -> St
     match transport {
         Transport::Tcp => "127.0.0.1:0".into(),
         Transport::Unix => format!("unix:{}", socket_dir.join(format!("{model}.sock")).display()),
+        Transport::Udp => "udp:127.0.0.1:0".into(),
     }
 }
 

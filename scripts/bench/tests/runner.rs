@@ -49,7 +49,7 @@ fn tiny_matrix_end_to_end() {
     let results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete);
     assert_eq!(results.cells.len(), 24);
-    for transport in Transport::ALL {
+    for transport in Transport::STREAMS {
         let n = results.cells.iter().filter(|c| c.spec.transport == transport).count();
         assert_eq!(n, 12, "{transport} cells");
     }
@@ -74,7 +74,7 @@ fn tiny_matrix_end_to_end() {
         }
     }
     // The latency scenario ran, per transport, at half the slower model's closed-loop rate.
-    for transport in Transport::ALL {
+    for transport in Transport::STREAMS {
         let rate = results.settings.latency_rates[&transport];
         let slowest = results
             .cells

@@ -6,9 +6,13 @@
 //! | `127.0.0.1:7000`, `[::1]:0` | TCP |
 //! | `localhost:7000` | TCP, the first address the name resolves to |
 //! | `unix:/tmp/echo.sock` | a Unix domain stream socket at that path |
+//! | `udp:127.0.0.1:7000`, `udp:[::1]:0` | UDP: datagrams, no connection |
 //!
 //! A new stream transport is one arm of [`Endpoint`] and of [`Transport`]
-//! here, plus one arm in each listener/stream enum that matches on it.
+//! here, plus one arm in each listener/stream enum that matches on it. UDP
+//! is not a stream transport: a server serves it with a datagram design of
+//! its own (`echo-server`'s `datagram` module), and stream code refuses it
+//! ([`Transport::is_stream`]).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,6 +24,13 @@ use thiserror::Error;
 
 /// The prefix that marks a Unix domain socket path.
 pub const UNIX_PREFIX: &str = "unix:";
+
+/// The prefix that marks a UDP address.
+pub const UDP_PREFIX: &str = "udp:";
+
+/// The largest UDP payload over IPv4 (65,535 − 20 bytes of IP header − 8 of
+/// UDP header), and so the largest `--buffer-size` a datagram server takes.
+pub const UDP_PAYLOAD_MAX: usize = 65_507;
 
 /// Bytes a Unix socket path may have: `sun_path` holds 108, the last of
 /// which is the terminating NUL.
@@ -34,18 +45,30 @@ pub enum Transport {
     Tcp,
     /// A Unix domain stream socket (a path in the file system).
     Unix,
+    /// UDP datagrams over the loopback interface (or any IP address).
+    Udp,
 }
 
 impl Transport {
     /// Every transport, in the order tables show them.
-    pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+    pub const ALL: [Transport; 3] = [Transport::Tcp, Transport::Unix, Transport::Udp];
 
-    /// `tcp` or `unix`: the word in the CLI, JSON and tables.
+    /// The stream transports: those every model serves, and the ones the
+    /// stream load generator and the `transport` scenario compare.
+    pub const STREAMS: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+
+    /// `tcp`, `unix` or `udp`: the word in the CLI, JSON and tables.
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
+            Transport::Udp => "udp",
         }
+    }
+
+    /// A byte stream with connections (TCP, Unix), not datagrams (UDP).
+    pub fn is_stream(self) -> bool {
+        Transport::STREAMS.contains(&self)
     }
 }
 
@@ -62,7 +85,7 @@ impl FromStr for Transport {
         Transport::ALL
             .into_iter()
             .find(|t| t.name() == text)
-            .ok_or_else(|| format!("unknown transport {text:?} (expected tcp or unix)"))
+            .ok_or_else(|| format!("unknown transport {text:?} (expected tcp, unix or udp)"))
     }
 }
 
@@ -73,12 +96,14 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     /// A path in the file system.
     Unix(PathBuf),
+    /// A UDP address and port.
+    Udp(SocketAddr),
 }
 
 /// Why a text is not an endpoint.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EndpointError {
-    #[error("invalid address {0:?} (expected IP:PORT, [IPv6]:PORT or unix:PATH): {1}")]
+    #[error("invalid address {0:?} (expected IP:PORT, [IPv6]:PORT, unix:PATH or udp:IP:PORT): {1}")]
     Invalid(String, String),
     #[error("invalid address {0:?}: it resolves to nothing")]
     Unresolved(String),
@@ -100,11 +125,10 @@ impl Endpoint {
                 other => other,
             });
         }
-        if let Ok(addr) = text.parse() {
-            return Ok(Endpoint::Tcp(addr));
+        if let Some(addr) = text.strip_prefix(UDP_PREFIX) {
+            return resolve(addr, text).map(Endpoint::Udp);
         }
-        let mut addrs = text.to_socket_addrs().map_err(|e| EndpointError::Invalid(text.into(), e.to_string()))?;
-        addrs.next().map(Endpoint::Tcp).ok_or_else(|| EndpointError::Unresolved(text.into()))
+        resolve(text, text).map(Endpoint::Tcp)
     }
 
     /// A Unix socket endpoint at `path`, checked against `sun_path`'s size.
@@ -129,8 +153,19 @@ impl Endpoint {
         match self {
             Endpoint::Tcp(_) => Transport::Tcp,
             Endpoint::Unix(_) => Transport::Unix,
+            Endpoint::Udp(_) => Transport::Udp,
         }
     }
+}
+
+/// `addr` as a socket address, a host name resolved to its first address;
+/// errors name `text`, the whole endpoint as given.
+fn resolve(addr: &str, text: &str) -> Result<SocketAddr, EndpointError> {
+    if let Ok(addr) = addr.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = addr.to_socket_addrs().map_err(|e| EndpointError::Invalid(text.into(), e.to_string()))?;
+    addrs.next().ok_or_else(|| EndpointError::Unresolved(text.into()))
 }
 
 impl FromStr for Endpoint {
@@ -141,13 +176,15 @@ impl FromStr for Endpoint {
     }
 }
 
-/// `127.0.0.1:7000`, `[::1]:7000`, `unix:/tmp/echo.sock`: the form the
+/// `127.0.0.1:7000`, `[::1]:7000`, `unix:/tmp/echo.sock`,
+/// `udp:127.0.0.1:7000`: the form the
 /// `listening on` line prints and [`Endpoint::parse`] reads back.
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "{addr}"),
             Endpoint::Unix(path) => write!(f, "{UNIX_PREFIX}{}", path.display()),
+            Endpoint::Udp(addr) => write!(f, "{UDP_PREFIX}{addr}"),
         }
     }
 }
@@ -158,19 +195,32 @@ mod tests {
 
     #[test]
     fn parses_and_prints_every_form() {
-        for text in ["127.0.0.1:7000", "[::1]:0", "unix:/tmp/echo.sock", "unix:relative.sock"] {
+        for text in [
+            "127.0.0.1:7000",
+            "[::1]:0",
+            "unix:/tmp/echo.sock",
+            "unix:relative.sock",
+            "udp:127.0.0.1:0",
+            "udp:[::1]:7000",
+        ] {
             let endpoint = Endpoint::parse(text).unwrap();
             assert_eq!(endpoint.to_string(), text);
             assert_eq!(Endpoint::parse(&endpoint.to_string()).unwrap(), endpoint);
         }
         assert_eq!(Endpoint::parse("unix:/x").unwrap().transport(), Transport::Unix);
         assert_eq!(Endpoint::parse("localhost:0").unwrap().transport(), Transport::Tcp);
+        assert_eq!(Endpoint::parse("udp:[::1]:0").unwrap(), Endpoint::Udp("[::1]:0".parse().unwrap()));
+        assert_eq!(Endpoint::parse("udp:localhost:0").unwrap().transport(), Transport::Udp);
     }
 
     #[test]
     fn rejects_with_a_reason() {
         assert!(matches!(Endpoint::parse("not-an-address"), Err(EndpointError::Invalid(..))));
         assert_eq!(Endpoint::parse("unix:"), Err(EndpointError::EmptyPath("unix:".into())));
+        for bad in ["udp:", "udp:127.0.0.1", "udp:unix:/x"] {
+            let err = Endpoint::parse(bad).unwrap_err();
+            assert!(matches!(&err, EndpointError::Invalid(text, _) if text == bad), "{bad}: {err:?}");
+        }
         assert_eq!(Endpoint::parse("unix:@name"), Err(EndpointError::Abstract("unix:@name".into())));
         let long = format!("unix:/{}", "x".repeat(UNIX_PATH_MAX));
         let err = Endpoint::parse(&long).unwrap_err();
@@ -185,6 +235,7 @@ mod tests {
         for t in Transport::ALL {
             assert_eq!(t.name().parse::<Transport>().unwrap(), t);
         }
-        assert!("udp".parse::<Transport>().is_err());
+        assert!("sctp".parse::<Transport>().is_err());
+        assert!(Transport::STREAMS.iter().all(|t| t.is_stream()) && !Transport::Udp.is_stream());
     }
 }

@@ -107,6 +107,7 @@ use socket2::SockRef;
 use tracing::warn;
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
@@ -123,6 +124,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: true,
     colour: Borrowed("#7f7f7f"),
+    datagrams: Some(Borrowed("One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit")),
+    datagram_batch: false,
 };
 
 /// `echo-server uring` options.
@@ -133,6 +136,9 @@ pub struct Args {
     #[command(flatten)]
     pub workers: CpuWorkers,
 }
+
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Submission queue entries per ring. A worker handles at most half this
 /// many completions between two submits, and each completion queues at most
