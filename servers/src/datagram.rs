@@ -195,11 +195,13 @@ pub fn log_buffers(socket: &UdpSocket, options: &DatagramOptions) {
 pub struct Counts {
     /// Datagrams received, oversize ones included.
     pub received: u64,
-    /// Echoes sent.
+    /// Echoes sent: counted as each is handed to the kernel, and taken back
+    /// (into `send_failed`) if the send fails, so that an echo a client
+    /// has received is always counted, even at shutdown.
     pub echoed: u64,
     /// Datagrams larger than `--buffer-size`: dropped, not echoed.
     pub oversize_dropped: u64,
-    /// Echoes the kernel refused (or reported lost by ICMP): dropped.
+    /// Echoes the kernel refused (or an ICMP error reported lost): dropped.
     pub send_failed: u64,
     /// Receive calls that failed (not a timeout or a signal).
     pub receive_failed: u64,
@@ -247,7 +249,9 @@ impl DatagramEcho {
     /// A datagram of `len` bytes (as received into a buffer of
     /// [`DatagramEcho::receive_len`]) arrived from `peer`; `truncated`: the
     /// receive call reported MSG_TRUNC. Returns whether to echo it: not if it
-    /// is larger than `--buffer-size` (counted and logged).
+    /// is larger than `--buffer-size` (counted and logged). If so, the echo
+    /// is counted now, before it is sent, and the driver must report how the
+    /// send went ([`DatagramEcho::sent`]) — a failure takes the count back.
     pub fn received(&self, len: usize, truncated: bool, peer: impl fmt::Display) -> bool {
         let stats = &self.stats;
         stats.received.fetch_add(1, Ordering::Relaxed);
@@ -259,27 +263,30 @@ impl DatagramEcho {
             }
             return false;
         }
+        // Counted before the echo leaves: a worker thread descheduled
+        // between its send and the count must not make a shutdown report
+        // miss an echo the client already has.
+        stats.echoed.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// The echo of a `len`-byte datagram to `peer` was sent with `result`.
     pub fn sent(&self, result: io::Result<usize>, len: usize, peer: impl fmt::Display) {
         match result {
-            Ok(n) if n == len => self.echoed(1),
+            Ok(n) if n == len => {} // counted when received
             // A datagram is sent whole or not at all; a short count is not an echo.
             Ok(n) => self.send_failed(&io::Error::other(format!("sent {n} of {len} bytes")), peer),
             Err(err) => self.send_failed(&err, peer),
         }
     }
 
-    /// `n` echoes were sent whole (a batch).
-    pub fn echoed(&self, n: u64) {
-        self.stats.echoed.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// An echo to `peer` failed with `err`: dropped, counted, logged (throttled).
+    /// An echo to `peer` failed with `err`: dropped, taken back from the
+    /// echoes, counted as failed, logged (throttled).
     pub fn send_failed(&self, err: &io::Error, peer: impl fmt::Display) {
         let stats = &self.stats;
+        // Never below zero: an ICMP error may be about an echo of before a
+        // restart of the count (there is none today; the guard is cheap).
+        let _ = stats.echoed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let failed = stats.send_failed.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(suppressed) = stats.send_log.allow() {
             warn!(%peer, %err, failed, suppressed, "cannot send an echo; the datagram is dropped");
@@ -480,9 +487,8 @@ impl Receiver {
             let none: [ControlMessage<'_>; 0] = [];
             match sendmmsg(fd, &mut batch.send, &out[start..], &batch.to[start..], none, MsgFlags::empty()) {
                 Ok(results) => {
-                    let sent = results.count();
-                    echo.echoed(sent as u64);
-                    start += sent.max(1); // 0 cannot happen with one to send; never loop on it
+                    // Counted when received; only failures are reported.
+                    start += results.count().max(1); // 0 cannot happen with one to send; never loop on it
                 }
                 Err(Errno::EINTR) => {}
                 // The send buffer is full (a non-blocking socket) or the
@@ -571,15 +577,20 @@ mod tests {
     fn the_echo_drops_what_does_not_fit_and_counts_everything() {
         let echo = DatagramEcho::new(4);
         assert_eq!(echo.receive_len(), 5);
-        assert!(echo.received(4, false, "p"));
+        for _ in 0..4 {
+            assert!(echo.received(4, false, "p"));
+        }
         assert!(!echo.received(5, false, "p"), "filled the receive buffer: larger than 4");
         assert!(!echo.received(3, true, "p"), "MSG_TRUNC");
         echo.sent(Ok(4), 4, "p");
         echo.sent(Ok(2), 4, "p");
         echo.sent(Err(io::ErrorKind::WouldBlock.into()), 4, "p");
+        echo.sent(Ok(4), 4, "p");
+        assert_eq!(echo.counts().echoed, 2, "two of four echoes failed");
+        // An ICMP error about an echo sent earlier: that echo did not arrive.
         assert_eq!(echo.receive_failed(&io::Error::from_raw_os_error(Errno::ECONNREFUSED as i32)), Duration::ZERO);
         assert_eq!(echo.receive_failed(&io::Error::from_raw_os_error(Errno::ENOMEM as i32)), RECEIVE_BACKOFF);
-        let expected = Counts { received: 3, echoed: 1, oversize_dropped: 2, send_failed: 3, receive_failed: 1 };
+        let expected = Counts { received: 6, echoed: 1, oversize_dropped: 2, send_failed: 3, receive_failed: 1 };
         assert_eq!(echo.counts(), expected);
         assert_eq!(echo.clone().counts(), expected, "clones share the counters");
     }

@@ -941,10 +941,11 @@ impl DatagramWorker {
         let echo_it = match &parsed {
             Ok(out) => {
                 let len = out.incoming_payload_len() as usize;
-                let peer = Source(out.name_data());
-                self.echo.received(len, out.is_payload_truncated(), peer)
-                    && out.payload_data().len() == len
-                    && !out.is_name_data_truncated()
+                // Cannot be echoed whole: larger than the buffer (MSG_TRUNC),
+                // or (never for an IP address, which NAME_LEN holds) a
+                // source address cut short.
+                let cut = out.is_payload_truncated() || out.payload_data().len() != len || out.is_name_data_truncated();
+                self.echo.received(len, cut, Source(out.name_data()))
             }
             Err(()) => {
                 warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
