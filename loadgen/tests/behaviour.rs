@@ -105,6 +105,7 @@ impl TestServer {
                 };
                 (format!("unix:{}", path.display()), Some(dir), Box::new(accept))
             }
+            Transport::Udp => unreachable!("the stream test servers are tcp and unix"),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
