@@ -4,7 +4,7 @@
 //! linking any server's runtime:
 //!
 //! - [`endpoint`]: the one address type (`IP:PORT`, `[IPv6]:PORT`,
-//!   `unix:PATH`) and the [`endpoint::Transport`] it names — parsing,
+//!   `unix:PATH`, `udp:IP:PORT`) and the [`endpoint::Transport`] it names — parsing,
 //!   resolving and printing are written here once.
 //! - [`stream`]: a connected stream of any transport for tokio code
 //!   (loadgen, the benchmark's capacity probe, the `tokio` model).

@@ -56,9 +56,10 @@
 //! hold the thread, so every client is served, datagram by datagram, in
 //! the order the kernel queued them. One thread and two system calls per
 //! datagram are its whole cost, and its limit: one CPU. The socket gets a
-//! receive timeout of [`SHUTDOWN_CHECK`], so that the idle loop sees a
-//! shutdown request (the signal itself usually ends the wait at once, as
-//! above).
+//! receive and send timeout of [`SHUTDOWN_CHECK`], so that the idle loop
+//! sees a shutdown request (the signal itself usually ends the wait at
+//! once, as above); an echo that cannot be sent within it is dropped and
+//! counted.
 //!
 //! `--batch N` takes up to N queued datagrams per `recvmmsg` (blocking for
 //! the first only: MSG_WAITFORONE) and sends their echoes with one
@@ -155,8 +156,11 @@ pub fn serve_datagrams(
     shutdown: &Shutdown,
     ready: Ready,
 ) -> anyhow::Result<()> {
-    // The idle receive gives up every SHUTDOWN_CHECK to look at the flag.
+    // The idle receive gives up every SHUTDOWN_CHECK to look at the flag;
+    // a send that finds the send buffer full for that long is dropped
+    // (counted), not waited for past a shutdown request.
     socket.set_read_timeout(Some(SHUTDOWN_CHECK))?;
+    socket.set_write_timeout(Some(SHUTDOWN_CHECK))?;
     let mut receiver = Receiver::new(echo, args.batch.get());
     ready.announce()?;
     datagram::serve_blocking(&socket, &mut receiver, || shutdown.is_requested(), |pause| {

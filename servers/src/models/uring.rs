@@ -63,7 +63,9 @@
 //! | `IORING_REGISTER_PROBE` (start-up probe) | 5.6   |
 //! | `IORING_FEAT_FAST_POLL` (a receive on an empty socket waits on a poll, not in a kernel worker thread) | 5.7 |
 //! | `IORING_SETUP_SUBMIT_ALL` (a bad SQE does not stop the batch) | 5.18 |
+//! | provided buffer rings (`IORING_REGISTER_PBUF_RING`, UDP) | 5.19 |
 //! | multishot `IORING_OP_ACCEPT`            | 5.19  |
+//! | multishot `IORING_OP_RECVMSG` (UDP)      | 6.0   |
 //! | `IORING_SETUP_SINGLE_ISSUER`             | 6.0   |
 //! | `IORING_SETUP_DEFER_TASKRUN`             | 6.1   |
 //!
