@@ -135,13 +135,27 @@ pub fn check_buffer_size(buffer_size: usize) -> Result<(), String> {
 /// SO_REUSEPORT, which would otherwise let this server share it with
 /// another of the same user and take part of its datagrams.
 ///
+/// Port 0 with SO_REUSEPORT needs care over UDP: the kernel's choice of a
+/// free port counts a port held by SO_REUSEPORT sockets of the same user
+/// as free for another SO_REUSEPORT socket (TCP's does not, since Linux
+/// 4.6), so two servers started at once could be handed the same port and
+/// split each other's flows. So the port is picked by a plain bind — a port
+/// no socket holds — and SO_REUSEPORT set afterwards, before the siblings
+/// join it (the kernel makes the group when the first sibling binds).
+///
 /// No SO_REUSEADDR: a UDP socket leaves no TIME_WAIT behind, and on UDP
 /// the option would let two sockets bind the same port and split its traffic.
 pub fn bind(addr: SocketAddr, options: &DatagramOptions, reuse_port: bool) -> io::Result<UdpSocket> {
-    if reuse_port && addr.port() != 0 {
-        drop(bind_udp(addr, options, false)?); // EADDRINUSE if anyone holds it
+    if !reuse_port {
+        return bind_udp(addr, options, false);
     }
-    bind_udp(addr, options, reuse_port)
+    if addr.port() == 0 {
+        let socket = bind_udp(addr, options, false)?;
+        SockRef::from(&socket).set_reuse_port(true)?;
+        return Ok(socket);
+    }
+    drop(bind_udp(addr, options, false)?); // EADDRINUSE if anyone holds it
+    bind_udp(addr, options, true)
 }
 
 /// Another socket on `socket`'s address, for one more worker: both with
@@ -631,6 +645,23 @@ mod tests {
             let mut receiver = Receiver::new(DatagramEcho::new(8), batch);
             assert_eq!(receiver.turn(&server), Turn::Idle, "batch {batch}");
         }
+    }
+
+    /// Servers started at once on port 0 each get a port of their own,
+    /// though every one binds with SO_REUSEPORT (which over UDP lets the
+    /// kernel hand out a port another such socket holds: see `bind`).
+    #[test]
+    fn reuse_port_sockets_on_port_0_never_share_a_port() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let sockets: Vec<UdpSocket> =
+            (0..500).map(|_| bind(any, &DatagramOptions::default(), true).expect("bind")).collect();
+        let mut ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), sockets.len(), "two servers were handed the same port");
+        // And a sibling joins the first socket's port.
+        let sibling = bind_sibling(&sockets[0], &DatagramOptions::default()).expect("a sibling binds");
+        assert_eq!(sibling.local_addr().unwrap(), sockets[0].local_addr().unwrap());
     }
 
     #[test]

@@ -304,12 +304,13 @@ fn vanished_clients_leave_others_served(model: &ModelInfo) {
         survivor.echo(&i.to_be_bytes()).unwrap_or_else(|e| panic!("{who}: after vanished clients: {e}"));
     }
     let counters = shutdown_counters(&mut server, &who);
-    // Every datagram was received and either echoed or, if the kernel
-    // reported the closed port to the server, counted as a failed send.
+    // Every datagram received was either echoed or, if the kernel reported
+    // the closed port to the server, counted as a failed send. (How many of
+    // the 50 arrive is the kernel's business: sent in a burst with no retry,
+    // some can be dropped on a loaded machine before the server sees them.)
     let sent = u64::from(survivor.datagrams + survivor.retries) + 50;
     let received = counters["received"];
-    // A resent datagram may have been lost on the way in: never received.
-    assert!(received <= sent && received + u64::from(survivor.retries) >= sent, "{who}: {counters:?}, sent {sent}");
+    assert!(received <= sent && received >= u64::from(survivor.datagrams), "{who}: {counters:?}, sent {sent}");
     assert_eq!(counters["echoed"] + counters["send_failed"], received, "{who}: {counters:?}");
 }
 
