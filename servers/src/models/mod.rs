@@ -18,10 +18,10 @@
 //! `DATAGRAMS` is `None` refuses `udp:` (exit 2). The datagram design sits
 //! in the same file as the stream design, after it.
 
+use std::net::UdpSocket;
+
 use clap::Subcommand;
 use echo_common::ModelInfo;
-
-use std::net::UdpSocket;
 
 use crate::Ready;
 use crate::cli::Common;

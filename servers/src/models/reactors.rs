@@ -60,9 +60,9 @@
 //! flow (one client address and port) land on the same socket, in order,
 //! and one flow never uses more than one worker — a single busy client is
 //! served by one CPU however many workers there are. Many flows spread over
-//! the workers as the hash falls, not by load. Nothing is shared but the
-//! counters: no lock on a common receive queue (the `pool` model's), no
-//! wake-up of a thread that finds nothing.
+//! the workers as the hash falls, not by load. Nothing is shared (each
+//! worker counts on counters of its own): no lock on a common receive
+//! queue (the `pool` model's), no wake-up of a thread that finds nothing.
 //!
 //! The sockets are non-blocking, so an echo that finds the send buffer full
 //! (EAGAIN) is dropped and counted instead of stalling the loop: UDP allows
