@@ -41,12 +41,11 @@
 //! of n bytes arrived from p" ([`DatagramEcho::received`]: echo it or not?)
 //! and "the echo's send did this" ([`DatagramEcho::sent`]), and it keeps the
 //! counters (each worker its own, summed when read) and the throttled
-//! logs. [`Receiver`]
-//! drives it with a socket that has `recv_from`/`send_to`
-//! ([`DatagramSocket`]: std's, mio's, may's), one datagram per system call,
-//! or with `recvmmsg`/`sendmmsg`, up to `--batch` datagrams per call
-//! ([`Receiver::turn`]). [`serve_tokio`] drives it with tokio's socket, and
-//! the `uring` model with completions.
+//! logs. [`Receiver`] drives it with a socket that has `recv_from` and
+//! `send_to` ([`DatagramSocket`]: std's, mio's, may's), one datagram per
+//! system call, or with `recvmmsg`/`sendmmsg`, up to `--batch` datagrams
+//! per call ([`Receiver::turn`]). [`serve_tokio`] drives it with tokio's
+//! socket, and the `uring` model with completions.
 //!
 //! ## Segmentation offload (UDP_SEGMENT, UDP_GRO): not used
 //!
@@ -58,8 +57,9 @@
 //! source. GRO would need every coalesced receive split again and the
 //! echoes regrouped by destination and size before a GSO send could carry
 //! them. The one case it helps is a run of same-size datagrams from one
-//! flow (a client with many in flight), and then only for that client; on
-//! loopback there is no NIC offload to gain from either. `--batch`
+//! flow (a client with many in flight), and then only for that client: it
+//! is made for bulk transfer between two ends that both speak it (QUIC),
+//! not for many small independent exchanges. `--batch`
 //! (`recvmmsg`/`sendmmsg`) is the batching that fits an echo: many
 //! datagrams, each with its own address and length, per system call.
 
@@ -250,7 +250,7 @@ struct Shared {
 
 /// The datagram echo without I/O: told what arrived and what a send did,
 /// it says whether to echo, counts, and logs (throttled). One per server,
-/// cloned into every worker: each clone counts on its own [`Counters`],
+/// cloned into every worker: each clone counts on counters of its own,
 /// and [`DatagramEcho::counts`] sums them all.
 #[derive(Debug)]
 pub struct DatagramEcho {
