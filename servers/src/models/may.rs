@@ -22,7 +22,10 @@
 //! `UdpSocket` (each coroutine its own handle, `try_clone`): where
 //! `recv_from` would block, the coroutine yields and may's event loop
 //! resumes it when the socket is readable. As many receive loops as
-//! scheduler threads, so that every thread can be echoing at once. No
+//! scheduler threads, so that every thread can be echoing at once. (Each
+//! handle is registered with may's epoll on its own, so a datagram makes
+//! every waiting coroutine ready; those that lose the race find the socket
+//! empty and wait again: a little wasted work per worker.) No
 //! `--batch`: `recvmmsg` on may's non-blocking socket would not yield, and
 //! may has no batched call of its own. The coroutines end with the process.
 //!
