@@ -20,6 +20,7 @@ use crate::models::Command;
         echo-server tokio --addr 127.0.0.1:7000\n  \
         echo-server pool --workers 128 --queue 1024 --addr [::1]:0\n  \
         echo-server thread --addr unix:/tmp/echo.sock\n  \
+        echo-server reactors --addr udp:127.0.0.1:7000 --batch 32\n  \
         echo-server list-models"
 )]
 pub struct Cli {
@@ -36,21 +37,23 @@ pub struct Common {
     #[arg(
         long,
         default_value = "127.0.0.1:7000",
-        help = "Where to listen: IP:PORT, [IPv6]:PORT or unix:PATH; port 0 picks a free port"
+        help = "Where to listen: IP:PORT, [IPv6]:PORT or unix:PATH (streams), udp:IP:PORT (datagrams, \
+                for the models that have a datagram design); port 0 picks a free port"
     )]
     pub addr: String,
 
-    /// Listen backlog: connections the kernel queues before they are accepted.
+    /// Listen backlog: connections the kernel queues before they are accepted (streams only).
     #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(1..))]
     pub backlog: i32,
 
     /// Bytes read (and so written back) per system call; one buffer per connection.
+    /// Over udp, the largest datagram echoed (at most 65507); larger ones are dropped.
     #[arg(long, default_value_t = 4096, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub buffer_size: u32,
 
-    /// Live connections beyond this are accepted and closed at once.
+    /// Live connections beyond this are accepted and closed at once (streams only).
     // The default is the model's own (ModelInfo::default_max_connections),
     // set by the registry on each model's subcommand.
     #[arg(long, required = false, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]

@@ -13,6 +13,11 @@
 //! per connection, a connection cap, accept errors retried after a
 //! back-off ([`listen`]), SIGINT/SIGTERM stop the server ([`shutdown`]).
 //!
+//! Over UDP (`--addr udp:IP:PORT`) the contract is the datagram one
+//! ([`datagram`]): every datagram echoed once to its source, oversize ones
+//! dropped and counted. Models that have a datagram design serve it; the
+//! others refuse with one line and exit status 2 ([`Refused`]).
+//!
 //! ## Reading order
 //!
 //! 1. [`cli`]: the options every model shares; [`models`]: the one registry,
@@ -20,13 +25,15 @@
 //! 2. [`transport`]: listeners and streams of every transport behind one type.
 //! 3. [`listen`]: the per-connection options, the connection cap and the
 //!    accept-error policy every model shares.
-//! 4. [`echo`]: the echo as a state machine, and its blocking and async loops.
+//! 4. [`echo`]: the echo as a state machine, and its blocking and async loops;
+//!    [`datagram`]: the datagram echo, its counters and its receive loops.
 //! 5. [`models`]: one file per model, each a page with the same entry point,
 //!    `serve(listener, args, shutdown, ready)`. Diff two of them: only the
 //!    concurrency strategy differs.
 
 pub mod children;
 pub mod cli;
+pub mod datagram;
 pub mod echo;
 pub mod listen;
 pub mod models;
@@ -36,7 +43,7 @@ pub mod transport;
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
-use echo_common::Endpoint;
+use echo_common::{Endpoint, ModelInfo};
 use tracing::{info, warn};
 
 use crate::cli::Cli;
@@ -96,6 +103,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let endpoint = Endpoint::parse(&common.addr)?;
+    if let Endpoint::Udp(addr) = endpoint {
+        return run_datagrams(&command, info, addr);
+    }
     // Handlers go in before the listener exists, so that a signal arriving
     // during start-up is not lost.
     let shutdown = shutdown::Shutdown::install().context("cannot install signal handlers")?;
@@ -112,6 +122,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // shutdown, and on the error return above too. A killed server leaves
     // it; the next start finds nobody listening and removes it as stale.
     drop(socket_file);
+    info!("shut down");
+    Ok(())
+}
+
+/// A request the chosen model cannot serve as asked (a stream-only model
+/// given `udp:`, a `--buffer-size` no datagram can fill): a usage error,
+/// exit status 2, like a flag the model does not take.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Serves UDP on `addr` with the chosen model's datagram design, or refuses.
+fn run_datagrams(command: &Command, info: &ModelInfo, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let (Some(common), Some(options)) = (command.common(), command.datagram_options()) else {
+        let with: Vec<&str> = models::ALL.iter().filter(|m| m.datagrams.is_some()).map(|m| m.name.as_ref()).collect();
+        return Err(Refused(format!(
+            "`{}` serves streams only; the models that serve udp: {}",
+            info.name,
+            with.join(", ")
+        ))
+        .into());
+    };
+    datagram::check_buffer_size(common.buffer_size()).map_err(Refused)?;
+    let shutdown = shutdown::Shutdown::install().context("cannot install signal handlers")?;
+    let endpoint = Endpoint::Udp(addr);
+    let socket = datagram::bind(addr, options, info.reuse_port).with_context(|| format!("cannot bind {endpoint}"))?;
+    let local = Endpoint::Udp(socket.local_addr().context("the socket has no local address")?);
+    info!(model = %info.name, ?common, ?options, "bound {local}");
+    datagram::log_buffers(&socket, options);
+
+    let echo = datagram::DatagramEcho::new(common.buffer_size());
+    let served = command.serve_datagrams(socket, echo.clone(), &shutdown, Ready { endpoint: local });
+    served.expect("a model with datagram options serves datagrams").with_context(|| format!("{}", info.name))?;
+    echo.report();
     info!("shut down");
     Ok(())
 }

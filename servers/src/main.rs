@@ -2,7 +2,8 @@
 //!
 //! Everything interesting lives in the library (`src/lib.rs`); this file only
 //! turns its result into an exit status: 0 after a clean shutdown, 1 with one
-//! line on stderr for any error, 2 (from clap) for bad usage.
+//! line on stderr for any error, 2 for bad usage (from clap, or a request the
+//! model refuses: `echo_servers::Refused`).
 
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // `{:#}` prints the context chain on one line: "cannot listen on …: Address in use".
             eprintln!("echo-server: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<echo_servers::Refused>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -96,8 +96,8 @@ impl Listener {
                 let file = SocketFile::new(path)?;
                 Ok((Listener::Unix(socket.into()), Some(file)))
             }
-            // Placeholder so this branch builds: the udp-servers branch serves it.
-            Endpoint::Udp(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "udp: is not served by this build")),
+            // UDP has no listener: `crate::datagram::bind`.
+            Endpoint::Udp(_) => Err(not_a_stream()),
         }
     }
 
@@ -151,7 +151,7 @@ impl Listener {
         Ok(match transport_of(&fd)? {
             Transport::Unix => Listener::Unix(UnixListener::from(fd)),
             Transport::Tcp => Listener::Tcp(TcpListener::from(fd)),
-            Transport::Udp => return Err(io::Error::other("not a stream socket")), // transport_of never says udp
+            Transport::Udp => return Err(not_a_stream()),
         })
     }
 
@@ -176,11 +176,19 @@ impl AsFd for Listener {
     }
 }
 
-/// The transport of an inherited socket, from its address family.
+/// The error of stream code given UDP.
+fn not_a_stream() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "udp is not a stream transport")
+}
+
+/// The transport of an inherited socket, from its address family and type.
 fn transport_of(fd: &OwnedFd) -> io::Result<Transport> {
-    let domain = SockRef::from(fd).domain()?;
+    let socket = SockRef::from(fd);
+    let domain = socket.domain()?;
     if domain == Domain::UNIX {
         Ok(Transport::Unix)
+    } else if (domain == Domain::IPV4 || domain == Domain::IPV6) && socket.r#type()? == Type::DGRAM {
+        Ok(Transport::Udp)
     } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
         Ok(Transport::Tcp)
     } else {
@@ -278,7 +286,7 @@ impl Stream {
         Ok(match transport_of(&fd)? {
             Transport::Unix => Stream::Unix(UnixStream::from(fd)),
             Transport::Tcp => Stream::Tcp(TcpStream::from(fd)),
-            Transport::Udp => return Err(io::Error::other("not a stream socket")), // transport_of never says udp
+            Transport::Udp => return Err(not_a_stream()),
         })
     }
 
@@ -393,56 +401,7 @@ pub enum MayListener {
 #[derive(Debug)]
 pub enum MayStream {
     Tcp(may::net::TcpStream),
-    Unix(MayUnixStream),
-}
-
-/// may's Unix stream, closed in the right order.
-///
-/// may 0.3's `UnixStream` wraps a `CoIo`, whose fields drop in declaration
-/// order: first the socket (`close(fd)`), then its event registration
-/// (`epoll_ctl(DEL, fd)`, by descriptor number). Between the two, another
-/// worker may accept a new connection that reuses the number and register
-/// it — and the late DEL then removes the *new* connection from epoll: it
-/// is never woken, and its client waits forever (seen as an intermittent
-/// stall of the contract tests over Unix sockets, about 1 run in 30 under
-/// load). may's `TcpStream` declares its fields the other way round and is
-/// not affected. So we take the descriptor back first — `into_raw_fd`
-/// deregisters while the descriptor is still open — and close it ourselves.
-#[derive(Debug)]
-pub struct MayUnixStream(Option<may::os::unix::net::UnixStream>);
-
-impl MayUnixStream {
-    fn inner(&mut self) -> &mut may::os::unix::net::UnixStream {
-        self.0.as_mut().expect("present until dropped")
-    }
-}
-
-impl Drop for MayUnixStream {
-    fn drop(&mut self) {
-        use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-        if let Some(stream) = self.0.take() {
-            let fd = stream.into_raw_fd();
-            // SAFETY: `into_raw_fd` gave up may's ownership of `fd` (and
-            // removed it from may's epoll); nothing else owns it.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-}
-
-impl Read for MayUnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner().read(buf)
-    }
-}
-
-impl Write for MayUnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner().write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    Unix(may::os::unix::net::UnixStream),
 }
 
 impl MayListener {
@@ -471,7 +430,7 @@ impl MayListener {
             }
             MayListener::Unix(l) => {
                 let (stream, addr) = l.accept()?;
-                Ok((MayStream::Unix(MayUnixStream(Some(stream))), Peer::of_unix(addr.as_pathname())))
+                Ok((MayStream::Unix(stream), Peer::of_unix(addr.as_pathname())))
             }
         }
     }

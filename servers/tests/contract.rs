@@ -269,7 +269,7 @@ fn bad_address_exits_1(model: &ModelInfo, transport: Transport) {
     let bad = match transport {
         Transport::Tcp => "not-an-address".to_owned(),
         Transport::Unix => format!("unix:/{}", "x".repeat(200)),
-        Transport::Udp => "udp:not-an-address".to_owned(), // placeholder: the udp-servers branch owns it
+        Transport::Udp => unreachable!("the stream contract runs over tcp and unix; udp: tests/udp.rs"),
     };
     let (status, stderr) = run_to_exit(model, &bad, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{who}: bad address: {status:?}, stderr {stderr:?}");

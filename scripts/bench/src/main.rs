@@ -74,7 +74,7 @@ struct RunArgs {
     scenarios: Vec<Scenario>,
     /// Transports of every scenario but `transport` (which compares both):
     /// tcp, unix [default: tcp].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = stream_transport)]
     transports: Vec<Transport>,
     /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100,1000 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -352,6 +352,17 @@ fn cpu_list(cpus: &[usize]) -> String {
         i = j + 1;
     }
     parts.join(",")
+}
+
+/// A `--transports` entry: a stream transport (udp is not a stream: the
+/// benchmark has no UDP load yet).
+fn stream_transport(text: &str) -> Result<Transport, String> {
+    let transport: Transport = text.parse()?;
+    if transport.is_stream() {
+        Ok(transport)
+    } else {
+        Err(format!("{transport} is not a stream transport (expected tcp or unix)"))
+    }
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
         }
         if scenario == Scenario::Transport {
             for &connections in &shape.transport_connections {
-                loads.push((scenario, Transport::ALL.to_vec(), connections, SMALL, None, None));
+                loads.push((scenario, Transport::STREAMS.to_vec(), connections, SMALL, None, None));
             }
         }
     }
@@ -290,6 +290,8 @@ mod tests {
             baseline: false,
             reuse_port: false,
             colour: "#000000".into(),
+            datagrams: None,
+            datagram_batch: false,
         })
     }
 
@@ -370,6 +372,8 @@ mod ladder_tests {
             baseline: false,
             reuse_port: false,
             colour: "#000000".into(),
+            datagrams: None,
+            datagram_batch: false,
         })
     }
 

@@ -65,6 +65,8 @@ impl<'de> Deserialize<'de> for Model {
             baseline: false,
             reuse_port: false,
             colour: "".into(),
+            datagrams: None,
+            datagram_batch: false,
         }))
     }
 }

@@ -103,7 +103,7 @@ fn transport_words(transport: Transport) -> &'static str {
     match transport {
         Transport::Tcp => "TCP loopback",
         Transport::Unix => "Unix domain socket",
-        Transport::Udp => "UDP", // placeholder so this branch builds: the bench branch owns it
+        Transport::Udp => "UDP loopback",
     }
 }
 

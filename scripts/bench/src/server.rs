@@ -69,7 +69,7 @@ pub fn listen_addr(transport: Transport, model: &Model, socket_dir: &Path) -> St
     match transport {
         Transport::Tcp => "127.0.0.1:0".into(),
         Transport::Unix => format!("unix:{}", socket_dir.join(format!("{model}.sock")).display()),
-        Transport::Udp => "udp:127.0.0.1:0".into(), // placeholder so this branch builds: the bench branch owns it
+        Transport::Udp => "udp:127.0.0.1:0".into(),
     }
 }
 
@@ -95,16 +95,12 @@ impl Server {
                 Err(_) => Stdio::null(),
             });
         let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
-        // SAFETY: between fork and exec we only make three system calls,
-        // sched_setaffinity, setpgid and prctl, which are async-signal-safe,
-        // allocate nothing and read only `set`, copied into the closure.
+        // SAFETY: between fork and exec we only make two system calls,
+        // sched_setaffinity and prctl, which are async-signal-safe, allocate
+        // nothing and read only `set`, copied into the closure.
         unsafe {
             command.pre_exec(move || {
                 sched_setaffinity(Pid::from_raw(0), &set)?;
-                // Its own process group: a Ctrl-C at the terminal reaches the
-                // runner (which stops the server itself after the current
-                // cell), not the server in the middle of its cell.
-                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
                 // If the runner dies (Ctrl-C, kill), its server goes too.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())

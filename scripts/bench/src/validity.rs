@@ -333,6 +333,8 @@ mod tests {
             baseline: false,
             reuse_port: false,
             colour: "#000000".into(),
+            datagrams: None,
+            datagram_batch: false,
         })
     }
 

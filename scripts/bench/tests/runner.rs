@@ -60,7 +60,7 @@ fn tiny_matrix_end_to_end() {
     let mut results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete);
     assert_eq!(results.cells.len(), 24);
-    for transport in Transport::ALL {
+    for transport in Transport::STREAMS {
         let n = results.cells.iter().filter(|c| c.spec.transport == transport).count();
         assert_eq!(n, 12, "{transport} cells");
     }
@@ -90,7 +90,7 @@ fn tiny_matrix_end_to_end() {
     // recorded in the settings, each step at its offered rate.
     let ladder = results.settings.ladder.clone().expect("the ladder is recorded");
     assert_eq!((ladder.rates.as_slice(), ladder.slo_p99_us, ladder.connections), (&[2000.0][..], 1000, 100));
-    for transport in Transport::ALL {
+    for transport in Transport::STREAMS {
         for model in ["thread", "tokio"] {
             let rates: Vec<f64> = results
                 .cells

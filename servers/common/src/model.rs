@@ -34,6 +34,15 @@ pub struct ModelInfo {
     pub reuse_port: bool,
     /// The model's colour in charts, `#rrggbb`.
     pub colour: Cow<'static, str>,
+    /// How the model serves UDP datagrams (`--addr udp:IP:PORT`), in one
+    /// line; `None`: it serves streams only and refuses `udp:` (absent in
+    /// declarations older than the field: streams only).
+    #[serde(default)]
+    pub datagrams: Option<Cow<'static, str>>,
+    /// Over UDP, takes `--batch N`: up to N datagrams per `recvmmsg` and
+    /// `sendmmsg` (absent in older declarations: false).
+    #[serde(default)]
+    pub datagram_batch: bool,
 }
 
 impl ModelInfo {
@@ -63,9 +72,21 @@ mod tests {
             baseline: false,
             reuse_port: false,
             colour: "#1f77b4".into(),
+            datagrams: None,
+            datagram_batch: false,
         };
         assert_eq!(info.rgb(), (0x1f, 0x77, 0xb4));
         info.colour = "blue".into();
         assert_eq!(info.rgb(), (128, 128, 128));
+    }
+
+    /// A declaration published before the datagram fields reads as a
+    /// stream-only model.
+    #[test]
+    fn older_declarations_are_stream_only() {
+        let json = r##"{"name":"m","summary":"","default_max_connections":1,"child_processes":false,
+                        "serves_at_once":null,"colour":"#000000"}"##;
+        let info: ModelInfo = serde_json::from_str(json).unwrap();
+        assert_eq!((info.datagrams, info.datagram_batch), (None, false));
     }
 }

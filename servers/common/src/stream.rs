@@ -42,7 +42,10 @@ impl AsyncStream {
                 Ok(AsyncStream::Tcp(stream))
             }
             Endpoint::Unix(path) => Ok(AsyncStream::Unix(UnixStream::connect(path).await?)),
-            Endpoint::Udp(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "udp: carries datagrams, not a stream")),
+            // No stream to open: UDP has no connection.
+            Endpoint::Udp(_) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, "udp needs the datagram engine, not a stream"))
+            }
         }
     }
 }

@@ -48,13 +48,34 @@
 //! covers the race where the signal lands between the flag check and the
 //! call.
 //!
+//! ## Datagrams: the classic UDP server
+//!
+//! Over `udp:` the same single thread is the server every UDP tutorial
+//! shows: `recvfrom` a datagram, `sendto` it back to where it came from,
+//! repeat. Here "one at a time" costs nothing: there is no connection to
+//! hold the thread, so every client is served, datagram by datagram, in
+//! the order the kernel queued them. One thread and two system calls per
+//! datagram are its whole cost, and its limit: one CPU. The socket gets a
+//! receive and send timeout of [`SHUTDOWN_CHECK`], so that the idle loop
+//! sees a shutdown request (the signal itself usually ends the wait at
+//! once, as above); an echo that cannot be sent within it is dropped and
+//! counted.
+//!
+//! `--batch N` takes up to N queued datagrams per `recvmmsg` (blocking for
+//! the first only: MSG_WAITFORONE) and sends their echoes with one
+//! `sendmmsg`: two system calls per batch instead of per datagram. Under
+//! load, when datagrams queue up, a batch fills; at low load it holds one
+//! datagram and costs what `recvfrom` does.
+//!
 //! ```text
 //! echo-server iterative --addr 127.0.0.1:7000
 //! echo-server iterative --addr unix:/tmp/echo.sock --backlog 4096
+//! echo-server iterative --addr udp:127.0.0.1:7000 --batch 32 --recv-buffer 4194304
 //! ```
 
 use std::borrow::Cow::Borrowed;
 use std::io::{self, Read, Write};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
@@ -64,8 +85,10 @@ use tracing::warn;
 
 use crate::Ready;
 use crate::cli::Common;
+use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::Acceptor;
+use crate::models::Datagrams;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Stream};
 
@@ -79,14 +102,24 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: true,
     reuse_port: false,
     colour: Borrowed("#8c564b"),
+    datagrams: Some(Borrowed("One thread: blocking recvfrom, sendto, repeat; with --batch N, recvmmsg and sendmmsg")),
+    datagram_batch: true,
 };
 
-/// `echo-server iterative` options: only the common ones.
+/// `echo-server iterative` options: the common ones, and over UDP the
+/// socket buffers and `--batch`.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
+    #[command(flatten)]
+    pub batch: BatchOption,
 }
+
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// How long a served connection's `read` or `write` may block before the
 /// shutdown flag is checked again: the upper bound on noticing SIGTERM.
@@ -112,6 +145,28 @@ pub fn serve_one_at_a_time(acceptor: Acceptor<'_>, shutdown: &Shutdown, buffer_s
             Err(err) => warn!(peer = %conn.peer, %err, "cannot set socket timeouts; closing the connection"),
         }
     }
+}
+
+/// The classic UDP server on this thread: receive, echo, repeat, until a
+/// shutdown signal.
+pub fn serve_datagrams(
+    socket: UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    // The idle receive gives up every SHUTDOWN_CHECK to look at the flag;
+    // a send that finds the send buffer full for that long is dropped
+    // (counted), not waited for past a shutdown request.
+    socket.set_read_timeout(Some(SHUTDOWN_CHECK))?;
+    socket.set_write_timeout(Some(SHUTDOWN_CHECK))?;
+    let mut receiver = Receiver::new(echo, args.batch.get());
+    ready.announce()?;
+    datagram::serve_blocking(&socket, &mut receiver, || shutdown.is_requested(), |pause| {
+        shutdown.sleep(pause);
+    });
+    Ok(())
 }
 
 /// A blocking stream whose reads and writes give up once shutdown is

@@ -15,11 +15,27 @@
 //! default; we turn that off, so that, like every other model, the OS places
 //! the threads within the affinity mask (`taskset` still confines them).
 //!
+//! ## Datagrams: one socket, one receive coroutine per worker
+//!
+//! Over `udp:` the blocking datagram loop of the `iterative` and `pool`
+//! models runs unchanged in `--workers` coroutines, all on one may
+//! `UdpSocket` (each coroutine its own handle, `try_clone`): where
+//! `recv_from` would block, the coroutine yields and may's event loop
+//! resumes it when the socket is readable. As many receive loops as
+//! scheduler threads, so that every thread can be echoing at once. (Each
+//! handle is registered with may's epoll on its own, so a datagram makes
+//! every waiting coroutine ready; those that lose the race find the socket
+//! empty and wait again: a little wasted work per worker.) No
+//! `--batch`: `recvmmsg` on may's non-blocking socket would not yield, and
+//! may has no batched call of its own. The coroutines end with the process.
+//!
 //! ```text
 //! echo-server may --addr 127.0.0.1:7000 --workers 2 [--stack-size BYTES]
+//! echo-server may --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
 use std::borrow::Cow::Borrowed;
+use std::net::UdpSocket;
 
 use ::may::coroutine::{self, Builder};
 use anyhow::Context;
@@ -29,8 +45,10 @@ use tracing::warn;
 
 use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
+use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit, LogThrottle};
+use crate::models::Datagrams;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, MayListener};
 
@@ -43,6 +61,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#9467bd"),
+    datagrams: Some(Borrowed("One may UdpSocket, one receive coroutine per worker thread")),
+    datagram_batch: false,
 };
 
 /// Default coroutine stack, in bytes.
@@ -60,17 +80,26 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_STACK_BYTES, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(16_384..=(1 << 30)))]
     pub stack_size: u64,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
 }
 
-/// Starts the accept coroutine, then waits for a shutdown signal.
-pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
+
+/// Configures may's scheduler: before the first coroutine starts it.
+fn configure(args: &Args) {
     let word = std::mem::size_of::<usize>() as u64;
-    // must be set before the first coroutine starts the scheduler
     ::may::config()
         .set_workers(args.workers.get())
         // may counts the stack in machine words, not bytes
         .set_stack_size((args.stack_size / word) as usize);
     ::may::config().set_worker_pin(false);
+}
+
+/// Starts the accept coroutine, then waits for a shutdown signal.
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    configure(args);
 
     let listener = MayListener::new(listener).context("cannot hand the listener to may")?;
     let limit = ConnectionLimit::new(args.common.max_connections());
@@ -118,4 +147,37 @@ fn accept_loop(listener: MayListener, limit: ConnectionLimit, buffer_size: usize
             Err(err) => coroutine::sleep(errors.backoff(&err)),
         }
     }
+}
+
+/// Starts one receive coroutine per scheduler thread on the one socket,
+/// then waits for a shutdown signal.
+pub fn serve_datagrams(
+    socket: UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    configure(args);
+    // SAFETY: `into_raw_fd` gives up std's ownership of a bound UDP socket,
+    // so may's socket is its only owner.
+    let socket = unsafe { ::may::net::UdpSocket::from_raw_fd(socket.into_raw_fd()) };
+    for id in 0..args.workers.get() {
+        let socket = socket.try_clone().context("cannot clone the socket for a coroutine")?;
+        let echo = echo.clone();
+        let builder = Builder::new().name(format!("udp-{id}"));
+        // SAFETY: may's spawn contract (see `serve`): the loop only calls
+        // may's socket methods, and may's sleep to back off.
+        unsafe {
+            builder.spawn(move || {
+                let mut receiver = Receiver::new(echo, 1);
+                datagram::serve_blocking(&socket, &mut receiver, || false, coroutine::sleep);
+            })
+        }
+        .context("cannot start a receive coroutine")?;
+    }
+    ready.announce()?;
+    shutdown.wait();
+    Ok(())
 }

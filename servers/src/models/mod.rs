@@ -4,6 +4,7 @@
 //! pub static INFO: ModelInfo                    // name, summary, default cap, colour, …
 //! pub struct Args { #[command(flatten)] pub common: Common, /* its own flags */ }
 //! pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()>
+//! pub const DATAGRAMS: Option<Datagrams<Args>>  // its UDP design, or None: streams only
 //! ```
 //!
 //! and one name in [`for_each_model!`](crate::for_each_model). From that
@@ -11,14 +12,32 @@
 //! prints and the benchmark runs) and the contract tests. A model serves
 //! until SIGINT/SIGTERM and then returns; the process exits and the kernel
 //! closes every live connection.
+//!
+//! A model that serves datagrams (`--addr udp:…`) says how in its
+//! `INFO.datagrams` and gives its entry point in `DATAGRAMS`; a model whose
+//! `DATAGRAMS` is `None` refuses `udp:` (exit 2). The datagram design sits
+//! in the same file as the stream design, after it.
+
+use std::net::UdpSocket;
 
 use clap::Subcommand;
 use echo_common::ModelInfo;
 
 use crate::Ready;
 use crate::cli::Common;
+use crate::datagram::{DatagramEcho, DatagramOptions};
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
+
+/// A model's datagram design: where its UDP options are among its `Args`,
+/// and its entry point, given the bound socket and the shared echo.
+#[derive(Debug)]
+pub struct Datagrams<A: 'static> {
+    /// The model's `--recv-buffer`/`--send-buffer`.
+    pub options: fn(&A) -> &DatagramOptions,
+    /// Serves datagrams on `socket` until shutdown is requested.
+    pub serve: fn(UdpSocket, &A, DatagramEcho, &Shutdown, Ready) -> anyhow::Result<()>,
+}
 
 /// Calls `$callback! { model, model, … }` with every registered model, in the
 /// order the README tells the story. **The one list of models**: adding a
@@ -36,6 +55,10 @@ macro_rules! registry {
 
         /// Every model's declaration, in registry order.
         pub static ALL: &[&ModelInfo] = &[$(&$model::INFO),*];
+
+        /// Whether each model has a datagram entry point, in registry order
+        /// (checked against its declaration in the tests).
+        pub static SERVES_DATAGRAMS: &[bool] = &[$($model::DATAGRAMS.is_some()),*];
 
         /// The command line: one subcommand per model, each with its own
         /// options, plus `list-models`.
@@ -76,6 +99,30 @@ macro_rules! registry {
                 }
             }
 
+            /// The chosen model's UDP options; `None` if it serves streams only
+            /// (or for `list-models`).
+            pub fn datagram_options(&self) -> Option<&DatagramOptions> {
+                match self {
+                    $(Command::$model(args) => $model::DATAGRAMS.as_ref().map(|d| (d.options)(args)),)*
+                    Command::ListModels { .. } => None,
+                }
+            }
+
+            /// Serves datagrams on `socket` with the chosen model until
+            /// shutdown is requested; `None` if it serves streams only.
+            pub fn serve_datagrams(
+                &self,
+                socket: UdpSocket,
+                echo: DatagramEcho,
+                shutdown: &Shutdown,
+                ready: Ready,
+            ) -> Option<anyhow::Result<()>> {
+                match self {
+                    $(Command::$model(args) => $model::DATAGRAMS.as_ref().map(|d| (d.serve)(socket, args, echo, shutdown, ready)),)*
+                    Command::ListModels { .. } => None,
+                }
+            }
+
             /// Serves `listener` with the chosen model until shutdown is requested.
             pub fn serve(&self, listener: Listener, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
                 match self {
@@ -88,3 +135,17 @@ macro_rules! registry {
 }
 
 for_each_model!(registry);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a model publishes about datagrams is what it does.
+    #[test]
+    fn a_model_declares_a_datagram_design_if_and_only_if_it_has_one() {
+        for (info, &serves) in ALL.iter().zip(SERVES_DATAGRAMS) {
+            assert_eq!(info.datagrams.is_some(), serves, "{}: INFO.datagrams against DATAGRAMS", info.name);
+            assert!(!info.datagram_batch || serves, "{}: --batch without a datagram design", info.name);
+        }
+    }
+}

@@ -19,11 +19,29 @@
 //! accepted and closed at once (counted and logged). The load generator
 //! reports such connections as starved.
 //!
+//! ## Datagrams: workers blocking on one shared socket
+//!
+//! Over `udp:` there is nothing to accept and nothing to queue: the
+//! `--workers` threads all block in `recvfrom` on the one socket, and the
+//! kernel wakes one of them per datagram (a socket's waiters are woken
+//! one at a time for UDP: no thundering herd). Each echoes its datagram and
+//! goes back to wait. No head-of-line blocking here: a worker is held for
+//! one datagram, not for a client's lifetime, so every client is served.
+//! What the workers share is the socket's receive queue and its lock: under
+//! load they take turns at it, and a datagram costs a thread wake-up (a
+//! context switch) unless a worker finds the queue non-empty. `--queue` does
+//! not apply; the socket's receive buffer (`--recv-buffer`) is the queue.
+//! The workers live until the process exits; the main thread waits for the
+//! shutdown signal.
+//!
 //! ```text
 //! echo-server pool --workers 128 --queue 1024 [--stack-size BYTES]
+//! echo-server pool --addr udp:127.0.0.1:7000 --workers 4
 //! ```
 
 use std::borrow::Cow::Borrowed;
+use std::net::UdpSocket;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
@@ -34,8 +52,10 @@ use tracing::warn;
 
 use crate::Ready;
 use crate::cli::{Common, ThreadStack};
+use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{Acceptor, Connection};
+use crate::models::Datagrams;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -48,6 +68,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#2ca02c"),
+    datagrams: Some(Borrowed("--workers threads blocking in recvfrom on one shared socket")),
+    datagram_batch: false,
 };
 
 /// `--workers` when not given.
@@ -69,7 +91,12 @@ pub struct Args {
     pub queue: u32,
     #[command(flatten)]
     pub stack: ThreadStack,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
 }
+
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// Starts the workers, then accepts on this thread and feeds the queue.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
@@ -109,5 +136,32 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
             }
         }
     }
+    Ok(())
+}
+
+/// Starts `--workers` threads receiving on the one socket, then waits for a
+/// shutdown signal.
+pub fn serve_datagrams(
+    socket: UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    let socket = Arc::new(socket);
+    for id in 0..args.workers {
+        let (socket, echo) = (Arc::clone(&socket), echo.clone());
+        // Detached: a worker blocks in recvfrom (no timeout) until the
+        // process exits.
+        args.stack
+            .builder(format!("echo-pool-{id}"))
+            .spawn(move || {
+                let mut receiver = Receiver::new(echo, 1);
+                datagram::serve_blocking(&*socket, &mut receiver, || false, std::thread::sleep);
+            })
+            .with_context(|| format!("cannot start worker thread {} of {}", id + 1, args.workers))?;
+    }
+    ready.announce()?;
+    shutdown.wait();
     Ok(())
 }

@@ -76,6 +76,7 @@ use tracing::{debug, info, warn};
 
 use super::iterative;
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::children::{self, Children};
 use crate::cli::Common;
 use crate::listen::{ACCEPT_TICK, Acceptor, LogThrottle};
@@ -92,6 +93,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#e377c2"),
+    datagrams: None,
+    datagram_batch: false,
 };
 
 /// `--workers` when not given.
@@ -111,6 +114,9 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "PID")]
     pub prefork_child: Option<u32>,
 }
+
+/// Streams only: `--addr udp:…` is refused.
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Starts the children, then supervises them until shutdown.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

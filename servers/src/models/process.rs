@@ -32,6 +32,7 @@ use echo_common::ModelInfo;
 use tracing::{debug, warn};
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::children::{self, Children};
 use crate::cli::Common;
 use crate::echo;
@@ -49,6 +50,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#1f77b4"),
+    datagrams: None,
+    datagram_batch: false,
 };
 
 /// `echo-server process` options.
@@ -60,6 +63,9 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "PID")]
     pub worker_of: Option<u32>,
 }
+
+/// Streams only: `--addr udp:…` is refused.
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Accepts, spawns one child per connection, reaps.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -73,6 +73,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use tracing::warn;
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::cli::Common;
 use crate::echo::{self, EchoState, Next};
 use crate::listen::{AcceptErrors, Connection, ConnectionLimit, LogThrottle, Permit, admit};
@@ -88,6 +89,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#17becf"),
+    datagrams: None,
+    datagram_batch: false,
 };
 
 /// `echo-server reactor` options.
@@ -96,6 +99,9 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
 }
+
+/// Streams only: `--addr udp:…` is refused.
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Runs the event loop on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -73,6 +73,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
 use crate::echo;
 use crate::listen::{ConnectionLimit, LogThrottle, Permit};
@@ -89,6 +90,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#ffbb78"),
+    datagrams: None,
+    datagram_batch: false,
 };
 
 /// `echo-server reactor-pool` options.
@@ -99,6 +102,9 @@ pub struct Args {
     #[command(flatten)]
     pub workers: CpuWorkers,
 }
+
+/// Streams only: `--addr udp:…` is refused.
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Starts the pool, then runs the reactor on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -50,11 +50,37 @@
 //! one core busy and another idle; and, like `reactor`, anything slow done
 //! per message stalls every connection of that worker.
 //!
+//! ## Datagrams: one SO_REUSEPORT socket per worker
+//!
+//! Over `udp:` each worker binds its own UDP socket on the port, all with
+//! SO_REUSEPORT, and runs a small epoll loop of its own on it: wait until
+//! the socket is readable (edge-triggered), then receive and echo until it
+//! would block. The kernel picks the socket of each datagram by a **hash of
+//! its 4-tuple**, as it picks a TCP listener: so all the datagrams of one
+//! flow (one client address and port) land on the same socket, in order,
+//! and one flow never uses more than one worker — a single busy client is
+//! served by one CPU however many workers there are. Many flows spread over
+//! the workers as the hash falls, not by load. Nothing is shared (each
+//! worker counts on counters of its own): no lock on a common receive
+//! queue (the `pool` model's), no wake-up of a thread that finds nothing.
+//!
+//! The sockets are non-blocking, so an echo that finds the send buffer full
+//! (EAGAIN) is dropped and counted instead of stalling the loop: UDP allows
+//! the loss, and the worker's other flows do not wait for one slow send.
+//! `--batch N` receives up to N datagrams per `recvmmsg` and echoes them
+//! with one `sendmmsg`. Like the stream workers, the datagram workers are
+//! detached and end with the process; the main thread waits for the signal.
+//!
+//! A worker's socket closes with the process: datagrams still queued in its
+//! receive buffer are discarded, as a closing TCP listener resets its backlog.
+//!
 //! ```text
 //! echo-server reactors --addr 127.0.0.1:7000 --workers 2
+//! echo-server reactors --addr udp:127.0.0.1:7000 --workers 2 --batch 32
 //! ```
 
 use std::borrow::Cow::Borrowed;
+use std::net::UdpSocket;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
@@ -63,7 +89,9 @@ use tracing::{error, warn};
 
 use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
+use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver, Turn};
 use crate::listen::{Acceptor, ConnectionLimit, LogThrottle};
+use crate::models::Datagrams;
 use crate::models::reactor::{Mailbox, Reactor, Undelivered};
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
@@ -77,6 +105,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: true,
     colour: Borrowed("#aec7e8"),
+    datagrams: Some(Borrowed("One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg")),
+    datagram_batch: true,
 };
 
 /// `echo-server reactors` options.
@@ -86,7 +116,14 @@ pub struct Args {
     pub common: Common,
     #[command(flatten)]
     pub workers: CpuWorkers,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
+    #[command(flatten)]
+    pub batch: BatchOption,
 }
+
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// Starts one reactor thread per worker, then waits for a shutdown signal
 /// (over Unix sockets: accepts for them until then).
@@ -169,4 +206,69 @@ fn start(mut reactor: Reactor<'static>, id: usize) -> anyhow::Result<()> {
         })
         .with_context(|| format!("cannot start worker thread {id}"))?;
     Ok(())
+}
+
+/// One SO_REUSEPORT socket and one epoll loop per worker; the main thread
+/// only waits for a shutdown signal.
+pub fn serve_datagrams(
+    socket: UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    let workers = args.workers.get();
+    // Every socket is bound before any worker starts, so that a failure
+    // stops the server before it announces anything.
+    let mut sockets = vec![socket];
+    for id in 1..workers {
+        let sibling = datagram::bind_sibling(&sockets[0], &args.udp);
+        sockets.push(sibling.with_context(|| format!("cannot open the socket of worker {id}"))?);
+    }
+    for (id, socket) in sockets.into_iter().enumerate() {
+        socket.set_nonblocking(true).context("cannot make a socket non-blocking")?;
+        let mut socket = mio::net::UdpSocket::from_std(socket);
+        let poll = mio::Poll::new().context("cannot create an epoll instance")?;
+        poll.registry()
+            .register(&mut socket, mio::Token(0), mio::Interest::READABLE)
+            .context("cannot register a socket with epoll")?;
+        let (echo, batch) = (echo.clone(), args.batch.get());
+        std::thread::Builder::new()
+            .name(format!("echo-reactor-{id}"))
+            .spawn(move || {
+                if let Err(err) = datagram_loop(poll, &socket, Receiver::new(echo, batch)) {
+                    error!(worker = id, %err, "the event loop failed; this worker's socket is closed");
+                }
+            })
+            .with_context(|| format!("cannot start worker thread {id}"))?;
+    }
+    ready.announce()?;
+    shutdown.wait();
+    Ok(())
+}
+
+/// A worker's loop: wait for the socket to become readable, then receive
+/// and echo until it would block (edge-triggered: what is left unread
+/// would not be reported again). Returns only if epoll fails.
+fn datagram_loop(mut poll: mio::Poll, socket: &mio::net::UdpSocket, mut receiver: Receiver) -> std::io::Result<()> {
+    let mut events = mio::Events::with_capacity(1);
+    loop {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+        loop {
+            match receiver.turn(socket) {
+                Turn::Received(_) => {}
+                Turn::Idle => break, // drained (or a signal: the next poll says)
+                Turn::Failed(pause) if pause.is_zero() => {}
+                Turn::Failed(pause) => {
+                    // The socket may still be readable: epoll will not say
+                    // so again (edge-triggered), so go on after the pause.
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+    }
 }

@@ -22,6 +22,7 @@ use echo_common::ModelInfo;
 use tracing::warn;
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::cli::{Common, ThreadStack};
 use crate::echo;
 use crate::listen::{Acceptor, LogThrottle};
@@ -37,6 +38,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#ff7f0e"),
+    datagrams: None,
+    datagram_batch: false,
 };
 
 /// `echo-server thread` options.
@@ -47,6 +50,9 @@ pub struct Args {
     #[command(flatten)]
     pub stack: ThreadStack,
 }
+
+/// Streams only: `--addr udp:…` is refused.
+pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Accepts on this thread; spawns one thread per connection.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

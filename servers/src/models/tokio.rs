@@ -11,11 +11,28 @@
 //! messages a connection costs nothing; many messages are handled per wake-up
 //! of a worker, so context switches are shared by many connections.
 //!
+//! ## Datagrams: one socket, one receive task per worker
+//!
+//! Over `udp:` there is nothing to accept and no connection to give a task:
+//! the socket is one `tokio::net::UdpSocket`, shared (an `Arc`) by
+//! `--workers` tasks, each looping on `recv_from(..).await` and
+//! `send_to(..).await` — as many receive loops as the runtime has worker
+//! threads, so that every worker can be echoing at once. A task that finds
+//! the socket empty returns `Pending`; when a datagram arrives, the
+//! runtime's epoll reports the socket readable and wakes the waiting tasks,
+//! one of which takes it (the others find the socket empty again and go
+//! back to waiting: a little wasted work the more workers wait). A full send
+//! buffer makes `send_to` wait for room, as a blocking socket would. At
+//! shutdown the runtime cancels the tasks.
+//!
 //! ```text
 //! echo-server tokio --addr 127.0.0.1:7000 --workers 2
+//! echo-server tokio --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
 use std::borrow::Cow::Borrowed;
+use std::net::UdpSocket;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::tokio::runtime::Builder;
@@ -25,8 +42,10 @@ use echo_common::ModelInfo;
 
 use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
+use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit};
+use crate::models::Datagrams;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, TokioListener};
 
@@ -39,6 +58,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: false,
     colour: Borrowed("#d62728"),
+    datagrams: Some(Borrowed("One tokio UdpSocket, one receive task per worker thread")),
+    datagram_batch: false,
 };
 
 /// `echo-server tokio` options.
@@ -48,17 +69,27 @@ pub struct Args {
     pub common: Common,
     #[command(flatten)]
     pub workers: CpuWorkers,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
 }
 
-/// Runs the accept task on a runtime until a shutdown signal.
-pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
-    let runtime = Builder::new_multi_thread()
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
+
+/// The runtime this model runs on: `--workers` threads, I/O and timers.
+fn runtime(args: &Args) -> anyhow::Result<::tokio::runtime::Runtime> {
+    Builder::new_multi_thread()
         .worker_threads(args.workers.get())
         .thread_name("echo-tokio")
         .enable_io()
         .enable_time()
         .build()
-        .context("cannot start the tokio runtime")?;
+        .context("cannot start the tokio runtime")
+}
+
+/// Runs the accept task on a runtime until a shutdown signal.
+pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
+    let runtime = runtime(args)?;
     let listener = {
         // Registering with the reactor needs the runtime's context.
         let _guard = runtime.enter();
@@ -92,4 +123,29 @@ async fn accept_loop(listener: TokioListener, limit: ConnectionLimit, buffer_siz
             Err(err) => ::tokio::time::sleep(errors.backoff(&err)).await,
         }
     }
+}
+
+/// Runs one receive task per worker thread on the one socket until a
+/// shutdown signal.
+pub fn serve_datagrams(
+    socket: UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    let runtime = runtime(args)?;
+    socket.set_nonblocking(true)?; // tokio requires it
+    let socket = {
+        // Registering with the reactor needs the runtime's context.
+        let _guard = runtime.enter();
+        Arc::new(::tokio::net::UdpSocket::from_std(socket).context("cannot register the socket with tokio")?)
+    };
+    for _ in 0..args.workers.get() {
+        runtime.spawn(datagram::serve_tokio(Arc::clone(&socket), echo.clone()));
+    }
+    ready.announce()?;
+    shutdown.wait();
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
 }

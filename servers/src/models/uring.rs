@@ -63,7 +63,9 @@
 //! | `IORING_REGISTER_PROBE` (start-up probe) | 5.6   |
 //! | `IORING_FEAT_FAST_POLL` (a receive on an empty socket waits on a poll, not in a kernel worker thread) | 5.7 |
 //! | `IORING_SETUP_SUBMIT_ALL` (a bad SQE does not stop the batch) | 5.18 |
+//! | provided buffer rings (`IORING_REGISTER_PBUF_RING`, UDP) | 5.19 |
 //! | multishot `IORING_OP_ACCEPT`            | 5.19  |
+//! | multishot `IORING_OP_RECVMSG` (UDP)      | 6.0   |
 //! | `IORING_SETUP_SINGLE_ISSUER`             | 6.0   |
 //! | `IORING_SETUP_DEFER_TASKRUN`             | 6.1   |
 //!
@@ -86,8 +88,49 @@
 //! as the server's stderr) — on purpose: a model that cannot run is never a
 //! silent pass.
 //!
+//! ## Datagrams: multishot recvmsg into a provided buffer ring
+//!
+//! Over `udp:` each worker has its own SO_REUSEPORT UDP socket on the port
+//! (the kernel hashes each flow, by its 4-tuple, to one socket: see the
+//! `reactors` model) and its own ring, and keeps on it:
+//!
+//! - one **multishot `RECVMSG`** (`IORING_RECV_MULTISHOT`): a single SQE
+//!   that yields one CQE per datagram received, for as long as it lasts.
+//!   It names no buffer: each datagram goes into the next free buffer of
+//!   the worker's **provided buffer ring** (`IORING_REGISTER_PBUF_RING`), a
+//!   ring of [`DATAGRAM_BUFFERS`] buffers we register once and give back to
+//!   one at a time; the CQE says which buffer it took. The kernel writes
+//!   into it an `io_uring_recvmsg_out` header (lengths and flags: MSG_TRUNC
+//!   for a datagram larger than the buffer), the source address, then the
+//!   payload ([`types::RecvMsgOut`] parses it).
+//! - per datagram to echo, a **`SENDMSG`** straight from that buffer to
+//!   the source address found in it: no copy. The buffer goes back to the
+//!   ring when the send's CQE arrives; an oversize datagram's at once.
+//!   The sends of every CQE handled in one round are queued and go to the
+//!   kernel together, with the next `io_uring_enter`: sends are batched
+//!   per submit, as receives are batched per wake-up.
+//!
+//! The multishot ends when the buffer ring is empty (ENOBUFS: every buffer
+//! holds a datagram whose echo is still being sent, or the CQ overflowed);
+//! it is re-armed as soon as a buffer comes back. The datagrams that arrive
+//! meanwhile wait in the socket's receive buffer (`--recv-buffer`), and
+//! beyond it are dropped by the kernel, as for every model. Any other
+//! receive error is counted and re-armed after the shared back-off (a
+//! `Timeout` SQE): never a spin.
+//!
+//! Kernel: multishot `RECVMSG` came in 6.0 and provided buffer rings in
+//! 5.19, both before DEFER_TASKRUN (6.1), which every ring of this model
+//! needs already: a kernel that builds the ring has them. The start-up
+//! probe also checks the `RECVMSG`, `SENDMSG` and `TIMEOUT` opcodes, and a
+//! kernel that refuses to register the buffer ring is reported as
+//! `io_uring unavailable here: cannot register a provided buffer ring`.
+//!
+//! What it costs: per worker, [`DATAGRAM_BUFFERS`] buffers of
+//! `--buffer-size` plus 45 bytes (header and address), allocated once.
+//!
 //! ```text
 //! echo-server uring --addr 127.0.0.1:7000 --workers 2
+//! echo-server uring --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
 use std::borrow::Cow::Borrowed;
@@ -107,7 +150,9 @@ use socket2::SockRef;
 use tracing::warn;
 
 use crate::Ready;
+use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
+use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
 use crate::models::reactor::Slab;
@@ -123,6 +168,8 @@ pub static INFO: ModelInfo = ModelInfo {
     baseline: false,
     reuse_port: true,
     colour: Borrowed("#7f7f7f"),
+    datagrams: Some(Borrowed("One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit")),
+    datagram_batch: false,
 };
 
 /// `echo-server uring` options.
@@ -132,7 +179,12 @@ pub struct Args {
     pub common: Common,
     #[command(flatten)]
     pub workers: CpuWorkers,
+    #[command(flatten)]
+    pub udp: DatagramOptions,
 }
+
+/// Serves datagrams: [`serve_datagrams`].
+pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// Submission queue entries per ring. A worker handles at most half this
 /// many completions between two submits, and each completion queues at most
@@ -154,7 +206,7 @@ const ACCEPT_PAUSE: u64 = u64::MAX - 1;
 /// accept), announces, then waits for a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     // Before anything else, so that "cannot run here" is the one error line.
-    probe(build_ring)?;
+    probe(build_ring, &OPCODES)?;
 
     let workers = args.workers.get();
     let limit = ConnectionLimit::new(args.common.max_connections());
@@ -219,13 +271,13 @@ const OPCODES: [(u8, &str); 4] = [
 /// Can this model run here? Builds a ring with `build` and checks that the
 /// kernel supports every opcode used. Taking the builder as a parameter lets
 /// the tests feed it the failures of other machines.
-fn probe(build: impl FnOnce() -> io::Result<IoUring>) -> anyhow::Result<()> {
+fn probe(build: impl FnOnce() -> io::Result<IoUring>, opcodes: &[(u8, &str)]) -> anyhow::Result<()> {
     let ring = build().map_err(|err| unavailable(&ring_error_reason(&err, &SystemFacts::read())))?;
     let mut probe = Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|err| unavailable(&format!("cannot probe the supported operations ({err})")))?;
-    missing_opcodes(|op| probe.is_supported(op))
+    missing_opcodes(opcodes, |op| probe.is_supported(op))
 }
 
 /// The error every failed probe becomes: `io_uring unavailable here: <reason>`.
@@ -234,8 +286,8 @@ fn unavailable(reason: &str) -> anyhow::Error {
 }
 
 /// An error naming the opcodes `supported` says no to; `Ok` if none.
-fn missing_opcodes(supported: impl Fn(u8) -> bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = OPCODES.iter().filter(|(op, _)| !supported(*op)).map(|(_, name)| *name).collect();
+fn missing_opcodes(opcodes: &[(u8, &str)], supported: impl Fn(u8) -> bool) -> anyhow::Result<()> {
+    let missing: Vec<&str> = opcodes.iter().filter(|(op, _)| !supported(*op)).map(|(_, name)| *name).collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -555,6 +607,419 @@ impl Worker {
     }
 }
 
+
+/// The opcodes of the datagram design, with the kernel each first appeared in.
+const DATAGRAM_OPCODES: [(u8, &str); 3] = [
+    (opcode::RecvMsgMulti::CODE, "recvmsg (5.3; multishot 6.0)"),
+    (opcode::SendMsg::CODE, "sendmsg (5.3)"),
+    (opcode::Timeout::CODE, "timeout (5.4)"),
+];
+
+/// Buffers in each worker's provided buffer ring: how many datagrams a
+/// worker holds at once, received and not yet echoed (a power of two, as
+/// the kernel requires).
+pub const DATAGRAM_BUFFERS: u16 = 256;
+
+/// The buffer group id of a worker's buffer ring (one per ring).
+const BUFFER_GROUP: u16 = 0;
+
+/// `user_data` of the multishot receive; a send's is its buffer id.
+const RECEIVE: u64 = u64::MAX - 2;
+/// `user_data` of the receive back-off timer.
+const RECEIVE_PAUSE: u64 = u64::MAX - 3;
+
+/// The room for a source address in each buffer: a `sockaddr_in6`, the
+/// larger of the two families.
+const NAME_LEN: usize = std::mem::size_of::<nix::libc::sockaddr_in6>();
+
+/// The header the kernel writes at the start of each buffer:
+/// `struct io_uring_recvmsg_out`, four `u32` (namelen, controllen,
+/// payloadlen, flags).
+const OUT_HEADER_LEN: usize = 16;
+
+/// Probes io_uring, binds one socket per worker, starts the workers (each
+/// builds its ring and buffer ring and arms its receive), announces, then
+/// waits for a shutdown signal.
+pub fn serve_datagrams(
+    socket: std::net::UdpSocket,
+    args: &Args,
+    echo: DatagramEcho,
+    shutdown: &Shutdown,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    probe(build_ring, &DATAGRAM_OPCODES)?;
+    let workers = args.workers.get();
+    let mut sockets = vec![socket];
+    for id in 1..workers {
+        let sibling = datagram::bind_sibling(&sockets[0], &args.udp);
+        sockets.push(sibling.with_context(|| format!("cannot open the socket of worker {id}"))?);
+    }
+    let (started_tx, started) = mpsc::channel::<anyhow::Result<()>>();
+    for (id, socket) in sockets.into_iter().enumerate() {
+        let (echo, started_tx) = (echo.clone(), started_tx.clone());
+        std::thread::Builder::new()
+            .name(format!("echo-uring-{id}"))
+            .spawn(move || {
+                let mut worker = match DatagramWorker::new(socket, echo) {
+                    Ok(worker) => {
+                        let _ = started_tx.send(Ok(()));
+                        worker
+                    }
+                    Err(err) => {
+                        let _ = started_tx.send(Err(err));
+                        return;
+                    }
+                };
+                drop(started_tx);
+                if let Err(err) = worker.run() {
+                    // As for a stream worker: a dead ring would leave its
+                    // socket taking its share of the flows unserved.
+                    eprintln!("echo-server: uring: worker {id}: {err:#}");
+                    std::process::exit(1);
+                }
+            })
+            .context("cannot start a worker thread")?;
+    }
+    drop(started_tx);
+    for _ in 0..workers {
+        started.recv().context("a worker thread died while starting")??;
+    }
+    ready.announce()?;
+    shutdown.wait();
+    Ok(())
+}
+
+/// The `SENDMSG` of one echo: its header and its one iovec, pointing into
+/// the buffer the datagram arrived in. One per buffer, at a fixed address
+/// (a boxed slice), as the kernel reads it when the send runs.
+struct SendSlot {
+    header: nix::libc::msghdr,
+    iov: nix::libc::iovec,
+}
+
+/// A provided buffer ring: the ring of buffer descriptors the kernel takes
+/// from (page-aligned memory we own), and the buffers themselves.
+struct BufferRing {
+    /// `DATAGRAM_BUFFERS` descriptors; the tail lives in the first one's
+    /// reserved field.
+    ring: std::ptr::NonNull<types::BufRingEntry>,
+    layout: std::alloc::Layout,
+    /// The buffers, end to end, `buffer_len` bytes each; never moved.
+    memory: Box<[u8]>,
+    buffer_len: usize,
+    /// Our tail: descriptors published so far (wrapping).
+    tail: u16,
+}
+
+impl BufferRing {
+    /// Allocates the ring and `DATAGRAM_BUFFERS` buffers of `buffer_len`
+    /// bytes, every buffer in the ring.
+    fn new(buffer_len: usize) -> io::Result<BufferRing> {
+        let bytes = usize::from(DATAGRAM_BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
+        // The kernel wants the ring page-aligned.
+        let layout = std::alloc::Layout::from_size_align(bytes, 4096).map_err(io::Error::other)?;
+        // SAFETY: the layout has a non-zero size.
+        let ring = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
+        let ring = std::ptr::NonNull::new(ring).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let memory = vec![0u8; usize::from(DATAGRAM_BUFFERS) * buffer_len].into_boxed_slice();
+        let mut buffers = BufferRing { ring, layout, memory, buffer_len, tail: 0 };
+        for bid in 0..DATAGRAM_BUFFERS {
+            buffers.put(bid);
+        }
+        buffers.publish();
+        Ok(buffers)
+    }
+
+    /// Buffer `bid`, whole.
+    fn buffer(&self, bid: u16) -> &[u8] {
+        &self.memory[usize::from(bid) * self.buffer_len..][..self.buffer_len]
+    }
+
+    /// Writes buffer `bid`'s descriptor at the tail (not yet visible to
+    /// the kernel: [`BufferRing::publish`]).
+    fn put(&mut self, bid: u16) {
+        let index = usize::from(self.tail & (DATAGRAM_BUFFERS - 1));
+        let addr = self.buffer(bid).as_ptr() as u64;
+        // SAFETY: `index` is within the ring's DATAGRAM_BUFFERS entries; the
+        // kernel reads only the entries between its head and our published
+        // tail, and this one is beyond the tail until `publish`.
+        let entry = unsafe { &mut *self.ring.as_ptr().add(index) };
+        entry.set_addr(addr);
+        entry.set_len(self.buffer_len as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every descriptor put so far visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the ring's base is a valid, initialised first entry; its
+        // reserved field is the ring's tail (io_uring_buf_ring), a u16 that
+        // the kernel reads concurrently: hence the atomic store, with
+        // Release so that the descriptors written before it are seen first.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.ring.as_ptr()).cast_mut();
+            (*tail.cast::<std::sync::atomic::AtomicU16>()).store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    fn give_back(&mut self, bid: u16) {
+        self.put(bid);
+        self.publish();
+    }
+}
+
+impl Drop for BufferRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout. The worker drops its
+        // ring (unregistering this buffer ring) before this: see the field
+        // order of `DatagramWorker`.
+        unsafe { std::alloc::dealloc(self.ring.as_ptr().cast(), self.layout) }
+    }
+}
+
+/// One datagram worker: its ring, socket and buffers. (No `Debug`:
+/// `IoUring` has none.)
+///
+/// Never dropped while operations are in flight, as for [`Worker`]: `run`
+/// returns only on a fatal error, and the process then exits.
+struct DatagramWorker {
+    /// First, so that it is dropped (the kernel letting go of the buffers)
+    /// before the buffers are freed.
+    ring: IoUring,
+    socket: std::net::UdpSocket,
+    echo: DatagramEcho,
+    buffers: BufferRing,
+    /// The multishot receive's template: only its name and control lengths
+    /// matter (the kernel reads it when the SQE is submitted).
+    template: Box<nix::libc::msghdr>,
+    /// One send per buffer at most: indexed by buffer id.
+    sends: Box<[SendSlot]>,
+    /// Buffers held by a send in flight.
+    sending: usize,
+    /// The multishot receive is active.
+    armed: bool,
+    /// A receive back-off is running.
+    paused: bool,
+    pause: Box<types::Timespec>,
+}
+
+impl DatagramWorker {
+    /// Builds the ring (in this, its only thread), registers the buffer
+    /// ring and arms the receive.
+    fn new(socket: std::net::UdpSocket, echo: DatagramEcho) -> anyhow::Result<DatagramWorker> {
+        let ring = build_ring().map_err(|err| unavailable(&ring_error_reason(&err, &SystemFacts::read())))?;
+        // Header, address, payload: one byte more than --buffer-size, so that
+        // a datagram filling it is known to be too large (MSG_TRUNC says so too).
+        let buffer_len = (OUT_HEADER_LEN + NAME_LEN + echo.receive_len()).next_multiple_of(16);
+        let buffers = BufferRing::new(buffer_len).context("no memory for the buffer ring")?;
+        // SAFETY: the ring's memory is valid for DATAGRAM_BUFFERS entries and
+        // lives in `buffers`, dropped after `ring` (which unregisters it).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buffers.ring.as_ptr() as u64,
+                DATAGRAM_BUFFERS,
+                BUFFER_GROUP,
+                0,
+            )
+        }
+        .map_err(|err| unavailable(&format!("cannot register a provided buffer ring (Linux 5.19+): {err}")))?;
+        // SAFETY: an all-zero msghdr is a valid empty one.
+        let mut template: Box<nix::libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        template.msg_namelen = NAME_LEN as u32;
+        let sends = (0..DATAGRAM_BUFFERS)
+            .map(|_| SendSlot {
+                // SAFETY: as above; filled in before each send.
+                header: unsafe { std::mem::zeroed() },
+                iov: nix::libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+            })
+            .collect();
+        let mut worker = DatagramWorker {
+            ring,
+            socket,
+            echo,
+            buffers,
+            template,
+            sends,
+            sending: 0,
+            armed: false,
+            paused: false,
+            pause: Box::new(types::Timespec::new()),
+        };
+        worker.rearm()?;
+        worker.ring.submit().context("a worker cannot submit its first receive")?;
+        Ok(worker)
+    }
+
+    /// Submits what is queued (the round's sends, a re-armed receive),
+    /// waits for completions, handles them; forever.
+    fn run(&mut self) -> anyhow::Result<()> {
+        let batch = (self.ring.params().sq_entries() / 2) as usize;
+        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EINTR)) => {}
+                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EBUSY | Errno::EAGAIN)) => {
+                    if self.ring.completion().is_empty() {
+                        std::thread::sleep(Duration::from_millis(1)); // never spin
+                    }
+                }
+                Err(err) => return Err(err).context("io_uring_enter failed"),
+            }
+            cqes.clear();
+            cqes.extend(self.ring.completion().take(batch));
+            for cqe in &cqes {
+                match cqe.user_data() {
+                    RECEIVE => self.received(cqe.result(), cqe.flags())?,
+                    RECEIVE_PAUSE => self.paused = false, // the back-off is over (-ETIME)
+                    bid => self.sent(bid as u16, cqe.result()),
+                }
+            }
+            self.rearm()?;
+        }
+    }
+
+    /// Queues `entry`; as [`Worker::push`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Worker::push`]: what `entry` points to stays valid until its CQE.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
+        // SAFETY: the caller's promise is this function's.
+        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+            return Ok(());
+        }
+        self.ring.submit().context("cannot submit a full submission queue")?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
+    }
+
+    /// Arms the multishot receive if it is not active, no back-off runs and
+    /// the buffer ring has a buffer for it.
+    fn rearm(&mut self) -> anyhow::Result<()> {
+        if self.armed || self.paused || self.sending >= usize::from(DATAGRAM_BUFFERS) {
+            return Ok(());
+        }
+        let entry = opcode::RecvMsgMulti::new(types::Fd(self.socket.as_raw_fd()), &*self.template, BUFFER_GROUP)
+            .build()
+            .user_data(RECEIVE);
+        // SAFETY: the template is boxed in `self` and the socket lives in
+        // `self`, as long as the ring; the buffers are the registered ring's.
+        unsafe { self.push(entry) }?;
+        self.armed = true;
+        Ok(())
+    }
+
+    /// A CQE of the multishot receive: a datagram in a buffer of the ring,
+    /// or an error (which ends the multishot).
+    fn received(&mut self, res: i32, flags: u32) -> anyhow::Result<()> {
+        if !cqueue::more(flags) {
+            self.armed = false; // re-armed at the end of the round
+        }
+        if res < 0 {
+            match Errno::from_raw(-res) {
+                // The buffer ring is empty: every buffer waits for its echo.
+                // Re-armed when one comes back.
+                Errno::ENOBUFS | Errno::EINTR | Errno::EAGAIN => {}
+                errno => {
+                    let pause = self.echo.receive_failed(&io::Error::from(errno));
+                    if !pause.is_zero() {
+                        self.paused = true;
+                        *self.pause = types::Timespec::from(pause);
+                        let entry = opcode::Timeout::new(&*self.pause).build().user_data(RECEIVE_PAUSE);
+                        // SAFETY: `self.pause` is boxed in `self`; one back-off at a time.
+                        unsafe { self.push(entry) }?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            warn!("a received datagram without a buffer");
+            return Ok(());
+        };
+        let parsed = types::RecvMsgOut::parse(&self.buffers.buffer(bid)[..res as usize], &self.template);
+        let echo_it = match &parsed {
+            Ok(out) => {
+                let len = out.incoming_payload_len() as usize;
+                // Cannot be echoed whole: larger than the buffer (MSG_TRUNC),
+                // or (never for an IP address, which NAME_LEN holds) a
+                // source address cut short.
+                let cut = out.is_payload_truncated() || out.payload_data().len() != len || out.is_name_data_truncated();
+                self.echo.received(len, cut, Source(out.name_data()))
+            }
+            Err(()) => {
+                warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
+                false
+            }
+        };
+        let out = match parsed {
+            Ok(out) if echo_it => out,
+            _ => {
+                self.buffers.give_back(bid);
+                return Ok(());
+            }
+        };
+        let (name, payload) = (out.name_data(), out.payload_data());
+        let slot = &mut self.sends[usize::from(bid)];
+        slot.iov = nix::libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
+        slot.header.msg_name = name.as_ptr().cast_mut().cast();
+        slot.header.msg_namelen = name.len() as u32;
+        slot.header.msg_iov = &mut slot.iov;
+        slot.header.msg_iovlen = 1;
+        let entry = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), &slot.header).build().user_data(u64::from(bid));
+        self.sending += 1;
+        // SAFETY: the header, its iovec (in `self.sends`, a boxed slice) and
+        // the buffer they point into (taken out of the buffer ring by the
+        // kernel, given back only when this send's CQE has arrived) stay put
+        // and untouched until then.
+        unsafe { self.push(entry) }
+    }
+
+    /// The CQE of the echo held in buffer `bid`: count it, give the buffer back.
+    fn sent(&mut self, bid: u16, res: i32) {
+        let Some(slot) = self.sends.get(usize::from(bid)) else {
+            warn!(bid, "completion for no send");
+            return;
+        };
+        let len = slot.iov.iov_len;
+        let peer = Source(self.buffers.buffer(bid)[OUT_HEADER_LEN..][..slot.header.msg_namelen as usize].as_ref());
+        let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
+        self.echo.sent(result, len, peer);
+        self.sending -= 1;
+        self.buffers.give_back(bid);
+    }
+}
+
+/// A source address as the kernel wrote it (a `sockaddr_in` or
+/// `sockaddr_in6`), for logs: decoded only when printed.
+struct Source<'a>(&'a [u8]);
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match sockaddr_of(self.0) {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("(unknown)"),
+        }
+    }
+}
+
+/// Decodes a `sockaddr_in` or `sockaddr_in6` from its bytes.
+fn sockaddr_of(bytes: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?));
+    let port = u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?);
+    if family == nix::libc::AF_INET {
+        let ip: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+        Some(SocketAddr::from((ip, port)))
+    } else if family == nix::libc::AF_INET6 {
+        let ip: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+        Some(SocketAddr::from((ip, port)))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,7 +1030,7 @@ mod tests {
 
     /// What main prints (`{:#}`) for a probe that failed with `errno`.
     fn probe_failing_with(errno: Errno) -> String {
-        let err = probe(|| Err(io::Error::from_raw_os_error(errno as i32))).expect_err("a failed ring build");
+        let err = probe(|| Err(io::Error::from_raw_os_error(errno as i32)), &OPCODES).expect_err("a failed ring build");
         format!("{err:#}")
     }
 
@@ -591,9 +1056,30 @@ mod tests {
 
     #[test]
     fn missing_opcodes_are_named() {
-        assert!(missing_opcodes(|_| true).is_ok());
-        let err = missing_opcodes(|op| op != opcode::Send::CODE).unwrap_err().to_string();
+        assert!(missing_opcodes(&OPCODES, |_| true).is_ok());
+        let err = missing_opcodes(&OPCODES, |op| op != opcode::Send::CODE).unwrap_err().to_string();
         assert!(err.starts_with("io_uring unavailable here: "), "{err}");
         assert!(err.contains("send (5.6)") && !err.contains("recv"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod datagram_tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_decode_from_the_kernel_bytes() {
+        let v4: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        let v6: SocketAddr = "[::1]:7".parse().unwrap();
+        for addr in [v4, v6] {
+            let storage = nix::sys::socket::SockaddrStorage::from(addr);
+            let len = nix::sys::socket::SockaddrLike::len(&storage) as usize;
+            // SAFETY: `storage` holds `len` initialised bytes of a sockaddr.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(nix::sys::socket::SockaddrLike::as_ptr(&storage).cast::<u8>(), len)
+            };
+            assert_eq!(sockaddr_of(bytes), Some(addr));
+        }
+        assert_eq!(sockaddr_of(&[0u8; 3]), None);
     }
 }

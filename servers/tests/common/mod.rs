@@ -38,6 +38,8 @@ pub struct Launch<'a> {
     pub addr: Option<&'a str>,
     /// RLIMIT_NOFILE (soft and hard) for the server.
     pub nofile: Option<u64>,
+    /// The server's RUST_LOG; default `warn`.
+    pub log: Option<&'a str>,
 }
 
 /// A fresh listening address of `transport`: port 0, or a socket path in a
@@ -45,7 +47,7 @@ pub struct Launch<'a> {
 pub fn fresh_addr(transport: Transport) -> (String, Option<tempfile::TempDir>) {
     match transport {
         Transport::Tcp => ("127.0.0.1:0".into(), None),
-        Transport::Udp => ("udp:127.0.0.1:0".into(), None), // placeholder: the udp-servers branch owns it
+        Transport::Udp => ("udp:127.0.0.1:0".into(), None),
         Transport::Unix => {
             let dir = tempfile::tempdir().expect("temporary directory");
             (format!("unix:{}", dir.path().join("echo.sock").display()), Some(dir))
@@ -62,7 +64,7 @@ impl Server {
         raise_own_fd_limit();
         let (fresh, dir) = fresh_addr(transport);
         let addr = launch.addr.unwrap_or(&fresh);
-        let (mut child, stderr) = spawn(model, addr, launch.args, launch.nofile);
+        let (mut child, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -152,13 +154,19 @@ impl Drop for Server {
 
 /// Starts `echo-server <model> --addr <addr> <args…>` with piped stdout and
 /// stderr (stderr drained into a buffer so the server never blocks on it).
-pub fn spawn(model: &ModelInfo, addr: &str, args: &[&str], nofile: Option<u64>) -> (Child, Arc<Mutex<String>>) {
+pub fn spawn(
+    model: &ModelInfo,
+    addr: &str,
+    args: &[&str],
+    nofile: Option<u64>,
+    log: Option<&str>,
+) -> (Child, Arc<Mutex<String>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
     command
         .arg(model.name.as_ref())
         .args(["--addr", addr])
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log.unwrap_or("warn"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -187,7 +195,12 @@ pub fn spawn(model: &ModelInfo, addr: &str, args: &[&str], nofile: Option<u64>) 
 
 /// Runs the server to completion (for start-up failures); kills it after `limit`.
 pub fn run_to_exit(model: &ModelInfo, addr: &str, limit: Duration) -> (ExitStatus, String) {
-    let (mut child, stderr) = spawn(model, addr, &[], None);
+    run_to_exit_with(model, addr, &[], limit)
+}
+
+/// [`run_to_exit`] with more arguments.
+pub fn run_to_exit_with(model: &ModelInfo, addr: &str, args: &[&str], limit: Duration) -> (ExitStatus, String) {
+    let (mut child, stderr) = spawn(model, addr, args, None, None);
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -216,7 +229,7 @@ pub fn try_connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Client>
     let (domain, addr) = match endpoint {
         Endpoint::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
         Endpoint::Unix(path) => (Domain::UNIX, SockAddr::unix(path)?),
-        Endpoint::Udp(_) => return Err(io::Error::new(io::ErrorKind::Unsupported, "udp: is not a stream")),
+        Endpoint::Udp(_) => return Err(io::Error::other("udp has no connection: use a UdpSocket")),
     };
     let socket = Socket::new(domain, Type::STREAM, None)?;
     socket.connect_timeout(&addr, timeout)?;
