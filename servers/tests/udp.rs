@@ -186,6 +186,18 @@ fn largest_datagram(model: &ModelInfo) {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{}: one line, got {stderr:?}", model.name);
 }
 
+/// A port another server holds is refused — exit 1, one line — even by
+/// the SO_REUSEPORT models, which would otherwise share it and take part of
+/// its flows.
+fn address_in_use_exits_1(model: &ModelInfo) {
+    let who = model.name.to_string();
+    let Some(server) = start(model, None, &[], None) else { return };
+    let (status, stderr) = run_to_exit(model, &server.endpoint.to_string(), IO_TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{who}: a second server on {}: {stderr:?}", server.endpoint);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{who}: one line, got {stderr:?}");
+    assert!(stderr.contains("in use") && !stderr.contains("panicked"), "{who}: {stderr:?}");
+}
+
 /// The counters the server logs at shutdown (`datagram counters received=…`).
 fn shutdown_counters(server: &mut Server, who: &str) -> HashMap<String, u64> {
     let (status, took) = server.terminate(Duration::from_secs(5));
@@ -433,6 +445,10 @@ macro_rules! udp_tests {
                 #[test]
                 fn vanished_clients_leave_others_served() {
                     super::vanished_clients_leave_others_served(&INFO)
+                }
+                #[test]
+                fn address_in_use_exits_1() {
+                    super::address_in_use_exits_1(&INFO)
                 }
                 #[test]
                 fn ipv6_loopback() {
