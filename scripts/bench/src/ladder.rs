@@ -49,6 +49,7 @@ use std::time::Duration;
 use echo_common::Transport;
 use serde::{Deserialize, Serialize};
 
+use crate::matrix::Scenario;
 use crate::models::Model;
 use crate::results::{Cell, Results};
 use crate::validity::{BELOW_TARGET_RATE, FlagKind};
@@ -110,6 +111,8 @@ pub enum Verdict {
     MissedRate { achieved: f64 },
     /// p99 above the SLO.
     OverSlo { p99_us: u64 },
+    /// UDP: more datagrams lost than [`crate::udp::MAX_LOSS_PERCENT`].
+    Lossy { percent: f64 },
     /// The cell failed (the server crashed, loadgen could not run, …).
     Failed(String),
 }
@@ -127,19 +130,25 @@ impl Verdict {
                 format!("missed the rate ({} msg/s)", loadgen::report::fmt_count(*achieved))
             }
             Verdict::OverSlo { p99_us } => format!("p99 {} > SLO", loadgen::report::fmt_us(*p99_us as f64)),
+            Verdict::Lossy { percent } => format!("lost {percent:.2} % > {} %", crate::udp::MAX_LOSS_PERCENT),
             Verdict::Failed(reason) => format!("failed: {reason}"),
         }
     }
 }
 
-/// The verdict on a latency cell against an SLO of `slo_p99_us`.
+/// The verdict on an open-loop step against an SLO of `slo_p99_us`; over
+/// UDP also against the loss limit ([`crate::udp::MAX_LOSS_PERCENT`]), judged
+/// first: the percentiles cover delivered datagrams only.
 pub fn verdict(cell: &Cell, slo_p99_us: u64) -> Verdict {
     let Some(report) = cell.loadgen.as_ref().filter(|_| cell.ok) else {
         return Verdict::Failed(cell.failure.clone().unwrap_or_else(|| "no load report".into()));
     };
     let target = cell.spec.rate.or(report.throughput.target_requests_per_sec).unwrap_or(0.0);
     let achieved = report.throughput.requests_per_sec;
-    if achieved < BELOW_TARGET_RATE * target {
+    let lost = report.datagrams.as_ref().map_or(0.0, |d| d.loss_percent);
+    if lost > crate::udp::MAX_LOSS_PERCENT {
+        Verdict::Lossy { percent: lost }
+    } else if achieved < BELOW_TARGET_RATE * target {
         Verdict::MissedRate { achieved }
     } else if report.latency_us.p99 > slo_p99_us {
         Verdict::OverSlo { p99_us: report.latency_us.p99 }
@@ -154,6 +163,8 @@ pub struct Climb<'a> {
     pub model: usize,
     pub transport: Transport,
     pub repeat: u32,
+    /// The udp scenario's `--batch` variant of the model.
+    pub batch: Option<u32>,
     /// Its steps in the order they ran (ascending rates).
     pub steps: Vec<(&'a Cell, Verdict)>,
 }
@@ -175,25 +186,33 @@ impl Climb<'_> {
     }
 }
 
-/// Every climb of a run, by transport, model (run order) and repeat.
+/// Every climb of the latency ladder, by transport, model (run order) and repeat.
 pub fn climbs(results: &Results) -> Vec<Climb<'_>> {
     let Some(ladder) = &results.settings.ladder else { return Vec::new() };
+    climbs_of(results, Scenario::Latency, ladder.slo_p99_us)
+}
+
+/// Every climb of the open-loop steps of `scenario` (the latency ladder, or
+/// the udp scenario's sustained-rate steps) judged against `slo_p99_us`, by
+/// transport, model (run order), variant and repeat.
+pub fn climbs_of(results: &Results, scenario: Scenario, slo_p99_us: u64) -> Vec<Climb<'_>> {
     let mut climbs: Vec<Climb<'_>> = Vec::new();
-    for cell in results.cells.iter().filter(|c| c.spec.scenario == crate::matrix::Scenario::Latency) {
+    for cell in results.cells.iter().filter(|c| c.spec.scenario == scenario && c.spec.rate.is_some()) {
         let Some(model) = results.settings.models.iter().position(|m| m.name == cell.spec.model.name()) else {
             continue;
         };
-        let (transport, repeat) = (cell.spec.transport, cell.spec.repeat);
-        let verdict = verdict(cell, ladder.slo_p99_us);
-        match climbs.iter_mut().find(|c| (c.model, c.transport, c.repeat) == (model, transport, repeat)) {
+        let (transport, repeat, batch) = (cell.spec.transport, cell.spec.repeat, cell.spec.batch);
+        let verdict = verdict(cell, slo_p99_us);
+        let key = (model, transport, repeat, batch);
+        match climbs.iter_mut().find(|c| (c.model, c.transport, c.repeat, c.batch) == key) {
             Some(climb) => climb.steps.push((cell, verdict)),
-            None => climbs.push(Climb { model, transport, repeat, steps: vec![(cell, verdict)] }),
+            None => climbs.push(Climb { model, transport, repeat, batch, steps: vec![(cell, verdict)] }),
         }
     }
     for climb in &mut climbs {
         climb.steps.sort_by(|a, b| a.0.spec.rate.unwrap_or(0.0).total_cmp(&b.0.spec.rate.unwrap_or(0.0)));
     }
-    climbs.sort_by_key(|c| (c.transport, c.model, c.repeat));
+    climbs.sort_by_key(|c| (c.transport, c.model, c.batch, c.repeat));
     climbs
 }
 

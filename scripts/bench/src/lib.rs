@@ -23,10 +23,12 @@ pub mod matrix;
 pub mod models;
 pub mod render;
 pub mod render_ladder;
+pub mod render_udp;
 pub mod results;
 pub mod runner;
 pub mod sampler;
 pub mod server;
+pub mod udp;
 pub mod validity;
 
 /// /proc readings of a process tree (shared with the servers' tests).

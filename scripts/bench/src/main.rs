@@ -95,7 +95,11 @@ struct RunArgs {
     /// model, e.g. 10k,20k,40k [default: 10k,20k,40k,60k,80k,100k,130k; 20k,60k,100k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
     rates: Option<Rates>,
-    /// Latency scenario: a step is sustained while its CO-corrected p99 stays
+    /// Udp scenario: the offered rates of its sustained-rate steps, datagrams/s
+    /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
+    #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
+    udp_rates: Option<Rates>,
+    /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
     /// within this (and ≥ 99 % of the offered rate is achieved).
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
     slo_p99: Duration,
@@ -225,9 +229,13 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         // An explicit --repeat applies to every scenario.
         shape.repeat = repeat;
         shape.throughput_repeat = repeat;
+        shape.udp_repeat = repeat;
     }
     if let Some(Rates(rates)) = args.rates {
         shape.rates = rates;
+    }
+    if let Some(Rates(rates)) = args.udp_rates {
+        shape.udp_rates = rates;
     }
     let (server_default, client_default) = split_cpus(&available);
     let server_cpus = server_cpus.unwrap_or(server_default);

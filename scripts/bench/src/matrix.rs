@@ -27,16 +27,22 @@ pub enum Scenario {
     /// The server on 1, 2, 4, … CPUs (up to half the machine, the load
     /// generator on the rest), 100 connections per server CPU, 64 B.
     Scaling,
+    /// UDP loopback, every model that serves datagrams (and again with
+    /// `--batch` where it takes it): closed loop at 1 and 100 flows × 64 and
+    /// 1,400 B, then the highest open-loop rate sustained with loss ≤ 0.1 %
+    /// and p99 ≤ the SLO ([`crate::udp`]).
+    Udp,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::Churn,
         Scenario::Capacity,
         Scenario::Transport,
         Scenario::Scaling,
+        Scenario::Udp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +53,7 @@ impl Scenario {
             Scenario::Capacity => "capacity",
             Scenario::Transport => "transport",
             Scenario::Scaling => "scaling",
+            Scenario::Udp => "udp",
         }
     }
 }
@@ -121,6 +128,10 @@ pub struct CellSpec {
     /// Scaling scenario only: CPUs the server runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cpus: Option<u32>,
+    /// UDP scenario only: the server's `--batch` (datagrams per
+    /// `recvmmsg`/`sendmmsg`); none: one system call per datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 impl CellSpec {
@@ -131,9 +142,16 @@ impl CellSpec {
             (_, Some(cpus)) => {
                 format!("{scenario} {model} {transport} {cpus} CPU(s) c={} s={}B", self.connections, self.size)
             }
-            (Scenario::Latency, _) => format!(
-                "{scenario} {model} {transport} {} msg/s c={} s={}B",
+            (Scenario::Latency | Scenario::Udp, _) if self.rate.is_some() => format!(
+                "{scenario} {} {transport} {} msg/s c={} s={}B",
+                crate::udp::variant_name(model.name(), self.batch),
                 loadgen::report::fmt_count(self.rate.unwrap_or(0.0)),
+                self.connections,
+                self.size
+            ),
+            (Scenario::Udp, _) => format!(
+                "{scenario} {} {transport} c={} s={}B",
+                crate::udp::variant_name(model.name(), self.batch),
                 self.connections,
                 self.size
             ),
@@ -161,6 +179,10 @@ pub struct Shape {
     pub repeat: u32,
     /// Repeats of the throughput scenario (at most `repeat`).
     pub throughput_repeat: u32,
+    /// The udp scenario's offered rates, datagrams/s, ascending.
+    pub udp_rates: Vec<f64>,
+    /// Repeats of the udp scenario (at most `repeat`).
+    pub udp_repeat: u32,
 }
 
 impl Shape {
@@ -186,6 +208,8 @@ impl Shape {
             rates: if quick { crate::ladder::QUICK_RATES.to_vec() } else { crate::ladder::DEFAULT_RATES.to_vec() },
             repeat: if quick { 1 } else { 3 },
             throughput_repeat: if quick { 1 } else { THROUGHPUT_REPEAT },
+            udp_rates: if quick { crate::udp::QUICK_RATES.to_vec() } else { crate::udp::RATES.to_vec() },
+            udp_repeat: if quick { 1 } else { crate::udp::REPEAT },
         }
     }
 }
@@ -235,7 +259,19 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                         loads.push((scenario, one.clone(), connections, SMALL, Some(cpus), None));
                     }
                 }
-                Scenario::Transport => {}
+                Scenario::Transport | Scenario::Udp => {}
+            }
+        }
+        if scenario == Scenario::Udp {
+            // Over UDP whatever --transports says: the datagram contract.
+            let udp = vec![Transport::Udp];
+            for &size in &crate::udp::SIZES {
+                for &flows in &crate::udp::FLOWS {
+                    loads.push((scenario, udp.clone(), flows, size, None, None));
+                }
+            }
+            for &rate in &shape.udp_rates {
+                loads.push((scenario, udp.clone(), crate::udp::STEP_FLOWS, SMALL, None, Some(rate)));
             }
         }
         if scenario == Scenario::Transport {
@@ -250,23 +286,35 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
             if *scenario == Scenario::Throughput && repeat >= shape.throughput_repeat.min(shape.repeat) {
                 continue;
             }
+            if *scenario == Scenario::Udp && repeat >= shape.udp_repeat.min(shape.repeat) {
+                continue;
+            }
             for model in &shape.models {
                 if *scenario == Scenario::Latency && crate::ladder::excluded(model).is_some() {
                     continue;
                 }
-                for &transport in transports {
-                    let connections =
-                        if *scenario == Scenario::Capacity { model.capacity_for(*connections) } else { *connections };
-                    cells.push(CellSpec {
-                        scenario: *scenario,
-                        model: model.clone(),
-                        transport,
-                        connections,
-                        size: *size,
-                        rate: *rate,
-                        repeat,
-                        server_cpus: *server_cpus,
-                    });
+                // The udp scenario runs each datagram variant of a model;
+                // the others run the model once.
+                let variants = if *scenario == Scenario::Udp { crate::udp::variants(model) } else { vec![None] };
+                for batch in variants {
+                    for &transport in transports {
+                        let connections = if *scenario == Scenario::Capacity {
+                            model.capacity_for(*connections)
+                        } else {
+                            *connections
+                        };
+                        cells.push(CellSpec {
+                            scenario: *scenario,
+                            model: model.clone(),
+                            transport,
+                            connections,
+                            size: *size,
+                            rate: *rate,
+                            repeat,
+                            server_cpus: *server_cpus,
+                            batch,
+                        });
+                    }
                 }
             }
         }
@@ -308,6 +356,8 @@ mod tests {
             rates: vec![1000.0, 2000.0],
             repeat: 2,
             throughput_repeat: 2,
+            udp_rates: vec![1000.0],
+            udp_repeat: 1,
         }
     }
 

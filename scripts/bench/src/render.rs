@@ -95,7 +95,10 @@ fn groups(results: &Results) -> Groups<'_> {
 /// The transports the per-transport scenarios ran over (the transport
 /// scenario, which always has both, has its own table and chart).
 fn scenario_transports(groups: &Groups<'_>) -> std::collections::BTreeSet<Transport> {
-    groups.keys().filter(|k| k.scenario != Scenario::Transport).map(|k| k.transport).collect()
+    // The transport scenario runs both stream transports by design, and the
+    // udp scenario has a section of its own.
+    let own = |s: Scenario| matches!(s, Scenario::Transport | Scenario::Udp);
+    groups.keys().filter(|k| !own(k.scenario)).map(|k| k.transport).collect()
 }
 
 /// How a section heading names a transport.
@@ -162,11 +165,17 @@ pub fn describe(spec: &crate::matrix::CellSpec) -> String {
     let connections = fmt_count(f64::from(spec.connections));
     let mut text = match (spec.scenario, spec.server_cpus) {
         (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
+        (Scenario::Udp, _) => format!(
+            "udp {}, {connections} flows, {} B",
+            crate::udp::variant_name(spec.model.name(), spec.batch),
+            fmt_count(f64::from(spec.size))
+        ),
         (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.size),
         _ => format!("{head}, {connections} connections, {} B", spec.size),
     };
-    if let Some(rate) = spec.rate.filter(|_| spec.scenario == Scenario::Latency) {
-        let _ = write!(text, ", {} msg/s offered", fmt_count(rate));
+    if let Some(rate) = spec.rate {
+        let unit = if spec.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
+        let _ = write!(text, ", {} {unit} offered", fmt_count(rate));
     }
     text
 }
@@ -581,6 +590,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         md.push_str(&notes.legend());
     }
 
+    md.push_str(&crate::render_udp::markdown(results));
+
     if !charts.is_empty() {
         md.push_str("## Charts\n\n");
         for (title, file) in charts {
@@ -860,6 +871,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
         ratio_chart(&dir.join(&file), &ratios).map_err(plot_err)?;
         out.push(("Unix socket ÷ TCP loopback, msg/s".into(), file));
     }
+    out.extend(crate::render_udp::charts(results, dir).map_err(plot_err)?);
     Ok(out)
 }
 

@@ -77,6 +77,9 @@ pub struct Settings {
     pub scaling: Option<Scaling>,
     /// The latency ladder, when the latency scenario ran.
     pub ladder: Option<Ladder>,
+    /// The udp scenario's shape, when it ran.
+    #[serde(default)]
+    pub udp: Option<crate::udp::UdpSettings>,
     pub quick: bool,
 }
 

@@ -17,6 +17,7 @@ use crate::matrix::{self, CellSpec, Scenario, Shape};
 use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::server::{self, Server};
+use crate::udp::{self, UdpSettings};
 use crate::{capacity, procfs, render, validity};
 
 /// Everything a run needs.
@@ -102,6 +103,31 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
                 limit: matrix::scaling_limit(cfg.available_cpus.len()),
             }),
             ladder,
+            udp: cfg.shape.scenarios.contains(&Scenario::Udp).then(|| {
+                let (window, warmup) = step_window(cfg);
+                UdpSettings {
+                    flows: udp::FLOWS.to_vec(),
+                    sizes: udp::SIZES.to_vec(),
+                    rates: cfg.shape.udp_rates.clone(),
+                    step_flows: udp::STEP_FLOWS,
+                    step_size: matrix::SMALL,
+                    batch: udp::BATCH,
+                    max_loss_percent: udp::MAX_LOSS_PERCENT,
+                    slo_p99_us: cfg.slo_p99.as_micros() as u64,
+                    timeout_ms: udp::TIMEOUT.as_millis() as u64,
+                    window_secs: window.as_secs_f64(),
+                    warmup_secs: warmup.as_secs_f64(),
+                    rmem_default: udp::core_default("rmem_default"),
+                    wmem_default: udp::core_default("wmem_default"),
+                    stream_only: cfg
+                        .shape
+                        .models
+                        .iter()
+                        .filter(|m| udp::variants(m).is_empty())
+                        .map(|m| m.name().to_owned())
+                        .collect(),
+                }
+            }),
             quick: cfg.quick,
         },
         cells: Vec::new(),
@@ -112,17 +138,20 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let specs = matrix::cells(&cfg.shape);
     let mut progress = Progress::new(cfg.progress, specs.len());
     let _watcher = Watcher::start(Arc::clone(&cfg.interrupt));
-    // (model, transport, repeat) whose ladder has stopped.
-    let mut stopped: HashSet<(String, Transport, u32)> = HashSet::new();
+    // The open-loop climbs (latency ladder, udp sustained rate) that have
+    // stopped: (scenario, model, variant, transport, repeat).
+    let mut stopped: HashSet<Climb> = HashSet::new();
     let mut interrupted = false;
-    let climb_of = |spec: &CellSpec| (spec.model.name().to_owned(), spec.transport, spec.repeat);
+    let climbing = |spec: &CellSpec| matches!(spec.scenario, Scenario::Latency | Scenario::Udp) && spec.rate.is_some();
+    let climb_of =
+        |spec: &CellSpec| (spec.scenario, spec.model.name().to_owned(), spec.batch, spec.transport, spec.repeat);
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
         let climb = climb_of(&spec);
-        if spec.scenario == Scenario::Latency && stopped.contains(&climb) {
+        if climbing(&spec) && stopped.contains(&climb) {
             continue; // counted off the total when the climb stopped
         }
         progress.bar.set_message(spec.label());
@@ -132,11 +161,14 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             interrupted = true;
             break;
         }
-        if cell.spec.scenario == Scenario::Latency {
-            let slo = results.settings.ladder.as_ref().map_or(u64::MAX, |l| l.slo_p99_us);
-            if !ladder::verdict(&cell, slo).sustained() {
+        if climbing(&cell.spec) {
+            let slo = match cell.spec.scenario {
+                Scenario::Udp => results.settings.udp.as_ref().map(|u| u.slo_p99_us),
+                _ => results.settings.ladder.as_ref().map(|l| l.slo_p99_us),
+            };
+            if !ladder::verdict(&cell, slo.unwrap_or(u64::MAX)).sustained() {
                 // The steps above will not run: one cell fewer each to wait for.
-                let ahead = specs[i + 1..].iter().filter(|s| s.scenario == Scenario::Latency && climb_of(s) == climb);
+                let ahead = specs[i + 1..].iter().filter(|s| climbing(s) && climb_of(s) == climb);
                 progress.skip(ahead.count());
                 stopped.insert(climb);
             }
@@ -158,6 +190,9 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     render::write_report(&results, &dir)?;
     Ok(Outcome { dir, results, interrupted })
 }
+
+/// An open-loop climb: (scenario, model, `--batch` variant, transport, repeat).
+type Climb = (Scenario, String, Option<u32>, Transport, u32);
 
 /// The PID of the server of the cell under way (0: none), for [`Watcher`].
 static CURRENT_SERVER: AtomicI32 = AtomicI32::new(0);
@@ -321,7 +356,8 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 
 /// [`run_cell`] once the load generator's CPUs are set.
 fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
-    let mut server = match Server::start(&cfg.server_bin, &spec.model, addr, &[], server_cpus) {
+    let args: Vec<String> = spec.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
+    let mut server = match Server::start(&cfg.server_bin, &spec.model, addr, &args, server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
@@ -346,7 +382,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                     let (window, warmup) = matrix::TRANSPORT_WINDOW;
                     (cfg.duration.min(window), cfg.warmup.min(warmup))
                 }
-                Scenario::Latency => step_window(cfg),
+                Scenario::Latency | Scenario::Udp => step_window(cfg),
                 _ => (cfg.duration, cfg.warmup),
             };
             let opts = Opts {
@@ -358,6 +394,10 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                 threads: None, // the CPUs of the client set
                 rate: spec.rate,
                 reconnect_every: (spec.scenario == Scenario::Churn).then_some(1),
+                // UDP: a datagram with no echo by then is lost, and its flow
+                // sends the next (loadgen's 5 s would stall a flow for most
+                // of a 1 s window).
+                timeout: if spec.scenario == Scenario::Udp { udp::TIMEOUT } else { Opts::default().timeout },
                 progress: false,
                 ..Opts::default()
             };

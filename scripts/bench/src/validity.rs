@@ -93,7 +93,7 @@ pub fn annotate(results: &mut Results) {
     }
     // Spread: the headline figure over the ok repeats of each load (the
     // cell's spec but its repeat).
-    type Load = (Scenario, String, echo_common::Transport, u32, u32, Option<u64>, Option<u32>);
+    type Load = (Scenario, String, echo_common::Transport, u32, u32, Option<u64>, Option<u32>, Option<u32>);
     let load = |s: &CellSpec| -> Load {
         (
             s.scenario,
@@ -103,6 +103,7 @@ pub fn annotate(results: &mut Results) {
             s.size,
             s.rate.map(f64::to_bits),
             s.server_cpus,
+            s.batch,
         )
     };
     let mut groups: BTreeMap<Load, Vec<usize>> = BTreeMap::new();
@@ -350,6 +351,7 @@ mod tests {
                 rate: report.as_ref().and_then(|r| r.config.rate),
                 repeat,
                 server_cpus: None,
+                batch: None,
             },
             ok: true,
             failure: None,

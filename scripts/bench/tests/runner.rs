@@ -327,12 +327,65 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
                     assert!(!cells.iter().any(|c| c.model == *model && c.scenario == scenario));
                     continue;
                 }
+                if scenario == Scenario::Udp {
+                    // every datagram variant of a model that serves UDP, none of a stream-only one
+                    let variants: std::collections::BTreeSet<Option<u32>> =
+                        cells.iter().filter(|c| c.model == *model && c.scenario == scenario).map(|c| c.batch).collect();
+                    let expected: std::collections::BTreeSet<Option<u32>> =
+                        echo_bench::udp::variants(model).into_iter().collect();
+                    assert_eq!(variants, expected, "{model} (quick: {quick})");
+                    assert!(cells.iter().filter(|c| c.scenario == scenario).all(|c| c.transport == Transport::Udp));
+                    continue;
+                }
                 assert!(
                     cells.iter().any(|c| c.model == *model && c.scenario == scenario),
                     "{model} has no {scenario:?} cell (quick: {quick})"
                 );
             }
         }
+    }
+}
+
+/// The udp scenario: a model that serves datagrams runs with and without
+/// `--batch`, a stream-only one is left out and named; every cell has the
+/// datagram counts; the README has the UDP section and its two charts.
+#[test]
+fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
+    let root = tempfile::tempdir().unwrap();
+    let output = bench(&server_bin(), root.path())
+        .args(["--models", "iterative,thread", "--scenarios", "udp", "--udp-rates", "2k,4k"])
+        .args(["--repeat", "1", "--duration", "0.3s", "--warmup", "0.1s", "--no-progress"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let udp = results.settings.udp.as_ref().expect("the udp settings are recorded");
+    assert_eq!(udp.stream_only, ["thread"]);
+    assert!(results.cells.iter().all(|c| c.spec.model.name() == "iterative" && c.spec.transport == Transport::Udp));
+    // closed loop: 2 flow counts × 2 sizes, per variant
+    let closed =
+        |batch: Option<u32>| results.cells.iter().filter(|c| c.spec.rate.is_none() && c.spec.batch == batch).count();
+    assert_eq!((closed(None), closed(Some(echo_bench::udp::BATCH))), (4, 4));
+    for cell in &results.cells {
+        assert!(cell.ok, "{:?}", cell.failure);
+        let datagrams = cell.loadgen.as_ref().unwrap().datagrams.as_ref().expect("datagram counts");
+        assert!(datagrams.counts.ok > 0 && datagrams.loss_percent >= 0.0, "{datagrams:?}");
+    }
+    // each climb ran its first step, and ran the second only if it held the first
+    let climbs = echo_bench::ladder::climbs_of(&results, Scenario::Udp, udp.slo_p99_us);
+    assert_eq!(climbs.len(), 2, "{climbs:?}");
+    for climb in &climbs {
+        assert_eq!(climb.steps[0].0.spec.rate, Some(2000.0));
+        assert_eq!(climb.steps.len(), if climb.steps[0].1.sustained() { 2 } else { 1 });
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("## UDP echo, loopback") && readme.contains("| iterative --batch 32 |"), "{readme}");
+    assert!(readme.contains("Streams only, not run: `thread`."), "{readme}");
+    for chart in ["udp-sustained-rate.svg", "udp-loss.svg"] {
+        assert!(dir.join(chart).is_file(), "{chart}");
+        assert!(readme.contains(&format!("]({chart})")), "{chart} is linked");
     }
 }
 

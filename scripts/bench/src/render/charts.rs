@@ -199,7 +199,9 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
     match (x, y) {
         (XAxis::LogAtPoints, YAxis::Linear(format)) => {
             let x_range = (x_lo.max(f64::MIN_POSITIVE) * 0.8..x_hi.max(x_lo * 2.0) * 1.25).log_scale();
-            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), 0.0..y_hi * 1.1).map_err(err)?;
+            // All zeros (no loss, say): a unit axis, the line drawn at 0.
+            let top = if y_hi > 0.0 { y_hi * 1.1 } else { 1.0 };
+            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), 0.0..top).map_err(err)?;
             chart
                 .configure_mesh()
                 .max_light_lines(0)

@@ -75,7 +75,7 @@ fn main_transport(results: &Results) -> Option<Transport> {
     let transports: Vec<Transport> = results
         .cells
         .iter()
-        .filter(|c| c.ok && c.spec.scenario != Scenario::Transport)
+        .filter(|c| c.ok && !matches!(c.spec.scenario, Scenario::Transport | Scenario::Udp))
         .map(|c| c.spec.transport)
         .collect();
     if transports.contains(&Transport::Tcp) { Some(Transport::Tcp) } else { transports.into_iter().min() }
