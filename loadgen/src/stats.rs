@@ -393,7 +393,9 @@ impl Recorder {
         }
         self.requests.ok += 1;
         self.per_connection[slot] += 1;
-        self.progress[self.thread].fetch_add(1, Ordering::Relaxed);
+        // This thread is the counter's only writer: a plain store, not a
+        // locked read-modify-write, on the per-message path.
+        self.progress[self.thread].store(self.requests.ok, Ordering::Relaxed);
     }
 
     /// `n` requests failed at `now` with `failure`.
