@@ -60,8 +60,8 @@ use crate::opts::Opts;
 use crate::report::KernelUdp;
 use crate::stats::{ConnectFailure, DatagramEvent, Recorder, Window};
 
-/// The largest UDP payload over IPv4 (65,535 − 8 − 20).
-pub const MAX_DATAGRAM: usize = 65_507;
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8).
+pub const MAX_DATAGRAM: usize = echo_common::endpoint::UDP_PAYLOAD_MAX;
 /// Sequence numbers whose fate a flow remembers (at least; more with a
 /// deep pipeline): an echo older than that is counted late, whatever it is.
 const HISTORY_MIN: usize = 1024;
@@ -164,9 +164,15 @@ struct Flow {
 }
 
 impl Flow {
-    fn fate(&mut self, seq: u64) -> &mut Fate {
+    /// Records what became of `seq`, if it is recent enough to be in the
+    /// ring: an old datagram decided late (a lost one whose timeout came
+    /// after a thousand others) must not overwrite the slot a recent
+    /// sequence number now holds.
+    fn set_fate(&mut self, seq: u64, fate: Fate) {
         let len = self.history.len() as u64;
-        &mut self.history[(seq % len) as usize]
+        if seq + len >= self.next_seq {
+            self.history[(seq % len) as usize] = fate;
+        }
     }
 
     /// What the ring knows of `seq` (sent), if it is recent enough.
@@ -453,14 +459,14 @@ impl Engine {
         flow.last_send = sent;
         match result {
             Ok(n) if n == self.out.len() => {
-                *flow.fate(seq) = Fate::InFlight;
+                flow.set_fate(seq, Fate::InFlight);
                 let intended = sent.checked_sub(held_back).unwrap_or(sent);
                 flow.in_flight.push_back(InFlight { seq, sent, intended });
                 self.recorder.datagram(sent, DatagramEvent::Sent);
                 Sent::Ok
             }
             other => {
-                *flow.fate(seq) = Fate::SendFailed;
+                flow.set_fate(seq, Fate::SendFailed);
                 let errno = match other {
                     Err(err) => errno_name(&err),
                     Ok(_) => "short send".into(),
@@ -495,7 +501,7 @@ impl Engine {
             }
             let seq = oldest.seq;
             flow.in_flight.pop_front();
-            *flow.fate(seq) = Fate::Lost;
+            flow.set_fate(seq, Fate::Lost);
             self.recorder.datagram(now, DatagramEvent::Lost);
             freed = true;
         }
@@ -564,12 +570,12 @@ impl Engine {
         let seq = datagram.seq;
         if now >= datagram.sent + self.plan.timeout {
             // Too late: lost, whether or not the scan has seen it yet.
-            *flow.fate(seq) = Fate::Lost;
+            flow.set_fate(seq, Fate::Lost);
             self.recorder.datagram(now, DatagramEvent::Lost);
             self.recorder.datagram(now, DatagramEvent::Late);
             return true;
         }
-        *flow.fate(seq) = Fate::Echoed;
+        flow.set_fate(seq, Fate::Echoed);
         if !flow.messages.matches(seq, echo) {
             self.recorder.datagram(now, DatagramEvent::Mismatched);
         } else if flow.highest.is_some_and(|highest| highest > seq) {

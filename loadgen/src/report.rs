@@ -23,11 +23,11 @@ use crate::stats::{Connects, Datagrams, Requests};
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Little's law may be off by this fraction before we warn.
-const LITTLE_TOLERANCE: f64 = 0.10;
+pub const LITTLE_TOLERANCE: f64 = 0.10;
 /// Per-thread CPU utilisation above which the client may be the bottleneck.
-const BUSY_CLIENT: f64 = 0.90;
+pub const BUSY_CLIENT: f64 = 0.90;
 /// Open loop: achieved/target rate below which we warn.
-const RATE_SHORTFALL: f64 = 0.99;
+pub const RATE_SHORTFALL: f64 = 0.99;
 
 /// One run's (or a merge's) results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +280,26 @@ pub fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<(), Histo
 }
 
 impl Report {
+    /// Closed loop: |throughput × mean latency ÷ messages in flight − 1|,
+    /// which Little's law says is 0 when every connection spends all its
+    /// time in request/echo. `None` in open loop, without latencies, and
+    /// when datagrams were lost, reordered or failed to send: their slots
+    /// sat waiting for a timeout (or held an echo not timed), so the law
+    /// then says nothing about the server.
+    pub fn littles_law_offset(&self) -> Option<f64> {
+        let clean_datagrams =
+            self.datagrams.as_ref().is_none_or(|d| d.counts.decided() == d.counts.ok && d.counts.send_failed == 0);
+        if self.mode != "closed" || self.latency_us.count == 0 || !clean_datagrams {
+            return None;
+        }
+        let in_flight = self.connections.established as f64 * f64::from(self.config.pipeline);
+        if in_flight <= 0.0 {
+            return None;
+        }
+        let little = self.throughput.requests_per_sec * self.latency_us.mean * 1e-6;
+        Some((little / in_flight - 1.0).abs())
+    }
+
     /// Recomputes `warnings` from the figures.
     pub fn compute_warnings(&mut self, extra: &[String]) {
         let mut warnings: Vec<String> = extra.to_vec();
@@ -348,20 +368,13 @@ impl Report {
                 100.0 * self.client_cpu.max_thread_utilisation
             ));
         }
-        // With datagrams lost, reordered or failed, some slots sat waiting
-        // for a timeout (or held an echo not timed): Little's law then says
-        // nothing about the server.
-        let clean_datagrams =
-            self.datagrams.as_ref().is_none_or(|d| d.counts.decided() == d.counts.ok && d.counts.send_failed == 0);
-        if self.mode == "closed" && self.latency_us.count > 0 && clean_datagrams {
+        if let Some(off) = self.littles_law_offset().filter(|off| *off > LITTLE_TOLERANCE) {
             let in_flight = c.established as f64 * f64::from(self.config.pipeline);
-            let little = self.throughput.requests_per_sec * self.latency_us.mean * 1e-6;
-            if (little / in_flight - 1.0).abs() > LITTLE_TOLERANCE {
-                warnings.push(format!(
-                    "Little's law does not hold: {in_flight:.0} messages in flight, but throughput × mean latency = {little:.1} \
-                     (starved or stalled connections, or time spent outside request/echo)"
-                ));
-            }
+            warnings.push(format!(
+                "Little's law does not hold: {in_flight:.0} messages in flight, but throughput × mean latency is \
+                 {:.0} % off (starved or stalled connections, or time spent outside request/echo)",
+                100.0 * off
+            ));
         }
         let clamped = self.latency_us.clamped;
         if clamped > 0 {

@@ -20,9 +20,13 @@
 //!   kernel's MSG_TRUNC flag too (`recvmmsg`, io_uring's `RECVMSG`), that
 //!   counts as well. The log line is throttled (one a second).
 //! - A send error — ENOBUFS, EAGAIN on a non-blocking socket whose send
-//!   buffer is full, EPERM from a firewall, an unreachable peer reported
-//!   by ICMP — drops that one datagram and is counted; the server goes on
-//!   at once. A receive error that is not about one datagram is logged and
+//!   buffer is full, EPERM from a firewall — drops that one datagram and is
+//!   counted; the server goes on at once. An unreachable peer is *not*
+//!   seen: Linux reports ICMP errors only to a connected socket or one with
+//!   `IP_RECVERR`, and these sockets are neither (one socket answers every
+//!   client), so an echo to a client that has gone counts as echoed. The
+//!   ICMP branch of [`DatagramEcho::receive_failed`] handles such an error
+//!   should a platform report it; on Linux it does not run. A receive error that is not about one datagram is logged and
 //!   retried after [`RECEIVE_BACKOFF`]: never a spin, never an exit.
 //! - `--recv-buffer`/`--send-buffer` set SO_RCVBUF/SO_SNDBUF (default: the
 //!   kernel's, `net.core.rmem_default`/`wmem_default`); the values the
@@ -74,7 +78,7 @@ use std::time::Duration;
 use clap::Args;
 use echo_common::endpoint::UDP_PAYLOAD_MAX;
 use nix::errno::Errno;
-use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg};
 use socket2::{Domain, SockRef, Socket, Type};
 use tracing::{info, warn};
 
@@ -342,7 +346,8 @@ impl DatagramEcho {
     ///
     /// An ICMP error (ECONNREFUSED, unreachable) is about an echo sent
     /// earlier, reported on the next call: a send failure, counted as one,
-    /// and the socket is fine. Anything else is counted and logged, and the
+    /// and the socket is fine. (Linux reports none to an unconnected socket
+    /// without `IP_RECVERR`, which these are: see the module's contract.) Anything else is counted and logged, and the
     /// caller backs off for [`RECEIVE_BACKOFF`].
     pub fn receive_failed(&self, err: &io::Error) -> Duration {
         let errno = err.raw_os_error().map(Errno::from_raw);
@@ -450,13 +455,46 @@ pub struct Receiver {
     batch: Option<Batch>,
 }
 
-/// The `recvmmsg`/`sendmmsg` headers of a batch, allocated once. (Not
-/// `Send`: nix's headers hold raw pointers. A worker builds its own.)
+/// Sends `datagrams[i]` to `to[i]` with one `sendmmsg`; returns how many
+/// left (fewer than all when a later one failed: the caller sends the rest
+/// again and meets that failure as the first). Written on libc rather than
+/// nix: nix 0.30's `sendmmsg` returns its count only through an iterator
+/// that reads the (never written) source addresses of the send headers.
+fn send_batch(
+    fd: std::os::fd::RawFd,
+    datagrams: &[[IoSlice<'_>; 1]],
+    to: &[Option<SockaddrStorage>],
+) -> Result<usize, Errno> {
+    let mut headers: Vec<libc::mmsghdr> = datagrams
+        .iter()
+        .zip(to)
+        .map(|(iov, to)| {
+            // SAFETY: an all-zero msghdr is a valid empty one (no name, no
+            // iovec, no control data); the fields that matter are set below.
+            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            if let Some(to) = to {
+                header.msg_hdr.msg_name = to.as_ptr().cast_mut().cast();
+                header.msg_hdr.msg_namelen = to.len();
+            }
+            // IoSlice is ABI-compatible with iovec on Unix (std's guarantee).
+            header.msg_hdr.msg_iov = iov.as_ptr().cast_mut().cast();
+            header.msg_hdr.msg_iovlen = 1;
+            header
+        })
+        .collect();
+    // SAFETY: every header points at an address and an iovec borrowed from
+    // `to` and `datagrams`, which outlive the call; the kernel only reads
+    // them, and writes each header's msg_len, which we own.
+    let sent = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, 0) };
+    Errno::result(sent).map(|n| n as usize)
+}
+
+/// The `recvmmsg` headers of a batch, allocated once, and the echoes to
+/// send. (Not `Send`: nix's headers hold raw pointers. A worker builds its
+/// own.)
 #[derive(Debug)]
 struct Batch {
     recv: MultiHeaders<SockaddrStorage>,
-    /// Separate from `recv`: sendmmsg points its headers at our addresses.
-    send: MultiHeaders<SockaddrStorage>,
     /// The datagrams of this batch to echo: (buffer index, length).
     echo: Vec<(usize, usize)>,
     /// Their sources, the echoes' destinations.
@@ -470,7 +508,6 @@ impl Receiver {
         let buffers = vec![0u8; echo.receive_len() * batch_len].into_boxed_slice();
         let batch = (batch_len > 1).then(|| Batch {
             recv: MultiHeaders::preallocate(batch_len, None),
-            send: MultiHeaders::preallocate(batch_len, None),
             echo: Vec::with_capacity(batch_len),
             to: Vec::with_capacity(batch_len),
         });
@@ -531,11 +568,10 @@ impl Receiver {
             batch.echo.iter().map(|&(index, bytes)| [IoSlice::new(&self.buffers[index * len..][..bytes])]).collect();
         let mut start = 0;
         while start < out.len() {
-            let none: [ControlMessage<'_>; 0] = [];
-            match sendmmsg(fd, &mut batch.send, &out[start..], &batch.to[start..], none, MsgFlags::empty()) {
-                Ok(results) => {
+            match send_batch(fd, &out[start..], &batch.to[start..]) {
+                Ok(sent) => {
                     // Counted when received; only failures are reported.
-                    start += results.count().max(1); // 0 cannot happen with one to send; never loop on it
+                    start += sent.max(1); // 0 cannot happen with one to send; never loop on it
                 }
                 Err(Errno::EINTR) => {}
                 // The send buffer is full (a non-blocking socket) or the

@@ -401,7 +401,56 @@ pub enum MayListener {
 #[derive(Debug)]
 pub enum MayStream {
     Tcp(may::net::TcpStream),
-    Unix(may::os::unix::net::UnixStream),
+    Unix(MayUnixStream),
+}
+
+/// may's Unix stream, closed in the right order.
+///
+/// may 0.3's `UnixStream` wraps a `CoIo`, whose fields drop in declaration
+/// order: first the socket (`close(fd)`), then its event registration
+/// (`epoll_ctl(DEL, fd)`, by descriptor number). Between the two, another
+/// worker may accept a new connection that reuses the number and register
+/// it — and the late DEL then removes the *new* connection from epoll: it
+/// is never woken, and its client waits forever (seen as an intermittent
+/// stall of the contract tests over Unix sockets, about 1 run in 30 under
+/// load). may's `TcpStream` declares its fields the other way round and is
+/// not affected. So we take the descriptor back first — `into_raw_fd`
+/// deregisters while the descriptor is still open — and close it ourselves.
+#[derive(Debug)]
+pub struct MayUnixStream(Option<may::os::unix::net::UnixStream>);
+
+impl MayUnixStream {
+    fn inner(&mut self) -> &mut may::os::unix::net::UnixStream {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for MayUnixStream {
+    fn drop(&mut self) {
+        use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+        if let Some(stream) = self.0.take() {
+            let fd = stream.into_raw_fd();
+            // SAFETY: `into_raw_fd` gave up may's ownership of `fd` (and
+            // removed it from may's epoll); nothing else owns it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+impl Read for MayUnixStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner().read(buf)
+    }
+}
+
+impl Write for MayUnixStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl MayListener {
@@ -430,7 +479,7 @@ impl MayListener {
             }
             MayListener::Unix(l) => {
                 let (stream, addr) = l.accept()?;
-                Ok((MayStream::Unix(stream), Peer::of_unix(addr.as_pathname())))
+                Ok((MayStream::Unix(MayUnixStream(Some(stream))), Peer::of_unix(addr.as_pathname())))
             }
         }
     }

@@ -15,6 +15,7 @@
 
 mod common;
 
+use echo_common::endpoint::UDP_PAYLOAD_MAX;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -28,8 +29,6 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRIES: u32 = 3;
 /// Datagrams of a case that may need a retry (loopback loses almost none).
 const MAX_RETRY_SHARE: f64 = 0.05;
-/// The largest UDP payload over IPv4.
-const UDP_PAYLOAD_MAX: usize = 65_507;
 
 /// The server's address, or a panic naming what it printed.
 fn udp_addr(server: &Server) -> SocketAddr {

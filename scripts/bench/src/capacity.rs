@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::procfs::{TreeReading, read_tree};
+use crate::procfs::{TreeReading, read_tree, socket_inodes};
 
 /// Time allowed for all N connections to be made, and for all N echoes.
 const PHASE_LIMIT: Duration = Duration::from_secs(20);
@@ -34,9 +34,13 @@ pub struct Capacity {
     pub requested: u64,
     /// Connections the client could open.
     pub established: u64,
-    /// Of those, connections the server still kept open when its memory was
-    /// read (a non-blocking peek on each: end of file or a reset means the
-    /// server had closed it, e.g. a full queue's accept-and-close).
+    /// Of those, connections the server had accepted and still kept open
+    /// when its memory was read: the sockets its process tree holds beyond
+    /// those it held before (a connection left waiting in the listener's
+    /// backlog is in no file table: `iterative`, `prefork`), at most the
+    /// connections still open at the client's end (a non-blocking peek on
+    /// each: end of file or a reset means the server had closed it, e.g. a
+    /// full queue's accept-and-close).
     pub held: u64,
     pub pss_before_kib: u64,
     pub pss_held_kib: u64,
@@ -58,6 +62,7 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let before = read(pid)?.ok_or_else(|| io::Error::other("server exited"))?;
+        let sockets_before = socket_inodes(pid);
         let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTS_IN_FLIGHT));
         let mut connecting = JoinSet::new();
         for _ in 0..connections {
@@ -80,7 +85,9 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
         tokio::time::sleep(SETTLE).await;
         settle(pid).await;
         let held = read(pid)?.ok_or_else(|| io::Error::other("server exited while holding connections"))?;
+        let accepted = socket_inodes(pid).difference(&sockets_before).count() as u64;
         let open = streams.iter().filter(|s| still_open(s.as_raw_fd())).count() as u64;
+        let open = open.min(accepted);
 
         let established = streams.len() as u64;
         let echo_started = Instant::now();

@@ -186,6 +186,65 @@ impl Climb<'_> {
     }
 }
 
+/// The climbs of one model (or variant) over its repeats, summed up for a
+/// table: the rate sustained in every repeat and how each climb ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The highest offered rate sustained in every repeat (an offered rate,
+    /// never a median between two of them).
+    pub every: Option<f64>,
+    /// "12,000", "≥ 130,000 (top step)", "none", with ", client-bound in 1
+    /// of 3" when a climb stopped on a client-bound step.
+    pub words: String,
+    /// How each repeat's climb ended: "repeat 2: 80,000 /s, p99 1.3 ms > SLO".
+    pub stops: Vec<String>,
+}
+
+/// Sums up `climbs` (one model's or variant's, every repeat) of a ladder
+/// whose highest offered rate is `top`; `unit` names the rate ("msg/s").
+pub fn summary(climbs: &[&Climb<'_>], top: Option<f64>, unit: &str) -> Summary {
+    let every = climbs.iter().map(|c| c.knee()).reduce(|a, b| a.zip(b).map(|(a, b)| a.min(b))).flatten();
+    let mut words = every.map_or("none".to_owned(), loadgen::report::fmt_count);
+    // "Top step" only when every climb ran up to the top rate: a climb cut
+    // short by an interrupted run has no failing step either.
+    let reached = |c: &&Climb<'_>| top.is_some() && c.steps.last().and_then(|(s, _)| s.spec.rate) == top;
+    if climbs.iter().all(|c| c.stop().is_none()) {
+        if climbs.iter().all(reached) {
+            words = format!("≥ {words} (top step)");
+        } else {
+            words = format!("≥ {words} (not run higher: the run was interrupted)");
+        }
+    }
+    let bound = climbs.iter().filter(|c| c.client_bound()).count();
+    if bound > 0 {
+        words = format!("{words}, client-bound in {bound} of {}", climbs.len());
+    }
+    let stops = climbs
+        .iter()
+        .map(|c| match c.stop() {
+            Some((cell, v)) => format!(
+                "repeat {}: {} {unit}, {}",
+                c.repeat + 1,
+                loadgen::report::fmt_count(cell.spec.rate.unwrap_or(0.0)),
+                v.words()
+            ),
+            None if reached(c) => format!("repeat {}: sustained every step", c.repeat + 1),
+            None => format!("repeat {}: sustained every step run", c.repeat + 1),
+        })
+        .collect();
+    Summary { every, words, stops }
+}
+
+/// The cells of the step at `rate` of the climbs `keep` selects, over
+/// their repeats.
+pub fn step<'a>(climbs: &[Climb<'a>], keep: impl Fn(&Climb<'a>) -> bool, rate: f64) -> Vec<&'a Cell> {
+    climbs
+        .iter()
+        .filter(|c| keep(c))
+        .flat_map(|c| c.steps.iter().filter(|(s, _)| s.spec.rate == Some(rate)).map(|(s, _)| *s))
+        .collect()
+}
+
 /// Every climb of the latency ladder, by transport, model (run order) and repeat.
 pub fn climbs(results: &Results) -> Vec<Climb<'_>> {
     let Some(ladder) = &results.settings.ladder else { return Vec::new() };

@@ -237,9 +237,21 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     if let Some(Rates(rates)) = args.udp_rates {
         shape.udp_rates = rates;
     }
-    let (server_default, client_default) = split_cpus(&available);
-    let server_cpus = server_cpus.unwrap_or(server_default);
-    let client_cpus = client_cpus.unwrap_or(client_default);
+    // One set given: the other gets the rest of the CPUs (all of them if
+    // nothing is left); neither: the first half for the server.
+    let rest = |of: &[usize]| {
+        let rest: Vec<usize> = available.iter().copied().filter(|c| !of.contains(c)).collect();
+        if rest.is_empty() { available.clone() } else { rest }
+    };
+    let (server_cpus, client_cpus) = match (server_cpus, client_cpus) {
+        (Some(server), Some(client)) => (server, client),
+        (Some(server), None) => {
+            let client = rest(&server);
+            (server, client)
+        }
+        (None, Some(client)) => (rest(&client), client),
+        (None, None) => split_cpus(&available),
+    };
     let shared: Vec<usize> = server_cpus.iter().copied().filter(|c| client_cpus.contains(c)).collect();
     if !shared.is_empty() {
         eprintln!(
@@ -363,7 +375,7 @@ fn cpu_list(cpus: &[usize]) -> String {
 }
 
 /// A `--transports` entry: a stream transport (udp is not a stream: the
-/// benchmark has no UDP load yet).
+/// `udp` scenario runs it, with its own contract).
 fn stream_transport(text: &str) -> Result<Transport, String> {
     let transport: Transport = text.parse()?;
     if transport.is_stream() {

@@ -62,7 +62,10 @@ impl Stat {
 }
 
 /// What identifies a group of repeats: the scenario, the transport, the
-/// connections, the message size and the model (its index in the run).
+/// connections, the message size, the model (its index in the run), and
+/// the server's CPUs (scaling) and `--batch` variant (udp). An open-loop
+/// step's rate is not in it: the ladder and udp tables group their steps
+/// themselves ([`crate::ladder::climbs_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     scenario: Scenario,
@@ -70,6 +73,8 @@ struct Key {
     connections: u32,
     size: u32,
     model: usize,
+    server_cpus: Option<u32>,
+    batch: Option<u32>,
 }
 
 /// The ok cells of one key, all repeats.
@@ -86,6 +91,8 @@ fn groups(results: &Results) -> Groups<'_> {
             connections: spec.connections,
             size: spec.size,
             model,
+            server_cpus: spec.server_cpus,
+            batch: spec.batch,
         };
         groups.entry(key).or_default().push(cell);
     }
@@ -353,14 +360,17 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     }
     let _ = writeln!(
         md,
-        "{} model(s) × {} scenario(s), {} repeat(s) per cell, interleaved across models; \
-         closed- and open-loop cells measure {} s after a {} s warm-up ({}). Figures are the median over repeats, \
+        "{} model(s) × {} scenario(s), {} repeat(s) per cell ({} for the throughput scenario{}), interleaved \
+         across models; closed- and open-loop cells measure {} s after a {} s warm-up ({}; latency-ladder and \
+         udp cells: at most {} s after {} s). Figures are the median over repeats, \
          with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; the other marks \
          ({}) are validity flags, explained under each table that shows one and counted by kind at the end. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
         s.scenarios.len(),
         s.repeat,
+        s.throughput_repeat,
+        s.udp.as_ref().map_or(String::new(), |u| format!(", {} for udp", u.repeat)),
         s.duration_secs,
         s.warmup_secs,
         {
@@ -371,6 +381,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 warmup.as_secs_f64().min(s.warmup_secs)
             )
         },
+        crate::ladder::STEP_WINDOW.0.as_secs_f64().min(s.duration_secs),
+        crate::ladder::STEP_WINDOW.1.as_secs_f64().min(s.warmup_secs),
         SPREAD_FLAG * 100.0,
         {
             let others = crate::validity::FlagKind::ALL.into_iter().map(marks::mark).filter(|m| *m != "⚠");
@@ -501,7 +513,9 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 md,
                 "N connections are opened and left idle; the server's memory is read from /proc (PSS from \
                  smaps_rollup, so pages shared between a model's child processes are counted once), and divided by \
-                 the connections the server `held` open (a peek on each: closed ones read end of file). Then every \
+                 the connections the server `held`: sockets its processes hold beyond those they held before, \
+                 and still open at the client's end (a peek: closed ones read end of file); a connection left \
+                 waiting in the listener's backlog is not held. Then every \
                  connection sends one echo; `not served` did not get it back within 5 s.{}\n",
                 if capped.is_empty() { String::new() } else { format!(" {}.", capped.join("; ")) }
             );
@@ -667,8 +681,8 @@ fn figure_lines(
 }
 
 /// How a chart of medians over repeats reads, for its subtitle.
-fn repeats_words(results: &Results) -> String {
-    match results.settings.repeat {
+fn repeats_words(repeats: u32) -> String {
+    match repeats {
         1 => "one run per point".into(),
         n => format!("median of {n} repeats, bars: min–max"),
     }
@@ -700,7 +714,9 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
     // File names and titles say the transport only when the run has several.
     let suffix = |t: Transport| if transports.len() > 1 { format!("-{t}") } else { String::new() };
     let over = |t: Transport| if transports.len() > 1 { format!(", {}", transport_words(t)) } else { String::new() };
-    let repeats = repeats_words(results);
+    // The throughput scenario runs its own number of repeats.
+    let repeats = repeats_words(results.settings.repeat);
+    let throughput_repeats = repeats_words(results.settings.throughput_repeat);
 
     for &transport in &transports {
         // Throughput and server CPU per message vs connections, one pair per size.
@@ -720,7 +736,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             let file = format!("throughput-{size}B{}.svg", suffix(transport));
             let frame = Frame {
                 title: format!("Throughput vs connections, {size} B messages (closed loop){}", over(transport)),
-                subtitle: repeats.clone(),
+                subtitle: throughput_repeats.clone(),
                 x_desc: "connections".into(),
                 y_desc: "messages / s".into(),
                 notes: hollow_notes(lines.iter().any(|l| l.points.iter().any(|p| p.hollow)), "point"),
@@ -734,7 +750,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
                 let file = format!("cpu-per-message-{size}B{}.svg", suffix(transport));
                 let frame = Frame {
                     title: format!("Server CPU per message vs connections, {size} B (closed loop){}", over(transport)),
-                    subtitle: format!("{repeats}; user + system time of the server's process tree"),
+                    subtitle: format!("{throughput_repeats}; user + system time of the server's process tree"),
                     x_desc: "connections".into(),
                     y_desc: "server CPU µs per message".into(),
                     notes: hollow_notes(lines.iter().any(|l| l.points.iter().any(|p| p.hollow)), "point"),

@@ -40,11 +40,7 @@ fn rates(climbs: &[Climb<'_>]) -> Vec<f64> {
 
 /// The cells of one model's step `rate`, over its repeats.
 fn step<'a>(climbs: &[Climb<'a>], model: usize, rate: f64) -> Vec<&'a Cell> {
-    climbs
-        .iter()
-        .filter(|c| c.model == model)
-        .flat_map(|c| c.steps.iter().filter(|(s, _)| s.spec.rate == Some(rate)).map(|(s, _)| *s))
-        .collect()
+    crate::ladder::step(climbs, |c| c.model == model, rate)
 }
 
 /// The README section of the ladder over `transport` (empty without one).
@@ -87,32 +83,11 @@ pub fn markdown(results: &Results, transport: Transport, over: &str) -> String {
     seen.dedup();
     for &m in &seen {
         let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| c.model == m).collect();
-        // The headline: the highest rate sustained in every repeat (an offered
-        // rate, never a median between two of them).
-        let knees: Vec<Option<f64>> = mine.iter().map(|c| c.knee()).collect();
-        let every = knees.iter().copied().reduce(|a, b| a.zip(b).map(|(a, b)| a.min(b))).flatten();
+        let summary = crate::ladder::summary(&mine, ladder.rates.last().copied(), "msg/s");
+        let knee = summary.words;
         let rate = |k: Option<f64>| k.map_or("none".to_owned(), fmt_count);
-        let bound = mine.iter().filter(|c| c.client_bound()).count();
-        let mut knee = rate(every);
-        if mine.iter().all(|c| c.stop().is_none()) {
-            knee = format!("≥ {knee} (top step)");
-        }
-        if bound > 0 {
-            let _ = write!(knee, ", client-bound in {bound} of {}", mine.len());
-        }
-        let per_repeat = knees.iter().map(|k| rate(*k)).collect::<Vec<_>>().join(" · ");
-        let stops: Vec<String> = mine
-            .iter()
-            .map(|c| match c.stop() {
-                Some((cell, v)) => format!(
-                    "repeat {}: {} msg/s, {}",
-                    c.repeat + 1,
-                    fmt_count(cell.spec.rate.unwrap_or(0.0)),
-                    v.words()
-                ),
-                None => format!("repeat {}: sustained every step", c.repeat + 1),
-            })
-            .collect();
+        let per_repeat = mine.iter().map(|c| rate(c.knee())).collect::<Vec<_>>().join(" · ");
+        let stops = summary.stops;
         let name = models.get(m).map_or("?", |i| i.name.as_ref());
         let _ = writeln!(md, "| {name} | {knee} | {per_repeat} | {} |", stops.join("; "));
     }
@@ -168,7 +143,11 @@ fn lines(results: &Results, transport: Transport) -> Vec<Line> {
                 let p99 = Stat::of(
                     cells.iter().filter_map(|c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)).collect(),
                 )?;
-                Some((rate, p99.median.max(1.0), cells.iter().any(|c| !c.flags.is_empty())))
+                Some((
+                    rate,
+                    p99.median.max(1.0),
+                    crate::render::marks::doubtful(&cells, crate::render::marks::Figure::Latency),
+                ))
             })
             .collect();
         if !points.is_empty() {

@@ -88,11 +88,6 @@ fn percent(v: f64) -> String {
     if v == 0.0 { "0".into() } else { format!("{v:.3}\u{a0}%") }
 }
 
-/// The highest rate a variant sustained in every repeat, and its climbs.
-fn knee(climbs: &[&Climb<'_>]) -> Option<f64> {
-    climbs.iter().map(|c| c.knee()).reduce(|a, b| a.zip(b).map(|(a, b)| a.min(b))).flatten()
-}
-
 /// The README section (empty when the run has no udp scenario).
 pub fn markdown(results: &Results) -> String {
     let Some(udp) = &results.settings.udp else { return String::new() };
@@ -198,26 +193,8 @@ pub fn markdown(results: &Results) -> String {
             if mine.is_empty() {
                 continue;
             }
-            let mut sustained = knee(&mine).map_or("none".to_owned(), fmt_count);
-            if mine.iter().all(|c| c.stop().is_none()) {
-                sustained = format!("≥ {sustained} (top step)");
-            }
-            let bound = mine.iter().filter(|c| c.client_bound()).count();
-            if bound > 0 {
-                let _ = write!(sustained, ", client-bound in {bound} of {}", mine.len());
-            }
-            let stops: Vec<String> = mine
-                .iter()
-                .map(|c| match c.stop() {
-                    Some((cell, verdict)) => format!(
-                        "repeat {}: {} /s, {}",
-                        c.repeat + 1,
-                        fmt_count(cell.spec.rate.unwrap_or(0.0)),
-                        verdict.words()
-                    ),
-                    None => format!("repeat {}: sustained every step", c.repeat + 1),
-                })
-                .collect();
+            let summary = crate::ladder::summary(&mine, udp.rates.last().copied(), "/s");
+            let (sustained, stops) = (summary.words, summary.stops);
             let _ = writeln!(md, "| {} | {sustained} | {} |", name(results, v), stops.join("; "));
         }
         md.push('\n');
@@ -257,11 +234,7 @@ pub fn markdown(results: &Results) -> String {
 
 /// The cells of one variant's step at `rate`, over its repeats.
 fn step<'a>(climbs: &[Climb<'a>], v: Variant, rate: f64) -> Vec<&'a Cell> {
-    climbs
-        .iter()
-        .filter(|c| (c.model, c.batch) == v)
-        .flat_map(|c| c.steps.iter().filter(|(s, _)| s.spec.rate == Some(rate)).map(|(s, _)| *s))
-        .collect()
+    crate::ladder::step(climbs, |c| (c.model, c.batch) == v, rate)
 }
 
 /// Draws the udp charts into `dir`: the sustained rate per variant, and
@@ -283,13 +256,10 @@ pub fn charts(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, St
         if mine.is_empty() {
             continue;
         }
-        let value = knee(&mine).unwrap_or(0.0);
+        let summary = crate::ladder::summary(&mine, udp.rates.last().copied(), "/s");
+        let value = summary.every.unwrap_or(0.0);
         let bound = mine.iter().any(|c| c.client_bound());
-        let top = mine.iter().all(|c| c.stop().is_none());
-        let mut text = fmt_count(value);
-        if top {
-            text = format!("≥ {text} (top step)");
-        }
+        let mut text = summary.words;
         if bound {
             text.push_str(" †");
         }
@@ -328,7 +298,7 @@ pub fn charts(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, St
                     x: rate,
                     y: loss.median,
                     range: (loss.n > 1 && loss.min != loss.max).then_some((loss.min, loss.max)),
-                    hollow: cells.iter().any(|c| !c.flags.is_empty()),
+                    hollow: marks::doubtful(&cells, Figure::Rate) || marks::doubtful(&cells, Figure::Latency),
                 })
             })
             .collect();

@@ -23,7 +23,10 @@ use crate::validity::Flag;
 /// validity `flags`, server CPU is read at the window's edges with exact
 /// per-process clocks (`server.cpu_secs`), capacity counts the connections
 /// the server `held` and divides memory by them, `settings.throughput_repeat`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: the `udp` scenario (`settings.udp`, cells' `batch`), and `held` counts
+/// the sockets the server's processes hold, not connections left in its
+/// backlog.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A whole benchmark run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -117,6 +117,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
                     timeout_ms: udp::TIMEOUT.as_millis() as u64,
                     window_secs: window.as_secs_f64(),
                     warmup_secs: warmup.as_secs_f64(),
+                    repeat: cfg.shape.udp_repeat.min(cfg.shape.repeat),
                     rmem_default: udp::core_default("rmem_default"),
                     wmem_default: udp::core_default("wmem_default"),
                     stream_only: cfg
@@ -156,8 +157,9 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         }
         progress.bar.set_message(spec.label());
         let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
-        if cfg.interrupt.load(Ordering::SeqCst) && !cell.ok {
-            // Cut short by the signal, not by the server: not a measurement.
+        if cfg.interrupt.load(Ordering::SeqCst) {
+            // The signal came while it ran: its server was stopped under it
+            // (or its figures would mix both): not a measurement.
             interrupted = true;
             break;
         }
@@ -211,19 +213,25 @@ impl Watcher {
         let done = Arc::new(AtomicBool::new(false));
         let finished = Arc::clone(&done);
         let handle = std::thread::spawn(move || {
+            let mut stopped = 0;
             while !finished.load(Ordering::SeqCst) {
                 if interrupt.load(Ordering::SeqCst) {
-                    eprintln!(
-                        "bench: stopping: the cell under way is dropped, the report of the finished cells is being \
-                         written (a second signal exits at once)"
-                    );
+                    if stopped == 0 {
+                        eprintln!(
+                            "bench: stopping: the cell under way is dropped, the report of the finished cells is \
+                             being written (a second signal exits at once)"
+                        );
+                        stopped = -1;
+                    }
+                    // The server of our own cell, still registered as running;
+                    // also one registered after the signal (its start was under
+                    // way): each is stopped once.
                     let pid = CURRENT_SERVER.load(Ordering::SeqCst);
-                    if pid > 0 {
-                        // The server of our own cell, still registered as running.
+                    if pid > 0 && pid != stopped {
                         let _ =
                             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                        stopped = pid;
                     }
-                    return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -428,8 +436,10 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
         }
     }
     let samples = sampler.stop();
-    let crashed = server.exited();
+    // Unregistered before it can be reaped: the watcher never signals a PID
+    // the system may have handed to another process.
     CURRENT_SERVER.store(0, Ordering::SeqCst);
+    let crashed = server.exited();
     let shutdown = server.stop();
     if let Some(err) = &samples.error {
         problems.push(format!("server not measurable: {err}"));

@@ -127,13 +127,18 @@ pub fn summarise(
     to: Instant,
     edges: Option<(&Sample, &Sample)>,
 ) -> Option<ServerStats> {
-    let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at <= to).collect();
-    let (first, last) = (inside.first()?, inside.last()?);
+    let mut inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at <= to).collect();
+    // The window's edges are readings too: a window shorter than two
+    // sampling periods is still measured from them.
+    if let Some((a, b)) = edges {
+        inside.insert(0, a);
+        inside.push(b);
+    }
     if inside.len() < 2 {
         return None;
     }
     let n = inside.len() as f64;
-    let (a, b) = edges.unwrap_or((first, last));
+    let (a, b) = edges.unwrap_or((inside[0], inside[inside.len() - 1]));
     let secs = (b.at - a.at).as_secs_f64().max(1e-9);
     let (a, b) = (a.reading, b.reading);
     let pss: Vec<u64> = inside.iter().filter_map(|s| s.reading.pss_kib).collect();

@@ -95,12 +95,16 @@ impl Server {
                 Err(_) => Stdio::null(),
             });
         let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
-        // SAFETY: between fork and exec we only make two system calls,
-        // sched_setaffinity and prctl, which are async-signal-safe, allocate
-        // nothing and read only `set`, copied into the closure.
+        // SAFETY: between fork and exec we only make three system calls,
+        // sched_setaffinity, setpgid and prctl, which are async-signal-safe,
+        // allocate nothing and read only `set`, copied into the closure.
         unsafe {
             command.pre_exec(move || {
                 sched_setaffinity(Pid::from_raw(0), &set)?;
+                // Its own process group: a Ctrl-C at the terminal reaches the
+                // runner (which stops the server itself after the current
+                // cell), not the server in the middle of its cell.
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
                 // If the runner dies (Ctrl-C, kill), its server goes too.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())

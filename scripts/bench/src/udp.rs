@@ -73,6 +73,8 @@ pub struct UdpSettings {
     pub timeout_ms: u64,
     pub window_secs: f64,
     pub warmup_secs: f64,
+    /// Repeats of every udp cell.
+    pub repeat: u32,
     /// The server's socket buffers: the kernel's defaults (no
     /// `--recv-buffer`/`--send-buffer`), read from /proc/sys/net/core.
     pub rmem_default: Option<u64>,

@@ -135,19 +135,31 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 #[test]
 fn sigint_stops_the_cell_under_way_and_writes_the_report() {
     let root = tempfile::tempdir().unwrap();
-    let mut child = start_with_sigint_ignored(root.path(), "1s");
+    // 4 s windows: a cell that ran its course after the signal would take
+    // seconds; the one under way must be stopped instead.
+    let mut child = start_with_sigint_ignored(root.path(), "4s");
     let dir = wait_for_cells(root.path(), 1);
-    let tree = echo_bench::procfs::tree(child.id() as i32);
+    // The second cell is under way once its server is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut tree = echo_bench::procfs::tree(child.id() as i32);
+    while tree.len() < 2 {
+        assert!(Instant::now() < deadline, "no server started for the second cell");
+        std::thread::sleep(Duration::from_millis(20));
+        tree = echo_bench::procfs::tree(child.id() as i32);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));
+    assert!(signalled.elapsed() < Duration::from_millis(3500), "the cell ran on: {:?}", signalled.elapsed());
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert!(stdout.contains("interrupted"), "{stdout}");
 
     let results = Results::load(&dir.join("results.json")).expect("results.json parses");
     assert!(!results.complete);
-    assert!(!results.cells.is_empty() && results.cells.len() < 6, "{} cells", results.cells.len());
+    assert_eq!(results.cells.len(), 1, "the finished cell only: the one under way is dropped");
     assert!(results.cells.iter().all(|c| c.ok));
     let readme = std::fs::read_to_string(dir.join("README.md")).expect("the README is written");
     assert!(readme.contains("This run was interrupted"), "{readme}");

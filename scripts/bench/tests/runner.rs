@@ -308,6 +308,20 @@ fn capacity_counts_only_the_connections_the_server_kept_open() {
     assert!(shutdown.clean(), "{shutdown:?}");
 }
 
+#[test]
+fn capacity_does_not_count_connections_waiting_in_the_backlog_as_held() {
+    // `iterative` accepts one connection at a time: of 5, one is held, the
+    // other 4 wait in the kernel's backlog — connected at the client's end,
+    // in no file table of the server.
+    let iterative = model("iterative");
+    let server =
+        echo_bench::server::Server::start(&server_bin(), &iterative, "127.0.0.1:0", &[], &[0]).expect("starts");
+    let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 5).unwrap();
+    let shutdown = server.stop();
+    assert_eq!((capacity.established, capacity.held), (5, 1), "{capacity:?}");
+    assert!(shutdown.clean(), "{shutdown:?}");
+}
+
 fn model(name: &str) -> echo_bench::models::Model {
     let catalogue = echo_bench::models::catalogue(&server_bin()).unwrap();
     catalogue.into_iter().find(|m| m.name() == name).unwrap_or_else(|| panic!("{name} is registered"))

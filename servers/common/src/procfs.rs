@@ -146,6 +146,23 @@ pub fn tree(pid: i32) -> Vec<i32> {
     tree
 }
 
+/// The distinct sockets (inode numbers) open in the process tree rooted at
+/// `root`: what the tree holds, not what the kernel queues for it (a
+/// connection waiting in a listener's backlog is in no file table).
+pub fn socket_inodes(root: i32) -> std::collections::BTreeSet<u64> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for pid in tree(root) {
+        for entry in fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+            let Ok(target) = fs::read_link(entry.path()) else { continue };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+                inodes.extend(inode.parse::<u64>().ok());
+            }
+        }
+    }
+    inodes
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn ticks_per_sec() -> f64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
@@ -160,7 +177,12 @@ pub fn read_tree(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcE
     let hz = ticks_per_sec();
     let mut reading = TreeReading { pss_kib: with_pss.then_some(0), ..TreeReading::default() };
     let mut root_seen = false;
-    for pid in tree(root) {
+    // The root last: a child reaped while the tree is read is then counted
+    // live or in the root's cutime (or, between the two, in both: at most
+    // that child's CPU over), never in neither.
+    let mut pids = tree(root);
+    pids.rotate_left(1);
+    for pid in pids {
         let Some((path, text)) = read(format!("/proc/{pid}/stat"))? else { continue };
         let stat = parsed(&path, parse_stat(&text))?;
         reading.user_secs += stat.utime as f64 / hz;

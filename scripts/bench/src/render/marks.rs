@@ -37,11 +37,31 @@ pub fn figure(kind: FlagKind) -> Figure {
     }
 }
 
-/// Whether a flag of `kind` puts `shown` in doubt: a rate is in doubt when
-/// the connections were short too (fewer connections did the work), a
-/// held-connection figure only when connections were short.
-fn concerns(kind: FlagKind, shown: Figure) -> bool {
-    figure(kind) == shown || (shown == Figure::Rate && kind == FlagKind::ConnectionsShort)
+/// The figure a flag of `kind` on `cell` is about: as [`figure`], but a
+/// spread is about the figure it was judged on, the cell's headline
+/// ([`crate::validity::headline`]): memory per connection in capacity, p99
+/// for an open-loop step, the rate otherwise.
+fn figure_on(kind: FlagKind, cell: &Cell) -> Figure {
+    match (kind, cell.spec.scenario, cell.spec.rate) {
+        (FlagKind::Spread, crate::matrix::Scenario::Capacity, _) => Figure::Held,
+        (FlagKind::Spread, crate::matrix::Scenario::Latency | crate::matrix::Scenario::Udp, Some(_)) => Figure::Latency,
+        _ => figure(kind),
+    }
+}
+
+/// Whether a flag of `kind` on `cell` puts `shown` in doubt: a rate is in
+/// doubt when the connections were short too (fewer connections did the
+/// work), a held-connection figure only when connections were short.
+fn concerns(kind: FlagKind, cell: &Cell, shown: Figure) -> bool {
+    figure_on(kind, cell) == shown || (shown == Figure::Rate && kind == FlagKind::ConnectionsShort)
+}
+
+/// The kinds of flag of `cells` that concern any of `shown`, in order.
+fn kinds_concerning(cells: &[&Cell], shown: &[Figure]) -> Vec<FlagKind> {
+    let concerned = |k: FlagKind| {
+        cells.iter().any(|c| c.flags.iter().any(|f| f.kind == k && shown.iter().any(|s| concerns(k, c, *s))))
+    };
+    FlagKind::ALL.into_iter().filter(|k| concerned(*k)).collect()
 }
 
 /// The footnote mark of a kind of flag. `⚠` is also the mark of a wide
@@ -99,7 +119,7 @@ pub fn doubtful(cells: &[&Cell], shown: Figure) -> bool {
 
 /// The kinds of flag of `cells` that put `shown` in doubt.
 pub fn kinds_on(cells: &[&Cell], shown: Figure) -> Vec<FlagKind> {
-    kinds(cells).into_iter().filter(|k| concerns(*k, shown)).collect()
+    kinds_concerning(cells, &[shown])
 }
 
 /// How many of `cells` carry `kind`.
@@ -125,8 +145,7 @@ impl Notes {
     /// the legend ("" when none).
     pub fn marks(&mut self, cells: &[&Cell], shown: &[Figure]) -> String {
         let mut out = String::new();
-        let kinds = kinds(cells).into_iter().filter(|k| shown.iter().any(|s| concerns(*k, *s)));
-        for kind in kinds {
+        for kind in kinds_concerning(cells, shown) {
             let (repeats, example) = repeats_with(cells, kind);
             let entry = self.used.entry(kind).or_insert_with(|| (0, String::new()));
             entry.0 += 1;
