@@ -27,14 +27,17 @@
 //! A step is a cell: server start, 100 connects, [`STEP_WINDOW`] (1 s
 //! measured after 0.25 s), teardown, server stop: ≈ 1.4 s (measured in
 //! short ladder runs here). The default ladder has [`DEFAULT_RATES`].len() =
-//! 7 steps, 3 repeats, and runs the 9 of the 11 models that serve 100
+//! 9 steps, 3 repeats, and runs the 9 of the 11 models that serve 100
 //! connections at once:
 //!
-//! - at most 9 models × 7 steps × 3 repeats = 189 cells ≈ 4.4 min, reached
+//! - at most 9 models × 9 steps × 3 repeats = 243 cells ≈ 5.7 min, reached
 //!   only if every model sustained every step (the top steps are above what
 //!   the load generator itself reaches on one CPU, so in practice a step
 //!   fails for each, and the steps above it do not run);
-//! - about 5 steps per model (the last one failing): 135 cells ≈ 3.2 min.
+//! - measured in a full run with 7 steps (10k, 20k, 40k, 60k, …): every
+//!   climb ended at 60k or below, 4–5 steps each; the 30k and 50k steps
+//!   were added to tell the models apart below that, ≈ 6 steps each, 162
+//!   cells ≈ 3.8 min.
 //!
 //! The scenario it replaces (one open-loop cell per model and repeat at
 //! half the slowest model's rate, 33 cells) took ≈ 1.7 min of the 25–27 min
@@ -42,7 +45,9 @@
 //! would be 25–27 − 1.7 + 4.4 + 4 = 31.7–33.7 min at worst: over the 30
 //! minute budget. So the closed-loop throughput scenario runs 2 repeats
 //! instead of 3 ([`crate::matrix::THROUGHPUT_REPEAT`]): 88 cells of ≈ 3 s
-//! fewer, −4.4 min, 27.3–29.3 min at worst, ≈ 26–28 expected.
+//! fewer, −4.4 min, 27.3–29.3 min at worst, ≈ 26–28 expected. A full run
+//! with the udp scenario and the 7-step ladder took 25.5 min; the two
+//! added steps cost ≈ 1 min more.
 
 use std::time::Duration;
 
@@ -57,7 +62,8 @@ use crate::validity::{BELOW_TARGET_RATE, FlagKind};
 /// The default offered rates, msg/s: from well below the slowest model's
 /// closed-loop rate at 100 connections on the 2-CPU machine (≈ 30 k) to
 /// above the fastest (≈ 150 k, where the load generator runs out first).
-pub const DEFAULT_RATES: [f64; 7] = [10_000.0, 20_000.0, 40_000.0, 60_000.0, 80_000.0, 100_000.0, 130_000.0];
+pub const DEFAULT_RATES: [f64; 9] =
+    [10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, 60_000.0, 80_000.0, 100_000.0, 130_000.0];
 /// `--quick`'s rates.
 pub const QUICK_RATES: [f64; 3] = [20_000.0, 60_000.0, 100_000.0];
 /// The default SLO on the CO-corrected p99.

@@ -92,7 +92,7 @@ struct RunArgs {
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     warmup: Option<Duration>,
     /// Latency scenario: the ladder's offered rates in msg/s, the same for every
-    /// model, e.g. 10k,20k,40k [default: 10k,20k,40k,60k,80k,100k,130k; 20k,60k,100k with --quick].
+    /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k,100k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
     rates: Option<Rates>,
     /// Udp scenario: the offered rates of its sustained-rate steps, datagrams/s
