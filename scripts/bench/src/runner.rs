@@ -143,16 +143,13 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     // stopped: (scenario, model, variant, transport, repeat).
     let mut stopped: HashSet<Climb> = HashSet::new();
     let mut interrupted = false;
-    let climbing = |spec: &CellSpec| matches!(spec.scenario, Scenario::Latency | Scenario::Udp) && spec.rate.is_some();
-    let climb_of =
-        |spec: &CellSpec| (spec.scenario, spec.model.name().to_owned(), spec.batch, spec.transport, spec.repeat);
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
         let climb = climb_of(&spec);
-        if climbing(&spec) && stopped.contains(&climb) {
+        if climb.as_ref().is_some_and(|c| stopped.contains(c)) {
             continue; // counted off the total when the climb stopped
         }
         progress.bar.set_message(spec.label());
@@ -163,14 +160,14 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             interrupted = true;
             break;
         }
-        if climbing(&cell.spec) {
+        if let Some(climb) = climb {
             let slo = match cell.spec.scenario {
                 Scenario::Udp => results.settings.udp.as_ref().map(|u| u.slo_p99_us),
                 _ => results.settings.ladder.as_ref().map(|l| l.slo_p99_us),
             };
             if !ladder::verdict(&cell, slo.unwrap_or(u64::MAX)).sustained() {
                 // The steps above will not run: one cell fewer each to wait for.
-                let ahead = specs[i + 1..].iter().filter(|s| climbing(s) && climb_of(s) == climb);
+                let ahead = specs[i + 1..].iter().filter(|s| climb_of(s).as_ref() == Some(&climb));
                 progress.skip(ahead.count());
                 stopped.insert(climb);
             }
@@ -195,6 +192,14 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
 /// An open-loop climb: (scenario, model, `--batch` variant, transport, repeat).
 type Climb = (Scenario, String, Option<u32>, Transport, u32);
+
+/// The climb a cell is a step of (the latency ladder's, or the udp
+/// scenario's sustained-rate steps); `None` for any other cell. A model's
+/// `--batch` variant climbs on its own: one stopping leaves the other going.
+fn climb_of(spec: &CellSpec) -> Option<Climb> {
+    let climbing = matches!(spec.scenario, Scenario::Latency | Scenario::Udp) && spec.rate.is_some();
+    climbing.then(|| (spec.scenario, spec.model.name().to_owned(), spec.batch, spec.transport, spec.repeat))
+}
 
 /// The PID of the server of the cell under way (0: none), for [`Watcher`].
 static CURRENT_SERVER: AtomicI32 = AtomicI32::new(0);
@@ -462,4 +467,49 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     cell.ok = problems.is_empty();
     cell.failure = (!problems.is_empty()).then(|| problems.join("; "));
     cell
+}
+
+#[cfg(test)]
+mod tests {
+    use echo_common::ModelInfo;
+
+    use super::*;
+    use crate::models::Model;
+
+    fn spec(scenario: Scenario, rate: Option<f64>, batch: Option<u32>) -> CellSpec {
+        let model = Model::new(ModelInfo {
+            name: "iterative".into(),
+            summary: "".into(),
+            default_max_connections: 1,
+            child_processes: false,
+            serves_at_once: Some(1),
+            baseline: true,
+            reuse_port: false,
+            colour: "#000000".into(),
+            datagrams: Some("one thread".into()),
+            datagram_batch: true,
+        });
+        CellSpec {
+            scenario,
+            model,
+            transport: Transport::Udp,
+            connections: 100,
+            size: 64,
+            rate,
+            repeat: 0,
+            server_cpus: None,
+            batch,
+        }
+    }
+
+    #[test]
+    fn a_batch_variant_climbs_apart_from_its_model_and_only_open_loop_steps_climb() {
+        let plain = climb_of(&spec(Scenario::Udp, Some(10_000.0), None)).expect("a udp step climbs");
+        let batch = climb_of(&spec(Scenario::Udp, Some(10_000.0), Some(32))).expect("so does its batch variant");
+        assert_ne!(plain, batch, "one stopping must not stop the other");
+        assert_eq!(climb_of(&spec(Scenario::Udp, Some(25_000.0), None)), Some(plain), "the next step, same climb");
+        assert_eq!(climb_of(&spec(Scenario::Udp, None, None)), None, "closed loop does not climb");
+        assert_eq!(climb_of(&spec(Scenario::Throughput, None, None)), None);
+        assert!(climb_of(&spec(Scenario::Latency, Some(10_000.0), None)).is_some_and(|c| c.0 == Scenario::Latency));
+    }
 }
