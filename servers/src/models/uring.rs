@@ -280,6 +280,45 @@ fn probe(build: impl FnOnce() -> io::Result<IoUring>, opcodes: &[(u8, &str)]) ->
     missing_opcodes(opcodes, |op| probe.is_supported(op))
 }
 
+/// One turn of a worker's loop: submits what is queued, waits for at least
+/// one completion, and takes up to `batch` of them into `cqes`. Shared by
+/// the stream and the datagram workers.
+fn enter(ring: &mut IoUring, batch: usize, cqes: &mut Vec<cqueue::Entry>) -> anyhow::Result<()> {
+    match ring.submit_and_wait(1) {
+        Ok(_) => {}
+        // A signal, or the kernel asking us to reap completions before it
+        // takes more: reap (below), then enter again.
+        Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EINTR)) => {}
+        Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EBUSY | Errno::EAGAIN)) => {
+            if ring.completion().is_empty() {
+                std::thread::sleep(Duration::from_millis(1)); // never spin
+            }
+        }
+        Err(err) => return Err(err).context("io_uring_enter failed"),
+    }
+    cqes.clear();
+    cqes.extend(ring.completion().take(batch));
+    Ok(())
+}
+
+/// Queues `entry` on `ring`, submitting first if the queue is full.
+///
+/// # Safety
+///
+/// Every buffer (and timespec) `entry` points to must stay valid, and not
+/// be moved or freed, until its CQE has arrived (for a timespec: until it
+/// is submitted).
+unsafe fn push(ring: &mut IoUring, entry: squeue::Entry) -> anyhow::Result<()> {
+    // SAFETY: the caller's promise is this function's.
+    if unsafe { ring.submission().push(&entry) }.is_ok() {
+        return Ok(());
+    }
+    // Cannot happen with the workers' batch sizes; if it does, make room.
+    ring.submit().context("cannot submit a full submission queue")?;
+    // SAFETY: as above.
+    unsafe { ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
+}
+
 /// The error every failed probe becomes: `io_uring unavailable here: <reason>`.
 fn unavailable(reason: &str) -> anyhow::Error {
     anyhow!("io_uring unavailable here: {reason}")
@@ -438,20 +477,7 @@ impl Worker {
         let batch = (self.ring.params().sq_entries() / 2) as usize;
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
         loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                // A signal, or the kernel asking us to reap completions
-                // before it takes more: reap (below), then enter again.
-                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EINTR)) => {}
-                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EBUSY | Errno::EAGAIN)) => {
-                    if self.ring.completion().is_empty() {
-                        std::thread::sleep(Duration::from_millis(1)); // never spin
-                    }
-                }
-                Err(err) => return Err(err).context("io_uring_enter failed"),
-            }
-            cqes.clear();
-            cqes.extend(self.ring.completion().take(batch));
+            enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
                 match cqe.user_data() {
                     ACCEPT => self.accepted(cqe.result(), cqe.flags())?,
@@ -471,13 +497,7 @@ impl Worker {
     /// until it is submitted).
     unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
         // SAFETY: the caller's promise is this function's.
-        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-            return Ok(());
-        }
-        // Cannot happen with the batch size above; if it does, make room.
-        self.ring.submit().context("cannot submit a full submission queue")?;
-        // SAFETY: as above.
-        unsafe { self.ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
+        unsafe { push(&mut self.ring, entry) }
     }
 
     /// Queues the multishot accept on this worker's listener.
@@ -857,18 +877,7 @@ impl DatagramWorker {
         let batch = (self.ring.params().sq_entries() / 2) as usize;
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
         loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EINTR)) => {}
-                Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EBUSY | Errno::EAGAIN)) => {
-                    if self.ring.completion().is_empty() {
-                        std::thread::sleep(Duration::from_millis(1)); // never spin
-                    }
-                }
-                Err(err) => return Err(err).context("io_uring_enter failed"),
-            }
-            cqes.clear();
-            cqes.extend(self.ring.completion().take(batch));
+            enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
                 match cqe.user_data() {
                     RECEIVE => self.received(cqe.result(), cqe.flags())?,
@@ -887,12 +896,7 @@ impl DatagramWorker {
     /// As [`Worker::push`]: what `entry` points to stays valid until its CQE.
     unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
         // SAFETY: the caller's promise is this function's.
-        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-            return Ok(());
-        }
-        self.ring.submit().context("cannot submit a full submission queue")?;
-        // SAFETY: as above.
-        unsafe { self.ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
+        unsafe { push(&mut self.ring, entry) }
     }
 
     /// Arms the multishot receive if it is not active, no back-off runs and
