@@ -123,17 +123,23 @@ fn stat(cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> 
 
 /// `12,345 (11,002–13,001)`, with ⚠ when the spread exceeds 20 %.
 fn show(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
+    let noisy = stat.is_some_and(|s| s.n > 1 && s.noisy() && fmt(s.min) != fmt(s.max));
+    let text = range(stat, fmt);
+    if noisy { format!("{text} ⚠") } else { text }
+}
+
+/// `12,345` or `12,345 (11,002–13,001)`: a median and its min–max range,
+/// without [`show`]'s spread mark (the ladder and udp tables list flags
+/// in their own column or legend).
+pub(crate) fn range(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
     match stat {
         None => "–".into(),
         Some(s) if s.n == 1 || fmt(s.min) == fmt(s.max) => fmt(s.median),
-        Some(s) => {
-            let flag = if s.noisy() { " ⚠" } else { "" };
-            format!("{} ({}–{}){flag}", fmt(s.median), fmt(s.min), fmt(s.max))
-        }
+        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
     }
 }
 
-fn us(v: f64) -> String {
+pub(crate) fn us(v: f64) -> String {
     loadgen::report::fmt_us(v).replace(' ', "\u{a0}")
 }
 

@@ -9,25 +9,12 @@ use loadgen::report::{fmt_count, fmt_us};
 use plotters::prelude::*;
 
 use crate::ladder::{Climb, climbs, verdict};
-use crate::render::Stat;
+use crate::render::{Stat, range as show, us};
 use crate::results::{Cell, Results};
 
 /// The climbs of one transport.
 fn of(results: &Results, transport: Transport) -> Vec<Climb<'_>> {
     climbs(results).into_iter().filter(|c| c.transport == transport).collect()
-}
-
-/// `12,345` or `12,345 (11,002–13,001)`.
-fn show(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
-    match stat {
-        None => "–".into(),
-        Some(s) if s.n == 1 || fmt(s.min) == fmt(s.max) => fmt(s.median),
-        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
-    }
-}
-
-fn us(v: f64) -> String {
-    fmt_us(v).replace(' ', "\u{a0}")
 }
 
 /// The offered rates of a run's ladder that have cells, ascending.

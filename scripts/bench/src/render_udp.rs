@@ -9,9 +9,9 @@ use loadgen::report::{fmt_count, fmt_us};
 
 use crate::ladder::{Climb, climbs_of, verdict};
 use crate::matrix::Scenario;
-use crate::render::Stat;
 use crate::render::charts::{self, Bar, Frame, Line, Point, XAxis, YAxis};
 use crate::render::marks::{self, Figure, Notes};
+use crate::render::{Stat, range as show, us};
 use crate::results::{Cell, Results};
 use crate::udp::{UdpSettings, variant_name};
 use plotters::style::RGBColor;
@@ -69,19 +69,6 @@ fn stat(cells: &[&Cell], f: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
 
 fn report(cell: &Cell) -> Option<&loadgen::Report> {
     cell.loadgen.as_ref()
-}
-
-/// `12,345` or `12,345 (11,002–13,001)`.
-fn show(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
-    match stat {
-        None => "–".into(),
-        Some(s) if s.n == 1 || fmt(s.min) == fmt(s.max) => fmt(s.median),
-        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
-    }
-}
-
-fn us(v: f64) -> String {
-    fmt_us(v).replace(' ', "\u{a0}")
 }
 
 fn percent(v: f64) -> String {
