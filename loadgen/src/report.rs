@@ -335,16 +335,7 @@ impl Report {
         if let Some(d) = &self.datagrams {
             warnings.extend(d.warnings());
         } else if r.errors() > 0 {
-            warnings.push(format!(
-                "{} requests did not succeed: {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
-                int(r.errors()),
-                int(r.mismatched),
-                int(r.timed_out),
-                int(r.failed),
-                int(r.failed_closed),
-                int(r.failed_reset),
-                int(r.failed_io)
-            ));
+            warnings.push(format!("{} requests did not succeed: {}", int(r.errors()), failures(r)));
         }
         if self.duration_secs + 0.05 < self.config.duration.as_secs_f64() {
             warnings.push(format!(
@@ -445,17 +436,7 @@ impl Report {
             d.write_summary(out)?;
         } else {
             let r = &self.requests;
-            writeln!(
-                out,
-                "  requests     {} ok, {} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
-                int(r.ok),
-                int(r.mismatched),
-                int(r.timed_out),
-                int(r.failed),
-                int(r.failed_closed),
-                int(r.failed_reset),
-                int(r.failed_io)
-            )?;
+            writeln!(out, "  requests     {} ok, {}", int(r.ok), failures(r))?;
         }
         let p = &self.per_connection;
         writeln!(
@@ -595,6 +576,21 @@ pub fn fmt_us(us: f64) -> String {
     } else {
         format!("{:.2} s", us / 1e6)
     }
+}
+
+/// `3 mismatched, 0 timed out, 12 failed (12 closed, 0 reset, 0 other)`:
+/// the requests that did not succeed, by kind, as the summary and the
+/// warnings print them.
+fn failures(r: &Requests) -> String {
+    format!(
+        "{} mismatched, {} timed out, {} failed ({} closed, {} reset, {} other)",
+        int(r.mismatched),
+        int(r.timed_out),
+        int(r.failed),
+        int(r.failed_closed),
+        int(r.failed_reset),
+        int(r.failed_io)
+    )
 }
 
 /// A count with thousands separators: `167,234`.
