@@ -7,6 +7,7 @@ use std::path::Path;
 
 use loadgen::report::fmt_count;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -202,15 +203,7 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
             // All zeros (no loss, say): a unit axis, the line drawn at 0.
             let top = if y_hi > 0.0 { y_hi * 1.1 } else { 1.0 };
             let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), 0.0..top).map_err(err)?;
-            chart
-                .configure_mesh()
-                .max_light_lines(0)
-                .x_desc(&frame.x_desc)
-                .y_desc(&frame.y_desc)
-                .x_label_formatter(&|x| fmt_count(*x))
-                .y_label_formatter(&|y| format(*y))
-                .draw()
-                .map_err(err)?;
+            mesh(&mut chart, frame, &|x| fmt_count(*x), &|y| format(*y))?;
             draw_lines(&mut chart, lines)?;
         }
         (XAxis::Nines, YAxis::LogMicros) => {
@@ -219,15 +212,7 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
             // Plotted at 1 / (1 − quantile): 10 at 90 %, 10,000 at 99.99 %, on a log scale.
             let x_range = (10.0..10_000.0).log_scale().with_key_points(vec![10.0, 100.0, 1_000.0, 10_000.0]);
             let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(err)?;
-            chart
-                .configure_mesh()
-                .max_light_lines(0)
-                .x_desc(&frame.x_desc)
-                .y_desc(&frame.y_desc)
-                .x_label_formatter(&|x: &f64| nines_label(x.log10()))
-                .y_label_formatter(&|y| axis_us(*y))
-                .draw()
-                .map_err(err)?;
+            mesh(&mut chart, frame, &|x| nines_label(x.log10()), &|y| axis_us(*y))?;
             let lines: Vec<Line> = lines
                 .iter()
                 .map(|l| {
@@ -242,15 +227,7 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
             let (lo, hi) = (y_lo.max(1.0) * 0.85, y_hi.max(1.0) * 1.15);
             let y_range = (lo..hi).log_scale().with_key_points(log_ticks(lo, hi));
             let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), y_range).map_err(err)?;
-            chart
-                .configure_mesh()
-                .max_light_lines(0)
-                .x_desc(&frame.x_desc)
-                .y_desc(&frame.y_desc)
-                .x_label_formatter(&|x| fmt_count(*x))
-                .y_label_formatter(&|y| axis_us(*y))
-                .draw()
-                .map_err(err)?;
+            mesh(&mut chart, frame, &|x| fmt_count(*x), &|y| axis_us(*y))?;
             draw_lines(&mut chart, lines)?;
         }
         (XAxis::Nines, YAxis::Linear(_)) => return Err("a percentile axis takes a log latency axis".into()),
@@ -299,6 +276,29 @@ where
         }
     }
     Ok(())
+}
+
+/// The axes of a line chart: its descriptions, labels printed by `x` and
+/// `y`, and no minor grid.
+fn mesh<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    frame: &Frame,
+    x: &dyn Fn(&f64) -> String,
+    y: &dyn Fn(&f64) -> String,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .max_light_lines(0)
+        .x_desc(&frame.x_desc)
+        .y_desc(&frame.y_desc)
+        .x_label_formatter(x)
+        .y_label_formatter(y)
+        .draw()
+        .map_err(err)
 }
 
 /// Horizontal bars, one panel per (x description, bars), side by side, the
