@@ -62,6 +62,7 @@ use echo_common::Transport;
 pub enum LoadError {
     #[error(transparent)]
     Address(#[from] echo_common::endpoint::EndpointError),
+    /// Options that cannot run at all (bad usage, exit status 2).
     #[error("invalid options: {0}")]
     Options(String),
     #[error("cannot connect to {endpoint}: {error} (all {requested} connections failed)")]
@@ -119,6 +120,7 @@ pub enum Event {
 /// over exactly the window loadgen measured).
 pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Report, LoadError> {
     opts.check().map_err(LoadError::Options)?;
+    check_memory(opts, available_memory()).map_err(LoadError::Options)?;
     let endpoint = Endpoint::parse(&opts.addr)?;
     let udp = endpoint.transport() == Transport::Udp;
     if udp {
@@ -469,6 +471,37 @@ pub fn write_json(value: &impl serde::Serialize, path: &Path) -> io::Result<()> 
 pub fn read_json(path: &Path) -> io::Result<Report> {
     let text = std::fs::read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Buffers each connection holds: the message it sends, the echo it reads,
+/// and its pattern (see [`message::Messages`]), each `--size` bytes.
+pub const BUFFERS_PER_CONNECTION: u64 = 3;
+
+/// Refuses a run whose buffers alone (`BUFFERS_PER_CONNECTION` × `--size`
+/// per connection) would not fit in `available` bytes of memory: it would
+/// end in the OOM killer or in swap, not in a measurement.
+pub fn check_memory(opts: &Opts, available: Option<u64>) -> Result<(), String> {
+    let Some(available) = available else { return Ok(()) };
+    let needed = u64::from(opts.connections) * BUFFERS_PER_CONNECTION * u64::from(opts.size);
+    if needed > available {
+        return Err(format!(
+            "{} connection(s) of {} B messages need {} of buffers ({BUFFERS_PER_CONNECTION} per connection), \
+             more than the {} of memory available: use fewer connections (-c) or smaller messages (-s)",
+            opts.connections,
+            opts.size,
+            report::fmt_bytes(needed),
+            report::fmt_bytes(available)
+        ));
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes; `None` where it cannot be read.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Raises RLIMIT_NOFILE towards `needed`, up to the hard limit; a note when

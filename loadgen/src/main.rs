@@ -54,9 +54,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("loadgen: {err:#}");
-            // Options the transport cannot run are bad usage, as clap's errors are.
+            // Options that cannot run (at all, or over this transport) are
+            // bad usage, as clap's errors are.
             match err.downcast_ref::<loadgen::LoadError>() {
-                Some(loadgen::LoadError::Unsupported(_)) => ExitCode::from(2),
+                Some(loadgen::LoadError::Unsupported(_) | loadgen::LoadError::Options(_)) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }

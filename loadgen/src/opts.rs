@@ -104,8 +104,11 @@ impl Opts {
         if self.connections == 0 || self.size == 0 || self.pipeline == 0 {
             return Err("--connections, --size and --pipeline must be at least 1".into());
         }
-        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return Err("--rate must be a number of messages per second > 0".into());
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err("--rate must be a number of messages per second > 0".into());
+            }
+            check_interval(rate, self.connections)?;
         }
         if self.reconnect_every == Some(0) {
             return Err("--reconnect-every must be at least 1".into());
@@ -121,6 +124,28 @@ impl Opts {
             (false, true) => "closed-churn",
             (true, true) => "open-churn",
         }
+    }
+}
+
+/// The shortest interval between two messages of one connection that the
+/// pacer represents: a nanosecond, the resolution of its clock.
+pub const MIN_INTERVAL: Duration = Duration::from_nanos(1);
+/// The longest: a day. A longer one sends one message per connection in any
+/// run one would wait for, and its arithmetic (`Duration`, `Instant`) would
+/// overflow long before a rate like `1e-300` is reached.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// Open loop: `rate` messages per second over `connections` connections
+/// gives each connection one message every `connections / rate` seconds;
+/// refuses an interval the pacer cannot represent.
+pub fn check_interval(rate: f64, connections: u32) -> Result<Duration, String> {
+    let secs = f64::from(connections) / rate;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(interval) if (MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) => Ok(interval),
+        _ => Err(format!(
+            "--rate {rate} over {connections} connection(s) is one message every {secs:e} s per connection; \
+             the pacer takes intervals from 1 ns to 1 day"
+        )),
     }
 }
 

@@ -305,17 +305,24 @@ impl Report {
         let mut warnings: Vec<String> = extra.to_vec();
         let c = &self.connections;
         if c.established < c.requested {
-            warnings.push(format!(
+            // The kinds of the initial attempts only: they sum to `failed`.
+            // Failed reconnects are counted apart, not mixed in.
+            let kinds = &c.attempts.failed_by_kind;
+            let mut warning = format!(
                 "only {} of {} connections were established ({} failed: {} refused, {} timed out, {} other, \
                  {} closed or reset by the server before their first echo)",
                 int(c.established),
                 int(c.requested),
                 int(c.failed),
-                int(c.attempts.refused),
-                int(c.attempts.timed_out),
-                int(c.attempts.other),
+                int(kinds.refused),
+                int(kinds.timed_out),
+                int(kinds.other),
                 int(c.attempts.dropped_before_first_echo)
-            ));
+            );
+            if c.attempts.reconnects_failed > 0 {
+                warning.push_str(&format!("; {} reconnect attempt(s) failed too", int(c.attempts.reconnects_failed)));
+            }
+            warnings.push(warning);
         }
         if c.attempts.closed_before_echo > 0 {
             warnings.push(format!(
@@ -609,4 +616,21 @@ pub fn fmt_count(n: f64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// Bytes in binary units, to three significant figures: `9.38 GiB`, `512 B`.
+pub fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ if value >= 100.0 => format!("{value:.0} {}", UNITS[unit]),
+        _ if value >= 10.0 => format!("{value:.1} {}", UNITS[unit]),
+        _ => format!("{value:.2} {}", UNITS[unit]),
+    }
 }

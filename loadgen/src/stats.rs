@@ -156,6 +156,10 @@ pub struct Connects {
     pub timed_out: u64,
     /// Failed attempts (initial or not), by kind.
     pub other: u64,
+    /// The initial attempts among `refused`, `timed_out` and `other`: with
+    /// `dropped_before_first_echo` they sum to `failed`.
+    #[serde(default)]
+    pub failed_by_kind: FailedByKind,
     /// Initial connections the server closed or reset before their first
     /// echo: counted in `failed`, not in `established`.
     pub dropped_before_first_echo: u64,
@@ -165,6 +169,14 @@ pub struct Connects {
     /// that turns connections away is not flooded with reconnects.
     #[serde(default)]
     pub closed_before_echo: u64,
+}
+
+/// Initial connection attempts that failed, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedByKind {
+    pub refused: u64,
+    pub timed_out: u64,
+    pub other: u64,
 }
 
 impl Connects {
@@ -180,6 +192,13 @@ impl Connects {
             ConnectFailure::TimedOut => self.timed_out += 1,
             ConnectFailure::Other => self.other += 1,
         }
+        if initial {
+            match kind {
+                ConnectFailure::Refused => self.failed_by_kind.refused += 1,
+                ConnectFailure::TimedOut => self.failed_by_kind.timed_out += 1,
+                ConnectFailure::Other => self.failed_by_kind.other += 1,
+            }
+        }
     }
 
     /// Adds `other` into `self`.
@@ -192,6 +211,9 @@ impl Connects {
         self.timed_out += other.timed_out;
         self.other += other.other;
         self.dropped_before_first_echo += other.dropped_before_first_echo;
+        self.failed_by_kind.refused += other.failed_by_kind.refused;
+        self.failed_by_kind.timed_out += other.failed_by_kind.timed_out;
+        self.failed_by_kind.other += other.failed_by_kind.other;
         self.closed_before_echo += other.closed_before_echo;
     }
 }

@@ -556,3 +556,86 @@ fn a_unix_socket_that_does_not_exist_is_unreachable_and_a_long_path_is_refused()
     let err = loadgen::run(&opts(&long, 2, 500)).unwrap_err();
     assert!(err.to_string().contains("the limit is 107"), "{err}");
 }
+
+/// A rate whose per-connection interval the pacer cannot represent (a day
+/// or more, or under a nanosecond) is bad usage: one line, exit 2 — over
+/// UDP and over TCP to a live server, where it used to panic in a load thread.
+#[test]
+fn a_rate_the_pacer_cannot_represent_is_refused_with_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let server = TestServer::start(Behaviour::Echo, 64);
+    for (addr, rate) in [
+        ("udp:127.0.0.1:9", "1e-300"),
+        (server.addr.as_str(), "1e-300"),
+        (server.addr.as_str(), "1e-5"),
+        (server.addr.as_str(), "1e30"),
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(["--addr", addr, "-c", "1", "--rate", rate, "-d", "1s", "--warmup", "0s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{addr} --rate {rate}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{addr} --rate {rate}: {stderr}");
+        assert!(stderr.contains("the pacer takes intervals from 1 ns to 1 day"), "{stderr}");
+    }
+    // The library refuses it too, as options.
+    let mut o = opts(&server.addr, 1, 500);
+    o.rate = Some(1e-300);
+    assert!(matches!(loadgen::run(&o), Err(loadgen::LoadError::Options(_))));
+}
+
+/// A listener that never accepts, with a backlog of one: a few connections
+/// complete into its queue, the rest time out. The warning's breakdown of
+/// the failed initial connections sums to their count; failed reconnects
+/// (the queued ones, timed out and retried) are named apart.
+#[test]
+fn failed_connections_by_kind_sum_to_their_total() {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname, listen, socket};
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    listen(&fd, Backlog::new(1).unwrap()).unwrap();
+    let port = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
+    let mut o = opts(&format!("127.0.0.1:{port}"), 10, 1500);
+    o.warmup = Duration::ZERO;
+    o.connect_timeout = Duration::from_millis(500);
+    o.timeout = Duration::from_millis(400);
+    let report = loadgen::run(&o).unwrap();
+    let c = &report.connections;
+    let kinds = &c.attempts.failed_by_kind;
+    assert!(c.failed > 0, "{c:?}");
+    assert_eq!(kinds.refused + kinds.timed_out + kinds.other + c.attempts.dropped_before_first_echo, c.failed, "{c:?}");
+    let warning = report.warnings.iter().find(|w| w.contains("connections were established")).expect("a warning");
+    // "only E of 10 connections were established (F failed: R refused, T timed out, O other, D closed …)"
+    let numbers: Vec<u64> =
+        warning.split(|ch: char| !ch.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let failed = numbers[2];
+    assert_eq!(numbers[3] + numbers[4] + numbers[5] + numbers[6], failed, "{warning}");
+    if c.attempts.reconnects_failed > 0 {
+        assert!(warning.contains("reconnect attempt(s) failed too"), "{warning}");
+    }
+    drop(fd);
+}
+
+/// Buffers that cannot fit in memory are refused before anything runs
+/// (exit 2), instead of a run that ends in the OOM killer.
+#[test]
+fn buffers_larger_than_memory_are_refused() {
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let out = std::process::Command::new(bin)
+        .args(["--addr", "127.0.0.1:9", "-c", "1000000", "-s", "67108864", "-d", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("of buffers (3 per connection), more than the"), "{stderr}");
+    // The arithmetic, against a given amount of memory.
+    let o = Opts { connections: 50, size: 64 << 20, ..Opts::default() };
+    let err = loadgen::check_memory(&o, Some(8 << 30)).unwrap_err();
+    assert!(err.contains("need 9.38 GiB of buffers") && err.contains("than the 8.00 GiB"), "{err}");
+    assert_eq!(loadgen::check_memory(&o, Some(10 << 30)), Ok(()));
+    assert_eq!(loadgen::check_memory(&o, None), Ok(()));
+}
