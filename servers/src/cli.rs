@@ -26,6 +26,25 @@ use crate::models::Command;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// The model's options given on the command line rather than by their
+    /// defaults (clap ids, e.g. `batch`), filled in by `main` from clap's
+    /// matches: a UDP-only option given with a stream address is refused.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// The options that only mean something over udp: given with a stream
+/// address they would silently do nothing, so they are refused (exit 2).
+pub const UDP_ONLY: &[(&str, &str)] =
+    &[("batch", "--batch"), ("recv_buffer", "--recv-buffer"), ("send_buffer", "--send-buffer")];
+
+/// The ids of the chosen subcommand's options that were given on the command line.
+pub fn given_on_command_line(matches: &clap::ArgMatches) -> Vec<String> {
+    let Some((_, sub)) = matches.subcommand() else { return Vec::new() };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_owned())
+        .collect()
 }
 
 /// Options every model takes.

@@ -85,7 +85,7 @@ impl Ready {
 
 /// Runs the command: a model until SIGINT or SIGTERM, or `list-models`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command;
+    let Cli { command, given } = cli;
     let (Some(info), Some(common)) = (command.info(), command.common()) else {
         return list_models(&command);
     };
@@ -105,6 +105,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let endpoint = Endpoint::parse(&common.addr)?;
     if let Endpoint::Udp(addr) = endpoint {
         return run_datagrams(&command, info, addr);
+    }
+    let udp_only: Vec<&str> =
+        cli::UDP_ONLY.iter().filter(|(id, _)| given.iter().any(|g| g == id)).map(|(_, flag)| *flag).collect();
+    if !udp_only.is_empty() {
+        return Err(Refused(format!(
+            "{} applies over udp only, and {endpoint} is a stream address",
+            udp_only.join(" and ")
+        ))
+        .into());
     }
     // Handlers go in before the listener exists, so that a signal arriving
     // during start-up is not lost.

@@ -7,11 +7,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use echo_servers::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    cli.given = echo_servers::cli::given_on_command_line(&matches);
     echo_servers::init_logging();
     match echo_servers::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -406,6 +406,26 @@ fn batch(model: &ModelInfo) {
     assert_few_retries(&who, &counts);
 }
 
+/// The UDP-only options given with a stream address would do nothing: they
+/// are refused (exit 2, one line naming them) by every model that takes them.
+fn udp_only_options_refused_on_streams(model: &ModelInfo) {
+    let mut cases: Vec<(&[&str], &str)> = Vec::new();
+    if model.datagrams.is_some() {
+        cases.push((&["--recv-buffer", "65536"], "--recv-buffer"));
+        cases.push((&["--send-buffer", "65536"], "--send-buffer"));
+    }
+    if model.datagram_batch {
+        cases.push((&["--batch", "8"], "--batch"));
+        cases.push((&["--batch", "8", "--recv-buffer", "65536"], "--batch and --recv-buffer"));
+    }
+    for (args, named) in cases {
+        let (status, stderr) = run_to_exit_with(model, "127.0.0.1:0", args, IO_TIMEOUT);
+        assert_eq!(status.code(), Some(2), "{} {args:?} over tcp: {stderr:?}", model.name);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{}: {stderr:?}", model.name);
+        assert!(stderr.contains(&format!("{named} applies over udp only")), "{}: {stderr:?}", model.name);
+    }
+}
+
 /// An idle datagram server sleeps: no CPU over a second (no busy loop).
 fn idle_server_uses_no_cpu(model: &ModelInfo) {
     let Some(server) = start(model, None, &[], None) else { return };
@@ -456,6 +476,10 @@ macro_rules! udp_tests {
                 #[test]
                 fn batch() {
                     super::batch(&INFO)
+                }
+                #[test]
+                fn udp_only_options_refused_on_streams() {
+                    super::udp_only_options_refused_on_streams(&INFO)
                 }
                 #[test]
                 fn idle_server_uses_no_cpu() {
