@@ -31,11 +31,16 @@
 //!   leaves in the same loop turn that freed a slot. A lost datagram frees
 //!   its slot when its timeout expires, so a lossy server slows the loop
 //!   instead of stalling it.
-//! - Open loop (`--rate`): the stream engine's fixed schedule and
-//!   coordinated-omission correction. A datagram that cannot leave on time
-//!   because `--pipeline` are in flight leaves as soon as a slot frees, and
-//!   its latency counts from its intended time; the thread's own timer
-//!   lateness (1 ms granularity) is never charged.
+//! - Open loop (`--rate`): the stream engine's schedule ([`crate::pacer`])
+//!   and coordinated-omission correction. A datagram leaves on its schedule
+//!   whether or not the earlier ones were answered: up to `--window` (1,024
+//!   by default) may be in flight per flow, and a lost one is counted at its
+//!   timeout without holding the flow back. Only a full window holds a
+//!   datagram back; it then leaves as soon as a slot frees, and its latency
+//!   counts from its intended time on the server timeline (see
+//!   [`crate::engine`]): the client's own lateness is never charged. The
+//!   wait for a send time is the pacer's: a timerfd registered in the poll,
+//!   armed shortly before the time, then a short spin of non-blocking polls.
 //! - Timeouts: like the stream engine's watchdog, one scan of every flow a
 //!   few times per timeout (at most every 100 ms), not a timer per datagram.
 //!   Since a flow's datagrams leave in sequence order with one timeout, the
@@ -46,6 +51,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +63,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::engine::{Plan, Shared, ThreadResult};
 use crate::message::{HEADER_LEN, Messages};
 use crate::opts::Opts;
+use crate::pacer::{PreciseTimer, Schedule, ServerTimeline, Wait, WakeEstimate};
 use crate::report::KernelUdp;
 use crate::stats::{ConnectFailure, DatagramEvent, Recorder, Window};
 
@@ -72,6 +79,8 @@ const SEND_RETRY: Duration = Duration::from_millis(1);
 /// Consecutive receive errors on one socket before the loop turns to the
 /// others (the socket is read again on the next turn).
 const RECEIVE_ERRORS_PER_TURN: usize = 64;
+/// The pacer's timer in the poll, beyond any flow's slot.
+const TIMER: Token = Token(usize::MAX);
 
 /// Why `opts` cannot run over UDP: one line for the user, or `Ok`.
 pub fn check(opts: &Opts) -> Result<(), String> {
@@ -131,9 +140,21 @@ enum Fate {
 struct InFlight {
     seq: u64,
     sent: Instant,
-    /// Where its latency counts from (open loop: `sent` less the time the
-    /// pipeline held it back past its intended time).
+    /// Where its latency counts from: its intended time in open loop, `sent`
+    /// in closed loop.
     intended: Instant,
+    /// Its send time on the server timeline: its intended time, or, if a
+    /// full window held it back, the virtual time the slot freed.
+    start: Instant,
+}
+
+/// Open loop: a datagram's intended time and virtual send time, and whether
+/// it was free to leave on time (its lateness is then the pacer's).
+#[derive(Debug, Clone, Copy)]
+struct Paced {
+    intended: Instant,
+    start: Instant,
+    free: bool,
 }
 
 /// One flow: a connected socket and its sequence numbers.
@@ -151,16 +172,12 @@ struct Flow {
     highest: Option<u64>,
     /// Closed loop: no send before this (after a failed send).
     retry_at: Option<Instant>,
-    /// Open loop: the first intended send time and the interval.
-    schedule: Option<(Instant, Duration)>,
-    /// Open loop: index of the next scheduled send.
-    tick: u64,
-    /// Open loop: the next scheduled send is due, but the pipeline is full.
+    /// Open loop: the intended send times.
+    schedule: Option<Schedule>,
+    /// Open loop: the next scheduled send is due, but the window is full.
     held: bool,
-    /// When the flow last sent, and last freed a slot: the later of the two
-    /// is when the next datagram became free to leave.
-    last_send: Instant,
-    last_freed: Instant,
+    /// Open loop: the coordinated-omission correction's timeline.
+    timeline: ServerTimeline,
 }
 
 impl Flow {
@@ -182,7 +199,7 @@ impl Flow {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        self.schedule.map(|(first, interval)| first + interval.mul_f64(self.tick as f64))
+        self.schedule.as_ref().map(Schedule::peek)
     }
 }
 
@@ -208,6 +225,9 @@ struct Engine {
     out: Vec<u8>,
     /// One byte more than a message, so a longer echo shows as one.
     inbox: Vec<u8>,
+    /// Datagrams in flight per flow at most: `--pipeline` in closed loop,
+    /// `--window` in open loop.
+    limit: usize,
 }
 
 /// Body of one datagram thread: flows `slots` (global ids).
@@ -240,7 +260,8 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
     // Phase 2: load.
     let recorder = Recorder::new(window, index, Arc::clone(&shared.progress), slots.len());
     let size = plan.size;
-    let history = HISTORY_MIN.max(4 * plan.pipeline);
+    let limit = if plan.rate.is_some() { plan.window } else { plan.pipeline };
+    let history = HISTORY_MIN.max(4 * limit);
     let start = window.warm_end.checked_sub(plan.warmup).unwrap_or(window.warm_end);
     let mut engine = Engine {
         plan: Arc::clone(&plan),
@@ -249,6 +270,12 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         reread: Vec::new(),
         out: vec![0; size],
         inbox: vec![0; size + 1],
+        limit,
+    };
+    // Open loop: the pacer's timer, in the same poll as the sockets.
+    let mut pacer = match plan.rate.map(|_| open_timer(&poll)).transpose() {
+        Ok(pacer) => pacer,
+        Err(err) => return Err(io::Error::new(err.kind(), format!("cannot start the pacer's timer: {err}"))),
     };
     let mut flows: Vec<Option<Flow>> = Vec::with_capacity(slots.len());
     for (slot, (id, socket)) in slots.iter().zip(sockets).enumerate() {
@@ -256,25 +283,22 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
             Ok(socket) => {
                 engine.recorder.connects.established += 1;
                 engine.recorder.established_slots[slot] = true;
-                // Open loop: flow `id` sends every C/R seconds, staggered by 1/R.
-                let schedule = plan.rate.map(|rate| {
-                    let interval = Duration::from_secs_f64(plan.connections as f64 / rate);
-                    (start + Duration::from_secs_f64(f64::from(*id) / rate), interval)
-                });
+                // Open loop: flow `id` sends every C/R seconds (on average),
+                // staggered by 1/R.
+                let schedule =
+                    plan.rate.map(|rate| Schedule::new(plan.arrivals, plan.seed, start, *id, plan.connections, rate));
                 flows.push(Some(Flow {
                     id: *id,
                     socket,
                     messages: Messages::new(*id, size),
                     next_seq: 0,
-                    in_flight: VecDeque::with_capacity(plan.pipeline),
+                    in_flight: VecDeque::with_capacity(limit.min(64)),
                     history: vec![Fate::SendFailed; history],
                     highest: None,
                     retry_at: None,
                     schedule,
-                    tick: 0,
                     held: false,
-                    last_send: start,
-                    last_freed: start,
+                    timeline: ServerTimeline::default(),
                 }));
             }
             Err(err) => {
@@ -329,22 +353,39 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
                 engine.receive(flow, slot);
             }
         }
-        // Sleep until the next thing to do, or a datagram arrives.
+        // Sleep until the next thing to do, or a datagram arrives. The
+        // coarse wake-ups (the scan, the window's edges) are the poll's
+        // timeout, in milliseconds; a send time is the pacer's: its timer
+        // wakes the poll just before it, then the loop spins (polls without
+        // blocking) until it has come.
         let mut wake = next_scan.min(window.end);
         if cpu_at_open.is_none() {
             wake = wake.min(window.warm_end);
         }
-        if let Some(Reverse((at, _))) = engine.timers.peek() {
-            wake = wake.min(*at);
+        let mut spin = !engine.reread.is_empty();
+        if let Some(&Reverse((at, _))) = engine.timers.peek() {
+            match &mut pacer {
+                Some(pacer) => match pacer.estimate.plan(at, Instant::now()) {
+                    Wait::Due | Wait::Spin => spin = true,
+                    Wait::Sleep(wake_at) => pacer.arm(wake_at)?,
+                },
+                // Closed loop: only retries after a failed send, 1 ms apart.
+                None => wake = wake.min(at),
+            }
         }
-        let timeout =
-            if engine.reread.is_empty() { wake.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+        let timeout = if spin { Duration::ZERO } else { wake.saturating_duration_since(Instant::now()) };
         if let Err(err) = poll.poll(&mut events, Some(timeout)) {
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
         }
         for event in events.iter() {
+            if event.token() == TIMER {
+                if let Some(pacer) = pacer.as_mut() {
+                    pacer.fired(Instant::now());
+                }
+                continue;
+            }
             let slot = event.token().0;
             if let Some(flow) = flows.get_mut(slot).and_then(Option::as_mut) {
                 engine.receive(flow, slot);
@@ -360,6 +401,39 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         .filter(|m| m.sent >= window.warm_end && m.sent < window.end)
         .count() as u64;
     Ok(ThreadResult { recorder: engine.recorder, cpu_secs, stopped })
+}
+
+/// The datagram thread's pacer: its timer in the poll, what it is armed
+/// for, and the estimate of its wake-up lateness.
+struct Pacer {
+    timer: PreciseTimer,
+    armed: Option<Instant>,
+    estimate: WakeEstimate,
+}
+
+impl Pacer {
+    /// Arms the timer for `at`, unless it already is.
+    fn arm(&mut self, at: Instant) -> io::Result<()> {
+        if self.armed != Some(at) {
+            self.timer.arm(at)?;
+            self.armed = Some(at);
+        }
+        Ok(())
+    }
+
+    /// The timer fired; the thread woke at `now`.
+    fn fired(&mut self, now: Instant) {
+        self.timer.clear();
+        if let Some(armed) = self.armed.take() {
+            self.estimate.observe(armed, now);
+        }
+    }
+}
+
+fn open_timer(poll: &Poll) -> io::Result<Pacer> {
+    let timer = PreciseTimer::new()?;
+    poll.registry().register(&mut mio::unix::SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
+    Ok(Pacer { timer, armed: None, estimate: WakeEstimate::default() })
 }
 
 /// A UDP socket connected to `server` from a port of its own.
@@ -391,8 +465,8 @@ impl Engine {
             return;
         }
         flow.retry_at = None;
-        while flow.in_flight.len() < self.plan.pipeline {
-            match self.send(flow, Duration::ZERO) {
+        while flow.in_flight.len() < self.limit {
+            match self.send(flow, None) {
                 Sent::Ok => {}
                 Sent::Closed => return,
                 Sent::Failed => {
@@ -419,7 +493,7 @@ impl Engine {
             self.timers.push(Reverse((at, slot))); // not due yet: keep it scheduled
             return;
         }
-        if flow.in_flight.len() < self.plan.pipeline {
+        if flow.in_flight.len() < self.limit {
             self.send_scheduled(flow, slot, at);
         } else {
             flow.held = true; // leaves when a slot frees
@@ -427,19 +501,20 @@ impl Engine {
     }
 
     /// Open loop: sends the datagram scheduled at `at` and schedules the
-    /// next. A datagram that was free to leave on time is never charged for
-    /// our timer's lateness; one the pipeline held back past `at` is charged
-    /// the time it was held (the coordinated-omission correction).
+    /// next. One that was free to leave on time is charged its raw latency
+    /// only, and its lateness is the pacer's (recorded); one a full window
+    /// held back past `at` is charged from `at` on the server timeline (the
+    /// coordinated-omission correction).
     fn send_scheduled(&mut self, flow: &mut Flow, slot: usize, at: Instant) {
-        let ready = flow.last_send.max(flow.last_freed);
-        let held_back = ready.saturating_duration_since(at);
-        if self.send(flow, held_back) == Sent::Closed {
+        let free = !flow.held;
+        let start = if free { at } else { flow.timeline.start(at) };
+        if self.send(flow, Some(Paced { intended: at, start, free })) == Sent::Closed {
             return;
         }
-        flow.tick += 1;
         flow.held = false;
-        if let Some(next) = flow.next_tick() {
-            self.timers.push(Reverse((next, slot)));
+        if let Some(schedule) = flow.schedule.as_mut() {
+            schedule.advance();
+            self.timers.push(Reverse((schedule.peek(), slot)));
         }
     }
 
@@ -447,7 +522,7 @@ impl Engine {
     /// `send_failed` and uses up its sequence number. Nothing leaves once the
     /// window has closed, so that every datagram sent in the window is
     /// either decided in it or counted in flight at its end.
-    fn send(&mut self, flow: &mut Flow, held_back: Duration) -> Sent {
+    fn send(&mut self, flow: &mut Flow, paced: Option<Paced>) -> Sent {
         let sent = Instant::now();
         if sent >= self.window().end {
             return Sent::Closed;
@@ -456,12 +531,14 @@ impl Engine {
         flow.next_seq += 1;
         flow.messages.fill(seq, &mut self.out);
         let result = flow.socket.send(&self.out);
-        flow.last_send = sent;
+        if let Some(Paced { intended, free: true, .. }) = paced {
+            self.recorder.send_late(sent, sent.saturating_duration_since(intended));
+        }
         match result {
             Ok(n) if n == self.out.len() => {
                 flow.set_fate(seq, Fate::InFlight);
-                let intended = sent.checked_sub(held_back).unwrap_or(sent);
-                flow.in_flight.push_back(InFlight { seq, sent, intended });
+                let (intended, start) = paced.map_or((sent, sent), |p| (p.intended, p.start));
+                flow.in_flight.push_back(InFlight { seq, sent, intended, start });
                 self.recorder.datagram(sent, DatagramEvent::Sent);
                 Sent::Ok
             }
@@ -479,7 +556,6 @@ impl Engine {
 
     /// A slot freed at `now`: the next datagram may leave.
     fn freed(&mut self, flow: &mut Flow, slot: usize, now: Instant) {
-        flow.last_freed = now;
         if flow.schedule.is_none() {
             self.fill(flow, slot, now);
         } else if flow.held {
@@ -500,6 +576,9 @@ impl Engine {
                 break;
             }
             let seq = oldest.seq;
+            // On the server timeline, its slot freed when its timeout ran
+            // from its virtual send.
+            flow.timeline.expired(oldest.start, self.plan.timeout);
             flow.in_flight.pop_front();
             flow.set_fate(seq, Fate::Lost);
             self.recorder.datagram(now, DatagramEvent::Lost);
@@ -582,8 +661,12 @@ impl Engine {
             self.recorder.datagram(now, DatagramEvent::Reordered);
         } else {
             flow.highest = Some(seq);
-            let raw = flow.schedule.map(|_| now - datagram.sent);
-            self.recorder.ok(slot, now, now - datagram.intended, raw);
+            if flow.schedule.is_some() {
+                let (latency, raw) = flow.timeline.echoed(datagram.intended, datagram.start, datagram.sent, now);
+                self.recorder.ok(slot, now, latency, Some(raw));
+            } else {
+                self.recorder.ok(slot, now, now - datagram.sent, None);
+            }
             self.recorder.datagram(now, DatagramEvent::Ok);
         }
         true

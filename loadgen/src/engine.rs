@@ -16,10 +16,21 @@
 //! more bytes may be unread than socket buffers surely hold, a writer and a
 //! reader run concurrently inside the task, so neither can deadlock the other.
 //!
-//! Open loop follows wrk2: each connection has a fixed schedule; a message
-//! that cannot leave on time (its predecessor's echo is late) leaves as soon
-//! as it may, and its latency counts from the intended time. Unlike wrk2, the
-//! client's own timer lateness is not charged to the server.
+//! Open loop follows wrk2: each connection has a fixed schedule
+//! ([`crate::pacer`]); a message that cannot leave on time (its
+//! predecessor's echo is late) leaves as soon as it may, and its latency
+//! counts from the intended time. Unlike wrk2, only the server's delays are
+//! charged, never the client's own lateness: latency is measured on a
+//! *server timeline*, the one the connection would have followed had every
+//! send left exactly when it was free to. Message k's virtual send time is
+//! `σ_k = max(intended_k, ε)`, where `ε` is the virtual echo time of the
+//! message whose echo freed its slot, and its virtual echo time is
+//! `ε_k = σ_k + (echo_k − sent_k)`: the server's own time for it (raw
+//! latency) counted from its virtual send. The latency recorded is
+//! `ε_k − intended_k`. A message free to leave on time (σ = intended) is
+//! charged its raw latency only, however late the client sent it; a message
+//! held back by a slow echo is charged from its intended time, but not for
+//! the part of that echo's lateness that was the client's.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -37,6 +48,7 @@ use tokio::task::LocalSet;
 use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::message::Messages;
+use crate::pacer::{Arrivals, AsyncPacer, Schedule, ServerTimeline};
 use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
 
 /// Connection attempts in flight per thread during the connect phase, so
@@ -66,6 +78,11 @@ pub struct Plan {
     pub connect_timeout: Duration,
     /// Open loop: total messages per second.
     pub rate: Option<f64>,
+    /// Open loop: how the send times are spaced, and the seed of their gaps.
+    pub arrivals: Arrivals,
+    pub seed: u64,
+    /// UDP open loop: datagrams in flight per flow at most.
+    pub window: usize,
     pub reconnect_every: Option<u64>,
     pub connections: usize,
     pub warmup: Duration,
@@ -165,7 +182,16 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         shared.barrier.wait(); // …and the main thread started the clock
         let window = *shared.window.get().expect("the main thread sets the window before the second barrier");
 
-        // Phase 2: load.
+        // Phase 2: load. Open loop: the pacer, and its driver task.
+        let pacer = match plan.rate.map(|_| AsyncPacer::new()).transpose() {
+            Ok(pacer) => pacer,
+            Err(err) => return Err(io::Error::new(err.kind(), format!("cannot start the pacer's timer: {err}"))),
+        };
+        let pacer_failed: Rc<Cell<Option<io::Error>>> = Rc::default();
+        let driver = pacer.as_ref().map(|pacer| {
+            let (pacer, failed) = (Rc::clone(pacer), Rc::clone(&pacer_failed));
+            tokio::task::spawn_local(async move { failed.set(Some(pacer.drive().await)) })
+        });
         let recorder = Rc::new(RefCell::new(Recorder::new(window, index, Arc::clone(&shared.progress), slots.len())));
         let cpu_at_open = Rc::new(Cell::new(None));
         let sampler = tokio::task::spawn_local(sample_cpu_at_open(window, Rc::clone(&cpu_at_open)));
@@ -186,7 +212,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
                     continue;
                 }
             };
-            let conn = Connection::new(slot, *id, Arc::clone(&plan), Rc::clone(&recorder), window);
+            let conn = Connection::new(slot, *id, Arc::clone(&plan), Rc::clone(&recorder), pacer.clone(), window);
             watches.borrow_mut().push(Rc::clone(&conn.watch));
             tasks.push(tokio::task::spawn_local(conn.run(stream)));
         }
@@ -218,6 +244,12 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         }
         watchdog.abort();
         sampler.abort();
+        if let Some(driver) = driver {
+            driver.abort();
+        }
+        if let Some(err) = pacer_failed.take() {
+            return Err(io::Error::new(err.kind(), format!("the pacer's timer failed: {err}")));
+        }
         // Phase 3: hand back the results. Every task has ended, so the
         // recorder has no other owner left.
         let recorder = Rc::try_unwrap(recorder).map(RefCell::into_inner).expect("all connection tasks have ended");
@@ -243,10 +275,26 @@ async fn sample_cpu_at_open(window: Window, cpu: Rc<Cell<Option<f64>>>) {
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     seq: u64,
-    /// Where its latency counts from: when it was sent, less the time the
-    /// server held it back past its intended send time (open loop).
+    /// Where its latency counts from: its intended send time in open loop,
+    /// when it was sent in closed loop.
     intended: Instant,
+    /// When it left.
     sent: Instant,
+    /// Its send time on the server timeline (see the module's doc): in open
+    /// loop the later of its intended time and the virtual echo time of the
+    /// message that freed its slot; `sent` in closed loop.
+    start: Instant,
+}
+
+/// Open loop: when a message was meant to leave, and whether it was free to.
+#[derive(Debug, Clone, Copy)]
+struct Paced {
+    intended: Instant,
+    /// Its virtual send time (see [`InFlight::start`]).
+    start: Instant,
+    /// Free to leave at its intended time (not held back by its slot): its
+    /// lateness is the pacer's alone, and is recorded.
+    free: bool,
 }
 
 /// How one exchange on one TCP connection ended.
@@ -287,10 +335,12 @@ struct Connection {
     recorder: Rc<RefCell<Recorder>>,
     messages: Messages,
     seq: Cell<u64>,
-    /// Open loop: the first intended send time and the interval.
-    schedule: Option<(Instant, Duration)>,
-    /// Open loop: index of the next scheduled send.
-    tick: Cell<u64>,
+    /// Open loop: the intended send times.
+    schedule: RefCell<Option<Schedule>>,
+    /// Open loop: the thread's pacer, which ends the waits for them.
+    pacer: Option<Rc<AsyncPacer>>,
+    /// Open loop: the coordinated-omission correction's timeline.
+    timeline: Cell<ServerTimeline>,
     /// What the watchdog needs to time out the oldest message in flight.
     watch: Rc<Watch>,
     /// Settled: an echo completed on this logical connection, or it was
@@ -301,16 +351,19 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(slot: usize, id: u32, plan: Arc<Plan>, recorder: Rc<RefCell<Recorder>>, window: Window) -> Connection {
-        // Open loop: connection `id` sends every C/R seconds, staggered by
-        // 1/R so the total is R evenly spread messages per second.
-        let schedule = plan.rate.map(|rate| {
-            let interval = Duration::from_secs_f64(plan.connections as f64 / rate);
-            let offset = Duration::from_secs_f64(f64::from(id) / rate);
-            // The schedule starts with the warm-up, when the clock starts.
-            let start = window.warm_end.checked_sub(plan.warmup).unwrap_or(window.warm_end);
-            (start + offset, interval)
-        });
+    fn new(
+        slot: usize,
+        id: u32,
+        plan: Arc<Plan>,
+        recorder: Rc<RefCell<Recorder>>,
+        pacer: Option<Rc<AsyncPacer>>,
+        window: Window,
+    ) -> Connection {
+        // Open loop: connection `id` sends every C/R seconds on average,
+        // staggered by 1/R so the total is R evenly spread messages per
+        // second. The schedule starts with the warm-up, when the clock starts.
+        let start = window.warm_end.checked_sub(plan.warmup).unwrap_or(window.warm_end);
+        let schedule = plan.rate.map(|rate| Schedule::new(plan.arrivals, plan.seed, start, id, plan.connections, rate));
         let messages = Messages::new(id, plan.size);
         let watch = Rc::new(Watch::default());
         Connection {
@@ -319,8 +372,9 @@ impl Connection {
             recorder,
             messages,
             seq: Cell::new(0),
-            schedule,
-            tick: Cell::new(0),
+            schedule: RefCell::new(schedule),
+            pacer,
+            timeline: Cell::default(),
             watch,
             settled: Cell::new(false),
             echoes: Cell::new(0),
@@ -386,7 +440,7 @@ impl Connection {
         let unread = self.plan.pipeline * self.plan.size;
         // In open loop, waiting for the next send time must not delay
         // reading an echo: one in flight at most for the in-turn path.
-        let in_turn = self.schedule.is_none() || self.plan.pipeline == 1;
+        let in_turn = self.pacer.is_none() || self.plan.pipeline == 1;
         if in_turn && unread <= SEQUENTIAL_MAX_UNREAD {
             self.exchange_in_turn(stream).await
         } else {
@@ -407,9 +461,9 @@ impl Connection {
         let mut last_echo: Option<Instant> = None;
         loop {
             while in_flight.len() < self.plan.pipeline && sent < budget {
-                let held_back = self.wait_for_send_time().await;
-                let reuse = if self.schedule.is_none() { last_echo.take() } else { None };
-                let message = self.next_message(&mut out, held_back, reuse);
+                let paced = self.wait_for_send_time().await;
+                let reuse = if paced.is_none() { last_echo.take() } else { None };
+                let message = self.next_message(&mut out, paced, reuse);
                 in_flight.push_back(message);
                 self.watch.track(in_flight.front());
                 sent += 1;
@@ -447,8 +501,8 @@ impl Connection {
                 if let Ok(permit) = credits.acquire().await {
                     permit.forget();
                 }
-                let held_back = self.wait_for_send_time().await;
-                let message = self.next_message(&mut buf, held_back, None);
+                let paced = self.wait_for_send_time().await;
+                let message = self.next_message(&mut buf, paced, None);
                 in_flight.borrow_mut().push_back(message);
                 self.watch.track(in_flight.borrow().front());
                 sent.add_permits(1);
@@ -488,25 +542,21 @@ impl Connection {
         }
     }
 
-    /// Open loop: waits for the next intended send time, and returns how
-    /// long the message was held back past it because the pipeline was full
-    /// — the server was late. Such a message leaves at once, and that time
-    /// is added to its latency: the coordinated-omission correction. A
-    /// message that was free to leave on time is never charged for our own
-    /// timer's lateness (tokio timers have 1 ms granularity). Closed loop:
-    /// nothing to wait for.
-    async fn wait_for_send_time(&self) -> Duration {
-        let Some((first, interval)) = self.schedule else {
-            return Duration::ZERO;
-        };
-        let tick = self.tick.get();
-        self.tick.set(tick + 1);
-        let at = first + interval.mul_f64(tick as f64);
+    /// Open loop: waits for the next intended send time (on the pacer, to
+    /// within microseconds). A message held back past it because its slot
+    /// was taken (the pipeline was full) leaves at once. Returns its
+    /// intended and virtual send times (see the module's doc), for the
+    /// coordinated-omission correction. Closed loop: nothing to wait for,
+    /// `None`.
+    async fn wait_for_send_time(&self) -> Option<Paced> {
+        let intended = self.schedule.borrow_mut().as_mut()?.advance();
+        let pacer = self.pacer.as_ref()?;
         let ready = Instant::now();
-        if ready < at {
-            sleep_until(at.into()).await;
+        let free = ready <= intended;
+        if free {
+            pacer.until(intended).await;
         }
-        ready.saturating_duration_since(at)
+        Some(Paced { intended, start: self.timeline.get().start(intended), free })
     }
 
     /// Writes the next message into `buf` and notes when it leaves: `at`, if
@@ -516,12 +566,22 @@ impl Connection {
     /// hundred nanoseconds later (verifying and recording the echo, filling
     /// this one), which its latency includes: it can only overstate, by less
     /// than a microsecond, never understate.
-    fn next_message(&self, buf: &mut [u8], held_back: Duration, at: Option<Instant>) -> InFlight {
+    /// Open loop (`paced`): a message that was free to leave on time has
+    /// its lateness recorded, the pacer's own measure of itself.
+    fn next_message(&self, buf: &mut [u8], paced: Option<Paced>, at: Option<Instant>) -> InFlight {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         self.messages.fill(seq, buf);
         let sent = at.unwrap_or_else(Instant::now);
-        InFlight { seq, intended: sent.checked_sub(held_back).unwrap_or(sent), sent }
+        match paced {
+            Some(Paced { intended, start, free }) => {
+                if free {
+                    self.recorder.borrow_mut().send_late(sent, sent.saturating_duration_since(intended));
+                }
+                InFlight { seq, intended, sent, start }
+            }
+            None => InFlight { seq, intended: sent, sent, start: sent },
+        }
     }
 
     /// An echo arrived complete: verify and record it. Returns when.
@@ -531,8 +591,14 @@ impl Connection {
         let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
         if self.messages.matches(head.seq, echo) {
-            let raw = self.schedule.map(|_| now - head.sent);
-            recorder.ok(self.slot, now, now - head.intended, raw);
+            if self.pacer.is_some() {
+                let mut timeline = self.timeline.get();
+                let (latency, raw) = timeline.echoed(head.intended, head.start, head.sent, now);
+                self.timeline.set(timeline);
+                recorder.ok(self.slot, now, latency, Some(raw));
+            } else {
+                recorder.ok(self.slot, now, now - head.sent, None);
+            }
         } else {
             recorder.failed(now, Failure::Mismatch, 1);
         }

@@ -33,6 +33,7 @@ pub mod engine;
 pub mod env;
 pub mod message;
 pub mod opts;
+pub mod pacer;
 pub mod report;
 pub mod stats;
 
@@ -125,6 +126,13 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
     let udp = endpoint.transport() == Transport::Udp;
     if udp {
         datagram::check(opts).map_err(LoadError::Unsupported)?;
+    } else if opts.window.is_some() {
+        return Err(LoadError::Unsupported(
+            "--window applies over udp only (datagrams in flight per flow); a stream's is --pipeline".into(),
+        ));
+    }
+    if opts.rate.is_none() && (opts.arrivals != opts::Arrivals::Uniform || opts.window.is_some()) {
+        return Err(LoadError::Unsupported("--arrivals and --window shape the open loop: they need --rate".into()));
     }
     let connections = opts.connections as usize;
     let mut notes = Vec::new();
@@ -140,6 +148,9 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
         rate: opts.rate,
+        arrivals: opts.arrivals,
+        seed: opts.seed,
+        window: opts.window.unwrap_or(opts::DEFAULT_WINDOW) as usize,
         reconnect_every: opts.reconnect_every,
         connections,
         warmup: opts.warmup,
@@ -272,6 +283,7 @@ fn assemble(
     let mut latency = latency_histogram(SIGFIG);
     let mut latency_raw = latency_histogram(SIGFIG);
     let mut connect = latency_histogram(SIGFIG);
+    let mut send_lateness = latency_histogram(SIGFIG);
     let mut timeline: Vec<Histogram<u64>> = Vec::new();
     let mut requests = Requests::default();
     let mut connects = Connects::default();
@@ -285,6 +297,7 @@ fn assemble(
         report::add(&mut latency, &rec.latency)?;
         report::add(&mut latency_raw, &rec.latency_raw)?;
         report::add(&mut connect, &rec.connect)?;
+        report::add(&mut send_lateness, &rec.send_lateness)?;
         for (i, second) in rec.timeline.iter().enumerate() {
             if timeline.len() <= i {
                 timeline.push(latency_histogram(TIMELINE_SIGFIG));
@@ -343,6 +356,7 @@ fn assemble(
         latency_us: LatencySummary::of(&latency, clamped),
         latency_raw_us: open.then(|| LatencySummary::of(&latency_raw, 0)),
         connect_us: (opts.reconnect_every.is_some() || !connect.is_empty()).then(|| LatencySummary::of(&connect, 0)),
+        send_lateness_us: open.then(|| LatencySummary::of(&send_lateness, 0)),
         per_connection: PerConnection::of(per_connection),
         client_cpu: ClientCpu {
             user_secs: cpu.used.user.as_secs_f64(),
@@ -355,6 +369,7 @@ fn assemble(
         histogram: report::encode(&latency)?,
         histogram_raw: if open { Some(report::encode(&latency_raw)?) } else { None },
         histogram_connect: None,
+        histogram_send_lateness: if open { Some(report::encode(&send_lateness)?) } else { None },
         warnings: Vec::new(),
     };
     if report.connect_us.is_some() {
@@ -404,6 +419,9 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
     let connect = decode_all(&|r| r.histogram_connect.as_ref())?;
     merged.connect_us = connect.as_ref().map(|h| LatencySummary::of(h, 0));
     merged.histogram_connect = connect.as_ref().map(report::encode).transpose()?;
+    let late = decode_all(&|r| r.histogram_send_lateness.as_ref())?;
+    merged.send_lateness_us = late.as_ref().map(|h| LatencySummary::of(h, 0));
+    merged.histogram_send_lateness = late.as_ref().map(report::encode).transpose()?;
 
     merged.config.connections = reports.iter().map(|r| r.config.connections).sum();
     merged.config.rate = first.config.rate.map(|_| reports.iter().filter_map(|r| r.config.rate).sum());

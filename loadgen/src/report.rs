@@ -19,8 +19,10 @@ use crate::stats::{Connects, Datagrams, Requests};
 
 /// Bumped whenever a field changes meaning or disappears. 2: UDP results
 /// (`transport` `udp`, the `datagrams` section, `requests` counting
-/// datagrams).
-pub const SCHEMA_VERSION: u32 = 2;
+/// datagrams). 3: open-loop latency charges the server only (a message held
+/// back counts from its intended time, the client's own lateness never
+/// counts), `send_lateness_us`, `config.arrivals`, `seed`, `window`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Little's law may be off by this fraction before we warn.
 pub const LITTLE_TOLERANCE: f64 = 0.10;
@@ -28,6 +30,11 @@ pub const LITTLE_TOLERANCE: f64 = 0.10;
 pub const BUSY_CLIENT: f64 = 0.90;
 /// Open loop: achieved/target rate below which we warn.
 pub const RATE_SHORTFALL: f64 = 0.99;
+/// Open loop: the pacer could not hold the schedule when the p99 of its
+/// send lateness exceeds this fraction of the per-connection interval…
+pub const LATE_FRACTION: f64 = 0.10;
+/// …or this many µs, whichever is smaller.
+pub const LATE_MAX_US: u64 = 50;
 
 /// One run's (or a merge's) results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +65,11 @@ pub struct Report {
     pub latency_raw_us: Option<LatencySummary>,
     /// Connect time of the connections made during the window (churn and reconnections).
     pub connect_us: Option<LatencySummary>,
+    /// Open loop only: how late the messages that were free to leave on
+    /// time left, after their intended time (the pacer's own lateness, never
+    /// charged to the server). `null` in closed loop.
+    #[serde(default)]
+    pub send_lateness_us: Option<LatencySummary>,
     pub per_connection: PerConnection,
     pub client_cpu: ClientCpu,
     /// One entry per second of the measured window.
@@ -68,6 +80,9 @@ pub struct Report {
     pub histogram_raw: Option<String>,
     /// `connect_us` as an HdrHistogram, V2 compressed, base64.
     pub histogram_connect: Option<String>,
+    /// `send_lateness_us` as an HdrHistogram, V2 compressed, base64.
+    #[serde(default)]
+    pub histogram_send_lateness: Option<String>,
     /// Everything a reader must not miss, also printed on stderr.
     pub warnings: Vec<String>,
 }
@@ -360,6 +375,14 @@ impl Report {
                 ));
             }
         }
+        if let Some((p99, limit)) = self.late_sends() {
+            warnings.push(format!(
+                "the pacer could not hold the schedule: p99 send lateness {p99} µs, above {limit} µs \
+                 (the smaller of {:.0} % of the per-connection interval and {LATE_MAX_US} µs); the client, \
+                 not the server, delayed those sends",
+                100.0 * LATE_FRACTION
+            ));
+        }
         if self.client_cpu.max_thread_utilisation > BUSY_CLIENT {
             warnings.push(format!(
                 "a loadgen thread was busy {:.0} % of the window: the client may be the bottleneck",
@@ -379,6 +402,16 @@ impl Report {
             warnings.push(format!("{} latencies above 100 s were recorded as 100 s", int(clamped)));
         }
         self.warnings = warnings;
+    }
+
+    /// Open loop: the p99 of the send lateness and the limit it exceeds,
+    /// if it does (see [`LATE_FRACTION`], [`LATE_MAX_US`]).
+    pub fn late_sends(&self) -> Option<(u64, u64)> {
+        let lateness = self.send_lateness_us.as_ref().filter(|l| l.count > 0)?;
+        let rate = self.config.rate?;
+        let interval_us = f64::from(self.config.connections) / rate * 1e6;
+        let limit = ((LATE_FRACTION * interval_us) as u64).min(LATE_MAX_US);
+        (lateness.p99 > limit).then_some((lateness.p99, limit))
     }
 
     /// Writes the human summary: every number with its unit.
@@ -436,8 +469,15 @@ impl Report {
         if let Some(connect) = &self.connect_us {
             write_latency(out, "connect", connect, None)?;
         }
+        if let Some(late) = &self.send_lateness_us {
+            write_latency(out, "send late", late, None)?;
+        }
         if self.mode.starts_with("open") {
-            writeln!(out, "               * from the intended send time (coordinated omission corrected)")?;
+            writeln!(
+                out,
+                "               * from the intended send time (coordinated omission corrected: the server's \
+                 delays only, never the client's own lateness)"
+            )?;
         }
         if let Some(d) = &self.datagrams {
             d.write_summary(out)?;

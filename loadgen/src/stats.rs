@@ -362,6 +362,9 @@ pub struct Recorder {
     pub established_slots: Vec<bool>,
     /// UDP only: the datagrams' outcomes.
     pub datagrams: Datagrams,
+    /// Open loop: how late each message that was free to leave on time
+    /// left, after its intended time (the pacer's own lateness), in µs.
+    pub send_lateness: Histogram<u64>,
 }
 
 impl Recorder {
@@ -382,6 +385,17 @@ impl Recorder {
             per_connection: vec![0; slots],
             established_slots: vec![false; slots],
             datagrams: Datagrams::default(),
+            send_lateness: latency_histogram(SIGFIG),
+        }
+    }
+
+    /// Open loop: a message free to leave at its intended time left `late`
+    /// after it, at `sent`. Counted if it left inside the window.
+    pub fn send_late(&mut self, sent: Instant, late: Duration) {
+        if self.window.second(sent).is_some() {
+            let us = late.as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
+            // In range: clamped to the histogram's bounds.
+            let _ = self.send_lateness.record(us);
         }
     }
 

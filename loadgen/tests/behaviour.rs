@@ -258,6 +258,98 @@ fn open_loop_stall_shows_in_corrected_not_raw_latency(transport: Transport) {
     assert_eq!(report.throughput.target_requests_per_sec, Some(1000.0));
 }
 
+/// A server that echoes every message 200 µs late, at one message a
+/// millisecond on one connection: no echo comes after the next message's
+/// intended time, so no message is held back by the server, and the
+/// correction must charge none — whatever the client's own lateness. The
+/// corrected histogram is then the raw one, exactly. (With tokio's 1 ms
+/// timer, sends left up to 1 ms late, their echoes came after the next
+/// intended time, and the next message was charged as held back.)
+fn open_loop_charges_the_server_its_delay_only(transport: Transport) {
+    let server = TestServer::start_on(transport, Behaviour::Delay(Duration::from_micros(200)), 64);
+    let mut o = opts(&server.addr, 1, 2000);
+    o.threads = Some(1);
+    o.rate = Some(1000.0);
+    let report = loadgen::run(&o).unwrap();
+    let (corrected, raw) = (report.latency_us.clone(), report.latency_raw_us.clone().expect("open loop: raw"));
+    assert!(corrected.count >= 1900, "{corrected:?}");
+    assert!((200..=2_000).contains(&raw.p50), "raw p50 {} µs: the fake's 200 µs and a loopback round trip", raw.p50);
+    if raw.max < 1_000 {
+        // No echo took longer than the interval: nothing was held back.
+        assert_eq!(corrected, raw, "charged beyond the server's own time");
+    } else {
+        // A slow echo rightly holds the next messages back (on a loaded
+        // machine the client reading late looks the same as a slow server);
+        // still, most messages are charged their raw latency only.
+        assert!(corrected.p50 <= raw.p50 + 20, "corrected p50 {} µs, raw {} µs", corrected.p50, raw.p50);
+    }
+    let late = report.send_lateness_us.expect("open loop measures the pacer");
+    assert!(late.count > 0 && late.count <= corrected.count + 2, "{late:?}");
+}
+
+/// A server that stalls once for 50 ms, at one message a millisecond on
+/// one connection over 2 s (2,000 messages): the message in the server at
+/// the stall waits up to 50 ms, and the ~50 scheduled during it are held
+/// back and charged from their intended times: 50, 49, … 1 ms. So the
+/// corrected max is about 50 ms, p99.9 (the 2nd largest) about 48 ms and
+/// p99 (the 21st largest) about 30 ms; the raw p99 stays at the round trip.
+fn open_loop_stall_is_charged_from_the_intended_times(transport: Transport) {
+    let stall = Behaviour::StallOnce { after: Duration::from_millis(900), length: Duration::from_millis(50) };
+    let server = TestServer::start_on(transport, stall, 64);
+    let mut o = opts(&server.addr, 1, 2000);
+    o.threads = Some(1);
+    o.rate = Some(1000.0);
+    let report = loadgen::run(&o).unwrap();
+    let (corrected, raw) = (report.latency_us.clone(), report.latency_raw_us.clone().expect("open loop: raw"));
+    assert!((1_950..=2_050).contains(&corrected.count), "{corrected:?}");
+    assert!((45_000..=60_000).contains(&corrected.max), "corrected max {} µs, expected ≈ 50 ms", corrected.max);
+    assert!((43_000..=56_000).contains(&corrected.p99_9), "corrected p99.9 {} µs, expected ≈ 48 ms", corrected.p99_9);
+    assert!((25_000..=36_000).contains(&corrected.p99), "corrected p99 {} µs, expected ≈ 30 ms", corrected.p99);
+    assert!(raw.p99 < 5_000, "raw p99 {} µs: only one message waited in the server", raw.p99);
+    assert!((45_000..=60_000).contains(&raw.max), "raw max {} µs: the one in the server at the stall", raw.max);
+}
+
+/// Poisson arrivals: the same mean rate, reproducible from the seed, which
+/// the JSON records with the arrival law; closed loop has no pacer figures.
+#[test]
+fn poisson_arrivals_keep_the_rate_and_record_their_seed() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let mut o = opts(&server.addr, 4, 1500);
+    o.rate = Some(2000.0);
+    o.arrivals = loadgen::opts::Arrivals::Poisson;
+    o.seed = 42;
+    let report = loadgen::run(&o).unwrap();
+    let achieved = report.throughput.requests_per_sec / 2000.0;
+    assert!((0.92..=1.08).contains(&achieved), "{:.3} of the rate", achieved);
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["config"]["arrivals"], "poisson");
+    assert_eq!(json["config"]["seed"], 42);
+    assert!(json["send_lateness_us"]["p99"].is_u64(), "{}", json["send_lateness_us"]);
+    let closed = loadgen::run(&opts(&server.addr, 2, 300)).unwrap();
+    assert!(closed.send_lateness_us.is_none() && closed.histogram_send_lateness.is_none());
+}
+
+/// The pacer's options: a zero window, an unknown arrival law, a window on
+/// a stream and pacing options without a rate are one line and exit 2.
+#[test]
+fn bad_pacer_options_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let cases: [(&[&str], &str); 5] = [
+        (&["--addr", "udp:127.0.0.1:9", "--rate", "100", "--window", "0"], "0 is not in 1..=65536"),
+        (&["--addr", "udp:127.0.0.1:9", "--rate", "100", "--window", "-3"], "-3 is not in 1..=65536"),
+        (&["--rate", "100", "--arrivals", "gamma"], "invalid value 'gamma'"),
+        (&["--addr", &server.addr, "--rate", "100", "--window", "8"], "--window applies over udp only"),
+        (&["--addr", &server.addr, "--arrivals", "poisson"], "they need --rate"),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(bin).args(args).args(["-d", "1s", "--warmup", "0s"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn server_accepting_10_of_50_is_reported() {
     let server = TestServer::start(Behaviour::AcceptOnly(10), 64);
@@ -540,6 +632,8 @@ over_both!(
     correct_server_no_errors_all_connected_littles_law_holds,
     flipped_byte_every_100th_echo_is_about_1_percent_mismatched,
     open_loop_stall_shows_in_corrected_not_raw_latency,
+    open_loop_charges_the_server_its_delay_only,
+    open_loop_stall_is_charged_from_the_intended_times,
     server_closing_every_100_echoes_is_counted_and_run_completes,
     churn_one_connection_per_message_fills_the_connect_histogram,
     server_dying_mid_run_ends_the_run_with_figures_so_far,

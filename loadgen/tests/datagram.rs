@@ -191,7 +191,9 @@ fn run(opts: &Opts) -> (Report, Datagrams) {
     let section = report.datagrams.clone().expect("a UDP run has a datagrams section");
     let d = section.counts.clone();
     assert_eq!(d.sent, d.decided() + d.in_flight_at_end, "every datagram sent is accounted for once: {d:?}");
-    assert!(d.in_flight_at_end <= u64::from(opts.connections * opts.pipeline), "{d:?}");
+    // In flight per flow at most: --pipeline in closed loop, --window in open loop.
+    let limit = if opts.rate.is_some() { opts.window.unwrap_or(loadgen::opts::DEFAULT_WINDOW) } else { opts.pipeline };
+    assert!(d.in_flight_at_end <= u64::from(opts.connections) * u64::from(limit), "{d:?}");
     assert_eq!(report.requests.ok, d.ok);
     assert_eq!(report.requests.timed_out, d.lost);
     assert_eq!(report.requests.mismatched, d.mismatched);
@@ -357,6 +359,9 @@ fn open_loop_stall_shows_in_corrected_not_raw_latency() {
     let mut o = opts(&server.addr, 4, 1, 1500);
     o.rate = Some(1000.0);
     o.timeout = Duration::from_secs(3);
+    // A window of one: a datagram waits for the last one's echo, so the
+    // stall holds the schedule back and only the correction shows it.
+    o.window = Some(1);
     let (report, d) = run(&o);
     assert!(server.faults() > 0, "the fake stalled");
     assert_eq!(d.decided(), d.ok, "a stall loses nothing: {d:?}");
@@ -364,6 +369,51 @@ fn open_loop_stall_shows_in_corrected_not_raw_latency() {
     assert!(report.latency_us.p99_9 >= 200_000, "corrected p99.9 {} µs", report.latency_us.p99_9);
     assert!(raw.p99 < 200_000, "raw p99 {} µs", raw.p99);
     assert_eq!(report.throughput.target_requests_per_sec, Some(1000.0));
+}
+
+/// With the default window the schedule is kept through the stall: the
+/// datagrams leave on time and wait in the server's queue, so the raw
+/// latency shows the stall as the corrected one does, and nothing was held
+/// back (every datagram sent in the window was free to leave on time).
+#[test]
+fn open_loop_keeps_its_schedule_through_a_stall() {
+    let stall = Fault::StallOnce { after: Duration::from_millis(500), length: Duration::from_millis(400) };
+    let server = FakeServer::start(stall);
+    let mut o = opts(&server.addr, 4, 1, 1500);
+    o.rate = Some(1000.0);
+    o.timeout = Duration::from_secs(3);
+    let (report, d) = run(&o);
+    assert!(server.faults() > 0, "the fake stalled");
+    let raw = report.latency_raw_us.clone().expect("open loop reports raw latency");
+    assert!(raw.p99 >= 200_000, "raw p99 {} µs: the datagrams queued at the stalled server", raw.p99);
+    assert_eq!(report.latency_us, raw, "none held back: corrected and raw are the same histogram");
+    let late = report.send_lateness_us.expect("open loop measures the pacer");
+    assert_eq!(late.count, d.sent, "every datagram was free to leave on time");
+    // About 1,500 scheduled in the window; all sent.
+    assert!(d.sent >= 1450, "{d:?}");
+}
+
+/// A server that drops one datagram in 20: the flows keep their schedule
+/// (a lost datagram is counted at its timeout, it does not hold its flow),
+/// so nearly all of it is sent, the loss reads 5 %, and 95 % of the offered
+/// rate comes back.
+#[test]
+fn a_lossy_server_does_not_stall_the_open_loop() {
+    let server = FakeServer::start(Fault::DropEvery { n: 20, limit: u64::MAX });
+    let mut o = opts(&server.addr, 10, 1, 2000);
+    o.rate = Some(2000.0);
+    // Short, so that few lost datagrams are still undecided (in flight) at
+    // the window's end, which would bias the loss down.
+    o.timeout = Duration::from_millis(50);
+    let (report, d) = run(&o);
+    let scheduled = 2000.0 * 2.0;
+    assert!(d.sent as f64 >= 0.97 * scheduled, "sent {} of {scheduled} scheduled: {d:?}", d.sent);
+    let loss = report.datagrams.as_ref().unwrap().loss_percent;
+    assert!((4.5..=5.5).contains(&loss), "loss {loss} %: {d:?}");
+    let delivered = report.throughput.requests_per_sec / 2000.0;
+    assert!((0.92..=0.97).contains(&delivered), "delivered {:.1} % of the offered rate", 100.0 * delivered);
+    // No datagram was held back: the corrected latency is the raw one.
+    assert_eq!(Some(report.latency_us.clone()), report.latency_raw_us, "{d:?}");
 }
 
 #[test]
