@@ -271,7 +271,7 @@ fn open_loop_charges_the_server_its_delay_only(transport: Transport) {
     o.threads = Some(1);
     o.rate = Some(1000.0);
     let report = loadgen::run(&o).unwrap();
-    let (corrected, raw) = (report.latency_us.clone(), report.latency_raw_us.clone().expect("open loop: raw"));
+    let (corrected, raw) = (report.latency_us, report.latency_raw_us.expect("open loop: raw"));
     assert!(corrected.count >= 1900, "{corrected:?}");
     assert!((200..=2_000).contains(&raw.p50), "raw p50 {} µs: the fake's 200 µs and a loopback round trip", raw.p50);
     if raw.max < 1_000 {
@@ -300,7 +300,7 @@ fn open_loop_stall_is_charged_from_the_intended_times(transport: Transport) {
     o.threads = Some(1);
     o.rate = Some(1000.0);
     let report = loadgen::run(&o).unwrap();
-    let (corrected, raw) = (report.latency_us.clone(), report.latency_raw_us.clone().expect("open loop: raw"));
+    let (corrected, raw) = (report.latency_us, report.latency_raw_us.expect("open loop: raw"));
     assert!((1_950..=2_050).contains(&corrected.count), "{corrected:?}");
     assert!((45_000..=60_000).contains(&corrected.max), "corrected max {} µs, expected ≈ 50 ms", corrected.max);
     assert!((43_000..=56_000).contains(&corrected.p99_9), "corrected p99.9 {} µs, expected ≈ 48 ms", corrected.p99_9);

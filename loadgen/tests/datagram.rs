@@ -384,7 +384,7 @@ fn open_loop_keeps_its_schedule_through_a_stall() {
     o.timeout = Duration::from_secs(3);
     let (report, d) = run(&o);
     assert!(server.faults() > 0, "the fake stalled");
-    let raw = report.latency_raw_us.clone().expect("open loop reports raw latency");
+    let raw = report.latency_raw_us.expect("open loop reports raw latency");
     assert!(raw.p99 >= 200_000, "raw p99 {} µs: the datagrams queued at the stalled server", raw.p99);
     assert_eq!(report.latency_us, raw, "none held back: corrected and raw are the same histogram");
     let late = report.send_lateness_us.expect("open loop measures the pacer");
@@ -413,7 +413,7 @@ fn a_lossy_server_does_not_stall_the_open_loop() {
     let delivered = report.throughput.requests_per_sec / 2000.0;
     assert!((0.92..=0.97).contains(&delivered), "delivered {:.1} % of the offered rate", 100.0 * delivered);
     // No datagram was held back: the corrected latency is the raw one.
-    assert_eq!(Some(report.latency_us.clone()), report.latency_raw_us, "{d:?}");
+    assert_eq!(Some(report.latency_us), report.latency_raw_us, "{d:?}");
 }
 
 #[test]
