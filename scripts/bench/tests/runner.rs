@@ -407,9 +407,11 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
 fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
     let root = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| bench(&server_bin(), root.path()).args(args).output().unwrap();
+    // A usage error like every other bad option: exit 2, one line.
     let output = run(&["--models", "fibers"]);
-    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("unknown model \"fibers\"") && stderr.contains("tokio"), "{stderr}");
     let output = run(&["--transports", "udp"]);
     assert_eq!(output.status.code(), Some(2), "a usage error");
