@@ -8,10 +8,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::builder::StyledStr;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use echo_servers::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| with_models_tip(err).exit());
     echo_servers::init_logging();
     match echo_servers::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,4 +23,19 @@ fn main() -> ExitCode {
             if err.downcast_ref::<echo_servers::Refused>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// An unknown subcommand is an unknown model: clap's error (exit 2, its
+/// "similar subcommand" tip kept) gets one more tip, where the models are
+/// listed. Any other error or `--help` is clap's as it stands.
+fn with_models_tip(mut err: clap::Error) -> clap::Error {
+    if err.kind() == ErrorKind::InvalidSubcommand {
+        let mut tips = match err.get(ContextKind::Suggested) {
+            Some(ContextValue::StyledStrs(tips)) => tips.clone(),
+            _ => Vec::new(),
+        };
+        tips.push(StyledStr::from("the models: `echo-server list-models`"));
+        err.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
+    }
+    err
 }
