@@ -302,6 +302,8 @@ fn capacity_counts_only_the_connections_the_server_kept_open() {
     let shutdown = server.stop();
     assert_eq!(capacity.established, 6, "{capacity:?}");
     assert!((1..=2).contains(&capacity.held), "{capacity:?}");
+    // accepted at once (and closed at once beyond the queue): none left in the backlog
+    assert_eq!(capacity.waiting, Some(0), "{capacity:?}");
     assert!(capacity.not_served >= 6 - capacity.held, "a closed connection is not served either: {capacity:?}");
     let per = (capacity.pss_held_kib as f64 - capacity.pss_before_kib as f64) / capacity.held as f64;
     assert!((capacity.pss_per_connection_kib - per).abs() < 1e-9, "memory is divided by the connections held");
@@ -318,7 +320,8 @@ fn capacity_does_not_count_connections_waiting_in_the_backlog_as_held() {
         echo_bench::server::Server::start(&server_bin(), &iterative, "127.0.0.1:0", &[], &[0]).expect("starts");
     let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 5).unwrap();
     let shutdown = server.stop();
-    assert_eq!((capacity.established, capacity.held), (5, 1), "{capacity:?}");
+    assert_eq!((capacity.established, capacity.held, capacity.waiting), (5, 1, Some(4)), "{capacity:?}");
+    assert_eq!(capacity.not_held(iterative.info().serves_at_once), (4, 0), "waiting, not closed");
     assert!(shutdown.clean(), "{shutdown:?}");
 }
 
