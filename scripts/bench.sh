@@ -6,14 +6,21 @@
 #   scripts/bench.sh                 # the full default matrix (≈ 27–29 min on 2 CPUs)
 #   scripts/bench.sh --quick         # a small matrix (< 3 min)
 #   scripts/bench.sh --help          # every option
+#   scripts/bench.sh --transports tcp,unix   # every scenario over both transports
 #   scripts/bench.sh report results/<run>   # re-render tables and charts
 set -euo pipefail
 cd "$(dirname "$0")/.."
-#   scripts/bench.sh --transports tcp,unix   # every scenario over both transports
 # The three binaries (echo-server, loadgen, bench) are built; cargo rebuilds
 # nothing when nothing changed.
 echo "bench.sh: building the release binaries (cargo build --release; a minute or two the first time) …" >&2
 built=$SECONDS
 cargo build --release --locked -q -p echo-servers -p loadgen -p echo-bench
-echo "bench.sh: built in $((SECONDS - built)) s; starting the benchmark" >&2
+# Say what comes next: `report` renders a run already recorded, `--help`
+# prints the options; anything else starts a run.
+case "${1:-}" in
+    report) next="rendering the report of ${2:-?}" ;;
+    help | -h | --help | -V | --version) next="running bench $1" ;;
+    *) next="starting the benchmark" ;;
+esac
+echo "bench.sh: built in $((SECONDS - built)) s; $next" >&2
 ECHO_ARENA_COMMAND="scripts/bench.sh${*:+ $*}" exec target/release/bench "$@"

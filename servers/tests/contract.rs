@@ -371,9 +371,18 @@ fn every_registered_model_has_contract_tests_and_is_published() {
 
 #[test]
 fn unknown_model_is_a_usage_error() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).arg("fibers").output().unwrap();
+    let run = |model: &str| std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).arg(model).output().unwrap();
+    let output = run("fibers");
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unrecognized subcommand 'fibers'"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unrecognized subcommand 'fibers'"), "{stderr}");
+    // The subcommand is the model: the error says where the models are listed.
+    assert!(stderr.contains("`echo-server list-models`"), "{stderr}");
+    // A near miss keeps clap's own suggestion, and gets the pointer too.
+    let output = run("tokoi");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'tokio'") && stderr.contains("`echo-server list-models`"), "{stderr}");
 }
 
 #[test]

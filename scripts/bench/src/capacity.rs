@@ -42,6 +42,13 @@ pub struct Capacity {
     /// each: end of file or a reset means the server had closed it, e.g. a
     /// full queue's accept-and-close).
     pub held: u64,
+    /// Of the established connections not held, those still open at the
+    /// client's end: waiting in the listener's backlog for an accept
+    /// (`iterative`, `prefork`, which accept only when free). The others
+    /// were closed by the server. Absent in results recorded before it was
+    /// measured: see [`Capacity::not_held`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<u64>,
     pub pss_before_kib: u64,
     pub pss_held_kib: u64,
     pub rss_before_kib: u64,
@@ -87,7 +94,6 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
         let held = read(pid)?.ok_or_else(|| io::Error::other("server exited while holding connections"))?;
         let accepted = socket_inodes(pid).difference(&sockets_before).count() as u64;
         let open = streams.iter().filter(|s| still_open(s.as_raw_fd())).count() as u64;
-        let open = open.min(accepted);
 
         let established = streams.len() as u64;
         let echo_started = Instant::now();
@@ -115,7 +121,7 @@ pub fn run(endpoint: &Endpoint, pid: i32, connections: u64) -> io::Result<Capaci
         }
         echoing.abort_all();
         drop(still_held);
-        Ok(summary(connections, (established, open), served, before, held, echo_started.elapsed()))
+        Ok(summary(connections, (established, open, accepted), served, before, held, echo_started.elapsed()))
     })
 }
 
@@ -154,20 +160,26 @@ async fn settle(pid: i32) {
     }
 }
 
+/// `open`: established connections still open at the client's end;
+/// `accepted`: sockets the server's tree holds beyond those it held before.
 fn summary(
     requested: u64,
-    (established, open): (u64, u64),
+    (established, open, accepted): (u64, u64, u64),
     served: u64,
     before: TreeReading,
     held: TreeReading,
     echo: Duration,
 ) -> Capacity {
+    // Held: accepted and still open. Open at the client but in no file
+    // table of the server: waiting in the backlog.
+    let (open, waiting) = (open.min(accepted), open.saturating_sub(accepted));
     let per = |after: u64, before: u64| (after as f64 - before as f64) / open.max(1) as f64;
     let (pss_before, pss_held) = (before.pss_kib.unwrap_or(0), held.pss_kib.unwrap_or(0));
     Capacity {
         requested,
         established,
         held: open,
+        waiting: Some(waiting),
         pss_before_kib: pss_before,
         pss_held_kib: pss_held,
         rss_before_kib: before.rss_kib,
@@ -178,5 +190,24 @@ fn summary(
         processes: held.processes,
         not_served: established - served,
         echo_secs: echo.as_secs_f64(),
+    }
+}
+
+impl Capacity {
+    /// The established connections the server did not hold, as (waiting in
+    /// the listener's backlog, closed by the server). Measured when the
+    /// cell recorded `waiting`; for a cell recorded before, inferred from
+    /// the model's declaration (`serves_at_once`): a model that held no
+    /// more than it serves at once accepts only when free, so the rest
+    /// waited in the backlog (`iterative`, `prefork`), while one that held
+    /// more (`pool` with its queue full) had accepted and closed them.
+    pub fn not_held(&self, serves_at_once: Option<u64>) -> (u64, u64) {
+        let not_held = self.established.saturating_sub(self.held);
+        let waiting = match self.waiting {
+            Some(waiting) => waiting.min(not_held),
+            None if serves_at_once.is_some_and(|n| self.held <= n) => not_held,
+            None => 0,
+        };
+        (waiting, not_held - waiting)
     }
 }

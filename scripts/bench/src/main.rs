@@ -208,7 +208,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     // The models come from the server's own registry, never from a list here.
     let catalogue = models::catalogue(&server_bin)?;
-    let mut shape = Shape::default_for(models::select(&catalogue, &args.models)?, quick, available.len());
+    // An unknown name is bad usage like any other bad option (exit 2), not a failed run.
+    let selected = models::select(&catalogue, &args.models).map_err(|err| Usage(format!("--models: {err}")))?;
+    let mut shape = Shape::default_for(selected, quick, available.len());
     let given = |list: Vec<u32>, default: &mut Vec<u32>| {
         if !list.is_empty() {
             *default = list;

@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::Model;
 
-/// The scenarios of the default matrix.
+/// The scenarios of the default matrix. The latency ladder is
+/// [`crate::ladder`], the udp scenario [`crate::udp`].
+// The variants' doc comments are `bench --help`'s text for `--scenarios`
+// (clap reads them): plain words, no rustdoc links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
     /// Closed loop: throughput and latency over connections × sizes.
     Throughput,
-    /// Open loop, a ladder of fixed offered rates ([`crate::ladder`]):
+    /// Open loop, a ladder of fixed offered rates, the same for every model:
     /// CO-corrected latency against offered load, and each model's knee.
     Latency,
     /// A new connection per message, 10 clients: accepts/s, connect time.
@@ -30,7 +33,7 @@ pub enum Scenario {
     /// UDP loopback, every model that serves datagrams (and again with
     /// `--batch` where it takes it): closed loop at 1 and 100 flows × 64 and
     /// 1,400 B, then the highest open-loop rate sustained with loss ≤ 0.1 %
-    /// and p99 ≤ the SLO ([`crate::udp`]).
+    /// and p99 ≤ the SLO.
     Udp,
 }
 

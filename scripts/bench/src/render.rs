@@ -283,7 +283,9 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
 /// server alone: server CPU per message at 100 connections, 64 B, then
 /// msg/s there, p99 at the latency scenario's common load, memory per idle
 /// connection at 1,000, and new connections per second with their server
-/// CPU. Validity marks as in the tables. Empty if the run has none.
+/// CPU. Only the columns some model has a figure for: a run of one
+/// scenario gets that scenario's columns. Validity marks as in the tables.
+/// Empty if the run has none.
 fn summary(results: &Results, groups: &Groups<'_>) -> String {
     let find = |scenario: Scenario, connections: Option<u32>, size: Option<u32>, model: usize| {
         groups.iter().find(|(k, _)| {
@@ -297,7 +299,8 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
     let common = headline::common_rate(results, Transport::Tcp);
     let latency_cells = headline::latency_cells(results, Transport::Tcp);
     let mut notes = Notes::default();
-    let mut rows = String::new();
+    // Per model its name and, per column, its figure (None: no cells for it).
+    let mut rows: Vec<(&str, [Option<String>; 6])> = Vec::new();
     for (i, model) in results.settings.models.iter().enumerate() {
         let load = find(Scenario::Throughput, Some(100), Some(crate::matrix::SMALL), i);
         // 1,000 idle connections, or the model's own cap if lower.
@@ -314,7 +317,7 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
             continue;
         }
         let mut cell = |group: Option<(&Key, &Vec<&Cell>)>, text: fn(&[&Cell]) -> String, shown: &[Figure]| {
-            group.map_or("–".into(), |(_, c)| notes.figure(text(c), c, shown))
+            group.map(|(_, c)| notes.figure(text(c), c, shown))
         };
         let cpu = cell(load, |c| server_cpu(c, 2), &[Figure::Cpu]);
         let rate = cell(load, throughput, &[Figure::Rate]);
@@ -325,33 +328,133 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
         );
         let churn_cpu = cell(churn, |c| server_cpu(c, 1), &[Figure::Cpu]);
         let accepts = cell(churn, throughput, &[Figure::Rate]);
-        let p99 = if at_common.is_empty() {
-            "–".into()
-        } else {
-            notes.figure(latency(&at_common, |l| l.p99), &at_common, &[Figure::Latency, Figure::Rate])
-        };
-        let _ = writeln!(rows, "| {} | {cpu} | {rate} | {p99} | {memory} | {churn_cpu} | {accepts} |", model.name);
+        let p99 = (!at_common.is_empty())
+            .then(|| notes.figure(latency(&at_common, |l| l.p99), &at_common, &[Figure::Latency, Figure::Rate]));
+        rows.push((&model.name, [cpu, rate, p99, memory, churn_cpu, accepts]));
     }
     if rows.is_empty() {
-        return rows;
+        return String::new();
     }
     let at = common.map_or("the latency scenario's load".into(), |(r, _)| format!("{} msg/s offered", fmt_count(r)));
+    // Each column's heading, and what the introduction says of it (said
+    // once for a pair of columns from the same cells).
+    let columns: [(&str, Option<String>); 6] = [
+        (
+            "server CPU µs/msg",
+            Some("server CPU per message and msg/s at 100 connections with 64 B messages (closed loop)".into()),
+        ),
+        ("msg/s, 100 connections", None),
+        ("p99 at a fixed load", Some(format!("p99 latency at {at} (open loop)"))),
+        ("PSS per idle connection", Some("server memory (PSS) per idle connection with 1,000 held".into())),
+        (
+            "server CPU µs/connection",
+            Some("the server CPU each new connection costs and new connections per second (churn)".into()),
+        ),
+        ("new connections/s", None),
+    ];
+    let kept: Vec<usize> = (0..columns.len()).filter(|&c| rows.iter().any(|(_, row)| row[c].is_some())).collect();
+    let said: Vec<&str> = kept.iter().filter_map(|&c| columns[c].1.as_deref()).collect();
+    // The lead is the server CPU per message, when the run measured it.
+    let lead = if kept.contains(&0) { ", led by what this machine measures of the server alone" } else { "" };
     let mut md = String::from("## Summary by model (TCP loopback)\n\n");
-    let _ = writeln!(
-        md,
-        "From the tables below, led by what this machine measures of the server alone: server CPU per message \
-         and msg/s at 100 connections with 64 B messages (closed loop), p99 latency at {at} (open loop), \
-         server memory (PSS) per idle connection with 1,000 held, the server CPU each new connection costs and \
-         new connections per second (churn).\n"
-    );
-    md.push_str(
-        "| model | server CPU µs/msg | msg/s, 100 connections | p99 at a fixed load | PSS per idle connection | server CPU µs/connection | new connections/s |\n",
-    );
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    md.push_str(&rows);
+    let _ = writeln!(md, "From the tables below{lead}: {}.\n", said.join(", "));
+    md.push_str("| model |");
+    for &c in &kept {
+        let _ = write!(md, " {} |", columns[c].0);
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---:|".repeat(kept.len()));
+    md.push('\n');
+    for (name, row) in &rows {
+        let _ = write!(md, "| {name} |");
+        for &c in &kept {
+            let _ = write!(md, " {} |", row[c].as_deref().unwrap_or("–"));
+        }
+        md.push('\n');
+    }
     md.push('\n');
     md.push_str(&notes.legend());
     md
+}
+
+/// The scenarios the run has cells of (those the settings name, if it has
+/// none yet): the README describes these, not the ones it might have run.
+fn scenarios_run(results: &Results) -> std::collections::BTreeSet<Scenario> {
+    let ran: std::collections::BTreeSet<Scenario> = results.cells.iter().map(|c| c.spec.scenario).collect();
+    if !ran.is_empty() {
+        return ran;
+    }
+    Scenario::ALL.into_iter().filter(|s| results.settings.scenarios.iter().any(|n| n == s.name())).collect()
+}
+
+/// `3 repeat(s) per cell (2 for the throughput scenario, 2 for udp)`: the
+/// exceptions only for scenarios that ran and repeat otherwise.
+fn repeats_words_of(results: &Results, ran: &std::collections::BTreeSet<Scenario>) -> String {
+    let s = &results.settings;
+    let mut exceptions = Vec::new();
+    if ran.contains(&Scenario::Throughput) && s.throughput_repeat != s.repeat {
+        exceptions.push(format!("{} for the throughput scenario", s.throughput_repeat));
+    }
+    if let Some(udp) = s.udp.as_ref().filter(|u| ran.contains(&Scenario::Udp) && u.repeat != s.repeat) {
+        exceptions.push(format!("{} for udp", udp.repeat));
+    }
+    let mut text = format!("{} repeat(s) per cell", s.repeat);
+    if !exceptions.is_empty() {
+        let _ = write!(text, " ({})", exceptions.join(", "));
+    }
+    text
+}
+
+/// `; closed- and open-loop cells measure 2 s after a 0.5 s warm-up (the
+/// transport scenario: …; latency-ladder and udp cells: …)`: the measured
+/// windows of the scenarios that ran (none for a capacity run alone).
+fn windows_words(results: &Results, ran: &std::collections::BTreeSet<Scenario>) -> String {
+    let s = &results.settings;
+    // The scenarios whose windows are capped: how the sentence names them
+    // beside the others and alone, and their window and warm-up in seconds.
+    struct Capped {
+        beside: String,
+        alone: String,
+        window: f64,
+        warmup: f64,
+    }
+    let capped = |beside: String, alone: String, (window, warmup): (std::time::Duration, std::time::Duration)| {
+        let (window, warmup) = (window.as_secs_f64().min(s.duration_secs), warmup.as_secs_f64().min(s.warmup_secs));
+        Capped { beside, alone, window, warmup }
+    };
+    let mut shorter = Vec::new();
+    if ran.contains(&Scenario::Transport) {
+        shorter.push(capped(
+            "the transport scenario".into(),
+            "transport cells".into(),
+            crate::matrix::TRANSPORT_WINDOW,
+        ));
+    }
+    let stepped: Vec<&str> = [(Scenario::Latency, "latency-ladder"), (Scenario::Udp, "udp")]
+        .into_iter()
+        .filter(|(scenario, _)| ran.contains(scenario))
+        .map(|(_, name)| name)
+        .collect();
+    if !stepped.is_empty() {
+        let cells = format!("{} cells", stepped.join(" and "));
+        shorter.push(capped(cells.clone(), cells, crate::ladder::STEP_WINDOW));
+    }
+    let full = [Scenario::Throughput, Scenario::Churn, Scenario::Scaling].iter().any(|s| ran.contains(s));
+    if full {
+        let mut text =
+            format!("; closed- and open-loop cells measure {} s after a {} s warm-up", s.duration_secs, s.warmup_secs);
+        if !shorter.is_empty() {
+            let each: Vec<String> =
+                shorter.iter().map(|c| format!("{}: at most {} s after {} s", c.beside, c.window, c.warmup)).collect();
+            let _ = write!(text, " ({})", each.join("; "));
+        }
+        return text;
+    }
+    // Only scenarios with capped windows (or none: capacity): each says its own.
+    shorter
+        .iter()
+        .map(|c| format!("; {} measure at most {} s after a {} s warm-up", c.alone, c.window, c.warmup))
+        .collect()
 }
 
 /// The README of a run.
@@ -364,31 +467,17 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     if !results.complete {
         md.push_str("**This run was interrupted: only the finished cells are shown.**\n\n");
     }
+    let ran = scenarios_run(results);
     let _ = writeln!(
         md,
-        "{} model(s) × {} scenario(s), {} repeat(s) per cell ({} for the throughput scenario{}), interleaved \
-         across models; closed- and open-loop cells measure {} s after a {} s warm-up ({}; latency-ladder and \
-         udp cells: at most {} s after {} s). Figures are the median over repeats, \
+        "{} model(s) × {} scenario(s), {}, interleaved across models{}. Figures are the median over repeats, \
          with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; the other marks \
          ({}) are validity flags, explained under each table that shows one and counted by kind at the end. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
-        s.scenarios.len(),
-        s.repeat,
-        s.throughput_repeat,
-        s.udp.as_ref().map_or(String::new(), |u| format!(", {} for udp", u.repeat)),
-        s.duration_secs,
-        s.warmup_secs,
-        {
-            let (window, warmup) = crate::matrix::TRANSPORT_WINDOW;
-            format!(
-                "the transport scenario: at most {} s after {} s",
-                window.as_secs_f64().min(s.duration_secs),
-                warmup.as_secs_f64().min(s.warmup_secs)
-            )
-        },
-        crate::ladder::STEP_WINDOW.0.as_secs_f64().min(s.duration_secs),
-        crate::ladder::STEP_WINDOW.1.as_secs_f64().min(s.warmup_secs),
+        ran.len(),
+        repeats_words_of(results, &ran),
+        windows_words(results, &ran),
         SPREAD_FLAG * 100.0,
         {
             let others = crate::validity::FlagKind::ALL.into_iter().map(marks::mark).filter(|m| *m != "⚠");

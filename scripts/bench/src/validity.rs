@@ -170,18 +170,25 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
     let mut flags = Vec::new();
     if let Some(capacity) = &cell.capacity {
         if capacity.held < capacity.requested {
-            let not_established = capacity.requested - capacity.established;
-            let closed = capacity.established.saturating_sub(capacity.held);
+            let not_established = capacity.requested.saturating_sub(capacity.established);
+            let (waiting, closed) = capacity.not_held(cell.spec.model.info().serves_at_once);
+            let mut why = vec![format!("{} not established", fmt_count(not_established as f64))];
+            if waiting > 0 {
+                why.push(format!("{} waiting in the backlog", fmt_count(waiting as f64)));
+            }
+            // Said even when 0, unless the backlog accounts for them all.
+            if closed > 0 || waiting == 0 {
+                why.push(format!("{} closed by the server", fmt_count(closed as f64)));
+            }
             flags.push(Flag::new(
                 FlagKind::ConnectionsShort,
                 capacity.held as f64,
                 capacity.requested as f64,
                 format!(
-                    "{} of {} connections held: {} not established, {} closed by the server",
+                    "{} of {} connections held: {}",
                     fmt_count(capacity.held as f64),
                     fmt_count(capacity.requested as f64),
-                    fmt_count(not_established as f64),
-                    fmt_count(closed as f64)
+                    why.join(", ")
                 ),
             ));
         }
@@ -455,6 +462,7 @@ mod tests {
             requested: 10_000,
             established: 10_000,
             held,
+            waiting: None,
             pss_before_kib: 0,
             pss_held_kib: 0,
             rss_before_kib: 0,
@@ -473,6 +481,61 @@ mod tests {
         assert!(flags[0].detail.contains("8,848 closed by the server"), "{}", flags[0].detail);
         c.capacity = Some(capacity(10_000));
         assert!(cell_flags(&c).is_empty());
+    }
+
+    #[test]
+    fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
+        // `iterative` (serves 1 at once) and `prefork` (16) accept only when
+        // free: their other connections wait in the listener's backlog.
+        let at_once = |name: &str, serves_at_once| {
+            let mut c = cell(Scenario::Capacity, 0, None);
+            c.spec.model =
+                Model::new(ModelInfo { name: name.to_owned().into(), serves_at_once, ..model().info().clone() });
+            c
+        };
+        let capacity = |requested, established, held| Capacity {
+            requested,
+            established,
+            held,
+            waiting: None,
+            pss_before_kib: 0,
+            pss_held_kib: 0,
+            rss_before_kib: 0,
+            rss_held_kib: 0,
+            pss_per_connection_kib: 0.0,
+            rss_per_connection_kib: 0.0,
+            threads: 1,
+            processes: 1,
+            not_served: established - held,
+            echo_secs: 0.1,
+        };
+        let detail = |mut c: Cell, capacity: Capacity| {
+            c.capacity = Some(capacity);
+            let flags = cell_flags(&c);
+            assert_eq!(flags.len(), 1, "{flags:?}");
+            flags[0].detail.clone()
+        };
+        let iterative = detail(at_once("iterative", Some(1)), capacity(1000, 1000, 1));
+        assert_eq!(iterative, "1 of 1,000 connections held: 0 not established, 999 waiting in the backlog");
+        let prefork = detail(at_once("prefork", Some(16)), capacity(1000, 1000, 16));
+        assert_eq!(prefork, "16 of 1,000 connections held: 0 not established, 984 waiting in the backlog");
+        // the backlog (1,024) full: the rest not established
+        let iterative = detail(at_once("iterative", Some(1)), capacity(10_000, 1026, 1));
+        assert_eq!(iterative, "1 of 10,000 connections held: 8,974 not established, 1,025 waiting in the backlog");
+        // `pool` (128 workers) holds more than it serves: its queue is full, and
+        // the connections beyond it were accepted and closed.
+        let pool = detail(at_once("pool", Some(128)), capacity(10_000, 10_000, 1152));
+        assert_eq!(pool, "1,152 of 10,000 connections held: 0 not established, 8,848 closed by the server");
+        // Those were inferred from the declaration (results recorded before
+        // `waiting` was); a measured `waiting` is taken as it is.
+        let measured = |held, waiting| Capacity { waiting: Some(waiting), ..capacity(10, 10, held) };
+        let both = detail(at_once("pool", Some(2)), measured(2, 3));
+        assert_eq!(
+            both,
+            "2 of 10 connections held: 0 not established, 3 waiting in the backlog, 5 closed by the server"
+        );
+        let none_waiting = detail(at_once("iterative", Some(1)), measured(1, 0));
+        assert_eq!(none_waiting, "1 of 10 connections held: 0 not established, 9 closed by the server");
     }
 
     #[test]

@@ -202,6 +202,68 @@ fn report_rendering_matches_snapshot() {
     assert_eq!(std::fs::read_to_string(out.path().join("README.md")).unwrap(), expected);
 }
 
+/// The fixture cut down to the cells of `scenarios`, as a run of only those
+/// would have recorded them.
+fn fixture_of(scenarios: &[Scenario]) -> Results {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut results = Results::load(&fixtures.join("results.json")).unwrap();
+    results.cells.retain(|c| scenarios.contains(&c.spec.scenario));
+    // The summary reads the capacity cells of 1,000 connections: the
+    // fixture's 50 stand in for them.
+    for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Capacity) {
+        cell.spec.connections = 1000;
+    }
+    results.settings.scenarios = scenarios.iter().map(|s| s.name().to_owned()).collect();
+    if !scenarios.contains(&Scenario::Latency) {
+        results.settings.ladder = None;
+    }
+    echo_bench::validity::annotate(&mut results);
+    results
+}
+
+/// The summary's table: its header row and its rows.
+fn summary_table(readme: &str) -> Vec<&str> {
+    let section = readme.split("## Summary by model").nth(1).expect("a summary");
+    let section = section.split("\n## ").next().unwrap();
+    section.lines().filter(|l| l.starts_with('|') && !l.starts_with("|---")).collect()
+}
+
+#[test]
+fn a_run_of_some_scenarios_describes_and_summarises_only_those() {
+    let capacity = echo_bench::render::markdown(&fixture_of(&[Scenario::Capacity]), &[]);
+    let table = summary_table(&capacity);
+    assert_eq!(table[0], "| model | PSS per idle connection |", "{capacity}");
+    assert!(table[1..].iter().all(|row| row.matches(" | ").count() == 1 && !row.contains("| – |")), "{table:?}");
+    let header = capacity.lines().nth(2).unwrap();
+    assert!(header.starts_with("2 model(s) × 1 scenario(s), 2 repeat(s) per cell, interleaved"), "{header}");
+    for absent in ["throughput", "transport", "latency", "udp", "closed- and open-loop", "warm-up"] {
+        assert!(!header.contains(absent), "{absent:?} in {header}");
+    }
+    let intro = capacity.split("## Summary by model").nth(1).unwrap().lines().nth(2).unwrap();
+    assert!(!intro.contains("msg/s") && !intro.contains("p99") && !intro.contains("churn"), "{intro}");
+
+    let throughput = echo_bench::render::markdown(&fixture_of(&[Scenario::Throughput]), &[]);
+    let table = summary_table(&throughput);
+    assert_eq!(table[0], "| model | server CPU µs/msg | msg/s, 100 connections |", "{throughput}");
+    let header = throughput.lines().nth(2).unwrap();
+    assert!(header.contains("closed- and open-loop cells measure 0.5 s after a 0.2 s warm-up."), "{header}");
+    for absent in ["transport", "latency", "udp"] {
+        assert!(!header.contains(absent), "{absent:?} in {header}");
+    }
+
+    let ladder = echo_bench::render::markdown(&fixture_of(&[Scenario::Latency, Scenario::Churn]), &[]);
+    let table = summary_table(&ladder);
+    assert_eq!(table[0], "| model | p99 at a fixed load | server CPU µs/connection | new connections/s |", "{ladder}");
+    let header = ladder.lines().nth(2).unwrap();
+    assert!(header.contains("(latency-ladder cells: at most 0.5 s after 0.2 s)"), "{header}");
+    assert!(!header.contains("udp") && !header.contains("transport"), "{header}");
+
+    let transport = echo_bench::render::markdown(&fixture_of(&[Scenario::Transport]), &[]);
+    let header = transport.lines().nth(2).unwrap();
+    assert!(header.contains("transport cells measure at most 0.5 s after a 0.2 s warm-up."), "{header}");
+    assert!(!header.contains("closed- and open-loop") && !header.contains("latency"), "{header}");
+}
+
 #[test]
 fn killed_mid_matrix_leaves_valid_results_with_finished_cells() {
     let root = tempfile::tempdir().unwrap();
@@ -302,6 +364,8 @@ fn capacity_counts_only_the_connections_the_server_kept_open() {
     let shutdown = server.stop();
     assert_eq!(capacity.established, 6, "{capacity:?}");
     assert!((1..=2).contains(&capacity.held), "{capacity:?}");
+    // accepted at once (and closed at once beyond the queue): none left in the backlog
+    assert_eq!(capacity.waiting, Some(0), "{capacity:?}");
     assert!(capacity.not_served >= 6 - capacity.held, "a closed connection is not served either: {capacity:?}");
     let per = (capacity.pss_held_kib as f64 - capacity.pss_before_kib as f64) / capacity.held as f64;
     assert!((capacity.pss_per_connection_kib - per).abs() < 1e-9, "memory is divided by the connections held");
@@ -318,7 +382,8 @@ fn capacity_does_not_count_connections_waiting_in_the_backlog_as_held() {
         echo_bench::server::Server::start(&server_bin(), &iterative, "127.0.0.1:0", &[], &[0]).expect("starts");
     let capacity = echo_bench::capacity::run(&server.endpoint, server.pid(), 5).unwrap();
     let shutdown = server.stop();
-    assert_eq!((capacity.established, capacity.held), (5, 1), "{capacity:?}");
+    assert_eq!((capacity.established, capacity.held, capacity.waiting), (5, 1, Some(4)), "{capacity:?}");
+    assert_eq!(capacity.not_held(iterative.info().serves_at_once), (4, 0), "waiting, not closed");
     assert!(shutdown.clean(), "{shutdown:?}");
 }
 
@@ -407,9 +472,11 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
 fn an_unknown_model_or_transport_is_refused_before_anything_runs() {
     let root = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| bench(&server_bin(), root.path()).args(args).output().unwrap();
+    // A usage error like every other bad option: exit 2, one line.
     let output = run(&["--models", "fibers"]);
-    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("unknown model \"fibers\"") && stderr.contains("tokio"), "{stderr}");
     let output = run(&["--transports", "udp"]);
     assert_eq!(output.status.code(), Some(2), "a usage error");
