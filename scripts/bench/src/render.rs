@@ -471,8 +471,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     let _ = writeln!(
         md,
         "{} model(s) × {} scenario(s), {}, interleaved across models{}. Figures are the median over repeats, \
-         with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; the other marks \
-         ({}) are validity flags, explained under each table that shows one and counted by kind at the end. \
+         with the min–max range in parentheses; ⚠ marks a spread above {:.0} % of the median; {}. \
          Server on CPU(s) {:?}, load generator on CPU(s) {:?}.\n",
         s.models.len(),
         ran.len(),
@@ -480,8 +479,19 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         windows_words(results, &ran),
         SPREAD_FLAG * 100.0,
         {
-            let others = crate::validity::FlagKind::ALL.into_iter().map(marks::mark).filter(|m| *m != "⚠");
-            others.collect::<Vec<_>>().join(", ")
+            // The marks of this run's flags (the spread's is said above);
+            // a kind this run never raised is not announced.
+            let cells: Vec<&Cell> = results.cells.iter().collect();
+            let others: Vec<&str> = marks::kinds(&cells).into_iter().map(marks::mark).filter(|m| *m != "⚠").collect();
+            if others.is_empty() {
+                "no other validity flag was raised".to_owned()
+            } else {
+                format!(
+                    "the other marks ({}) are validity flags, explained under each table that shows one and \
+                     counted by kind at the end",
+                    others.join(", ")
+                )
+            }
         },
         s.server_cpus,
         s.client_cpus

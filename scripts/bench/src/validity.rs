@@ -31,16 +31,21 @@ pub enum FlagKind {
     Spread,
     /// The server's CPU could not be measured over the window.
     CpuUnmeasurable,
+    /// Open loop: the load generator could not hold its schedule (the p99
+    /// of its send lateness above loadgen's limit): its own lateness, not
+    /// the server's, delayed sends.
+    SendLate,
 }
 
 impl FlagKind {
-    pub const ALL: [FlagKind; 6] = [
+    pub const ALL: [FlagKind; 7] = [
         FlagKind::ClientBound,
         FlagKind::BelowTargetRate,
         FlagKind::ConnectionsShort,
         FlagKind::LittlesLaw,
         FlagKind::Spread,
         FlagKind::CpuUnmeasurable,
+        FlagKind::SendLate,
     ];
 
     /// The short name, as in results.json.
@@ -52,6 +57,7 @@ impl FlagKind {
             FlagKind::LittlesLaw => "littles_law",
             FlagKind::Spread => "spread",
             FlagKind::CpuUnmeasurable => "cpu_unmeasurable",
+            FlagKind::SendLate => "send_late",
         }
     }
 }
@@ -204,6 +210,17 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
                 "busiest loadgen thread {:.0} % busy (> {:.0} %): the client may have set the pace",
                 100.0 * busiest,
                 100.0 * CLIENT_BOUND
+            ),
+        ));
+    }
+    if let Some((p99, limit)) = report.late_sends() {
+        flags.push(Flag::new(
+            FlagKind::SendLate,
+            p99 as f64,
+            limit as f64,
+            format!(
+                "the load generator sent late: p99 send lateness {p99} µs > {limit} µs (the smaller of 10 % of the \
+                 per-connection interval and 50 µs)"
             ),
         ));
     }
@@ -424,6 +441,28 @@ mod tests {
         assert!(flag.detail.contains("45,816 of 60,414") && flag.detail.contains("75.8 %"), "{}", flag.detail);
         let met = cell(Scenario::Latency, 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
         assert!(cell_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
+    }
+
+    /// The pacer's lateness: p99 above the smaller of 10 % of the interval
+    /// and 50 µs is flagged; a closed-loop cell has none to judge.
+    #[test]
+    fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
+        // 100 connections at 60,000 msg/s: an interval of 1,667 µs, so the
+        // limit is 50 µs; at 1,000,000 msg/s, 100 µs, so 10 µs.
+        for (rate, p99, flagged, limit) in [(60_000.0, 49, false, 50), (60_000.0, 51, true, 50), (1e6, 11, true, 10)] {
+            let mut report = report(100, 100, 0, rate, Some(rate));
+            let mut late = report.latency_us;
+            late.p99 = p99;
+            report.send_lateness_us = Some(late);
+            let flags = cell_flags(&cell(Scenario::Latency, 0, Some(report)));
+            let flag = flags.iter().find(|f| f.kind == FlagKind::SendLate);
+            assert_eq!(flag.is_some(), flagged, "{rate} msg/s, p99 {p99} µs");
+            if let Some(flag) = flag {
+                assert_eq!((flag.figure, flag.threshold), (p99 as f64, limit as f64));
+                assert!(flag.detail.contains(&format!("{p99} µs > {limit} µs")), "{}", flag.detail);
+            }
+        }
+        assert!(cell_flags(&cell(Scenario::Throughput, 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn figure(kind: FlagKind) -> Figure {
     match kind {
         FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
         FlagKind::ConnectionsShort => Figure::Held,
-        FlagKind::LittlesLaw => Figure::Latency,
+        FlagKind::LittlesLaw | FlagKind::SendLate => Figure::Latency,
         FlagKind::CpuUnmeasurable => Figure::Cpu,
     }
 }
@@ -74,6 +74,7 @@ pub fn mark(kind: FlagKind) -> &'static str {
         FlagKind::LittlesLaw => "¶",
         FlagKind::Spread => "⚠",
         FlagKind::CpuUnmeasurable => "∅",
+        FlagKind::SendLate => "⧗",
     }
 }
 
@@ -86,6 +87,7 @@ pub fn words(kind: FlagKind) -> &'static str {
         FlagKind::LittlesLaw => "Little's law off",
         FlagKind::Spread => "wide spread over repeats",
         FlagKind::CpuUnmeasurable => "server CPU not measurable",
+        FlagKind::SendLate => "the load generator sent late",
     }
 }
 
@@ -103,6 +105,10 @@ pub fn meaning(kind: FlagKind) -> &'static str {
         FlagKind::LittlesLaw => "connections in flight ≠ rate × mean latency: the rate and the latency disagree",
         FlagKind::Spread => "the repeats differ widely: the median is a rough figure",
         FlagKind::CpuUnmeasurable => "the server's CPU could not be measured over the window",
+        FlagKind::SendLate => {
+            "the load generator could not hold its schedule (p99 send lateness above the smaller of 10 % of the \
+             per-connection interval and 50 µs): part of the latency is the client's"
+        }
     }
 }
 
