@@ -144,6 +144,48 @@ fn non_reading_client_bounded_memory(model: &ModelInfo, transport: Transport) {
     drop(hog);
 }
 
+/// A client that sends until its send blocks and never reads costs the
+/// server no CPU: its connection waits, asleep, for the client to read or
+/// leave — no busy re-arming, no spinning worker.
+fn non_reading_client_no_spin(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
+    let mut hog = connect(&server.endpoint);
+    // A write that waits this long found the buffers of both directions
+    // full with nothing moving: the server has stopped reading because its
+    // echo is blocked. That is the condition waited for, with a deadline.
+    let stalled = Duration::from_millis(500);
+    hog.set_write_timeout(Some(stalled)).unwrap();
+    let chunk = vec![0x5Au8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match hog.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{who}: writing to the server failed: {e}"),
+        }
+        assert!(sent < 64 << 20, "{who}: server absorbed 64 MiB from a client that never reads");
+    }
+
+    // A measurement window, not synchronisation: the server's CPU while
+    // nothing can move. Asleep it spends a few ms; a spin, the whole window
+    // on every CPU it has.
+    let window = Duration::from_millis(1500);
+    let start_cpu = server.cpu_secs();
+    std::thread::sleep(window);
+    let used = server.cpu_secs() - start_cpu;
+    assert!(
+        used < 0.2,
+        "{who}: server used {used:.2} s of CPU in {:.1} s with one client that does not read (sent {sent} B): spinning",
+        window.as_secs_f64()
+    );
+
+    // The connection is still served: the echo that waited comes back.
+    let mut back = vec![0u8; chunk.len()];
+    hog.read_exact(&mut back).unwrap_or_else(|e| panic!("{who}: the blocked echo never came back: {e}"));
+    assert!(back.iter().all(|&b| b == 0x5A), "{who}: the echo differs");
+}
+
 /// Connections over `--max-connections` are closed at once; those under it
 /// are served, and a freed slot is reused.
 ///
@@ -306,6 +348,10 @@ macro_rules! every_case {
         #[test]
         fn non_reading_client_bounded_memory() {
             super::super::non_reading_client_bounded_memory($info, $transport)
+        }
+        #[test]
+        fn non_reading_client_no_spin() {
+            super::super::non_reading_client_no_spin($info, $transport)
         }
         #[test]
         fn max_connections() {
