@@ -415,6 +415,34 @@ fn every_registered_model_has_contract_tests_and_is_published() {
     assert_eq!(published, expected);
 }
 
+/// may's scheduler opens an epoll instance and an eventfd per worker as it
+/// starts, and panicked (exit 101, a backtrace) when one failed. Short of
+/// descriptors, may must fail like every model: exit 1, one line naming
+/// the step. The limits are low enough to fail whatever the test process
+/// lets the server inherit: `--workers` is given, since its default (the
+/// CPUs) would make the need depend on the machine.
+#[test]
+fn may_short_of_descriptors_exits_1_with_one_line() {
+    let may = &echo_servers::models::may::INFO;
+    for (nofile, workers) in [(64, "100"), (7, "2"), (8, "2"), (9, "2"), (10, "2")] {
+        let who = format!("may --workers {workers} under RLIMIT_NOFILE {nofile}");
+        let launch = Launch { args: &["--workers", workers], nofile: Some(nofile), ..Launch::default() };
+        let (status, stderr) = run_launch_to_exit(may, launch, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(1), "{who}: {status:?}, stderr {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{who}: {stderr:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{who}: expected one line, got {stderr:?}");
+        assert!(stderr.starts_with("echo-server: "), "{who}: {stderr:?}");
+        if nofile == 64 {
+            // The step that failed, and why: not an earlier one.
+            assert!(
+                stderr.contains("cannot start may's scheduler: 100 workers need 200 descriptors")
+                    && stderr.contains("RLIMIT_NOFILE 64"),
+                "{who}: {stderr:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn unknown_model_is_a_usage_error() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).arg("fibers").output().unwrap();
