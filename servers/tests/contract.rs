@@ -144,6 +144,48 @@ fn non_reading_client_bounded_memory(model: &ModelInfo, transport: Transport) {
     drop(hog);
 }
 
+/// A client that sends until its send blocks and never reads costs the
+/// server no CPU: its connection waits, asleep, for the client to read or
+/// leave — no busy re-arming, no spinning worker.
+fn non_reading_client_no_spin(model: &ModelInfo, transport: Transport) {
+    let who = who(model, transport);
+    let server = Server::start(model, transport, &[]);
+    let mut hog = connect(&server.endpoint);
+    // A write that waits this long found the buffers of both directions
+    // full with nothing moving: the server has stopped reading because its
+    // echo is blocked. That is the condition waited for, with a deadline.
+    let stalled = Duration::from_millis(500);
+    hog.set_write_timeout(Some(stalled)).unwrap();
+    let chunk = vec![0x5Au8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match hog.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{who}: writing to the server failed: {e}"),
+        }
+        assert!(sent < 64 << 20, "{who}: server absorbed 64 MiB from a client that never reads");
+    }
+
+    // A measurement window, not synchronisation: the server's CPU while
+    // nothing can move. Asleep it spends a few ms; a spin, the whole window
+    // on every CPU it has.
+    let window = Duration::from_millis(1500);
+    let start_cpu = server.cpu_secs();
+    std::thread::sleep(window);
+    let used = server.cpu_secs() - start_cpu;
+    assert!(
+        used < 0.2,
+        "{who}: server used {used:.2} s of CPU in {:.1} s with one client that does not read (sent {sent} B): spinning",
+        window.as_secs_f64()
+    );
+
+    // The connection is still served: the echo that waited comes back.
+    let mut back = vec![0u8; chunk.len()];
+    hog.read_exact(&mut back).unwrap_or_else(|e| panic!("{who}: the blocked echo never came back: {e}"));
+    assert!(back.iter().all(|&b| b == 0x5A), "{who}: the echo differs");
+}
+
 /// Connections over `--max-connections` are closed at once; those under it
 /// are served, and a freed slot is reused.
 ///
@@ -308,6 +350,10 @@ macro_rules! every_case {
             super::super::non_reading_client_bounded_memory($info, $transport)
         }
         #[test]
+        fn non_reading_client_no_spin() {
+            super::super::non_reading_client_no_spin($info, $transport)
+        }
+        #[test]
         fn max_connections() {
             super::super::max_connections($info, $transport)
         }
@@ -367,6 +413,34 @@ fn every_registered_model_has_contract_tests_and_is_published() {
     let published: Vec<ModelInfo> = serde_json::from_slice(&output.stdout).expect("list-models --json parses");
     let expected: Vec<ModelInfo> = echo_servers::models::ALL.iter().map(|m| (*m).clone()).collect();
     assert_eq!(published, expected);
+}
+
+/// may's scheduler opens an epoll instance and an eventfd per worker as it
+/// starts, and panicked (exit 101, a backtrace) when one failed. Short of
+/// descriptors, may must fail like every model: exit 1, one line naming
+/// the step. The limits are low enough to fail whatever the test process
+/// lets the server inherit: `--workers` is given, since its default (the
+/// CPUs) would make the need depend on the machine.
+#[test]
+fn may_short_of_descriptors_exits_1_with_one_line() {
+    let may = &echo_servers::models::may::INFO;
+    for (nofile, workers) in [(64, "100"), (7, "2"), (8, "2"), (9, "2"), (10, "2")] {
+        let who = format!("may --workers {workers} under RLIMIT_NOFILE {nofile}");
+        let launch = Launch { args: &["--workers", workers], nofile: Some(nofile), ..Launch::default() };
+        let (status, stderr) = run_launch_to_exit(may, launch, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(1), "{who}: {status:?}, stderr {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{who}: {stderr:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{who}: expected one line, got {stderr:?}");
+        assert!(stderr.starts_with("echo-server: "), "{who}: {stderr:?}");
+        if nofile == 64 {
+            // The step that failed, and why: not an earlier one.
+            assert!(
+                stderr.contains("cannot start may's scheduler: 100 workers need 200 descriptors")
+                    && stderr.contains("RLIMIT_NOFILE 64"),
+                "{who}: {stderr:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!   (`echo-server list-models --json`) and the benchmark reads it.
 //! - [`procfs`]: readings of a process tree from /proc, with parsers that
 //!   fail loudly instead of returning a 0 that looks like a measurement.
-//! - [`limits`]: raising the open-file limit.
+//! - [`limits`]: raising the open-file limit, and counting the descriptors
+//!   still free under it.
 //! - [`snmp`]: the kernel's UDP counters (`/proc/net/snmp`, `/proc/net/snmp6`).
 
 pub mod endpoint;

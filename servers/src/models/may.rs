@@ -15,6 +15,14 @@
 //! default; we turn that off, so that, like every other model, the OS places
 //! the threads within the affinity mask (`taskset` still confines them).
 //!
+//! Start-up: may starts its scheduler on first use — `--workers` threads,
+//! each with an epoll instance and an eventfd — and panics if it cannot
+//! (a backtrace, exit status 101). So this model starts it first thing,
+//! after checking that the open-file limit leaves the two descriptors per
+//! worker it needs, and turns a failure into the one line and exit status 1
+//! of every model: `echo-server: may: cannot start may's scheduler: 100
+//! workers need 200 descriptors (…), 56 of RLIMIT_NOFILE 64 are free`.
+//!
 //! ## Datagrams: one socket, one receive coroutine per worker
 //!
 //! Over `udp:` the blocking datagram loop of the `iterative` and `pool`
@@ -38,7 +46,7 @@ use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 
 use ::may::coroutine::{self, Builder};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 use tracing::warn;
@@ -87,19 +95,70 @@ pub struct Args {
 /// Serves datagrams: [`serve_datagrams`].
 pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
-/// Configures may's scheduler: before the first coroutine starts it.
-fn configure(args: &Args) {
+/// Descriptors may's scheduler opens per worker thread: its event loop's
+/// epoll instance and the eventfd that wakes it (may 0.3,
+/// `SingleSelector::new` in `io/sys/unix/epoll.rs`; its timer thread opens none).
+const DESCRIPTORS_PER_WORKER: u64 = 2;
+
+/// Configures may's scheduler and starts it: before anything else uses may.
+fn start_scheduler(args: &Args) -> anyhow::Result<()> {
+    let workers = args.workers.get();
     let word = std::mem::size_of::<usize>() as u64;
     ::may::config()
-        .set_workers(args.workers.get())
+        .set_workers(workers)
         // may counts the stack in machine words, not bytes
         .set_stack_size((args.stack_size / word) as usize);
     ::may::config().set_worker_pin(false);
+
+    // may opens its descriptors as it starts and panics if one fails
+    // ("can't create event_loop: Too many open files"): so check first,
+    // and say what is short.
+    match echo_common::limits::headroom() {
+        Ok(room) => {
+            let needed = workers as u64 * DESCRIPTORS_PER_WORKER;
+            if needed > room.free() {
+                bail!(
+                    "cannot start may's scheduler: {workers} workers need {needed} descriptors (an epoll instance \
+                     and an eventfd each), {} of RLIMIT_NOFILE {} are free",
+                    room.free(),
+                    room.limit
+                );
+            }
+        }
+        // Not known: start anyway; a failure is still caught below.
+        Err(err) => warn!(%err, "cannot count the open descriptors"),
+    }
+
+    // may starts its scheduler — its threads, their epoll instances and
+    // eventfds — on first use, and panics if any of that fails (an
+    // `expect`, a `thread::spawn`). It does so on the thread that first
+    // uses it, inside a `Once`: here, where the panic can be caught and
+    // returned as the one-line error of every model instead of a
+    // backtrace. The hook is silenced meanwhile, so that the panic prints
+    // nothing; nothing else of ours runs yet.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    // SAFETY: may's spawn contract (see `serve`): the coroutine does
+    // nothing, so it neither blocks its worker nor uses thread-local storage.
+    let started = std::panic::catch_unwind(|| unsafe { Builder::new().name("start".into()).spawn(|| {}) });
+    std::panic::set_hook(report);
+    match started {
+        // The coroutine is detached: it ends at once on a worker.
+        Ok(spawned) => spawned.map(drop).context("cannot start a coroutine"),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("it panicked");
+            bail!("cannot start may's scheduler: {why}")
+        }
+    }
 }
 
 /// Starts the accept coroutine, then waits for a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
-    configure(args);
+    start_scheduler(args)?;
 
     let listener = MayListener::new(listener).context("cannot hand the listener to may")?;
     let limit = ConnectionLimit::new(args.common.max_connections());
@@ -159,7 +218,7 @@ pub fn serve_datagrams(
     ready: Ready,
 ) -> anyhow::Result<()> {
     use std::os::fd::{FromRawFd, IntoRawFd};
-    configure(args);
+    start_scheduler(args)?;
     // SAFETY: `into_raw_fd` gives up std's ownership of a bound UDP socket,
     // so may's socket is its only owner.
     let socket = unsafe { ::may::net::UdpSocket::from_raw_fd(socket.into_raw_fd()) };

@@ -24,10 +24,16 @@
 //!
 //! Flow control, as in every model: one buffer per connection. While a
 //! write is pending (the client does not read its echo), the connection is
-//! not read, and only then is it registered for `WRITABLE` too — a socket
-//! is writable almost always, so write interest held permanently would wake
-//! the loop for nothing. When the write completes, the registration goes
-//! back to `READABLE` and reading resumes in the same turn. When the client
+//! not read, and only then is it registered for `WRITABLE` — a socket is
+//! writable almost always, so write interest held permanently would wake
+//! the loop for nothing — and then *instead of* `READABLE`: the socket of
+//! a client that does not read stays readable (its next bytes wait unread),
+//! so read interest would wake the loop for nothing too. A reset or hang-up
+//! is reported either way (epoll always reports `EPOLLERR` and `EPOLLHUP`).
+//! When the write completes, the registration goes back to `READABLE` and
+//! reading resumes in the same turn. So a client that sends and never
+//! reads costs no CPU: its connection sleeps until the client reads or
+//! leaves. When the client
 //! half-closes (a read of 0 bytes), everything read is already written back:
 //! the socket is closed (which also removes it from the epoll set, since no
 //! other descriptor refers to it).
@@ -244,11 +250,18 @@ impl Conn {
         }
     }
 
-    /// What to wait for: readable always (a reset or hang-up is reported
-    /// either way), writable only while part of the echo waits to be written.
+    /// What to wait for: readable while the echo waits to read, writable
+    /// *only* while part of it waits to be written. Not both: the socket
+    /// of a client that does not read stays readable (the bytes the server
+    /// will not read while its echo is pending), so readable interest then
+    /// would report it at every re-arm — `EPOLL_CTL_MOD` re-evaluates
+    /// readiness — and `reactor-pool`, which re-arms each connection that
+    /// comes back from its pool, would spin on it. A reset or hang-up is
+    /// still reported: epoll always reports `EPOLLERR` and `EPOLLHUP`,
+    /// whatever the interest.
     pub(crate) fn interest(&self) -> Interest {
         match self.state.next() {
-            Next::Write => Interest::READABLE | Interest::WRITABLE,
+            Next::Write => Interest::WRITABLE,
             Next::Read | Next::Close => Interest::READABLE,
         }
     }
@@ -581,11 +594,10 @@ mod tests {
         assert_eq!(&back, b"abc");
     }
 
-    #[test]
-    fn a_client_that_does_not_read_stops_the_reading_and_asks_for_writable() {
-        let (mut conn, mut client) = pair(64 * 1024);
+    /// Fills both directions of `conn` from a client that never reads: the
+    /// server's writes block, then its reads stop. Returns the bytes sent.
+    fn stall(conn: &mut Conn, client: &mut UnixStream) -> usize {
         client.set_nonblocking(true).unwrap();
-        // Fill both directions: the server's writes block, then its reads stop.
         let chunk = [7u8; 64 * 1024];
         let mut sent = 0;
         for _ in 0..1000 {
@@ -593,14 +605,48 @@ mod tests {
                 Ok(n) => sent += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     assert!(matches!(conn.drive(READS_PER_TURN), Drive::Blocked | Drive::Yielded));
-                    if conn.interest() == Interest::READABLE | Interest::WRITABLE {
+                    if conn.state.next() == Next::Write {
                         break;
                     }
                 }
                 Err(err) => panic!("{err}"),
             }
         }
-        assert_eq!(conn.interest(), Interest::READABLE | Interest::WRITABLE, "sent {sent} B and never read");
+        sent
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_stops_the_reading_and_asks_for_writable_only() {
+        let (mut conn, mut client) = pair(64 * 1024);
+        let sent = stall(&mut conn, &mut client);
+        // Not READABLE too: the socket stays readable (what the server will
+        // not read while its echo waits), so that interest would report it
+        // at once at every re-arm.
+        assert_eq!(conn.interest(), Interest::WRITABLE, "sent {sent} B and never read");
         assert!(!conn.state.pending().is_empty());
+    }
+
+    /// `reactor-pool` re-arms every connection that comes back blocked
+    /// (`force`): one blocked on its write must then stay quiet until the
+    /// client reads, not be reported again at once (a spin).
+    #[test]
+    fn a_forced_rearm_of_a_blocked_write_reports_nothing_until_the_client_reads() {
+        let (mut conn, mut client) = pair(64 * 1024);
+        let mut poll = Poll::new().unwrap();
+        conn.register(poll.registry(), Token(0)).unwrap();
+        stall(&mut conn, &mut client);
+        assert!(matches!(conn.drive(READS_PER_TURN), Drive::Blocked));
+        let mut events = Events::with_capacity(8);
+        for _ in 0..3 {
+            conn.rearm(poll.registry(), Token(0), true).unwrap();
+            poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+            assert!(events.is_empty(), "a blocked connection was reported at once: {events:?}");
+        }
+        // The client reads: the socket becomes writable and is reported.
+        client.set_nonblocking(false).unwrap();
+        let mut drained = vec![0u8; 1 << 20];
+        let _ = client.read(&mut drained).unwrap();
+        poll.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
+        assert!(events.iter().any(|e| e.token() == Token(0) && e.is_writable()), "{events:?}");
     }
 }

@@ -24,8 +24,14 @@
 //! `mio::Waker` (an eventfd in the reactor's epoll set); the reactor then
 //! `reregister`s the socket. With epoll, `EPOLL_CTL_MOD` re-evaluates
 //! readiness, so data that arrived after the worker's last read — whose
-//! event was ignored — is reported at once: nothing is lost. Per message,
-//! compared with `reactor`, that is:
+//! event was ignored — is reported at once: nothing is lost. It would also
+//! report at once a socket that is readable but will not be read: one whose
+//! echo is blocked because its client does not read. So a connection
+//! blocked on its write is re-armed for writable only (`Conn::interest`);
+//! with read interest too, every re-arm would report it, a worker would
+//! find its write still blocked and send it back, and the reactor would
+//! re-arm it again — every CPU spinning for one client that does not read.
+//! Per message, compared with `reactor`, that is:
 //!
 //! - a push onto rayon's queue, and often a futex wake of a sleeping worker;
 //! - a channel send back, and an eventfd write to wake the reactor (plus
@@ -43,7 +49,8 @@
 //! `epoll_wait`, accept and `reregister`.
 //!
 //! Accepting, the cap, flow control (write interest only while a write is
-//! pending) and the EMFILE back-off are `reactor`'s, unchanged.
+//! pending, and then no read interest) and the EMFILE back-off are
+//! `reactor`'s, unchanged.
 //!
 //! What a connection costs: a slab entry, its buffer and an epoll
 //! registration, as in `reactor`; while it is being served, also a small
@@ -295,7 +302,9 @@ impl<'s> HalfAsync<'s> {
                     self.dispatch(token, conn);
                     continue;
                 }
-                // Always re-armed (`force`): events while it was away were ignored.
+                // Always re-armed (`force`): events while it was away were
+                // ignored. Blocked on its write, it is armed for writable
+                // only, or its unread bytes would report it again at once.
                 Drive::Blocked => match conn.rearm(self.poll.registry(), token, true) {
                     Ok(()) => {
                         // Its `Away` marker held the token: the slot is there.

@@ -64,7 +64,7 @@ impl Server {
         raise_own_fd_limit();
         let (fresh, dir) = fresh_addr(transport);
         let addr = launch.addr.unwrap_or(&fresh);
-        let (mut child, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
+        let (mut child, stderr, _drain) = spawn(model, addr, launch.args, launch.nofile, launch.log);
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -153,14 +153,15 @@ impl Drop for Server {
 }
 
 /// Starts `echo-server <model> --addr <addr> <args…>` with piped stdout and
-/// stderr (stderr drained into a buffer so the server never blocks on it).
+/// stderr (stderr drained into a buffer so the server never blocks on it;
+/// the drain thread ends when the pipe closes).
 pub fn spawn(
     model: &ModelInfo,
     addr: &str,
     args: &[&str],
     nofile: Option<u64>,
     log: Option<&str>,
-) -> (Child, Arc<Mutex<String>>) {
+) -> (Child, Arc<Mutex<String>>, thread::JoinHandle<()>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
     command
         .arg(model.name.as_ref())
@@ -181,7 +182,7 @@ pub fn spawn(
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut pipe = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
+    let drain = thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut chunk) {
             if n == 0 {
@@ -190,7 +191,7 @@ pub fn spawn(
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     });
-    (child, stderr)
+    (child, stderr, drain)
 }
 
 /// Runs the server to completion (for start-up failures); kills it after `limit`.
@@ -200,13 +201,24 @@ pub fn run_to_exit(model: &ModelInfo, addr: &str, limit: Duration) -> (ExitStatu
 
 /// [`run_to_exit`] with more arguments.
 pub fn run_to_exit_with(model: &ModelInfo, addr: &str, args: &[&str], limit: Duration) -> (ExitStatus, String) {
-    let (mut child, stderr) = spawn(model, addr, args, None, None);
+    run_launch_to_exit(model, Launch { args, addr: Some(addr), ..Launch::default() }, limit)
+}
+
+/// [`run_to_exit`] with any [`Launch`] options (`addr` default
+/// `127.0.0.1:0`; `log` default `warn`). Returns all of stderr: what was
+/// written up to the pipe's close, not what had arrived when the process
+/// exited (a panic's message and backtrace come in several writes).
+pub fn run_launch_to_exit(model: &ModelInfo, launch: Launch<'_>, limit: Duration) -> (ExitStatus, String) {
+    let addr = launch.addr.unwrap_or("127.0.0.1:0");
+    let (mut child, stderr, drain) = spawn(model, addr, launch.args, launch.nofile, launch.log);
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            // give the drain thread a moment to collect the last bytes
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while stderr.lock().unwrap().is_empty() && Instant::now() < deadline {
+            // The pipe closes once every process holding it is gone (a
+            // child of `process` or `prefork` dies with its parent).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !drain.is_finished() {
+                assert!(Instant::now() < deadline, "{}: stderr still open 5 s after exit", model.name);
                 thread::sleep(Duration::from_millis(5));
             }
             return (status, stderr.lock().unwrap().clone());
