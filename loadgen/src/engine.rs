@@ -48,6 +48,7 @@ use tokio::task::LocalSet;
 use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::message::Messages;
+use crate::opts::Close;
 use crate::pacer::{Arrivals, AsyncPacer, Schedule, ServerTimeline};
 use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
 
@@ -84,6 +85,8 @@ pub struct Plan {
     /// UDP open loop: datagrams in flight per flow at most.
     pub window: usize,
     pub reconnect_every: Option<u64>,
+    /// Churn: how a connection ends.
+    pub close: Close,
     pub connections: usize,
     pub warmup: Duration,
 }
@@ -341,6 +344,9 @@ struct Connection {
     pacer: Option<Rc<AsyncPacer>>,
     /// Open loop: the coordinated-omission correction's timeline.
     timeline: Cell<ServerTimeline>,
+    /// Open-loop churn: the next message's pacing, already waited for
+    /// before its connection was made, and when that connect began.
+    connected_for: Cell<Option<(Paced, Instant)>>,
     /// What the watchdog needs to time out the oldest message in flight.
     watch: Rc<Watch>,
     /// Settled: an echo completed on this logical connection, or it was
@@ -375,6 +381,7 @@ impl Connection {
             schedule: RefCell::new(schedule),
             pacer,
             timeline: Cell::default(),
+            connected_for: Cell::new(None),
             watch,
             settled: Cell::new(false),
             echoes: Cell::new(0),
@@ -394,7 +401,7 @@ impl Connection {
             let served = self.echoes.get() > echoes_before;
             let turned_away = matches!(end, End::Failed(Failure::Closed | Failure::Reset)) && !served;
             if let End::Budget = end {
-                close_politely(&mut stream, self.plan.timeout).await;
+                close_connection(&mut stream, self.plan.close, self.plan.timeout).await;
             }
             drop(stream);
             if turned_away {
@@ -404,6 +411,15 @@ impl Connection {
                 sleep(backoff.pause()).await;
             } else if served {
                 backoff.reset();
+            }
+            if let (End::Budget, Some(_)) = (&end, &self.pacer) {
+                // Open-loop churn: the connections, not only the messages,
+                // keep the schedule: wait for the next message's time, then
+                // connect and send it (its latency counts from that time,
+                // through the connect).
+                if let Some(paced) = self.wait_for_send_time().await {
+                    self.connected_for.set(Some((paced, Instant::now())));
+                }
             }
             stream = match self.reconnect().await {
                 Some(stream) => stream,
@@ -461,8 +477,8 @@ impl Connection {
         let mut last_echo: Option<Instant> = None;
         loop {
             while in_flight.len() < self.plan.pipeline && sent < budget {
-                let paced = self.wait_for_send_time().await;
-                let reuse = if paced.is_none() { last_echo.take() } else { None };
+                let (paced, at) = self.next_send().await;
+                let reuse = if paced.is_none() { last_echo.take() } else { at };
                 let message = self.next_message(&mut out, paced, reuse);
                 in_flight.push_back(message);
                 self.watch.track(in_flight.front());
@@ -501,8 +517,8 @@ impl Connection {
                 if let Ok(permit) = credits.acquire().await {
                     permit.forget();
                 }
-                let paced = self.wait_for_send_time().await;
-                let message = self.next_message(&mut buf, paced, None);
+                let (paced, at) = self.next_send().await;
+                let message = self.next_message(&mut buf, paced, at);
                 in_flight.borrow_mut().push_back(message);
                 self.watch.track(in_flight.borrow().front());
                 sent.add_permits(1);
@@ -539,6 +555,16 @@ impl Connection {
         match outcome {
             None => End::Budget,
             Some(err) => self.fail(&err, in_flight.borrow().len()),
+        }
+    }
+
+    /// The next message's pacing and, in open-loop churn, when the connect
+    /// it was made for began (its send time for the latency: the connect
+    /// counts in).
+    async fn next_send(&self) -> (Option<Paced>, Option<Instant>) {
+        match self.connected_for.take() {
+            Some((paced, connect_began)) => (Some(paced), Some(connect_began)),
+            None => (self.wait_for_send_time().await, None),
         }
     }
 
@@ -685,11 +711,26 @@ async fn watchdog(watches: Rc<RefCell<Vec<Rc<Watch>>>>, timeout: Duration) {
     }
 }
 
-/// Churn: half-close, wait for the server's EOF, then close. The server
-/// closes first, so TIME_WAIT stays on its side, not on our ports.
-async fn close_politely(stream: &mut AsyncStream, limit: Duration) {
-    if stream.shutdown().await.is_ok() {
-        let mut byte = [0u8; 1];
-        let _ = timeout(limit, stream.read(&mut byte)).await;
+/// Churn: how the connection ends (`--close`). Orderly: half-close, wait
+/// for the server's end of stream (its close), then close. The client sends
+/// the first FIN, so the TIME_WAIT socket is the client's: at thousands of
+/// connections a second it holds tens of thousands, and each `connect`
+/// searches longer for a free port. Reset: SO_LINGER 0, then the drop
+/// closes with an RST, which leaves no TIME_WAIT on either side.
+async fn close_connection(stream: &mut AsyncStream, close: Close, limit: Duration) {
+    match close {
+        Close::Orderly => {
+            if stream.shutdown().await.is_ok() {
+                let mut byte = [0u8; 1];
+                let _ = timeout(limit, stream.read(&mut byte)).await;
+            }
+        }
+        Close::Reset => {
+            let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: the descriptor is the open socket `stream` owns, for the
+            // duration of the call; a failure leaves an orderly close.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+            let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger);
+        }
     }
 }

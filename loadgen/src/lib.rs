@@ -31,6 +31,7 @@ pub mod cpu;
 pub mod datagram;
 pub mod engine;
 pub mod env;
+pub mod kernel;
 pub mod message;
 pub mod opts;
 pub mod pacer;
@@ -152,6 +153,7 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         seed: opts.seed,
         window: opts.window.unwrap_or(opts::DEFAULT_WINDOW) as usize,
         reconnect_every: opts.reconnect_every,
+        close: opts.close,
         connections,
         warmup: opts.warmup,
     });
@@ -185,9 +187,11 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
     (ticker.observer)(Event::WindowOpened);
     let (cpu_start, cpu_opened) = (ProcessCpu::now(), Instant::now());
     let kernel = datagram::KernelWindow::open(&endpoint);
+    let kernel_tcp = matches!(endpoint, Endpoint::Tcp(_)).then(kernel::TcpWindow::open);
     ticker.wait_until(window.end, &all_stopped);
     let (cpu_used, cpu_wall) = (ProcessCpu::now().since(cpu_start), cpu_opened.elapsed());
     let kernel = kernel.map(datagram::KernelWindow::close);
+    let kernel_tcp = kernel_tcp.map(kernel::TcpWindow::close);
     (ticker.observer)(Event::WindowClosed);
 
     let mut results = Vec::with_capacity(threads);
@@ -213,10 +217,14 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
         });
     }
     let cpu = CpuWindow { used: cpu_used, wall: cpu_wall };
+    if let Some(Err(why)) = &kernel_tcp {
+        notes.push(format!("the kernel's TCP counters are not reported: {why}"));
+    }
     if let Some(Err(why)) = &kernel {
         notes.push(format!("the kernel's UDP drop counters are not reported: {why}"));
     }
     let mut report = assemble(opts, endpoint.transport(), window, results, cpu, &notes)?;
+    report.kernel_tcp = kernel_tcp.and_then(Result::ok);
     if let Some(datagrams) = report.datagrams.as_mut() {
         datagrams.kernel = kernel.and_then(Result::ok);
         report.compute_warnings(&notes);
@@ -370,6 +378,7 @@ fn assemble(
         histogram_raw: if open { Some(report::encode(&latency_raw)?) } else { None },
         histogram_connect: None,
         histogram_send_lateness: if open { Some(report::encode(&send_lateness)?) } else { None },
+        kernel_tcp: None,
         warnings: Vec::new(),
     };
     if report.connect_us.is_some() {
@@ -422,6 +431,21 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
     let late = decode_all(&|r| r.histogram_send_lateness.as_ref())?;
     merged.send_lateness_us = late.as_ref().map(|h| LatencySummary::of(h, 0));
     merged.histogram_send_lateness = late.as_ref().map(report::encode).transpose()?;
+    // As the UDP counters: summed, which is right for runs on different
+    // hosts; `null` unless every run has them.
+    merged.kernel_tcp = reports
+        .iter()
+        .map(|r| r.kernel_tcp.clone())
+        .reduce(|sum, k| match (sum, k) {
+            (Some(mut sum), Some(k)) => {
+                sum.counters.add(&k.counters);
+                sum.time_wait_at_open += k.time_wait_at_open;
+                sum.time_wait_at_close += k.time_wait_at_close;
+                Some(sum)
+            }
+            _ => None,
+        })
+        .flatten();
 
     merged.config.connections = reports.iter().map(|r| r.config.connections).sum();
     merged.config.rate = first.config.rate.map(|_| reports.iter().filter_map(|r| r.config.rate).sum());

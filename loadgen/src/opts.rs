@@ -85,6 +85,15 @@ pub struct Opts {
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_every: Option<u64>,
 
+    /// Churn: how a connection ends. `orderly`: half-close, wait for the
+    /// server's close, close (the client sends the first FIN, so the
+    /// TIME_WAIT socket is the client's); `reset`: close at once with
+    /// SO_LINGER 0 after the last echo (an RST: no TIME_WAIT on either side,
+    /// and the server reads a reset instead of an end of stream).
+    #[arg(long, value_enum, default_value_t = Close::Orderly)]
+    #[serde(default)]
+    pub close: Close,
+
     /// Show a progress bar on stderr (only when stderr is a terminal).
     #[arg(skip = true)]
     #[serde(skip, default = "yes")]
@@ -93,6 +102,17 @@ pub struct Opts {
 
 fn yes() -> bool {
     true
+}
+
+/// How a churning client ends a connection (`--close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Close {
+    /// Half-close, wait for the server's end of stream, close.
+    #[default]
+    Orderly,
+    /// SO_LINGER 0 and close: an RST.
+    Reset,
 }
 
 fn default_seed() -> u64 {
@@ -121,6 +141,7 @@ impl Default for Opts {
             seed: 1,
             window: None,
             reconnect_every: None,
+            close: Close::Orderly,
             progress: true,
         }
     }

@@ -7,10 +7,10 @@
 //! `C / R` seconds on average. Connection `i` starts at `i / R`: the `C`
 //! connections' phases are spread evenly over one interval, across every
 //! thread, so no two share a phase and the union is `R` evenly spaced sends
-//! per second ([`Schedule::uniform`]). With `--arrivals poisson` the gaps of
+//! per second ([`Schedule::new`] with [`Arrivals::Uniform`]). With `--arrivals poisson` the gaps of
 //! each connection are drawn from an exponential distribution of the same
 //! mean, from an RNG seeded by `--seed` and the connection id, so a run is
-//! reproducible ([`Schedule::poisson`]).
+//! reproducible ([`Arrivals::Poisson`]).
 //!
 //! ## The wait
 //!

@@ -83,6 +83,11 @@ pub struct Report {
     /// `send_lateness_us` as an HdrHistogram, V2 compressed, base64.
     #[serde(default)]
     pub histogram_send_lateness: Option<String>,
+    /// TCP only: the kernel's TCP counters over the window (host-wide) and
+    /// the TIME_WAIT sockets at its edges; `null` otherwise, or when they
+    /// could not be read (a warning says why).
+    #[serde(default)]
+    pub kernel_tcp: Option<crate::kernel::KernelTcp>,
     /// Everything a reader must not miss, also printed on stderr.
     pub warnings: Vec<String>,
 }
@@ -471,6 +476,20 @@ impl Report {
         }
         if let Some(late) = &self.send_lateness_us {
             write_latency(out, "send late", late, None)?;
+        }
+        if let Some(k) = self.kernel_tcp.as_ref().filter(|_| self.config.reconnect_every.is_some()) {
+            writeln!(
+                out,
+                "  kernel TCP   {} connects, {} resets, TIME_WAIT {} → {} ({} reused, {} ended), {} listen \
+                 overflows (host-wide)",
+                int(k.counters.active_opens),
+                int(k.counters.estab_resets),
+                int(k.time_wait_at_open),
+                int(k.time_wait_at_close),
+                int(k.counters.time_wait_reused),
+                int(k.counters.time_wait_ended),
+                int(k.counters.listen_overflows)
+            )?;
         }
         if self.mode.starts_with("open") {
             writeln!(

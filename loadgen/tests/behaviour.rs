@@ -393,6 +393,82 @@ fn churn_one_connection_per_message_fills_the_connect_histogram(transport: Trans
     assert!(report.histogram_connect.is_some());
 }
 
+/// Open-loop churn: the connections keep the schedule (one per message at
+/// the rate), each message's latency counts from its intended time through
+/// its connect, and the kernel's TCP counters come with the result.
+#[test]
+fn open_loop_churn_makes_connections_at_the_rate() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let mut o = opts(&server.addr, 4, 1500);
+    o.rate = Some(400.0);
+    o.reconnect_every = Some(1);
+    let report = loadgen::run(&o).unwrap();
+    assert_eq!(report.mode, "open-churn");
+    let ok = report.requests.ok;
+    assert!((570..=630).contains(&ok), "{ok} messages in 1.5 s at 400/s");
+    let connect = report.connect_us.expect("churn reports connect time");
+    assert!(connect.count.abs_diff(ok) <= 2 * 4, "connects {} vs messages {ok}", connect.count);
+    // A message's latency covers its connect: at least the median connect.
+    assert!(
+        report.latency_us.p50 >= connect.p50,
+        "latency p50 {} < connect p50 {}",
+        report.latency_us.p50,
+        connect.p50
+    );
+    let kernel = report.kernel_tcp.expect("TCP runs report the kernel's TCP counters");
+    assert_eq!(kernel.scope, "host");
+    assert!(kernel.counters.active_opens >= connect.count, "{kernel:?}");
+    let late = report.send_lateness_us.expect("the connects are paced");
+    assert!(late.count > 0);
+}
+
+/// Sockets in TIME_WAIT between the client and the test server's port:
+/// (the client's, the server's), from /proc/net/tcp (state 06).
+fn time_wait_with(port: u16) -> (usize, usize) {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (mut client, mut server) = (0, 0);
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+        if fields[3] != "06" {
+            continue;
+        }
+        if port_of(fields[2]) == port {
+            client += 1; // remote end is the server: the client's socket
+        } else if port_of(fields[1]) == port {
+            server += 1;
+        }
+    }
+    (client, server)
+}
+
+/// Who keeps TIME_WAIT: with the orderly close the client sends the first
+/// FIN, so every churned connection leaves a TIME_WAIT socket on the
+/// client's side and none on the server's; `--close reset` leaves none.
+#[test]
+fn the_orderly_close_leaves_time_wait_on_the_client_and_reset_leaves_none() {
+    for close in [loadgen::opts::Close::Orderly, loadgen::opts::Close::Reset] {
+        let server = TestServer::start(Behaviour::Echo, 64);
+        let port: u16 = server.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let mut o = opts(&server.addr, 2, 500);
+        o.reconnect_every = Some(1);
+        o.close = close;
+        let report = loadgen::run(&o).unwrap();
+        let made = report.connect_us.map_or(0, |c| c.count);
+        assert!(made > 50, "{close:?}: {made} connections");
+        let (client, server_side) = time_wait_with(port);
+        assert_eq!(server_side, 0, "{close:?}: the server never closes first");
+        match close {
+            loadgen::opts::Close::Orderly => {
+                assert!(client as u64 >= made, "{close:?}: {client} TIME_WAIT for {made} connections")
+            }
+            // At most the connections still open when the window closed,
+            // which end with the run, not with the churn's close.
+            loadgen::opts::Close::Reset => assert!(client <= 2, "{close:?}: {client} TIME_WAIT"),
+        }
+    }
+}
+
 #[test]
 fn merge_equals_one_histogram_fed_both_sample_sets() {
     let server = TestServer::start(Behaviour::Echo, 64);

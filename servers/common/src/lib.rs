@@ -15,6 +15,8 @@
 //! - [`limits`]: raising the open-file limit, and counting the descriptors
 //!   still free under it.
 //! - [`snmp`]: the kernel's UDP counters (`/proc/net/snmp`, `/proc/net/snmp6`).
+//! - [`tcpstat`]: the kernel's TCP counters that churn moves (opens, resets,
+//!   TIME_WAIT ended, reused and present, listen overflows).
 
 pub mod endpoint;
 pub mod limits;
@@ -22,6 +24,7 @@ pub mod model;
 pub mod procfs;
 pub mod snmp;
 pub mod stream;
+pub mod tcpstat;
 
 pub use endpoint::{Endpoint, Transport};
 pub use model::ModelInfo;
