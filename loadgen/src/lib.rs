@@ -559,3 +559,61 @@ fn raise_fd_limit(needed: u64) -> Option<String> {
         Err(err) => Some(format!("cannot raise the open-file limit ({err}): some connections may fail")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use crossbeam_utils::CachePadded;
+
+    use super::*;
+    use crate::stats::Recorder;
+
+    /// One thread's result over `window`: `latencies_us` completed in its
+    /// first second on slot 0, and the pacer `late_us` for each.
+    fn thread(window: Window, latencies_us: &[u64], late_us: u64) -> ThreadResult {
+        let progress = Arc::new(vec![CachePadded::new(AtomicU64::new(0))]);
+        let mut recorder = Recorder::new(window, 0, progress, 1);
+        recorder.connects.established = 1;
+        recorder.established_slots[0] = true;
+        let at = window.warm_end + Duration::from_millis(10);
+        for &us in latencies_us {
+            recorder.ok(0, at, Duration::from_micros(us), Some(Duration::from_micros(us / 2)));
+            recorder.send_late(at, Duration::from_micros(late_us));
+        }
+        ThreadResult { recorder, cpu_secs: 0.5, stopped: window.end }
+    }
+
+    fn report(opts: &Opts, window: Window, threads: Vec<ThreadResult>) -> Report {
+        let cpu = CpuWindow { used: ProcessCpu::default(), wall: Duration::from_secs(1) };
+        assemble(opts, Transport::Tcp, window, threads, cpu, &[]).unwrap()
+    }
+
+    /// Merging the reports of two processes gives what one process running
+    /// both loads would have reported: counts summed, histograms added
+    /// exactly (every percentile, the pacer's lateness too), rates summed.
+    #[test]
+    fn a_merge_equals_one_run_of_both_loads() {
+        let t0 = Instant::now();
+        let window = Window { warm_end: t0, end: t0 + Duration::from_secs(1) };
+        let opts = Opts { connections: 1, rate: Some(1000.0), duration: Duration::from_secs(1), ..Opts::default() };
+        let a: Vec<u64> = (1..=900).map(|i| 50 + i % 97).collect();
+        let b: Vec<u64> = (1..=100).map(|i| 2_000 + 37 * i).collect();
+        let one = report(&opts, window, vec![thread(window, &a, 3), thread(window, &b, 40)]);
+        let merged = merge(&[
+            report(&opts, window, vec![thread(window, &a, 3)]),
+            report(&opts, window, vec![thread(window, &b, 40)]),
+        ])
+        .unwrap();
+        assert_eq!(merged.requests, one.requests);
+        assert_eq!(merged.latency_us, one.latency_us, "every percentile, exactly");
+        assert_eq!(merged.latency_raw_us, one.latency_raw_us);
+        assert_eq!(merged.send_lateness_us, one.send_lateness_us);
+        assert_eq!(merged.send_lateness_us.map(|l| (l.count, l.p50, l.max)), Some((1000, 3, 40)));
+        assert_eq!(merged.histogram, one.histogram);
+        assert!((merged.throughput.requests_per_sec - one.throughput.requests_per_sec).abs() < 1e-9);
+        assert_eq!(merged.config.connections, 2);
+        assert_eq!(merged.config.rate, Some(2000.0));
+        assert_eq!(merged.connections.established, 2);
+    }
+}

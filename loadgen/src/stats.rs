@@ -501,3 +501,86 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorder whose window is [1 s, 3 s) after `t0`, with 2 slots.
+    fn recorder(t0: Instant) -> Recorder {
+        let window = Window { warm_end: t0 + Duration::from_secs(1), end: t0 + Duration::from_secs(3) };
+        Recorder::new(window, 0, Arc::new(vec![CachePadded::new(AtomicU64::new(0))]), 2)
+    }
+
+    #[test]
+    fn only_what_happens_inside_the_window_counts_and_by_its_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = recorder(t0);
+        let us = Duration::from_micros;
+        r.ok(0, at(999), us(10), None); // warm-up
+        r.ok(0, at(1000), us(20), Some(us(15))); // the window's first instant
+        r.ok(1, at(2500), us(30), None);
+        r.ok(1, at(3000), us(40), None); // the window's end: outside
+        assert_eq!(r.requests.ok, 2);
+        assert_eq!(r.per_connection, vec![1, 1]);
+        assert_eq!((r.latency.len(), r.latency.min(), r.latency.max()), (2, 20, 30));
+        assert_eq!(r.latency_raw.len(), 1);
+        assert_eq!((r.timeline[0].len(), r.timeline[1].len()), (1, 1), "one per second of the window");
+        assert_eq!(r.progress[0].load(Ordering::Relaxed), 2);
+        // Failures: in the warm-up apart, in the window by kind, after it not at all.
+        r.failed(at(500), Failure::Reset, 3);
+        r.failed(at(1500), Failure::Timeout, 2);
+        r.failed(at(1500), Failure::Closed, 1);
+        r.failed(at(3500), Failure::Io, 7);
+        let q = r.requests;
+        assert_eq!((q.errors_in_warmup, q.timed_out, q.failed_closed, q.failed, q.failed_io), (3, 2, 1, 1, 0));
+        assert_eq!(q.errors(), 3);
+        // The pacer's lateness, inside the window only.
+        r.send_late(at(200), us(5));
+        r.send_late(at(1200), us(7));
+        assert_eq!((r.send_lateness.len(), r.send_lateness.max()), (1, 7));
+        // Reconnects all count; their connect time only inside the window.
+        r.reconnected(at(100), us(50));
+        r.reconnected(at(2000), us(60));
+        assert_eq!((r.connects.reconnects, r.connect.len()), (2, 1));
+    }
+
+    #[test]
+    fn a_latency_beyond_100_s_is_recorded_as_100_s_and_counted() {
+        let t0 = Instant::now();
+        let mut r = recorder(t0);
+        r.ok(0, t0 + Duration::from_secs(2), Duration::from_secs(500), None);
+        assert_eq!(r.clamped, 1);
+        assert!(r.latency.max() >= LATENCY_MAX_US && r.latency.max() <= LATENCY_MAX_US + LATENCY_MAX_US / 1000);
+    }
+
+    #[test]
+    fn an_initial_connection_never_served_moves_from_established_to_failed_once() {
+        let mut r = recorder(Instant::now());
+        r.connects.established = 2;
+        r.established_slots = vec![true, true];
+        r.unestablished(1);
+        r.unestablished(1);
+        let c = r.connects;
+        assert_eq!((c.established, c.failed, c.dropped_before_first_echo), (1, 1, 1));
+    }
+
+    #[test]
+    fn counts_add_field_by_field() {
+        let mut a = Connects::default();
+        a.failure(ConnectFailure::TimedOut, true);
+        a.failure(ConnectFailure::TimedOut, false);
+        a.failure(ConnectFailure::Refused, true);
+        let mut sum = a;
+        sum.add(&a);
+        assert_eq!((sum.failed, sum.reconnects_failed, sum.timed_out, sum.refused), (4, 2, 4, 2));
+        assert_eq!(sum.failed_by_kind, FailedByKind { refused: 2, timed_out: 2, other: 0 });
+        let mut d = Datagrams { sent: 10, ok: 6, lost: 2, reordered: 1, mismatched: 1, ..Datagrams::default() };
+        assert_eq!(d.decided(), 10);
+        assert!((d.loss_percent() - 20.0).abs() < 1e-12);
+        let other = d.clone();
+        d.add(&other);
+        assert_eq!((d.sent, d.lost, d.decided()), (20, 4, 20));
+    }
+}
