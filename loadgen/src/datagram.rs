@@ -63,7 +63,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::engine::{Plan, Shared, ThreadResult};
 use crate::message::{HEADER_LEN, Messages};
 use crate::opts::Opts;
-use crate::pacer::{PreciseTimer, Schedule, ServerTimeline, Wait, WakeEstimate};
+use crate::pacer::{PreciseTimer, Schedule, ServerTimeline, SpinClock, Wait, WakeEstimate};
 use crate::report::KernelUdp;
 use crate::stats::{ConnectFailure, DatagramEvent, Recorder, Window};
 
@@ -322,11 +322,13 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
     let period = (plan.timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut next_scan = now + period;
     let mut cpu_at_open = None;
+    let mut spun_at_open = Duration::ZERO;
     let mut events = Events::with_capacity(1024);
     let stopped = loop {
         let now = Instant::now();
         if cpu_at_open.is_none() && now >= window.warm_end {
             cpu_at_open = Some(crate::cpu::thread_cpu_secs());
+            spun_at_open = pacer.as_ref().map_or(Duration::ZERO, |p| p.spin.total());
         }
         if now >= window.end {
             break now;
@@ -365,10 +367,19 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         let mut spin = !engine.reread.is_empty();
         if let Some(&Reverse((at, _))) = engine.timers.peek() {
             match &mut pacer {
-                Some(pacer) => match pacer.estimate.plan(at, Instant::now()) {
-                    Wait::Due | Wait::Spin => spin = true,
-                    Wait::Sleep(wake_at) => pacer.arm(wake_at)?,
-                },
+                Some(pacer) => {
+                    let now = Instant::now();
+                    match pacer.estimate.plan(at, now) {
+                        Wait::Due | Wait::Spin => {
+                            spin = true;
+                            pacer.spin.spinning(now);
+                        }
+                        Wait::Sleep(wake_at) => {
+                            pacer.spin.stopped(now);
+                            pacer.arm(wake_at)?;
+                        }
+                    }
+                }
                 // Closed loop: only retries after a failed send, 1 ms apart.
                 None => wake = wake.min(at),
             }
@@ -393,6 +404,13 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         }
     };
     let cpu_secs = cpu_at_open.map_or(0.0, |at_open| crate::cpu::thread_cpu_secs() - at_open);
+    let spin_secs = match (&mut pacer, cpu_at_open) {
+        (Some(pacer), Some(_)) => {
+            pacer.spin.stopped(stopped);
+            pacer.spin.total().saturating_sub(spun_at_open).as_secs_f64()
+        }
+        _ => 0.0,
+    };
     // Phase 3: what is still in flight is neither ok nor lost.
     engine.recorder.datagrams.in_flight_at_end = flows
         .iter()
@@ -400,7 +418,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         .flat_map(|f| f.in_flight.iter())
         .filter(|m| m.sent >= window.warm_end && m.sent < window.end)
         .count() as u64;
-    Ok(ThreadResult { recorder: engine.recorder, cpu_secs, stopped })
+    Ok(ThreadResult { recorder: engine.recorder, cpu_secs, spin_secs, stopped })
 }
 
 /// The datagram thread's pacer: its timer in the poll, what it is armed
@@ -409,6 +427,7 @@ struct Pacer {
     timer: PreciseTimer,
     armed: Option<Instant>,
     estimate: WakeEstimate,
+    spin: SpinClock,
 }
 
 impl Pacer {
@@ -433,7 +452,7 @@ impl Pacer {
 fn open_timer(poll: &Poll) -> io::Result<Pacer> {
     let timer = PreciseTimer::new()?;
     poll.registry().register(&mut mio::unix::SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
-    Ok(Pacer { timer, armed: None, estimate: WakeEstimate::default() })
+    Ok(Pacer { timer, armed: None, estimate: WakeEstimate::default(), spin: SpinClock::default() })
 }
 
 /// A UDP socket connected to `server` from a port of its own.

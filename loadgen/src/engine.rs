@@ -146,6 +146,9 @@ pub struct ThreadResult {
     pub recorder: Recorder,
     /// CPU seconds this thread used inside the window.
     pub cpu_secs: f64,
+    /// Open loop: wall seconds the pacer spun inside the window, waiting
+    /// the last microseconds before sends.
+    pub spin_secs: f64,
     /// When its last connection stopped.
     pub stopped: Instant,
 }
@@ -197,7 +200,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         });
         let recorder = Rc::new(RefCell::new(Recorder::new(window, index, Arc::clone(&shared.progress), slots.len())));
         let cpu_at_open = Rc::new(Cell::new(None));
-        let sampler = tokio::task::spawn_local(sample_cpu_at_open(window, Rc::clone(&cpu_at_open)));
+        let sampler = tokio::task::spawn_local(sample_cpu_at_open(window, Rc::clone(&cpu_at_open), pacer.clone()));
         let watches: Rc<RefCell<Vec<Rc<Watch>>>> = Rc::default();
         let watchdog = tokio::task::spawn_local(watchdog(Rc::clone(&watches), plan.timeout));
         let mut tasks = Vec::with_capacity(slots.len());
@@ -238,7 +241,10 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         // has closed. Note when, and this thread's CPU time, before the
         // teardown below (closing thousands of sockets) adds to it.
         let stopped = Instant::now();
-        let cpu_secs = cpu_at_open.get().map_or(0.0, |start| crate::cpu::thread_cpu_secs() - start);
+        let (cpu_secs, spin_secs) = cpu_at_open.get().map_or((0.0, 0.0), |(cpu, spun): (f64, Duration)| {
+            let spun_since = pacer.as_ref().map_or(Duration::ZERO, |p| p.spun().saturating_sub(spun));
+            (crate::cpu::thread_cpu_secs() - cpu, spun_since.as_secs_f64())
+        });
         for handle in tasks.iter().flatten() {
             handle.abort();
         }
@@ -256,7 +262,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         // Phase 3: hand back the results. Every task has ended, so the
         // recorder has no other owner left.
         let recorder = Rc::try_unwrap(recorder).map(RefCell::into_inner).expect("all connection tasks have ended");
-        Ok(ThreadResult { recorder, cpu_secs, stopped })
+        Ok(ThreadResult { recorder, cpu_secs, spin_secs, stopped })
     })
 }
 
@@ -269,9 +275,9 @@ async fn connect(plan: &Plan) -> io::Result<AsyncStream> {
 }
 
 /// Notes this thread's CPU time when the window opens.
-async fn sample_cpu_at_open(window: Window, cpu: Rc<Cell<Option<f64>>>) {
+async fn sample_cpu_at_open(window: Window, cpu: Rc<Cell<Option<(f64, Duration)>>>, pacer: Option<Rc<AsyncPacer>>) {
     sleep_until(window.warm_end.into()).await;
-    cpu.set(Some(crate::cpu::thread_cpu_secs()));
+    cpu.set(Some((crate::cpu::thread_cpu_secs(), pacer.map_or(Duration::ZERO, |p| p.spun()))));
 }
 
 /// A message sent and not yet echoed.

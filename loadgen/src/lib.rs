@@ -372,6 +372,7 @@ fn assemble(
             utilisation: cpu_secs / (cpu_wall * threads as f64),
             max_thread_utilisation,
             threads: threads as u64,
+            pacer_spin_secs: results.iter().map(|r| r.spin_secs).sum(),
         },
         timeline,
         histogram: report::encode(&latency)?,
@@ -481,6 +482,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
             / threads.max(1) as f64,
         max_thread_utilisation: reports.iter().map(|r| r.client_cpu.max_thread_utilisation).fold(0.0, f64::max),
         threads,
+        pacer_spin_secs: reports.iter().map(|r| r.client_cpu.pacer_spin_secs).sum(),
     };
     let seconds = reports.iter().map(|r| r.timeline.len()).max().unwrap_or(0);
     let mut timeline = Vec::with_capacity(seconds);
@@ -581,7 +583,7 @@ mod tests {
             recorder.ok(0, at, Duration::from_micros(us), Some(Duration::from_micros(us / 2)));
             recorder.send_late(at, Duration::from_micros(late_us));
         }
-        ThreadResult { recorder, cpu_secs: 0.5, stopped: window.end }
+        ThreadResult { recorder, cpu_secs: 0.5, spin_secs: 0.0, stopped: window.end }
     }
 
     fn report(opts: &Opts, window: Window, threads: Vec<ThreadResult>) -> Report {

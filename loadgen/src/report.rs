@@ -246,6 +246,12 @@ pub struct ClientCpu {
     pub max_thread_utilisation: f64,
     /// Event-loop threads.
     pub threads: u64,
+    /// Open loop: wall seconds the pacer spent spinning (summed over the
+    /// threads) in the last microseconds before sends, counted in the CPU
+    /// above: it bounds from above how much of the client's busy time was
+    /// waiting rather than work (other tasks run during the spin too).
+    #[serde(default)]
+    pub pacer_spin_secs: f64,
 }
 
 /// One second of the measured window.
@@ -523,6 +529,13 @@ impl Report {
             cpu.threads,
             100.0 * cpu.max_thread_utilisation
         )?;
+        if cpu.pacer_spin_secs > 0.0 {
+            writeln!(
+                out,
+                "               of which at most {:.2} s the pacer's spin before sends",
+                cpu.pacer_spin_secs
+            )?;
+        }
         for warning in &self.warnings {
             writeln!(out, "  WARNING      {warning}")?;
         }
