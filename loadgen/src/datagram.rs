@@ -254,15 +254,17 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         })
         .collect();
     shared.meet(); // every thread has its sockets…
-    shared.meet(); // …and the main thread started the clock
+    shared.meet(); // …and the main thread set the clock
     let window = shared.window().expect("the main thread sets the window before the second meeting");
+    // A start set by a coordinator may lie ahead.
+    std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
 
     // Phase 2: load.
     let recorder = Recorder::new(window, index, Arc::clone(&shared.progress), slots.len());
     let size = plan.size;
     let limit = if plan.rate.is_some() { plan.window } else { plan.pipeline };
     let history = HISTORY_MIN.max(4 * limit);
-    let start = window.warm_end.checked_sub(plan.warmup).unwrap_or(window.warm_end);
+    let start = window.start;
     let mut engine = Engine {
         plan: Arc::clone(&plan),
         recorder,

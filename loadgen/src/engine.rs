@@ -187,6 +187,10 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         shared.barrier.wait(); // every thread connected…
         shared.barrier.wait(); // …and the main thread started the clock
         let window = *shared.window.get().expect("the main thread sets the window before the second barrier");
+        // A start set by a coordinator may lie ahead.
+        if window.start > Instant::now() {
+            sleep_until(window.start.into()).await;
+        }
 
         // Phase 2: load. Open loop: the pacer, and its driver task.
         let pacer = match plan.rate.map(|_| AsyncPacer::new()).transpose() {
@@ -374,7 +378,7 @@ impl Connection {
         // Open loop: connection `id` sends every C/R seconds on average,
         // staggered by 1/R so the total is R evenly spread messages per
         // second. The schedule starts with the warm-up, when the clock starts.
-        let start = window.warm_end.checked_sub(plan.warmup).unwrap_or(window.warm_end);
+        let start = window.start;
         let schedule = plan.rate.map(|rate| Schedule::new(plan.arrivals, plan.seed, start, id, plan.connections, rate));
         let messages = Messages::new(id, plan.size);
         let watch = Rc::new(Watch::default());

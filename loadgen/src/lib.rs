@@ -27,6 +27,7 @@
 //! # Ok::<(), loadgen::LoadError>(())
 //! ```
 
+pub mod control;
 pub mod cpu;
 pub mod datagram;
 pub mod engine;
@@ -83,6 +84,9 @@ pub enum LoadError {
     /// Options that cannot run over this transport (bad usage).
     #[error("{0}")]
     Unsupported(String),
+    /// The coordinator of a `--control` run gave up before the start.
+    #[error("aborted by the coordinator: {0}")]
+    Aborted(String),
 }
 
 /// Runs the load described by `opts` and returns its report. With
@@ -121,6 +125,21 @@ pub enum Event {
 /// (for callers that draw their own progress display or measure the server
 /// over exactly the window loadgen measured).
 pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Report, LoadError> {
+    run_controlled(opts, observer, &mut || Ok(Instant::now()))
+}
+
+/// Like [`run_observed`], with the start of the clock set by a coordinator:
+/// once every connection is open, `start_at` is asked when the load begins
+/// (an instant that may lie ahead; the warm-up and the window follow it).
+/// The coordinator then knows the window's edges, `start + warmup` and
+/// `start + warmup + duration`, without being told (the several-process
+/// and several-host runs of `loadgen --control`). An error from `start_at`
+/// ends the run: every thread is released and stops at once.
+pub fn run_controlled(
+    opts: &Opts,
+    observer: &mut dyn FnMut(Event),
+    start_at: &mut dyn FnMut() -> Result<Instant, LoadError>,
+) -> Result<Report, LoadError> {
     opts.check().map_err(LoadError::Options)?;
     check_memory(opts, available_memory()).map_err(LoadError::Options)?;
     let endpoint = Endpoint::parse(&opts.addr)?;
@@ -177,9 +196,23 @@ pub fn run_observed(opts: &Opts, observer: &mut dyn FnMut(Event)) -> Result<Repo
     }
 
     shared.wait_connected();
-    let start = Instant::now();
-    let window = Window { warm_end: start + opts.warmup, end: start + opts.warmup + opts.duration };
+    let (start, refused) = match start_at() {
+        Ok(start) => (start, None),
+        // Release the threads into a window that has already closed: they
+        // stop at once, and the error is returned once they have.
+        Err(err) => (Instant::now(), Some(err)),
+    };
+    let window = match refused {
+        None => Window { start, warm_end: start + opts.warmup, end: start + opts.warmup + opts.duration },
+        Some(_) => Window { start, warm_end: start, end: start },
+    };
     shared.start(window);
+    if let Some(err) = refused {
+        for handle in handles {
+            let _ = handle.join();
+        }
+        return Err(err);
+    }
 
     let all_stopped = || handles.iter().all(|h| h.is_finished());
     let mut ticker = Ticker { start, observer, shared: &shared };
@@ -375,6 +408,10 @@ fn assemble(
             pacer_spin_secs: results.iter().map(|r| r.spin_secs).sum(),
         },
         timeline,
+        window_monotonic_ns: Some([
+            echo_common::clock::to_ns(window.warm_end),
+            echo_common::clock::to_ns(window.warm_end + duration),
+        ]),
         histogram: report::encode(&latency)?,
         histogram_raw: if open { Some(report::encode(&latency_raw)?) } else { None },
         histogram_connect: None,
@@ -468,11 +505,14 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
         attempts,
     };
     merged.duration_secs = reports.iter().map(|r| r.duration_secs).fold(0.0, f64::max);
+    let requests_per_sec =
+        common_window_rate(reports).unwrap_or_else(|| reports.iter().map(|r| r.throughput.requests_per_sec).sum());
     merged.throughput = Throughput {
-        requests_per_sec: reports.iter().map(|r| r.throughput.requests_per_sec).sum(),
-        bytes_per_sec: reports.iter().map(|r| r.throughput.bytes_per_sec).sum(),
+        requests_per_sec,
+        bytes_per_sec: requests_per_sec * f64::from(first.config.size),
         target_requests_per_sec: merged.config.rate,
     };
+    merged.window_monotonic_ns = common_window(reports);
     merged.per_connection = PerConnection::of(reports.iter().flat_map(|r| r.per_connection.counts.clone()).collect());
     let threads: u64 = reports.iter().map(|r| r.client_cpu.threads).sum();
     merged.client_cpu = ClientCpu {
@@ -498,6 +538,49 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
     merged.timeline = timeline;
     merged.compute_warnings(&[]);
     Ok(merged)
+}
+
+/// The window every part measured in: from the latest opening to the
+/// earliest close (`None` if a part has no absolute times, or they do not
+/// overlap).
+fn common_window(reports: &[Report]) -> Option<[u64; 2]> {
+    let windows: Option<Vec<[u64; 2]>> = reports.iter().map(|r| r.window_monotonic_ns).collect();
+    let windows = windows?;
+    let open = windows.iter().map(|w| w[0]).max()?;
+    let close = windows.iter().map(|w| w[1]).min()?;
+    (close > open).then_some([open, close])
+}
+
+/// Parts whose windows differ (started by hand, or on hosts whose clocks a
+/// coordinator did not line up): the messages each part completed inside
+/// the common window, over its length. A part's timeline counts per second;
+/// a second the common window cuts counts in proportion to its overlap (as
+/// if its messages were spread evenly over it). `None` when the parts share
+/// their window to within a millisecond (then each part's own rate is over
+/// that window and the rates add up exactly) or have no absolute times.
+fn common_window_rate(reports: &[Report]) -> Option<f64> {
+    const SECOND: u64 = 1_000_000_000;
+    let [open, close] = common_window(reports)?;
+    let same = reports
+        .iter()
+        .filter_map(|r| r.window_monotonic_ns)
+        .all(|w| w[0].abs_diff(open) < 1_000_000 && w[1].abs_diff(close) < 1_000_000);
+    if same {
+        return None;
+    }
+    let mut completed = 0.0;
+    for r in reports {
+        let [start, end] = r.window_monotonic_ns?;
+        for entry in &r.timeline {
+            let from = start + entry.second * SECOND;
+            let to = (from + SECOND).min(end);
+            let overlap = to.min(close).saturating_sub(from.max(open));
+            if to > from {
+                completed += entry.completed as f64 * overlap as f64 / (to - from) as f64;
+            }
+        }
+    }
+    Some(completed / ((close - open) as f64 * 1e-9))
 }
 
 /// Writes a report (or any value) as pretty JSON to `path` atomically: a
@@ -597,7 +680,7 @@ mod tests {
     #[test]
     fn a_merge_equals_one_run_of_both_loads() {
         let t0 = Instant::now();
-        let window = Window { warm_end: t0, end: t0 + Duration::from_secs(1) };
+        let window = Window { start: t0, warm_end: t0, end: t0 + Duration::from_secs(1) };
         let opts = Opts { connections: 1, rate: Some(1000.0), duration: Duration::from_secs(1), ..Opts::default() };
         let a: Vec<u64> = (1..=900).map(|i| 50 + i % 97).collect();
         let b: Vec<u64> = (1..=100).map(|i| 2_000 + 37 * i).collect();

@@ -33,6 +33,12 @@ struct Cli {
     /// Write the result as JSON to FILE (schema: loadgen/README.md).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Run under a coordinator (the benchmark): once connected, say so on
+    /// stdout and wait on stdin for the instant to start; then the report
+    /// on stdout. One JSON object per line; the protocol is in
+    /// loadgen/README.md.
+    #[arg(long)]
+    control: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +78,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reports.push(loadgen::read_json(path).with_context(|| format!("cannot read {}", path.display()))?);
             }
             (loadgen::merge(&reports)?, Some(json))
+        }
+        None if cli.control => {
+            if let Some(path) = &cli.json {
+                check_writable(path)?;
+            }
+            let report = loadgen::control::run(&cli.opts)?;
+            if let Some(path) = &cli.json {
+                loadgen::write_json(&report, path).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            return Ok(());
         }
         None => {
             if let Some(path) = &cli.json {

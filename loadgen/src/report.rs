@@ -74,6 +74,11 @@ pub struct Report {
     pub client_cpu: ClientCpu,
     /// One entry per second of the measured window.
     pub timeline: Vec<TimelineEntry>,
+    /// When the measured window opened and closed, in nanoseconds of the
+    /// host's CLOCK_MONOTONIC: the timeline's absolute times, which a merge
+    /// of several processes lines up (`null` in files older than the field).
+    #[serde(default)]
+    pub window_monotonic_ns: Option<[u64; 2]>,
     /// `latency_us` as an HdrHistogram, V2 compressed, base64.
     pub histogram: String,
     /// `latency_raw_us` as an HdrHistogram, V2 compressed, base64.

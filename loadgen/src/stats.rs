@@ -310,6 +310,8 @@ pub enum DatagramEvent<'a> {
 /// The measured window.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
+    /// The clock starts: the load (and the warm-up) begins.
+    pub start: Instant,
     /// End of the warm-up: the window opens.
     pub warm_end: Instant,
     /// The window closes.
@@ -508,7 +510,7 @@ mod tests {
 
     /// A recorder whose window is [1 s, 3 s) after `t0`, with 2 slots.
     fn recorder(t0: Instant) -> Recorder {
-        let window = Window { warm_end: t0 + Duration::from_secs(1), end: t0 + Duration::from_secs(3) };
+        let window = Window { start: t0, warm_end: t0 + Duration::from_secs(1), end: t0 + Duration::from_secs(3) };
         Recorder::new(window, 0, Arc::new(vec![CachePadded::new(AtomicU64::new(0))]), 2)
     }
 

@@ -809,3 +809,91 @@ fn buffers_larger_than_memory_are_refused() {
     assert_eq!(loadgen::check_memory(&o, Some(10 << 30)), Ok(()));
     assert_eq!(loadgen::check_memory(&o, None), Ok(()));
 }
+
+/// `loadgen --control`: ready once connected, the clock started at the
+/// instant the coordinator names (CLOCK_MONOTONIC), the window where the
+/// coordinator computes it, then the report; an abort or a closed channel
+/// before the start ends it with exit 1 and no report.
+#[test]
+fn a_coordinator_starts_the_clock_and_knows_the_window() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let bin = env!("CARGO_BIN_EXE_loadgen");
+    let spawn = || {
+        Command::new(bin)
+            .args(["--control", "--addr", &server.addr, "-c", "4", "-d", "500ms", "--warmup", "200ms"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(ready["event"], "ready", "{ready}");
+    let now = echo_common::clock::now_ns();
+    assert!(ready["monotonic_ns"].as_u64().unwrap().abs_diff(now) < 5_000_000_000, "the same clock");
+    // Start 300 ms from now: the window opens 200 ms later, for 500 ms.
+    let start = now + 300_000_000;
+    writeln!(stdin, "{{\"start_ns\":{start}}}").unwrap();
+    let said: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(said["event"], "report", "{said}");
+    let report: Report = serde_json::from_value(said["report"].clone()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let [open, close] = report.window_monotonic_ns.expect("absolute window");
+    let (expected_open, expected_close) = (start + 200_000_000, start + 700_000_000);
+    assert!(open.abs_diff(expected_open) < 1_000_000, "opened {open}, expected {expected_open}");
+    assert!(close.abs_diff(expected_close) < 20_000_000, "closed {close}, expected {expected_close}");
+    assert!(report.requests.ok > 100 && report.connections.established == 4, "{:?}", report.requests);
+
+    // An abort before the start: exit 1, an error line, no report.
+    let mut child = spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("\"ready\""));
+    writeln!(stdin, "{{\"abort\":\"the server died\"}}").unwrap();
+    let said: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(said["event"], "error");
+    assert!(said["message"].as_str().unwrap().contains("the server died"), "{said}");
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    // A closed channel is an abort too.
+    let mut child = spawn();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("\"ready\""));
+    drop(child.stdin.take());
+    assert!(lines.next().unwrap().unwrap().contains("closed the channel"));
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+}
+
+/// Two processes whose windows overlap only in part (one started 500 ms
+/// after the other): the merged rate is over the common window, not the
+/// sum of rates over different windows.
+#[test]
+fn a_merge_of_offset_windows_counts_the_common_window() {
+    let server = TestServer::start(Behaviour::Echo, 64);
+    let mut o = opts(&server.addr, 2, 2000);
+    o.rate = Some(500.0);
+    o.warmup = Duration::from_millis(100);
+    let start = Instant::now() + Duration::from_millis(200);
+    let run_from = |start: Instant| {
+        let o = o.clone();
+        std::thread::spawn(move || loadgen::run_controlled(&o, &mut |_| {}, &mut || Ok(start)).unwrap())
+    };
+    let (a, b) = (run_from(start), run_from(start + Duration::from_millis(500)));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let merged = loadgen::merge(&[a.clone(), b.clone()]).unwrap();
+    let [open, close] = merged.window_monotonic_ns.unwrap();
+    assert!((close - open).abs_diff(1_500_000_000) < 20_000_000, "common window {} ns", close - open);
+    // Both ran at 500/s throughout: 1,000/s together over the common window.
+    let rate = merged.throughput.requests_per_sec;
+    assert!(
+        (950.0..=1050.0).contains(&rate),
+        "{rate} msg/s (each part: {} and {})",
+        a.throughput.requests_per_sec,
+        b.throughput.requests_per_sec
+    );
+}

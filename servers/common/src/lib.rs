@@ -3,6 +3,7 @@
 //! Small on purpose, so that the benchmark and the tests can use it without
 //! linking any server's runtime:
 //!
+//! - [`clock`]: CLOCK_MONOTONIC as numbers that another process can read.
 //! - [`endpoint`]: the one address type (`IP:PORT`, `[IPv6]:PORT`,
 //!   `unix:PATH`, `udp:IP:PORT`) and the [`endpoint::Transport`] it names — parsing,
 //!   resolving and printing are written here once.
@@ -18,6 +19,7 @@
 //! - [`tcpstat`]: the kernel's TCP counters that churn moves (opens, resets,
 //!   TIME_WAIT ended, reused and present, listen overflows).
 
+pub mod clock;
 pub mod endpoint;
 pub mod limits;
 pub mod model;
