@@ -174,6 +174,44 @@ impl Opts {
         Ok(())
     }
 
+    /// The command-line arguments that give these options (every one,
+    /// defaults included): what a coordinator passes to a `loadgen` process.
+    /// `loadgen` parses them back to `self` (tested).
+    pub fn to_args(&self) -> Vec<String> {
+        let secs = |d: Duration| format!("{}", d.as_secs_f64());
+        let mut args = vec![
+            format!("--addr={}", self.addr),
+            format!("--connections={}", self.connections),
+            format!("--size={}", self.size),
+            format!("--duration={}", secs(self.duration)),
+            format!("--warmup={}", secs(self.warmup)),
+            format!("--connect-timeout={}", secs(self.connect_timeout)),
+            format!("--timeout={}", secs(self.timeout)),
+            format!("--pipeline={}", self.pipeline),
+            format!("--seed={}", self.seed),
+        ];
+        if let Some(threads) = self.threads {
+            args.push(format!("--threads={threads}"));
+        }
+        if let Some(rate) = self.rate {
+            // `{:?}` prints an f64 so that it parses back to the same value.
+            args.push(format!("--rate={rate:?}"));
+        }
+        if self.arrivals != Arrivals::Uniform {
+            args.push("--arrivals=poisson".into());
+        }
+        if let Some(window) = self.window {
+            args.push(format!("--window={window}"));
+        }
+        if let Some(n) = self.reconnect_every {
+            args.push(format!("--reconnect-every={n}"));
+        }
+        if self.close != Close::Orderly {
+            args.push("--close=reset".into());
+        }
+        args
+    }
+
     /// Closed or open loop, as a word for reports.
     pub fn mode(&self) -> &'static str {
         match (self.rate.is_some(), self.reconnect_every.is_some()) {
@@ -245,5 +283,44 @@ mod secs {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(deserializer)?;
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: Opts,
+    }
+
+    #[test]
+    fn the_arguments_of_options_parse_back_to_them() {
+        let every = Opts {
+            addr: "udp:[::1]:7000".into(),
+            connections: 123,
+            size: 1400,
+            duration: Duration::from_millis(2500),
+            warmup: Duration::from_nanos(250_000_001),
+            threads: Some(3),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(100),
+            pipeline: 4,
+            rate: Some(1.0 / 3.0 * 1e5),
+            arrivals: Arrivals::Poisson,
+            seed: 99,
+            window: Some(64),
+            reconnect_every: Some(1),
+            close: Close::Reset,
+            progress: true,
+        };
+        for opts in [Opts::default(), every] {
+            let parsed = Cli::try_parse_from(std::iter::once("loadgen".to_owned()).chain(opts.to_args())).unwrap();
+            assert_eq!(parsed.opts, opts);
+        }
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod capacity;
 pub mod ladder;
+pub mod loadpath;
 pub mod matrix;
 pub mod models;
 pub mod render;
