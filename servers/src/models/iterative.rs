@@ -83,7 +83,7 @@ use echo_common::ModelInfo;
 use socket2::SockRef;
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;

@@ -51,7 +51,7 @@ use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;

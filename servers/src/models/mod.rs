@@ -23,9 +23,9 @@ use std::net::UdpSocket;
 use clap::Subcommand;
 use echo_common::ModelInfo;
 
-use crate::Ready;
 use crate::cli::Common;
 use crate::datagram::{DatagramEcho, DatagramOptions};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 

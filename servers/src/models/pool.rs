@@ -50,7 +50,7 @@ use crossbeam_channel::{TrySendError, bounded};
 use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::cli::{Common, ThreadStack};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;

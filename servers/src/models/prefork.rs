@@ -75,7 +75,7 @@ use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use super::iterative;
-use crate::Ready;
+use crate::ready::Ready;
 use crate::models::Datagrams;
 use crate::children::{self, Children};
 use crate::cli::Common;

@@ -31,7 +31,7 @@ use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 use tracing::{debug, warn};
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::models::Datagrams;
 use crate::children::{self, Children};
 use crate::cli::Common;

@@ -79,12 +79,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
 use crate::echo;
 use crate::listen::{ConnectionLimit, LogThrottle, Permit};
-use crate::models::reactor::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, Slab, WAKER};
+use crate::event_loop::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, WAKER};
+use crate::slab::Slab;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Peer, Stream};
 

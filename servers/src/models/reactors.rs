@@ -2,8 +2,8 @@
 //!
 //! Thread-per-core, shared-nothing: `--workers` threads (default: the CPUs
 //! in the affinity mask), each running the `reactor` model's event loop —
-//! the same code, `Reactor` in `reactor.rs` — with its own epoll
-//! instance, its own listener and its own connections. No lock, no queue, no socket passed
+//! the same code, [`EventLoop`] — with its own epoll instance, its own
+//! listener and its own connections. No lock, no queue, no socket passed
 //! between threads: a connection lives and dies on the thread that accepted
 //! it. The only thing the workers share is the `--max-connections` count
 //! (one atomic). The main thread starts them, prints the `listening on`
@@ -87,12 +87,12 @@ use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 use tracing::{error, warn};
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver, Turn};
 use crate::listen::{Acceptor, ConnectionLimit, LogThrottle};
 use crate::models::Datagrams;
-use crate::models::reactor::{Mailbox, Reactor, Undelivered};
+use crate::event_loop::{EventLoop, Mailbox, Undelivered};
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -148,7 +148,7 @@ fn serve_tcp(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         listeners.push(sibling.with_context(|| format!("cannot open the listener of worker {id}"))?);
     }
     for (id, own) in listeners.into_iter().enumerate() {
-        let mut reactor = Reactor::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
+        let mut reactor = EventLoop::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
         reactor.listen(own, limit.clone()).context("cannot register a listener with epoll")?;
         start(reactor, id)?;
     }
@@ -164,7 +164,7 @@ fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready
     let workers = args.workers.get();
     let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(workers);
     for id in 0..workers {
-        let mut reactor = Reactor::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
+        let mut reactor = EventLoop::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
         mailboxes.push(reactor.inbox().context("cannot create a waker")?);
         start(reactor, id)?;
     }
@@ -195,7 +195,7 @@ fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready
 
 /// Runs `reactor` on a detached thread of its own: it serves until the
 /// process exits.
-fn start(mut reactor: Reactor<'static>, id: usize) -> anyhow::Result<()> {
+fn start(mut reactor: EventLoop<'static>, id: usize) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name(format!("echo-reactor-{id}"))
         .spawn(move || {

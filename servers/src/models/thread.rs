@@ -21,7 +21,7 @@ use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::models::Datagrams;
 use crate::cli::{Common, ThreadStack};
 use crate::echo;

@@ -40,7 +40,7 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use echo_common::ModelInfo;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo;

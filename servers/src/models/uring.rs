@@ -149,13 +149,13 @@ use nix::sys::socket::{MsgFlags, SockFlag};
 use socket2::SockRef;
 use tracing::warn;
 
-use crate::Ready;
+use crate::ready::Ready;
 use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
-use crate::models::reactor::Slab;
+use crate::slab::Slab;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Peer, tcp_options};
 
