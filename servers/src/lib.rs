@@ -38,6 +38,7 @@ pub mod echo;
 pub mod event_loop;
 pub mod listen;
 pub mod models;
+pub mod per_core;
 pub mod ready;
 pub mod shutdown;
 pub mod slab;

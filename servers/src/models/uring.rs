@@ -15,9 +15,13 @@
 //! that accepted it). A Unix socket has no SO_REUSEPORT, so every worker's
 //! ring accepts on a duplicate of the one listener (the same file
 //! description): each connection is accepted by exactly one of them,
-//! whichever the kernel wakes first. The main thread waits for SIGINT or
-//! SIGTERM and returns; the workers are detached and die with the process,
-//! whose exit closes the rings, the listeners and every connection.
+//! whichever the kernel wakes first. The start-up — a socket per worker,
+//! each ring built in its own thread (SINGLE_ISSUER binds a ring to the
+//! thread that made it) and reported back before `listening on`, `--pin`
+//! — is the thread-per-core one [`per_core`] writes once for this model
+//! and `reactors`. The main thread waits for SIGINT or SIGTERM and
+//! returns; the workers are detached and die with the process, whose exit
+//! closes the rings, the listeners and every connection.
 //!
 //! Each worker keeps, per ring:
 //!
@@ -137,7 +141,7 @@ use std::borrow::Cow::Borrowed;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -151,7 +155,8 @@ use tracing::warn;
 
 use crate::ready::Ready;
 use crate::models::Datagrams;
-use crate::cli::{Common, CpuWorkers};
+use crate::per_core::{self, PerCore};
+use crate::cli::Common;
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
@@ -178,7 +183,7 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
-    pub workers: CpuWorkers,
+    pub per_core: PerCore,
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
@@ -202,51 +207,50 @@ const ACCEPT: u64 = u64::MAX;
 /// `user_data` of the accept back-off timer.
 const ACCEPT_PAUSE: u64 = u64::MAX - 1;
 
+/// The worker threads' names: `echo-uring-<id>`.
+const THREADS: &str = "echo-uring";
+
 /// Probes io_uring, starts the workers (each builds its ring and arms its
 /// accept), announces, then waits for a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     // Before anything else, so that "cannot run here" is the one error line.
     probe(build_ring, &OPCODES)?;
 
-    let workers = args.workers.get();
+    let backlog = args.common.backlog;
+    let listeners = per_core::sockets(listener, args.per_core.workers(), |first| match first {
+        Listener::Tcp(_) => first.bind_sibling(backlog),
+        // No SO_REUSEPORT for Unix sockets: every ring accepts on the same socket.
+        Listener::Unix(_) => first.try_clone(),
+    })?;
     let limit = ConnectionLimit::new(args.common.max_connections());
     let buffer_size = args.common.buffer_size();
     // One accept-error policy for all workers, so that its log throttle is
     // the process's: at EMFILE every worker fails at once.
     let errors = Arc::new(AcceptErrors::default());
-
-    // Every worker's listener, opened here so that a failure is reported
-    // before the `listening on` line.
-    let mut listeners = Vec::with_capacity(workers);
-    for _ in 1..workers {
-        let sibling = match &listener {
-            Listener::Tcp(_) => listener.bind_sibling(args.common.backlog),
-            // No SO_REUSEPORT for Unix sockets: every ring accepts on the same socket.
-            Listener::Unix(_) => listener.try_clone(),
-        };
-        listeners.push(sibling.context("cannot open a listener for another worker")?);
-    }
-    listeners.insert(0, listener);
-
-    let (started_tx, started) = mpsc::channel::<anyhow::Result<()>>();
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let (limit, errors) = (limit.clone(), Arc::clone(&errors));
-        let started_tx = started_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("echo-uring-{id}"))
-            .spawn(move || worker_main(id, listener, limit, errors, buffer_size, started_tx))
-            .context("cannot start a worker thread")?;
-    }
-    drop(started_tx);
-    for _ in 0..workers {
-        started.recv().context("a worker thread died while starting")??;
-    }
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        listeners,
+        move |listener| Ok((Worker::new(listener, limit.clone(), Arc::clone(&errors), buffer_size)?, ())),
+        |id, mut worker: Worker| exit_if_failed(id, worker.run()),
+    )?;
     ready.announce()?;
 
     shutdown.wait();
     // Workers are not joined: the process exits, and the kernel tears down
     // the rings (cancelling their pending requests) and closes every socket.
     Ok(())
+}
+
+/// The end of a worker's `run`, which returns only on a fatal error. A
+/// ring that cannot be entered any more serves nobody, and its socket would
+/// keep taking its share of new connections (or flows) with nobody to
+/// serve them: end the process, loudly.
+fn exit_if_failed(id: usize, ran: anyhow::Result<()>) {
+    if let Err(err) = ran {
+        eprintln!("echo-server: uring: worker {id}: {err:#}");
+        std::process::exit(1);
+    }
 }
 
 /// A ring with the flags this model runs with. Called in the thread that
@@ -381,38 +385,6 @@ fn ring_error_reason(err: &io::Error, facts: &SystemFacts) -> String {
         _ => format!("io_uring_setup failed (kernel {kernel})"),
     };
     format!("{why}: {err}")
-}
-
-/// A worker thread: builds its ring, reports whether it could, serves.
-fn worker_main(
-    id: usize,
-    listener: Listener,
-    limit: ConnectionLimit,
-    errors: Arc<AcceptErrors>,
-    buffer_size: usize,
-    started: mpsc::Sender<anyhow::Result<()>>,
-) {
-    let worker = Worker::new(listener, limit, errors, buffer_size);
-    let mut worker = match worker {
-        Ok(worker) => {
-            let _ = started.send(Ok(()));
-            worker
-        }
-        Err(err) => {
-            // Not wrapped in "worker {id}": an unavailable io_uring must
-            // stay the line's first words, whichever ring found out.
-            let _ = started.send(Err(err));
-            return;
-        }
-    };
-    drop(started);
-    if let Err(err) = worker.run() {
-        // A ring that cannot be entered any more serves nobody, and its
-        // listener would keep taking its share of new connections into a
-        // backlog nobody accepts from: end the process, loudly.
-        eprintln!("echo-server: uring: worker {id}: {err:#}");
-        std::process::exit(1);
-    }
 }
 
 /// One accepted connection, owned by its worker's table from accept to close.
@@ -668,42 +640,16 @@ pub fn serve_datagrams(
     ready: Ready,
 ) -> anyhow::Result<()> {
     probe(build_ring, &DATAGRAM_OPCODES)?;
-    let workers = args.workers.get();
-    let mut sockets = vec![socket];
-    for id in 1..workers {
-        let sibling = datagram::bind_sibling(&sockets[0], &args.udp);
-        sockets.push(sibling.with_context(|| format!("cannot open the socket of worker {id}"))?);
-    }
-    let (started_tx, started) = mpsc::channel::<anyhow::Result<()>>();
-    for (id, socket) in sockets.into_iter().enumerate() {
-        let (echo, started_tx) = (echo.clone(), started_tx.clone());
-        std::thread::Builder::new()
-            .name(format!("echo-uring-{id}"))
-            .spawn(move || {
-                let mut worker = match DatagramWorker::new(socket, echo) {
-                    Ok(worker) => {
-                        let _ = started_tx.send(Ok(()));
-                        worker
-                    }
-                    Err(err) => {
-                        let _ = started_tx.send(Err(err));
-                        return;
-                    }
-                };
-                drop(started_tx);
-                if let Err(err) = worker.run() {
-                    // As for a stream worker: a dead ring would leave its
-                    // socket taking its share of the flows unserved.
-                    eprintln!("echo-server: uring: worker {id}: {err:#}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start a worker thread")?;
-    }
-    drop(started_tx);
-    for _ in 0..workers {
-        started.recv().context("a worker thread died while starting")??;
-    }
+    let sockets = per_core::sockets(socket, args.per_core.workers(), |first| datagram::bind_sibling(first, &args.udp))?;
+    // Each worker counts on counters of its own: a clone of the echo.
+    let inputs = sockets.into_iter().map(|socket| (socket, echo.clone())).collect();
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        inputs,
+        |(socket, echo)| Ok((DatagramWorker::new(socket, echo)?, ())),
+        |id, mut worker: DatagramWorker| exit_if_failed(id, worker.run()),
+    )?;
     ready.announce()?;
     shutdown.wait();
     Ok(())
