@@ -40,6 +40,7 @@ pub mod listen;
 pub mod models;
 pub mod per_core;
 pub mod ready;
+pub mod ring;
 pub mod shutdown;
 pub mod slab;
 pub mod transport;
