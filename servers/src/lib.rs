@@ -111,17 +111,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let (Some(info), Some(common)) = (command.info(), command.common()) else {
         return list_models(&command);
     };
-    if let Command::process(args) = &command {
-        if let Some(parent) = args.worker_of {
-            // A `process` child: serve the one connection on stdin, then exit.
-            return models::process::child_main(parent, args).context("process worker");
-        }
-    }
-    if let Command::prefork(args) = &command {
-        if let Some(parent) = args.prefork_child {
-            // A `prefork` child: serve the listening socket on stdin until SIGTERM.
-            return models::prefork::child_main(parent, args).context("prefork child");
-        }
+    if let Some(child) = command.run_as_child() {
+        // A child of `process` or `prefork` (`--child-of`): its side, then exit.
+        return child.with_context(|| format!("{} child", info.name));
     }
 
     let endpoint = Endpoint::parse(&common.addr)?;
@@ -202,10 +194,10 @@ fn run_datagrams(command: &Command, info: &ModelInfo, addr: std::net::SocketAddr
 fn list_models(command: &Command) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     if let Command::ListModels { json: true } = command {
-        serde_json::to_writer_pretty(&mut stdout, models::ALL).context("cannot write to stdout")?;
+        serde_json::to_writer_pretty(&mut stdout, &*models::ALL).context("cannot write to stdout")?;
         writeln!(stdout).context("cannot write to stdout")?;
     } else {
-        for info in models::ALL {
+        for info in models::ALL.iter() {
             writeln!(stdout, "{:<14} {}", info.name, info.summary).context("cannot write to stdout")?;
         }
     }

@@ -397,18 +397,21 @@ macro_rules! contract_tests {
     ($($model:ident),* $(,)?) => {
         $(
             mod $model {
-                use echo_servers::models::$model::INFO;
+                /// What the model publishes (`list-models --json`).
+                fn info() -> echo_common::ModelInfo {
+                    echo_servers::models::$model::MODEL.info()
+                }
                 mod tcp {
-                    use super::INFO;
-                    every_case!(&INFO, echo_common::Transport::Tcp);
+                    use super::info;
+                    every_case!(&info(), echo_common::Transport::Tcp);
                     #[test]
                     fn ipv6_loopback() {
-                        super::super::ipv6_loopback(&INFO)
+                        super::super::ipv6_loopback(&info())
                     }
                 }
                 mod unix {
-                    use super::INFO;
-                    every_case!(&INFO, echo_common::Transport::Unix);
+                    use super::info;
+                    every_case!(&info(), echo_common::Transport::Unix);
                 }
             }
         )*
@@ -431,7 +434,7 @@ fn every_registered_model_has_contract_tests_and_is_published() {
         std::process::Command::new(env!("CARGO_BIN_EXE_echo-server")).args(["list-models", "--json"]).output().unwrap();
     assert!(output.status.success());
     let published: Vec<ModelInfo> = serde_json::from_slice(&output.stdout).expect("list-models --json parses");
-    let expected: Vec<ModelInfo> = echo_servers::models::ALL.iter().map(|m| (*m).clone()).collect();
+    let expected: Vec<ModelInfo> = echo_servers::models::ALL.to_vec();
     assert_eq!(published, expected);
 }
 
@@ -443,7 +446,7 @@ fn every_registered_model_has_contract_tests_and_is_published() {
 /// CPUs) would make the need depend on the machine.
 #[test]
 fn may_short_of_descriptors_exits_1_with_one_line() {
-    let may = &echo_servers::models::may::INFO;
+    let may = &echo_servers::models::may::MODEL.info();
     for (nofile, workers) in [(64, "100"), (7, "2"), (8, "2"), (9, "2"), (10, "2")] {
         let who = format!("may --workers {workers} under RLIMIT_NOFILE {nofile}");
         let launch = Launch { args: &["--workers", workers], nofile: Some(nofile), ..Launch::default() };
@@ -496,5 +499,5 @@ fn a_flag_the_model_does_not_take_is_a_usage_error() {
     let help = String::from_utf8_lossy(&run(&["pool", "--help"]).stdout).into_owned();
     assert!(help.contains("--queue") && help.contains("[default: 128]"), "{help}");
     let help = String::from_utf8_lossy(&run(&["process", "--help"]).stdout).into_owned();
-    assert!(help.contains("[default: 1024]") && !help.contains("--workers") && !help.contains("worker-of"), "{help}");
+    assert!(help.contains("[default: 1024]") && !help.contains("--workers") && !help.contains("child-of"), "{help}");
 }

@@ -15,7 +15,6 @@ use nix::unistd::Pid;
 fn models_with_pin() -> Vec<&'static ModelInfo> {
     echo_servers::models::ALL
         .iter()
-        .copied()
         .filter(|m| echo_servers::Cli::try_parse_from(["echo-server", m.name.as_ref(), "--pin"]).is_ok())
         .collect()
 }

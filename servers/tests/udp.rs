@@ -449,46 +449,49 @@ macro_rules! udp_tests {
     ($($model:ident),* $(,)?) => {
         $(
             mod $model {
-                use echo_servers::models::$model::INFO;
+                /// What the model publishes (`list-models --json`).
+                fn info() -> echo_common::ModelInfo {
+                    echo_servers::models::$model::MODEL.info()
+                }
                 #[test]
                 fn echo_from_many_flows() {
-                    super::echo_from_many_flows(&INFO)
+                    super::echo_from_many_flows(&info())
                 }
                 #[test]
                 fn largest_datagram() {
-                    super::largest_datagram(&INFO)
+                    super::largest_datagram(&info())
                 }
                 #[test]
                 fn oversize_dropped_and_counted() {
-                    super::oversize_dropped_and_counted(&INFO)
+                    super::oversize_dropped_and_counted(&info())
                 }
                 #[test]
                 fn sigterm_exits_cleanly() {
-                    super::sigterm_exits_cleanly(&INFO)
+                    super::sigterm_exits_cleanly(&info())
                 }
                 #[test]
                 fn vanished_clients_leave_others_served() {
-                    super::vanished_clients_leave_others_served(&INFO)
+                    super::vanished_clients_leave_others_served(&info())
                 }
                 #[test]
                 fn address_in_use_exits_1() {
-                    super::address_in_use_exits_1(&INFO)
+                    super::address_in_use_exits_1(&info())
                 }
                 #[test]
                 fn ipv6_loopback() {
-                    super::ipv6_loopback(&INFO)
+                    super::ipv6_loopback(&info())
                 }
                 #[test]
                 fn batch() {
-                    super::batch(&INFO)
+                    super::batch(&info())
                 }
                 #[test]
                 fn udp_only_options_refused_on_streams() {
-                    super::udp_only_options_refused_on_streams(&INFO)
+                    super::udp_only_options_refused_on_streams(&info())
                 }
                 #[test]
                 fn idle_server_uses_no_cpu() {
-                    super::idle_server_uses_no_cpu(&INFO)
+                    super::idle_server_uses_no_cpu(&info())
                 }
             }
         )*

@@ -69,31 +69,28 @@
 //! echo-server reactor --addr 127.0.0.1:7000
 //! ```
 
-use std::borrow::Cow::Borrowed;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 
 use crate::ready::Ready;
 use crate::cli::Common;
 use crate::event_loop::EventLoop;
 use crate::listen::ConnectionLimit;
-use crate::models::Datagrams;
+use crate::models::{Model};
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("reactor"),
-    summary: Borrowed("One thread, one epoll instance (mio), every connection on it"),
+pub static MODEL: Model<Args> = Model {
+    name: "reactor",
+    summary: "One thread, one epoll instance (mio), every connection on it",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#17becf"),
-    datagrams: None,
-    datagram_batch: false,
+    colour: "#17becf",
+    datagrams: None, // streams only: `--addr udp:…` is refused
+    children: None,
 };
 
 /// `echo-server reactor` options.
@@ -103,8 +100,6 @@ pub struct Args {
     pub common: Common,
 }
 
-/// Streams only: `--addr udp:…` is refused.
-pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Runs the event loop on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

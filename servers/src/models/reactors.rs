@@ -82,35 +82,36 @@
 //! echo-server reactors --addr udp:127.0.0.1:7000 --workers 2 --batch 32
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use tracing::{error, warn};
 
 use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver, Turn};
 use crate::event_loop::{EventLoop, Mailbox, Undelivered};
 use crate::listen::{Acceptor, ConnectionLimit, LogThrottle};
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
 use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("reactors"),
-    summary: Borrowed("One epoll reactor per CPU, each with its own SO_REUSEPORT listener"),
+pub static MODEL: Model<Args> = Model {
+    name: "reactors",
+    summary: "One epoll reactor per CPU, each with its own SO_REUSEPORT listener",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: true,
-    colour: Borrowed("#aec7e8"),
-    datagrams: Some(Borrowed("One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg")),
-    datagram_batch: true,
+    colour: "#aec7e8",
+    datagrams: Some(Datagrams {
+        design: "One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server reactors` options.
@@ -126,8 +127,6 @@ pub struct Args {
     pub batch: BatchOption,
 }
 
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// The worker threads' names: `echo-reactor-<id>`.
 const THREADS: &str = "echo-reactor";

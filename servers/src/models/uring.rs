@@ -142,7 +142,6 @@
 //! echo-server uring --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -151,7 +150,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, SockFlag};
@@ -162,7 +160,7 @@ use crate::cli::Common;
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
 use crate::ready::Ready;
 use crate::ring::{self, BufferRing};
@@ -170,17 +168,20 @@ use crate::shutdown::Shutdown;
 use crate::slab::Slab;
 use crate::transport::{Listener, Peer, tcp_options};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("uring"),
-    summary: Borrowed("Completion-based I/O: one io_uring per worker thread, multishot accept"),
+pub static MODEL: Model<Args> = Model {
+    name: "uring",
+    summary: "Completion-based I/O: one io_uring per worker thread, multishot accept",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: true,
-    colour: Borrowed("#7f7f7f"),
-    datagrams: Some(Borrowed("One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit")),
-    datagram_batch: false,
+    colour: "#7f7f7f",
+    datagrams: Some(Datagrams {
+        design: "One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server uring` options.
@@ -194,8 +195,6 @@ pub struct Args {
     pub udp: DatagramOptions,
 }
 
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// `user_data` of the multishot accept; connections use their table index.
 const ACCEPT: u64 = u64::MAX;
