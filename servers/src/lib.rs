@@ -27,7 +27,12 @@
 //!    accept-error policy every model shares.
 //! 4. [`echo`]: the echo as a state machine, and its blocking and async loops;
 //!    [`datagram`]: the datagram echo, its counters and its receive loops.
-//! 5. [`models`]: one file per model, each a page with the same entry point,
+//! 5. The machinery some models share, so that each model file stays a
+//!    page: [`event_loop`] (the epoll loop of `reactor`, `reactors` and
+//!    `reactor-pool`), [`per_core`] (the thread-per-core start-up of
+//!    `reactors` and `uring`), [`ring`] (the io_uring plumbing of `uring`),
+//!    [`children`] (the child processes of `process` and `prefork`).
+//! 6. [`models`]: one file per model, each a page with the same entry point,
 //!    `serve(listener, args, shutdown, ready)`. Diff two of them: only the
 //!    concurrency strategy differs.
 

@@ -28,10 +28,10 @@
 //! ## Writing a model on it
 //!
 //! A single loop on the calling thread: [`EventLoop::new`], [`listen`],
-//! [`stop_on`], announce, [`run`]. One loop per worker: one [`listen`] each
-//! (SO_REUSEPORT), run on threads of their own; over a Unix socket (one
-//! listener) give each an [`inbox`] and deal connections into the
-//! mailboxes. A model with its own dispatch (`reactor-pool`) uses
+//! [`stop_on`], announce, [`run`]. One loop per worker: build each in its
+//! worker thread with [`crate::per_core`], one [`listen`] each
+//! (SO_REUSEPORT); over a Unix socket (one listener) give each an
+//! [`inbox`] instead and deal connections into the mailboxes. A model with its own dispatch (`reactor-pool`) uses
 //! [`Accept`], [`Conn`] and the tokens below directly.
 //!
 //! [`listen`]: EventLoop::listen

@@ -81,12 +81,12 @@ use clap::Args as ClapArgs;
 use socket2::SockRef;
 use tracing::warn;
 
-use crate::ready::Ready;
 use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::Acceptor;
 use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Stream};
 
@@ -118,7 +118,6 @@ pub struct Args {
     #[command(flatten)]
     pub batch: BatchOption,
 }
-
 
 /// How long a served connection's `read` or `write` may block before the
 /// shutdown flag is checked again: the upper bound on noticing SIGTERM.
@@ -162,9 +161,14 @@ pub fn serve_datagrams(
     socket.set_write_timeout(Some(SHUTDOWN_CHECK))?;
     let mut receiver = Receiver::new(echo, args.batch.get());
     ready.announce()?;
-    datagram::serve_blocking(&socket, &mut receiver, || shutdown.is_requested(), |pause| {
-        shutdown.sleep(pause);
-    });
+    datagram::serve_blocking(
+        &socket,
+        &mut receiver,
+        || shutdown.is_requested(),
+        |pause| {
+            shutdown.sleep(pause);
+        },
+    );
     Ok(())
 }
 

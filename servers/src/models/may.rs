@@ -49,12 +49,12 @@ use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use tracing::warn;
 
-use crate::ready::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit, LogThrottle};
 use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, MayListener};
 
@@ -92,7 +92,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
 
 /// Descriptors may's scheduler opens per worker thread: its event loop's
 /// epoll instance and the eventfd that wakes it (may 0.3,

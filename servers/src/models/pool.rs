@@ -48,12 +48,12 @@ use clap::Args as ClapArgs;
 use crossbeam_channel::{TrySendError, bounded};
 use tracing::warn;
 
-use crate::ready::Ready;
 use crate::cli::{Common, ThreadStack};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{Acceptor, Connection};
 use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -95,7 +95,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
 
 /// Starts the workers, then accepts on this thread and feeds the queue.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

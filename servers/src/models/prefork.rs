@@ -73,11 +73,11 @@ use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use super::iterative;
-use crate::ready::Ready;
-use crate::models::{ChildMode, Model};
 use crate::children::{self, ChildOf, Children};
 use crate::cli::Common;
 use crate::listen::{ACCEPT_TICK, Acceptor, LogThrottle};
+use crate::models::{ChildMode, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -111,7 +111,6 @@ pub struct Args {
     #[command(flatten)]
     pub child: ChildOf,
 }
-
 
 /// Starts the children, then supervises them until shutdown.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

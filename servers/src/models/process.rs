@@ -29,12 +29,12 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use tracing::{debug, warn};
 
-use crate::ready::Ready;
-use crate::models::{ChildMode, Model};
 use crate::children::{self, ChildOf, Children};
 use crate::cli::Common;
 use crate::echo;
 use crate::listen::{Acceptor, Connection, LogThrottle, Permit};
+use crate::models::{ChildMode, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Stream};
 
@@ -60,7 +60,6 @@ pub struct Args {
     #[command(flatten)]
     pub child: ChildOf,
 }
-
 
 /// Accepts, spawns one child per connection, reaps.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

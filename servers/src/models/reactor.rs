@@ -69,15 +69,14 @@
 //! echo-server reactor --addr 127.0.0.1:7000
 //! ```
 
-
 use anyhow::Context;
 use clap::Args as ClapArgs;
 
-use crate::ready::Ready;
 use crate::cli::Common;
 use crate::event_loop::EventLoop;
 use crate::listen::ConnectionLimit;
-use crate::models::{Model};
+use crate::models::Model;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -99,7 +98,6 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
 }
-
 
 /// Runs the event loop on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -77,14 +77,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
-use crate::ready::Ready;
-use crate::models::{Model};
 use crate::cli::{Common, CpuWorkers};
 use crate::echo;
-use crate::listen::{ConnectionLimit, LogThrottle, Permit};
 use crate::event_loop::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, WAKER};
-use crate::slab::Slab;
+use crate::listen::{ConnectionLimit, LogThrottle, Permit};
+use crate::models::Model;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
+use crate::slab::Slab;
 use crate::transport::{Listener, Peer, Stream};
 
 pub static MODEL: Model<Args> = Model {
@@ -107,7 +107,6 @@ pub struct Args {
     #[command(flatten)]
     pub workers: CpuWorkers,
 }
-
 
 /// Starts the pool, then runs the reactor on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -127,7 +127,6 @@ pub struct Args {
     pub batch: BatchOption,
 }
 
-
 /// The worker threads' names: `echo-reactor-<id>`.
 const THREADS: &str = "echo-reactor";
 

@@ -15,15 +15,14 @@
 //! echo-server thread --addr 127.0.0.1:7000 [--stack-size BYTES]
 //! ```
 
-
 use clap::Args as ClapArgs;
 use tracing::warn;
 
-use crate::ready::Ready;
-use crate::models::{Model};
 use crate::cli::{Common, ThreadStack};
 use crate::echo;
 use crate::listen::{Acceptor, LogThrottle};
+use crate::models::Model;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
@@ -47,7 +46,6 @@ pub struct Args {
     #[command(flatten)]
     pub stack: ThreadStack,
 }
-
 
 /// Accepts on this thread; spawns one thread per connection.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -38,12 +38,12 @@ use ::tokio::runtime::Builder;
 use anyhow::Context;
 use clap::Args as ClapArgs;
 
-use crate::ready::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit};
 use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, TokioListener};
 
@@ -73,7 +73,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
 
 /// The runtime this model runs on: `--workers` threads, I/O and timers.
 fn runtime(args: &Args) -> anyhow::Result<::tokio::runtime::Runtime> {

@@ -195,7 +195,6 @@ pub struct Args {
     pub udp: DatagramOptions,
 }
 
-
 /// `user_data` of the multishot accept; connections use their table index.
 const ACCEPT: u64 = u64::MAX;
 /// `user_data` of the accept back-off timer.
@@ -466,7 +465,6 @@ impl Worker {
         Ok(())
     }
 }
-
 
 /// The opcodes of the datagram design, with the kernel each first appeared in.
 const DATAGRAM_OPCODES: [(u8, &str); 3] = [
