@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Args;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -96,14 +97,31 @@ impl<T> Children<T> {
     }
 }
 
-/// Re-runs this executable as `<model> <flag> <our pid> --buffer-size N`,
-/// with `stdin` (a socket) as its descriptor 0; our copy is closed once
+/// The option that makes this executable a model's child: `echo-server
+/// <MODEL> --child-of <PID>` serves what its parent, PID, handed it on
+/// stdin (a connection for `process`, the listening socket for `prefork`).
+/// Hidden from `--help`: only [`spawn_self`] gives it. A model takes it by
+/// flattening this group into its `Args` and registering its child mode
+/// (`crate::models::ChildMode`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChildOf {
+    /// Internal: serve the socket on stdin as a child of this PID.
+    #[arg(long = CHILD_OF, hide = true, value_name = "PID")]
+    pub parent: Option<u32>,
+}
+
+/// [`ChildOf`]'s flag, without its dashes: written once, read by clap and by
+/// [`spawn_self`].
+const CHILD_OF: &str = "child-of";
+
+/// Re-runs this executable as `<model> --child-of <our pid> --buffer-size
+/// N`, with `stdin` (a socket) as its descriptor 0; our copy is closed once
 /// spawned. We reap with `waitpid(-1)` ourselves: dropping the `Child`
 /// neither waits nor kills.
-pub fn spawn_self(exe: &Path, model: &str, flag: &str, buffer_size: u32, stdin: OwnedFd) -> std::io::Result<Pid> {
+pub fn spawn_self(exe: &Path, model: &str, buffer_size: u32, stdin: OwnedFd) -> std::io::Result<Pid> {
     let child = Command::new(exe)
         .arg(model)
-        .arg(flag)
+        .arg(format!("--{CHILD_OF}"))
         .arg(std::process::id().to_string())
         .arg("--buffer-size")
         .arg(buffer_size.to_string())

@@ -1,51 +1,8 @@
-//! The command line: `echo-server <MODEL> [OPTIONS]`.
-//!
-//! Each model is a subcommand with its own options (declared in its file,
-//! next to its `serve`), so `echo-server tokio --help` shows tokio's flags
-//! only and `echo-server tokio --queue 5` is a usage error. The options
-//! every model shares are [`Common`], flattened into each model's `Args`;
-//! [`CpuWorkers`] and [`ThreadStack`] are flags several models share.
+//! The options models share on the command line (`echo-server <MODEL>
+//! [OPTIONS]`, [`crate::Cli`]): [`Common`], flattened into every model's
+//! `Args`; [`CpuWorkers`] and [`ThreadStack`], flags several models take.
 
-use clap::{Args, Parser};
-
-use crate::models::Command;
-
-/// `echo-server <MODEL> [OPTIONS]`
-#[derive(Debug, Parser)]
-#[command(
-    name = "echo-server",
-    version,
-    about = "One echo contract, many concurrency models",
-    after_help = "Examples:\n  \
-        echo-server tokio --addr 127.0.0.1:7000\n  \
-        echo-server pool --workers 128 --queue 1024 --addr [::1]:0\n  \
-        echo-server thread --addr unix:/tmp/echo.sock\n  \
-        echo-server reactors --addr udp:127.0.0.1:7000 --batch 32\n  \
-        echo-server list-models"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-    /// The model's options given on the command line rather than by their
-    /// defaults (clap ids, e.g. `batch`), filled in by `main` from clap's
-    /// matches: a UDP-only option given with a stream address is refused.
-    #[arg(skip)]
-    pub given: Vec<String>,
-}
-
-/// The options that only mean something over udp: given with a stream
-/// address they would silently do nothing, so they are refused (exit 2).
-pub const UDP_ONLY: &[(&str, &str)] =
-    &[("batch", "--batch"), ("recv_buffer", "--recv-buffer"), ("send_buffer", "--send-buffer")];
-
-/// The ids of the chosen subcommand's options that were given on the command line.
-pub fn given_on_command_line(matches: &clap::ArgMatches) -> Vec<String> {
-    let Some((_, sub)) = matches.subcommand() else { return Vec::new() };
-    sub.ids()
-        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|id| id.as_str().to_owned())
-        .collect()
-}
+use clap::Args;
 
 /// Options every model takes.
 #[derive(Debug, Clone, Args)]

@@ -123,6 +123,18 @@ impl BatchOption {
     }
 }
 
+/// The options that mean something over udp only, as (clap id, flag), read
+/// from their option groups ([`BatchOption`], [`DatagramOptions`]): given
+/// with a stream address they would silently do nothing, so they are
+/// refused.
+pub fn udp_only_options() -> Vec<(String, String)> {
+    let groups = DatagramOptions::augment_args(BatchOption::augment_args(clap::Command::new("udp")));
+    groups
+        .get_arguments()
+        .filter_map(|arg| Some((arg.get_id().to_string(), format!("--{}", arg.get_long()?))))
+        .collect()
+}
+
 /// Why `--buffer-size` does not suit a datagram server, if it does not.
 pub fn check_buffer_size(buffer_size: usize) -> Result<(), String> {
     if buffer_size > UDP_PAYLOAD_MAX {

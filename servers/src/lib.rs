@@ -20,14 +20,19 @@
 //!
 //! ## Reading order
 //!
-//! 1. [`cli`]: the options every model shares; [`models`]: the one registry,
-//!    each model's own options.
+//! 1. [`Cli`] and [`cli`]: the command line, the options several models
+//!    share; [`models`]: the one registry, each model's own options.
 //! 2. [`transport`]: listeners and streams of every transport behind one type.
 //! 3. [`listen`]: the per-connection options, the connection cap and the
 //!    accept-error policy every model shares.
 //! 4. [`echo`]: the echo as a state machine, and its blocking and async loops;
 //!    [`datagram`]: the datagram echo, its counters and its receive loops.
-//! 5. [`models`]: one file per model, each a page with the same entry point,
+//! 5. The machinery some models share, so that each model file stays a
+//!    page: [`event_loop`] (the epoll loop of `reactor`, `reactors` and
+//!    `reactor-pool`), [`per_core`] (the thread-per-core start-up of
+//!    `reactors` and `uring`), [`ring`] (the io_uring plumbing of `uring`),
+//!    [`children`] (the child processes of `process` and `prefork`).
+//! 6. [`models`]: one file per model, each a page with the same entry point,
 //!    `serve(listener, args, shutdown, ready)`. Diff two of them: only the
 //!    concurrency strategy differs.
 
@@ -35,20 +40,63 @@ pub mod children;
 pub mod cli;
 pub mod datagram;
 pub mod echo;
+pub mod event_loop;
 pub mod listen;
 pub mod models;
+pub mod per_core;
+pub mod ready;
+pub mod ring;
 pub mod shutdown;
+pub mod slab;
 pub mod transport;
 
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
+use clap::Parser;
 use echo_common::{Endpoint, ModelInfo};
 use tracing::{info, warn};
 
-use crate::cli::Cli;
 use crate::models::Command;
+use crate::ready::Ready;
 use crate::transport::Listener;
+
+/// `echo-server <MODEL> [OPTIONS]`: each model is a subcommand with its own
+/// options, declared in its file next to its `serve` ([`models`]), so
+/// `echo-server tokio --help` shows tokio's flags only and `echo-server
+/// tokio --queue 5` is a usage error. The options several models share are
+/// in [`cli`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "echo-server",
+    version,
+    about = "One echo contract, many concurrency models",
+    after_help = "Examples:\n  \
+        echo-server tokio --addr 127.0.0.1:7000\n  \
+        echo-server pool --workers 128 --queue 1024 --addr [::1]:0\n  \
+        echo-server thread --addr unix:/tmp/echo.sock\n  \
+        echo-server reactors --addr udp:127.0.0.1:7000 --batch 32\n  \
+        echo-server list-models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// The model's options given on the command line rather than by their
+    /// defaults (clap ids, e.g. `batch`), filled in by `main` from clap's
+    /// matches ([`given_on_command_line`]): a UDP-only option given with a
+    /// stream address is refused.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// The ids of the chosen subcommand's options that were given on the command line.
+pub fn given_on_command_line(matches: &clap::ArgMatches) -> Vec<String> {
+    let Some((_, sub)) = matches.subcommand() else { return Vec::new() };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
 
 /// Logs go to stderr; `RUST_LOG` filters them (default: `info`, and `warn`
 /// for may's own chatter).
@@ -62,52 +110,23 @@ pub fn init_logging() {
         .init();
 }
 
-/// The `listening on` line, printed by the model once it can serve: after
-/// its workers, children or rings are up, so a supervisor that sees the
-/// line has a working server, and one that does not sees the failed step.
-#[derive(Debug)]
-#[must_use = "a model must announce that it is ready"]
-pub struct Ready {
-    endpoint: Endpoint,
-}
-
-impl Ready {
-    /// Prints `listening on <endpoint>` on stdout: the one line scripts and
-    /// tests wait for.
-    pub fn announce(self) -> anyhow::Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {}", self.endpoint).context("cannot write to stdout")?;
-        stdout.flush().context("cannot write to stdout")?;
-        info!("listening on {}", self.endpoint);
-        Ok(())
-    }
-}
-
 /// Runs the command: a model until SIGINT or SIGTERM, or `list-models`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { command, given } = cli;
     let (Some(info), Some(common)) = (command.info(), command.common()) else {
         return list_models(&command);
     };
-    if let Command::process(args) = &command {
-        if let Some(parent) = args.worker_of {
-            // A `process` child: serve the one connection on stdin, then exit.
-            return models::process::child_main(parent, args).context("process worker");
-        }
-    }
-    if let Command::prefork(args) = &command {
-        if let Some(parent) = args.prefork_child {
-            // A `prefork` child: serve the listening socket on stdin until SIGTERM.
-            return models::prefork::child_main(parent, args).context("prefork child");
-        }
+    if let Some(child) = command.run_as_child() {
+        // A child of `process` or `prefork` (`--child-of`): its side, then exit.
+        return child.with_context(|| format!("{} child", info.name));
     }
 
     let endpoint = Endpoint::parse(&common.addr)?;
     if let Endpoint::Udp(addr) = endpoint {
         return run_datagrams(&command, info, addr);
     }
-    let udp_only: Vec<&str> =
-        cli::UDP_ONLY.iter().filter(|(id, _)| given.iter().any(|g| g == id)).map(|(_, flag)| *flag).collect();
+    let udp_only: Vec<String> =
+        datagram::udp_only_options().into_iter().filter(|(id, _)| given.contains(id)).map(|(_, flag)| flag).collect();
     if !udp_only.is_empty() {
         return Err(Refused(format!(
             "{} applies over udp only, and {endpoint} is a stream address",
@@ -126,7 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let local = listener.local_endpoint().context("listener has no local address")?;
     info!(model = %info.name, ?common, "bound {local}");
 
-    command.serve(listener, &shutdown, Ready { endpoint: local }).with_context(|| format!("{}", info.name))?;
+    command.serve(listener, &shutdown, Ready::new(local)).with_context(|| format!("{}", info.name))?;
     // The socket file goes when `socket_file` is dropped: here after a clean
     // shutdown, and on the error return above too. A killed server leaves
     // it; the next start finds nobody listening and removes it as stale.
@@ -169,7 +188,7 @@ fn run_datagrams(command: &Command, info: &ModelInfo, addr: std::net::SocketAddr
     datagram::log_buffers(&socket, options);
 
     let echo = datagram::DatagramEcho::new(common.buffer_size());
-    let served = command.serve_datagrams(socket, echo.clone(), &shutdown, Ready { endpoint: local });
+    let served = command.serve_datagrams(socket, echo.clone(), &shutdown, Ready::new(local));
     served.expect("a model with datagram options serves datagrams").with_context(|| format!("{}", info.name))?;
     echo.report();
     info!("shut down");
@@ -180,10 +199,10 @@ fn run_datagrams(command: &Command, info: &ModelInfo, addr: std::net::SocketAddr
 fn list_models(command: &Command) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     if let Command::ListModels { json: true } = command {
-        serde_json::to_writer_pretty(&mut stdout, models::ALL).context("cannot write to stdout")?;
+        serde_json::to_writer_pretty(&mut stdout, &*models::ALL).context("cannot write to stdout")?;
         writeln!(stdout).context("cannot write to stdout")?;
     } else {
-        for info in models::ALL {
+        for info in models::ALL.iter() {
             writeln!(stdout, "{:<14} {}", info.name, info.summary).context("cannot write to stdout")?;
         }
     }

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use clap::builder::StyledStr;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
-use echo_servers::cli::Cli;
+use echo_servers::Cli;
 
 fn main() -> ExitCode {
     let matches = Cli::command().try_get_matches().unwrap_or_else(|err| with_models_tip(err).exit());
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
-    cli.given = echo_servers::cli::given_on_command_line(&matches);
+    cli.given = echo_servers::given_on_command_line(&matches);
     echo_servers::init_logging();
     match echo_servers::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -203,16 +203,10 @@ fn shutdown_counters(server: &mut Server, who: &str) -> HashMap<String, u64> {
     let status = status.unwrap_or_else(|| panic!("{who}: still running 5 s after SIGTERM"));
     assert_eq!(status.code(), Some(0), "{who}: exit status {status:?}");
     assert!(took <= Duration::from_secs(2), "{who}: took {took:?} to exit");
-    // The stderr reader may lag the exit by a moment.
-    let line = eventually(Duration::from_secs(2), || {
-        let stderr = server.stderr();
-        stderr
-            .lines()
-            .find(|l| l.contains("datagram counters"))
-            .map(str::to_owned)
-            .ok_or_else(|| io::Error::other(format!("no counters line in {stderr:?}")))
-    })
-    .unwrap_or_else(|e| panic!("{who}: {e}"));
+    // The server has exited: `stderr` is read to the pipe's close.
+    let stderr = server.stderr();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("datagram counters")).collect();
+    let [line] = lines[..] else { panic!("{who}: one counters line expected in {stderr:?}") };
     line.split_whitespace()
         .filter_map(|word| word.split_once('='))
         .filter_map(|(key, value)| Some((key.to_owned(), value.parse().ok()?)))
@@ -271,19 +265,28 @@ fn sigterm_exits_cleanly(model: &ModelInfo) {
         flow.echo(b"live").unwrap_or_else(|e| panic!("{who}: {e}"));
     }
     let tree = server.tree();
-    // A sender that keeps going through the shutdown (paced: a stream, not a flood).
+    // A sender that keeps going through the shutdown (paced: a stream, not
+    // a flood). It says when the first echo of its stream comes back: the
+    // traffic flows through the server, and the signal lands in it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flowing_tx, flowing) = std::sync::mpsc::channel();
     let sender = {
         let stop = std::sync::Arc::clone(&stop);
         let socket = flows.pop().unwrap().socket;
+        socket.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
+            let mut echo = [0u8; 64];
+            let mut flowing_tx = Some(flowing_tx);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = socket.send_to(&[7u8; 64], addr);
-                std::thread::sleep(Duration::from_micros(200));
+                if flowing_tx.is_some() && socket.recv_from(&mut echo).is_ok_and(|(n, _)| echo[..n] == [7u8; 64]) {
+                    let _ = flowing_tx.take().map(|tx| tx.send(()));
+                }
+                std::thread::sleep(Duration::from_micros(200)); // pacing
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(100)); // traffic flowing, not synchronisation
+    flowing.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| panic!("{who}: no echo of the paced stream"));
     let (status, took) = server.terminate(Duration::from_secs(5));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sender.join().unwrap();
@@ -431,7 +434,9 @@ fn idle_server_uses_no_cpu(model: &ModelInfo) {
     let Some(server) = start(model, None, &[], None) else { return };
     let mut flow = Flow::new(udp_addr(&server));
     flow.echo(b"wake up").unwrap_or_else(|e| panic!("{}: {e}", model.name));
-    std::thread::sleep(Duration::from_millis(200)); // let start-up work settle
+    // Start-up work settled (a runtime's threads park, a pool's spin down):
+    // every thread asleep at once.
+    server.wait_until_asleep(Duration::from_secs(5)).unwrap_or_else(|e| panic!("{}: {e}", model.name));
     let window = Duration::from_secs(1);
     let start_cpu = server.cpu_secs();
     std::thread::sleep(window); // measurement window, not synchronisation
@@ -444,46 +449,49 @@ macro_rules! udp_tests {
     ($($model:ident),* $(,)?) => {
         $(
             mod $model {
-                use echo_servers::models::$model::INFO;
+                /// What the model publishes (`list-models --json`).
+                fn info() -> echo_common::ModelInfo {
+                    echo_servers::models::$model::MODEL.info()
+                }
                 #[test]
                 fn echo_from_many_flows() {
-                    super::echo_from_many_flows(&INFO)
+                    super::echo_from_many_flows(&info())
                 }
                 #[test]
                 fn largest_datagram() {
-                    super::largest_datagram(&INFO)
+                    super::largest_datagram(&info())
                 }
                 #[test]
                 fn oversize_dropped_and_counted() {
-                    super::oversize_dropped_and_counted(&INFO)
+                    super::oversize_dropped_and_counted(&info())
                 }
                 #[test]
                 fn sigterm_exits_cleanly() {
-                    super::sigterm_exits_cleanly(&INFO)
+                    super::sigterm_exits_cleanly(&info())
                 }
                 #[test]
                 fn vanished_clients_leave_others_served() {
-                    super::vanished_clients_leave_others_served(&INFO)
+                    super::vanished_clients_leave_others_served(&info())
                 }
                 #[test]
                 fn address_in_use_exits_1() {
-                    super::address_in_use_exits_1(&INFO)
+                    super::address_in_use_exits_1(&info())
                 }
                 #[test]
                 fn ipv6_loopback() {
-                    super::ipv6_loopback(&INFO)
+                    super::ipv6_loopback(&info())
                 }
                 #[test]
                 fn batch() {
-                    super::batch(&INFO)
+                    super::batch(&info())
                 }
                 #[test]
                 fn udp_only_options_refused_on_streams() {
-                    super::udp_only_options_refused_on_streams(&INFO)
+                    super::udp_only_options_refused_on_streams(&info())
                 }
                 #[test]
                 fn idle_server_uses_no_cpu() {
-                    super::idle_server_uses_no_cpu(&INFO)
+                    super::idle_server_uses_no_cpu(&info())
                 }
             }
         )*

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 
 fn model() -> &'static ModelInfo {
-    &echo_servers::models::thread::INFO
+    echo_servers::models::ALL.iter().find(|m| m.name == echo_servers::models::thread::MODEL.name).unwrap()
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! The shape of a model's declaration. Each model file in `servers/`
-//! declares one (`pub static INFO: ModelInfo`); `echo-server list-models
-//! --json` prints them all, in the registry's order, and the benchmark reads
-//! that list instead of keeping its own.
+//! The shape of a model's published declaration. The servers' registry
+//! makes one per model, from what the model's file declares and what it
+//! reads off the model (its datagram design, its options, its child mode);
+//! `echo-server list-models --json` prints them all, in the registry's
+//! order, and the benchmark reads that list instead of keeping its own.
 
 use std::borrow::Cow;
 
@@ -19,6 +20,7 @@ pub struct ModelInfo {
     pub default_max_connections: u64,
     /// Runs child processes: the contract tests expect a process tree, and a
     /// reader of the results knows its memory and CPU are summed over it.
+    /// (The servers derive it: the model has a child mode.)
     pub child_processes: bool,
     /// With default options, how many connections it serves at once; the
     /// rest wait, accepted or in the backlog, and get no echo until a served
@@ -40,7 +42,8 @@ pub struct ModelInfo {
     #[serde(default)]
     pub datagrams: Option<Cow<'static, str>>,
     /// Over UDP, takes `--batch N`: up to N datagrams per `recvmmsg` and
-    /// `sendmmsg` (absent in older declarations: false).
+    /// `sendmmsg` (absent in older declarations: false). (The servers
+    /// derive it: the model's options include `--batch`.)
     #[serde(default)]
     pub datagram_batch: bool,
 }

@@ -73,37 +73,38 @@
 //! echo-server iterative --addr udp:127.0.0.1:7000 --batch 32 --recv-buffer 4194304
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::io::{self, Read, Write};
 use std::net::UdpSocket;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use socket2::SockRef;
 use tracing::warn;
 
-use crate::Ready;
 use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::Acceptor;
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Stream};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("iterative"),
-    summary: Borrowed("One connection at a time on one thread: accept, echo until the client leaves, accept the next"),
+pub static MODEL: Model<Args> = Model {
+    name: "iterative",
+    summary: "One connection at a time on one thread: accept, echo until the client leaves, accept the next",
     // It never has more than one live connection.
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: Some(1),
     baseline: true,
     reuse_port: false,
-    colour: Borrowed("#8c564b"),
-    datagrams: Some(Borrowed("One thread: blocking recvfrom, sendto, repeat; with --batch N, recvmmsg and sendmmsg")),
-    datagram_batch: true,
+    colour: "#8c564b",
+    datagrams: Some(Datagrams {
+        design: "One thread: blocking recvfrom, sendto, repeat; with --batch N, recvmmsg and sendmmsg",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server iterative` options: the common ones, and over UDP the
@@ -117,9 +118,6 @@ pub struct Args {
     #[command(flatten)]
     pub batch: BatchOption,
 }
-
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// How long a served connection's `read` or `write` may block before the
 /// shutdown flag is checked again: the upper bound on noticing SIGTERM.
@@ -163,9 +161,14 @@ pub fn serve_datagrams(
     socket.set_write_timeout(Some(SHUTDOWN_CHECK))?;
     let mut receiver = Receiver::new(echo, args.batch.get());
     ready.announce()?;
-    datagram::serve_blocking(&socket, &mut receiver, || shutdown.is_requested(), |pause| {
-        shutdown.sleep(pause);
-    });
+    datagram::serve_blocking(
+        &socket,
+        &mut receiver,
+        || shutdown.is_requested(),
+        |pause| {
+            shutdown.sleep(pause);
+        },
+    );
     Ok(())
 }
 

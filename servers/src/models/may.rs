@@ -42,35 +42,36 @@
 //! echo-server may --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 
 use ::may::coroutine::{self, Builder};
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit, LogThrottle};
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, MayListener};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("may"),
-    summary: Borrowed("One may stackful coroutine per connection"),
+pub static MODEL: Model<Args> = Model {
+    name: "may",
+    summary: "One may stackful coroutine per connection",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#9467bd"),
-    datagrams: Some(Borrowed("One may UdpSocket, one receive coroutine per worker thread")),
-    datagram_batch: false,
+    colour: "#9467bd",
+    datagrams: Some(Datagrams {
+        design: "One may UdpSocket, one receive coroutine per worker thread",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// Default coroutine stack, in bytes.
@@ -91,9 +92,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// Descriptors may's scheduler opens per worker thread: its event loop's
 /// epoll instance and the eventfd that wakes it (may 0.3,

@@ -39,7 +39,6 @@
 //! echo-server pool --addr udp:127.0.0.1:7000 --workers 4
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,29 +46,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use crossbeam_channel::{TrySendError, bounded};
-use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
 use crate::cli::{Common, ThreadStack};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
 use crate::echo;
 use crate::listen::{Acceptor, Connection};
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("pool"),
-    summary: Borrowed("A fixed pool of threads fed through a bounded queue"),
+pub static MODEL: Model<Args> = Model {
+    name: "pool",
+    summary: "A fixed pool of threads fed through a bounded queue",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: Some(DEFAULT_WORKERS as u64),
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#2ca02c"),
-    datagrams: Some(Borrowed("--workers threads blocking in recvfrom on one shared socket")),
-    datagram_batch: false,
+    colour: "#2ca02c",
+    datagrams: Some(Datagrams {
+        design: "--workers threads blocking in recvfrom on one shared socket",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `--workers` when not given.
@@ -94,9 +95,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// Starts the workers, then accepts on this thread and feeds the queue.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 //! The preforked server of Stevens' *Unix Network Programming* (ch. 30),
 //! and of Apache's `prefork` MPM. The parent binds the listener, then starts
 //! `--workers` children (default 16) by re-running its own executable in a
-//! hidden mode (`echo-server prefork --prefork-child <PID>`) with the
+//! hidden mode (`echo-server prefork --child-of <PID>`) with the
 //! *listening* socket as the child's stdin. Every child is an
 //! [`iterative`] server on that shared listener: it
 //! accepts one connection, echoes until the client leaves, accepts the
@@ -64,37 +64,34 @@
 //! echo-server prefork --addr unix:/tmp/echo.sock --workers 64
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::os::fd::AsFd;
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use super::iterative;
-use crate::Ready;
-use crate::models::Datagrams;
-use crate::children::{self, Children};
+use crate::children::{self, ChildOf, Children};
 use crate::cli::Common;
 use crate::listen::{ACCEPT_TICK, Acceptor, LogThrottle};
+use crate::models::{ChildMode, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("prefork"),
-    summary: Borrowed("A fixed set of child processes started in advance, each serving one connection at a time"),
+pub static MODEL: Model<Args> = Model {
+    name: "prefork",
+    summary: "A fixed set of child processes started in advance, each serving one connection at a time",
     // Caps the children (see the page); as `process`, a process per live connection.
     default_max_connections: 1024,
-    child_processes: true,
     serves_at_once: Some(DEFAULT_WORKERS as u64),
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#e377c2"),
-    datagrams: None,
-    datagram_batch: false,
+    colour: "#e377c2",
+    datagrams: None, // streams only: `--addr udp:…` is refused
+    children: Some(ChildMode { of: |args| &args.child, main: child_main }),
 };
 
 /// `--workers` when not given.
@@ -110,13 +107,10 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_WORKERS, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub workers: u32,
-    /// Internal: serve the listening socket on stdin as a child of this PID.
-    #[arg(long, hide = true, value_name = "PID")]
-    pub prefork_child: Option<u32>,
+    /// Set in a child: `--child-of <PID>`.
+    #[command(flatten)]
+    pub child: ChildOf,
 }
-
-/// Streams only: `--addr udp:…` is refused.
-pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Starts the children, then supervises them until shutdown.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
@@ -176,16 +170,17 @@ fn start_and_supervise(
     Ok(())
 }
 
-/// Starts `echo-server prefork --prefork-child <our pid>` with a copy of the
+/// Starts `echo-server prefork --child-of <our pid>` with a copy of the
 /// listening socket as its stdin: a new descriptor for the same listening
 /// socket (dup, close-on-exec), closed on our side once the child has it.
 fn spawn_child(exe: &Path, listener: &Listener, args: &Args) -> std::io::Result<Pid> {
     let socket = listener.as_fd().try_clone_to_owned()?;
-    children::spawn_self(exe, INFO.name.as_ref(), "--prefork-child", args.common.buffer_size, socket)
+    children::spawn_self(exe, MODEL.name, args.common.buffer_size, socket)
 }
 
-/// The child's side: an iterative server on the listening socket on stdin,
-/// until SIGTERM (from the parent at shutdown) or SIGINT.
+/// The child's side (its child mode, in the registry): an iterative server
+/// on the listening socket on stdin, until SIGTERM (from the parent at
+/// shutdown) or SIGINT.
 pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
     let Some(fd) = children::adopt_stdin(parent)? else { return Ok(()) };
     // Our own handlers: SIGTERM ends the accept loop and the served

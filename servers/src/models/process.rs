@@ -2,7 +2,7 @@
 //!
 //! The inetd design. The parent only accepts, spawns and reaps: for each
 //! connection it re-runs its own executable in a hidden worker mode
-//! (`echo-server process --worker-of <PID>`) with the accepted socket as the
+//! (`echo-server process --child-of <PID>`) with the accepted socket as the
 //! child's stdin, exactly as inetd hands a socket to a service (a TCP or a
 //! Unix socket alike: the child finds the transport from the socket). The child
 //! echoes on descriptor 0 until the client leaves, then exits; the parent
@@ -23,35 +23,32 @@
 //! echo-server process --addr unix:/tmp/echo.sock
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::os::fd::OwnedFd;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use tracing::{debug, warn};
 
-use crate::Ready;
-use crate::models::Datagrams;
-use crate::children::{self, Children};
+use crate::children::{self, ChildOf, Children};
 use crate::cli::Common;
 use crate::echo;
 use crate::listen::{Acceptor, Connection, LogThrottle, Permit};
+use crate::models::{ChildMode, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, Stream};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("process"),
-    summary: Borrowed("One child process per connection (started with std::process)"),
+pub static MODEL: Model<Args> = Model {
+    name: "process",
+    summary: "One child process per connection (started with std::process)",
     // Each connection is a whole OS process, so the cap is lower.
     default_max_connections: 1024,
-    child_processes: true,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#1f77b4"),
-    datagrams: None,
-    datagram_batch: false,
+    colour: "#1f77b4",
+    datagrams: None, // streams only: `--addr udp:…` is refused
+    children: Some(ChildMode { of: |args| &args.child, main: child_main }),
 };
 
 /// `echo-server process` options.
@@ -59,13 +56,10 @@ pub static INFO: ModelInfo = ModelInfo {
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
-    /// Internal: serve the socket on stdin as a child of this PID.
-    #[arg(long, hide = true, value_name = "PID")]
-    pub worker_of: Option<u32>,
+    /// Set in a child: `--child-of <PID>`.
+    #[command(flatten)]
+    pub child: ChildOf,
 }
-
-/// Streams only: `--addr udp:…` is refused.
-pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Accepts, spawns one child per connection, reaps.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
@@ -81,7 +75,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         let Connection { stream, peer, permit } = conn;
         // The socket moves into the child's stdin: once spawned, only the
         // child holds the connection.
-        match children::spawn_self(&exe, INFO.name.as_ref(), "--worker-of", args.common.buffer_size, OwnedFd::from(stream)) {
+        match children::spawn_self(&exe, MODEL.name, args.common.buffer_size, OwnedFd::from(stream)) {
             Ok(pid) => {
                 debug!(%peer, %pid, "spawned child");
                 children.insert(pid, permit);
@@ -98,7 +92,8 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
     Ok(())
 }
 
-/// The child's side: serve the socket on stdin, then exit.
+/// The child's side (its child mode, in the registry): serve the socket on
+/// stdin, then exit.
 pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
     let Some(fd) = children::adopt_stdin(parent)? else { return Ok(()) };
     let stream = Stream::from_fd(fd).context("stdin is not a connected socket")?;

@@ -65,7 +65,6 @@
 //! echo-server reactor-pool --addr 127.0.0.1:7000 --workers 2
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -73,32 +72,31 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use echo_common::ModelInfo;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
-use crate::Ready;
-use crate::models::Datagrams;
 use crate::cli::{Common, CpuWorkers};
 use crate::echo;
+use crate::event_loop::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, WAKER};
 use crate::listen::{ConnectionLimit, LogThrottle, Permit};
-use crate::models::reactor::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, Slab, WAKER};
+use crate::models::Model;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
+use crate::slab::Slab;
 use crate::transport::{Listener, Peer, Stream};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("reactor-pool"),
-    summary: Borrowed("One epoll reactor owns the sockets; a rayon pool does the echo (half-sync/half-async)"),
+pub static MODEL: Model<Args> = Model {
+    name: "reactor-pool",
+    summary: "One epoll reactor owns the sockets; a rayon pool does the echo (half-sync/half-async)",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#ffbb78"),
-    datagrams: None,
-    datagram_batch: false,
+    colour: "#ffbb78",
+    datagrams: None, // streams only: `--addr udp:…` is refused
+    children: None,
 };
 
 /// `echo-server reactor-pool` options.
@@ -109,9 +107,6 @@ pub struct Args {
     #[command(flatten)]
     pub workers: CpuWorkers,
 }
-
-/// Streams only: `--addr udp:…` is refused.
-pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Starts the pool, then runs the reactor on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

@@ -2,8 +2,8 @@
 //!
 //! Thread-per-core, shared-nothing: `--workers` threads (default: the CPUs
 //! in the affinity mask), each running the `reactor` model's event loop —
-//! the same code, `Reactor` in `reactor.rs` — with its own epoll
-//! instance, its own listener and its own connections. No lock, no queue, no socket passed
+//! the same code, [`EventLoop`] — with its own epoll instance, its own
+//! listener and its own connections. No lock, no queue, no socket passed
 //! between threads: a connection lives and dies on the thread that accepted
 //! it. The only thing the workers share is the `--max-connections` count
 //! (one atomic). The main thread starts them, prints the `listening on`
@@ -14,7 +14,10 @@
 //!
 //! Every worker has its own listening socket on the same port, all bound
 //! with SO_REUSEPORT (worker 0 uses the listener the server bound, the
-//! others [`Listener::bind_sibling`]). The kernel picks the listener of a
+//! others [`Listener::bind_sibling`]), and builds its event loop in its own
+//! thread; the start-up — a socket per worker, the start handshake,
+//! `--pin` — is the thread-per-core one [`per_core`] writes once for this
+//! model and `uring`. The kernel picks the listener of a
 //! new connection by a **hash of its 4-tuple** (source and destination
 //! address and port) — not by load: a worker with many busy connections
 //! gets as many new ones as an idle one, and a few long-lived heavy
@@ -79,34 +82,36 @@
 //! echo-server reactors --addr udp:127.0.0.1:7000 --workers 2 --batch 32
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use tracing::{error, warn};
 
-use crate::Ready;
-use crate::cli::{Common, CpuWorkers};
+use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver, Turn};
+use crate::event_loop::{EventLoop, Mailbox, Undelivered};
 use crate::listen::{Acceptor, ConnectionLimit, LogThrottle};
-use crate::models::Datagrams;
-use crate::models::reactor::{Mailbox, Reactor, Undelivered};
+use crate::models::{Datagrams, Model};
+use crate::per_core::{self, PerCore};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("reactors"),
-    summary: Borrowed("One epoll reactor per CPU, each with its own SO_REUSEPORT listener"),
+pub static MODEL: Model<Args> = Model {
+    name: "reactors",
+    summary: "One epoll reactor per CPU, each with its own SO_REUSEPORT listener",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: true,
-    colour: Borrowed("#aec7e8"),
-    datagrams: Some(Borrowed("One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg")),
-    datagram_batch: true,
+    colour: "#aec7e8",
+    datagrams: Some(Datagrams {
+        design: "One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server reactors` options.
@@ -115,15 +120,15 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
-    pub workers: CpuWorkers,
+    pub per_core: PerCore,
     #[command(flatten)]
     pub udp: DatagramOptions,
     #[command(flatten)]
     pub batch: BatchOption,
 }
 
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
+/// The worker threads' names: `echo-reactor-<id>`.
+const THREADS: &str = "echo-reactor";
 
 /// Starts one reactor thread per worker, then waits for a shutdown signal
 /// (over Unix sockets: accepts for them until then).
@@ -137,21 +142,22 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 
 /// One SO_REUSEPORT listener per worker; the main thread only waits.
 fn serve_tcp(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
-    let workers = args.workers.get();
+    let backlog = args.common.backlog;
+    let listeners = per_core::sockets(listener, args.per_core.workers(), |first| first.bind_sibling(backlog))?;
     // One count for all: the cap is on the server, not per worker.
     let limit = ConnectionLimit::new(args.common.max_connections());
-    // The siblings are bound before any worker starts, so that a failure
-    // stops the server before it announces anything.
-    let mut listeners = vec![listener];
-    for id in 1..workers {
-        let sibling = listeners[0].bind_sibling(args.common.backlog);
-        listeners.push(sibling.with_context(|| format!("cannot open the listener of worker {id}"))?);
-    }
-    for (id, own) in listeners.into_iter().enumerate() {
-        let mut reactor = Reactor::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
-        reactor.listen(own, limit.clone()).context("cannot register a listener with epoll")?;
-        start(reactor, id)?;
-    }
+    let buffer_size = args.common.buffer_size();
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        listeners,
+        move |listener| {
+            let mut event_loop = EventLoop::new(buffer_size).context("cannot create an epoll instance")?;
+            event_loop.listen(listener, limit.clone()).context("cannot register a listener with epoll")?;
+            Ok((event_loop, ()))
+        },
+        run,
+    )?;
     ready.announce()?;
     shutdown.wait();
     // The process exits: the kernel closes every listener (resetting what
@@ -161,13 +167,20 @@ fn serve_tcp(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 
 /// No SO_REUSEPORT: this thread accepts and deals connections round-robin.
 fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
-    let workers = args.workers.get();
-    let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(workers);
-    for id in 0..workers {
-        let mut reactor = Reactor::new(args.common.buffer_size()).context("cannot create an epoll instance")?;
-        mailboxes.push(reactor.inbox().context("cannot create a waker")?);
-        start(reactor, id)?;
-    }
+    let workers = args.per_core.workers();
+    let buffer_size = args.common.buffer_size();
+    // Each worker hands back the mailbox of its event loop's inbox.
+    let mailboxes: Vec<Mailbox> = per_core::start(
+        THREADS,
+        args.per_core.pin,
+        vec![(); workers],
+        move |()| {
+            let mut event_loop = EventLoop::new(buffer_size).context("cannot create an epoll instance")?;
+            let mailbox = event_loop.inbox().context("cannot create a waker")?;
+            Ok((event_loop, mailbox))
+        },
+        run,
+    )?;
     // The acceptor takes the slot under the cap; the connection carries it
     // to its worker.
     let acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
@@ -193,19 +206,12 @@ fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready
     Ok(())
 }
 
-/// Runs `reactor` on a detached thread of its own: it serves until the
-/// process exits.
-fn start(mut reactor: Reactor<'static>, id: usize) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name(format!("echo-reactor-{id}"))
-        .spawn(move || {
-            // Without a shutdown registered, `run` returns only if epoll fails.
-            if let Err(err) = reactor.run() {
-                error!(worker = id, %err, "the event loop failed; this worker's connections are closed");
-            }
-        })
-        .with_context(|| format!("cannot start worker thread {id}"))?;
-    Ok(())
+/// A worker's life after start-up: its event loop, until the process exits.
+fn run(id: usize, mut event_loop: EventLoop<'static>) {
+    // Without a shutdown registered, `run` returns only if epoll fails.
+    if let Err(err) = event_loop.run() {
+        error!(worker = id, %err, "the event loop failed; this worker's connections are closed");
+    }
 }
 
 /// One SO_REUSEPORT socket and one epoll loop per worker; the main thread
@@ -217,56 +223,68 @@ pub fn serve_datagrams(
     shutdown: &Shutdown,
     ready: Ready,
 ) -> anyhow::Result<()> {
-    let workers = args.workers.get();
-    // Every socket is bound before any worker starts, so that a failure
-    // stops the server before it announces anything.
-    let mut sockets = vec![socket];
-    for id in 1..workers {
-        let sibling = datagram::bind_sibling(&sockets[0], &args.udp);
-        sockets.push(sibling.with_context(|| format!("cannot open the socket of worker {id}"))?);
-    }
-    for (id, socket) in sockets.into_iter().enumerate() {
+    let sockets = per_core::sockets(socket, args.per_core.workers(), |first| datagram::bind_sibling(first, &args.udp))?;
+    // Each worker counts on counters of its own: a clone of the echo.
+    let inputs = sockets.into_iter().map(|socket| (socket, echo.clone())).collect();
+    let batch = args.batch.get();
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        inputs,
+        move |(socket, echo)| Ok((DatagramLoop::new(socket, Receiver::new(echo, batch))?, ())),
+        |id, mut worker: DatagramLoop| {
+            if let Err(err) = worker.run() {
+                error!(worker = id, %err, "the event loop failed; this worker's socket is closed");
+            }
+        },
+    )?;
+    ready.announce()?;
+    shutdown.wait();
+    Ok(())
+}
+
+/// A datagram worker: its socket, registered with an epoll instance of its
+/// own, and its receiver.
+#[derive(Debug)]
+struct DatagramLoop {
+    poll: mio::Poll,
+    socket: mio::net::UdpSocket,
+    receiver: Receiver,
+}
+
+impl DatagramLoop {
+    /// Makes `socket` non-blocking and registers it (edge-triggered).
+    fn new(socket: UdpSocket, receiver: Receiver) -> anyhow::Result<DatagramLoop> {
         socket.set_nonblocking(true).context("cannot make a socket non-blocking")?;
         let mut socket = mio::net::UdpSocket::from_std(socket);
         let poll = mio::Poll::new().context("cannot create an epoll instance")?;
         poll.registry()
             .register(&mut socket, mio::Token(0), mio::Interest::READABLE)
             .context("cannot register a socket with epoll")?;
-        let (echo, batch) = (echo.clone(), args.batch.get());
-        std::thread::Builder::new()
-            .name(format!("echo-reactor-{id}"))
-            .spawn(move || {
-                if let Err(err) = datagram_loop(poll, &socket, Receiver::new(echo, batch)) {
-                    error!(worker = id, %err, "the event loop failed; this worker's socket is closed");
-                }
-            })
-            .with_context(|| format!("cannot start worker thread {id}"))?;
+        Ok(DatagramLoop { poll, socket, receiver })
     }
-    ready.announce()?;
-    shutdown.wait();
-    Ok(())
-}
 
-/// A worker's loop: wait for the socket to become readable, then receive
-/// and echo until it would block (edge-triggered: what is left unread
-/// would not be reported again). Returns only if epoll fails.
-fn datagram_loop(mut poll: mio::Poll, socket: &mio::net::UdpSocket, mut receiver: Receiver) -> std::io::Result<()> {
-    let mut events = mio::Events::with_capacity(1);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
+    /// Waits for the socket to become readable, then receives and echoes
+    /// until it would block (edge-triggered: what is left unread would not
+    /// be reported again). Returns only if epoll fails.
+    fn run(&mut self) -> std::io::Result<()> {
+        let mut events = mio::Events::with_capacity(1);
         loop {
-            match receiver.turn(socket) {
-                Turn::Received(_) => {}
-                Turn::Idle => break, // drained (or a signal: the next poll says)
-                Turn::Failed(pause) if pause.is_zero() => {}
-                Turn::Failed(pause) => {
-                    // The socket may still be readable: epoll will not say
-                    // so again (edge-triggered), so go on after the pause.
-                    std::thread::sleep(pause);
+            match self.poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+            loop {
+                match self.receiver.turn(&self.socket) {
+                    Turn::Received(_) => {}
+                    Turn::Idle => break, // drained (or a signal: the next poll says)
+                    Turn::Failed(pause) if pause.is_zero() => {}
+                    Turn::Failed(pause) => {
+                        // The socket may still be readable: epoll will not say
+                        // so again (edge-triggered), so go on after the pause.
+                        std::thread::sleep(pause);
+                    }
                 }
             }
         }

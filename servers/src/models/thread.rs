@@ -15,31 +15,27 @@
 //! echo-server thread --addr 127.0.0.1:7000 [--stack-size BYTES]
 //! ```
 
-use std::borrow::Cow::Borrowed;
-
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 use tracing::warn;
 
-use crate::Ready;
-use crate::models::Datagrams;
 use crate::cli::{Common, ThreadStack};
 use crate::echo;
 use crate::listen::{Acceptor, LogThrottle};
+use crate::models::Model;
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::Listener;
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("thread"),
-    summary: Borrowed("One OS thread per connection"),
+pub static MODEL: Model<Args> = Model {
+    name: "thread",
+    summary: "One OS thread per connection",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#ff7f0e"),
-    datagrams: None,
-    datagram_batch: false,
+    colour: "#ff7f0e",
+    datagrams: None, // streams only: `--addr udp:…` is refused
+    children: None,
 };
 
 /// `echo-server thread` options.
@@ -50,9 +46,6 @@ pub struct Args {
     #[command(flatten)]
     pub stack: ThreadStack,
 }
-
-/// Streams only: `--addr udp:…` is refused.
-pub const DATAGRAMS: Option<Datagrams<Args>> = None;
 
 /// Accepts on this thread; spawns one thread per connection.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {

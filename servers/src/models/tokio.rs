@@ -30,7 +30,6 @@
 //! echo-server tokio --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,28 +37,30 @@ use std::time::Duration;
 use ::tokio::runtime::Builder;
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
 
-use crate::Ready;
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo;
 use crate::listen::{AcceptErrors, ConnectionLimit};
-use crate::models::Datagrams;
+use crate::models::{Datagrams, Model};
+use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, TokioListener};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("tokio"),
-    summary: Borrowed("One tokio task per connection on a multi-thread runtime"),
+pub static MODEL: Model<Args> = Model {
+    name: "tokio",
+    summary: "One tokio task per connection on a multi-thread runtime",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: false,
-    colour: Borrowed("#d62728"),
-    datagrams: Some(Borrowed("One tokio UdpSocket, one receive task per worker thread")),
-    datagram_batch: false,
+    colour: "#d62728",
+    datagrams: Some(Datagrams {
+        design: "One tokio UdpSocket, one receive task per worker thread",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server tokio` options.
@@ -72,9 +73,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
 
 /// The runtime this model runs on: `--workers` threads, I/O and timers.
 fn runtime(args: &Args) -> anyhow::Result<::tokio::runtime::Runtime> {

@@ -15,9 +15,13 @@
 //! that accepted it). A Unix socket has no SO_REUSEPORT, so every worker's
 //! ring accepts on a duplicate of the one listener (the same file
 //! description): each connection is accepted by exactly one of them,
-//! whichever the kernel wakes first. The main thread waits for SIGINT or
-//! SIGTERM and returns; the workers are detached and die with the process,
-//! whose exit closes the rings, the listeners and every connection.
+//! whichever the kernel wakes first. The start-up — a socket per worker,
+//! each ring built in its own thread (SINGLE_ISSUER binds a ring to the
+//! thread that made it) and reported back before `listening on`, `--pin`
+//! — is the thread-per-core one [`per_core`] writes once for this model
+//! and `reactors`. The main thread waits for SIGINT or SIGTERM and
+//! returns; the workers are detached and die with the process, whose exit
+//! closes the rings, the listeners and every connection.
 //!
 //! Each worker keeps, per ring:
 //!
@@ -51,7 +55,10 @@
 //! below), and it is the one model whose unsafe code is the whole design:
 //! the kernel writes into our buffers while no Rust reference says so.
 //! Every buffer handed to the kernel belongs to a connection kept in the
-//! worker's table until that operation's CQE has arrived.
+//! worker's table until that operation's CQE has arrived. What every ring
+//! needs — building and probing it, entering it, queueing on it, and the
+//! memory lent to it for datagrams — is in [`crate::ring`]; this page is
+//! what the model does with its rings.
 //!
 //! ## io_uring features used, and the kernel each needs
 //!
@@ -102,7 +109,9 @@
 //!   one at a time; the CQE says which buffer it took. The kernel writes
 //!   into it an `io_uring_recvmsg_out` header (lengths and flags: MSG_TRUNC
 //!   for a datagram larger than the buffer), the source address, then the
-//!   payload ([`types::RecvMsgOut`] parses it).
+//!   payload ([`BufferRing::arrived`] finds them). The buffers live in
+//!   memory the worker owns and lends the kernel through raw pointers only
+//!   (see [`BufferRing`]), so the kernel's writes never alias a reference.
 //! - per datagram to echo, a **`SENDMSG`** straight from that buffer to
 //!   the source address found in it: no copy. The buffer goes back to the
 //!   ring when the send's CQE arrives; an oversize datagram's at once.
@@ -133,43 +142,46 @@
 //! echo-server uring --addr udp:127.0.0.1:7000 --workers 2
 //! ```
 
-use std::borrow::Cow::Borrowed;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use clap::Args as ClapArgs;
-use echo_common::ModelInfo;
-use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, SockFlag};
 use socket2::SockRef;
 use tracing::warn;
 
-use crate::Ready;
-use crate::models::Datagrams;
-use crate::cli::{Common, CpuWorkers};
+use crate::cli::Common;
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
 use crate::echo::{EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
-use crate::models::reactor::Slab;
+use crate::models::{Datagrams, Model};
+use crate::per_core::{self, PerCore};
+use crate::ready::Ready;
+use crate::ring::{self, BufferRing};
 use crate::shutdown::Shutdown;
+use crate::slab::Slab;
 use crate::transport::{Listener, Peer, tcp_options};
 
-pub static INFO: ModelInfo = ModelInfo {
-    name: Borrowed("uring"),
-    summary: Borrowed("Completion-based I/O: one io_uring per worker thread, multishot accept"),
+pub static MODEL: Model<Args> = Model {
+    name: "uring",
+    summary: "Completion-based I/O: one io_uring per worker thread, multishot accept",
     default_max_connections: 10_000,
-    child_processes: false,
     serves_at_once: None,
     baseline: false,
     reuse_port: true,
-    colour: Borrowed("#7f7f7f"),
-    datagrams: Some(Borrowed("One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit")),
-    datagram_batch: false,
+    colour: "#7f7f7f",
+    datagrams: Some(Datagrams {
+        design: "One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit",
+        options: |args| &args.udp,
+        serve: serve_datagrams,
+    }),
+    children: None,
 };
 
 /// `echo-server uring` options.
@@ -178,69 +190,43 @@ pub struct Args {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
-    pub workers: CpuWorkers,
+    pub per_core: PerCore,
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// Serves datagrams: [`serve_datagrams`].
-pub const DATAGRAMS: Option<Datagrams<Args>> = Some(Datagrams { options: |args| &args.udp, serve: serve_datagrams });
-
-/// Submission queue entries per ring. A worker handles at most half this
-/// many completions between two submits, and each completion queues at most
-/// two entries (an accepted connection's first receive, and the re-armed
-/// accept), so the submission queue never fills.
-const SQ_ENTRIES: u32 = 512;
-
-/// Completion queue entries per ring: room for bursts (up to one CQE per
-/// connection of the worker can be ready at once). Beyond it the kernel
-/// keeps CQEs on an overflow list (IORING_FEAT_NODROP), not lost.
-const CQ_ENTRIES: u32 = 4096;
 
 /// `user_data` of the multishot accept; connections use their table index.
 const ACCEPT: u64 = u64::MAX;
 /// `user_data` of the accept back-off timer.
 const ACCEPT_PAUSE: u64 = u64::MAX - 1;
 
+/// The worker threads' names: `echo-uring-<id>`.
+const THREADS: &str = "echo-uring";
+
 /// Probes io_uring, starts the workers (each builds its ring and arms its
 /// accept), announces, then waits for a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     // Before anything else, so that "cannot run here" is the one error line.
-    probe(build_ring, &OPCODES)?;
+    ring::probe(ring::build, &OPCODES)?;
 
-    let workers = args.workers.get();
+    let backlog = args.common.backlog;
+    let listeners = per_core::sockets(listener, args.per_core.workers(), |first| match first {
+        Listener::Tcp(_) => first.bind_sibling(backlog),
+        // No SO_REUSEPORT for Unix sockets: every ring accepts on the same socket.
+        Listener::Unix(_) => first.try_clone(),
+    })?;
     let limit = ConnectionLimit::new(args.common.max_connections());
     let buffer_size = args.common.buffer_size();
     // One accept-error policy for all workers, so that its log throttle is
     // the process's: at EMFILE every worker fails at once.
     let errors = Arc::new(AcceptErrors::default());
-
-    // Every worker's listener, opened here so that a failure is reported
-    // before the `listening on` line.
-    let mut listeners = Vec::with_capacity(workers);
-    for _ in 1..workers {
-        let sibling = match &listener {
-            Listener::Tcp(_) => listener.bind_sibling(args.common.backlog),
-            // No SO_REUSEPORT for Unix sockets: every ring accepts on the same socket.
-            Listener::Unix(_) => listener.try_clone(),
-        };
-        listeners.push(sibling.context("cannot open a listener for another worker")?);
-    }
-    listeners.insert(0, listener);
-
-    let (started_tx, started) = mpsc::channel::<anyhow::Result<()>>();
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let (limit, errors) = (limit.clone(), Arc::clone(&errors));
-        let started_tx = started_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("echo-uring-{id}"))
-            .spawn(move || worker_main(id, listener, limit, errors, buffer_size, started_tx))
-            .context("cannot start a worker thread")?;
-    }
-    drop(started_tx);
-    for _ in 0..workers {
-        started.recv().context("a worker thread died while starting")??;
-    }
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        listeners,
+        move |listener| Ok((Worker::new(listener, limit.clone(), Arc::clone(&errors), buffer_size)?, ())),
+        |id, mut worker: Worker| exit_if_failed(id, worker.run()),
+    )?;
     ready.announce()?;
 
     shutdown.wait();
@@ -249,15 +235,15 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
     Ok(())
 }
 
-/// A ring with the flags this model runs with. Called in the thread that
-/// will use it: SINGLE_ISSUER binds the ring to its creator.
-fn build_ring() -> io::Result<IoUring> {
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_submit_all()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)
+/// The end of a worker's `run`, which returns only on a fatal error. A
+/// ring that cannot be entered any more serves nobody, and its socket would
+/// keep taking its share of new connections (or flows) with nobody to
+/// serve them: end the process, loudly.
+fn exit_if_failed(id: usize, ran: anyhow::Result<()>) {
+    if let Err(err) = ran {
+        eprintln!("echo-server: uring: worker {id}: {err:#}");
+        std::process::exit(1);
+    }
 }
 
 /// The opcodes this model submits, with the kernel each first appeared in.
@@ -267,153 +253,6 @@ const OPCODES: [(u8, &str); 4] = [
     (opcode::Send::CODE, "send (5.6)"),
     (opcode::Timeout::CODE, "timeout (5.4)"),
 ];
-
-/// Can this model run here? Builds a ring with `build` and checks that the
-/// kernel supports every opcode used. Taking the builder as a parameter lets
-/// the tests feed it the failures of other machines.
-fn probe(build: impl FnOnce() -> io::Result<IoUring>, opcodes: &[(u8, &str)]) -> anyhow::Result<()> {
-    let ring = build().map_err(|err| unavailable(&ring_error_reason(&err, &SystemFacts::read())))?;
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|err| unavailable(&format!("cannot probe the supported operations ({err})")))?;
-    missing_opcodes(opcodes, |op| probe.is_supported(op))
-}
-
-/// One turn of a worker's loop: submits what is queued, waits for at least
-/// one completion, and takes up to `batch` of them into `cqes`. Shared by
-/// the stream and the datagram workers.
-fn enter(ring: &mut IoUring, batch: usize, cqes: &mut Vec<cqueue::Entry>) -> anyhow::Result<()> {
-    match ring.submit_and_wait(1) {
-        Ok(_) => {}
-        // A signal, or the kernel asking us to reap completions before it
-        // takes more: reap (below), then enter again.
-        Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EINTR)) => {}
-        Err(err) if matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EBUSY | Errno::EAGAIN)) => {
-            if ring.completion().is_empty() {
-                std::thread::sleep(Duration::from_millis(1)); // never spin
-            }
-        }
-        Err(err) => return Err(err).context("io_uring_enter failed"),
-    }
-    cqes.clear();
-    cqes.extend(ring.completion().take(batch));
-    Ok(())
-}
-
-/// Queues `entry` on `ring`, submitting first if the queue is full.
-///
-/// # Safety
-///
-/// Every buffer (and timespec) `entry` points to must stay valid, and not
-/// be moved or freed, until its CQE has arrived (for a timespec: until it
-/// is submitted).
-unsafe fn push(ring: &mut IoUring, entry: squeue::Entry) -> anyhow::Result<()> {
-    // SAFETY: the caller's promise is this function's.
-    if unsafe { ring.submission().push(&entry) }.is_ok() {
-        return Ok(());
-    }
-    // Cannot happen with the workers' batch sizes; if it does, make room.
-    ring.submit().context("cannot submit a full submission queue")?;
-    // SAFETY: as above.
-    unsafe { ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
-}
-
-/// The error every failed probe becomes: `io_uring unavailable here: <reason>`.
-fn unavailable(reason: &str) -> anyhow::Error {
-    anyhow!("io_uring unavailable here: {reason}")
-}
-
-/// An error naming the opcodes `supported` says no to; `Ok` if none.
-fn missing_opcodes(opcodes: &[(u8, &str)], supported: impl Fn(u8) -> bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = opcodes.iter().filter(|(op, _)| !supported(*op)).map(|(_, name)| *name).collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(unavailable(&format!("the kernel lacks the operations {}", missing.join(", "))))
-    }
-}
-
-/// What the system says about io_uring, for the reason of a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SystemFacts {
-    /// `uname -r`.
-    kernel: String,
-    /// `/proc/sys/kernel/io_uring_disabled` (absent before 6.6).
-    disabled: Option<String>,
-}
-
-impl SystemFacts {
-    fn read() -> SystemFacts {
-        let kernel = nix::sys::utsname::uname()
-            .map_or_else(|_| "unknown".to_owned(), |u| u.release().to_string_lossy().into_owned());
-        let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok().map(|s| s.trim().to_owned());
-        SystemFacts { kernel, disabled }
-    }
-}
-
-/// Why `io_uring_setup` failed with `err`, in words.
-fn ring_error_reason(err: &io::Error, facts: &SystemFacts) -> String {
-    let kernel = &facts.kernel;
-    let errno = err.raw_os_error().map(Errno::from_raw);
-    let why = match errno {
-        Some(Errno::ENOSYS) => format!(
-            "io_uring_setup does not exist (kernel {kernel}: io_uring needs 5.1 and this model 6.1), \
-             or a seccomp filter hides it"
-        ),
-        Some(Errno::EPERM | Errno::EACCES) => {
-            let sysctl = match facts.disabled.as_deref() {
-                Some("2") => "kernel.io_uring_disabled = 2: disabled for everyone".to_owned(),
-                Some("1") => "kernel.io_uring_disabled = 1: only for kernel.io_uring_group and CAP_SYS_ADMIN".to_owned(),
-                Some(value) => format!("kernel.io_uring_disabled = {value}"),
-                None => "no kernel.io_uring_disabled sysctl".to_owned(),
-            };
-            format!("io_uring_setup is not permitted ({sysctl}; or a seccomp filter blocks it)")
-        }
-        Some(Errno::EINVAL) => format!(
-            "the kernel rejects the ring's flags (kernel {kernel}; SUBMIT_ALL needs 5.18, \
-             SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1)"
-        ),
-        Some(Errno::ENOMEM) => {
-            "no memory for the ring (RLIMIT_MEMLOCK before kernel 5.12, or the memory cgroup)".to_owned()
-        }
-        Some(Errno::EMFILE | Errno::ENFILE) => "no file descriptor left for the ring".to_owned(),
-        _ => format!("io_uring_setup failed (kernel {kernel})"),
-    };
-    format!("{why}: {err}")
-}
-
-/// A worker thread: builds its ring, reports whether it could, serves.
-fn worker_main(
-    id: usize,
-    listener: Listener,
-    limit: ConnectionLimit,
-    errors: Arc<AcceptErrors>,
-    buffer_size: usize,
-    started: mpsc::Sender<anyhow::Result<()>>,
-) {
-    let worker = Worker::new(listener, limit, errors, buffer_size);
-    let mut worker = match worker {
-        Ok(worker) => {
-            let _ = started.send(Ok(()));
-            worker
-        }
-        Err(err) => {
-            // Not wrapped in "worker {id}": an unavailable io_uring must
-            // stay the line's first words, whichever ring found out.
-            let _ = started.send(Err(err));
-            return;
-        }
-    };
-    drop(started);
-    if let Err(err) = worker.run() {
-        // A ring that cannot be entered any more serves nobody, and its
-        // listener would keep taking its share of new connections into a
-        // backlog nobody accepts from: end the process, loudly.
-        eprintln!("echo-server: uring: worker {id}: {err:#}");
-        std::process::exit(1);
-    }
-}
 
 /// One accepted connection, owned by its worker's table from accept to close.
 #[derive(Debug)]
@@ -437,8 +276,8 @@ struct Conn {
 struct Worker {
     ring: IoUring,
     listener: Listener,
-    /// Connections by index (the `user_data` of their one operation);
-    /// Live connections by slot; the slot is the operations' `user_data`.
+    /// Live connections by slot; the slot is the `user_data` of their one
+    /// operation.
     conns: Slab<Conn>,
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
@@ -457,7 +296,7 @@ impl Worker {
         errors: Arc<AcceptErrors>,
         buffer_size: usize,
     ) -> anyhow::Result<Worker> {
-        let ring = build_ring().map_err(|err| unavailable(&ring_error_reason(&err, &SystemFacts::read())))?;
+        let ring = ring::new()?;
         let mut worker = Worker {
             ring,
             listener,
@@ -477,7 +316,7 @@ impl Worker {
         let batch = (self.ring.params().sq_entries() / 2) as usize;
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
         loop {
-            enter(&mut self.ring, batch, &mut cqes)?;
+            ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
                 match cqe.user_data() {
                     ACCEPT => self.accepted(cqe.result(), cqe.flags())?,
@@ -497,7 +336,7 @@ impl Worker {
     /// until it is submitted).
     unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
         // SAFETY: the caller's promise is this function's.
-        unsafe { push(&mut self.ring, entry) }
+        unsafe { ring::push(&mut self.ring, entry) }
     }
 
     /// Queues the multishot accept on this worker's listener.
@@ -627,7 +466,6 @@ impl Worker {
     }
 }
 
-
 /// The opcodes of the datagram design, with the kernel each first appeared in.
 const DATAGRAM_OPCODES: [(u8, &str); 3] = [
     (opcode::RecvMsgMulti::CODE, "recvmsg (5.3; multishot 6.0)"),
@@ -648,15 +486,6 @@ const RECEIVE: u64 = u64::MAX - 2;
 /// `user_data` of the receive back-off timer.
 const RECEIVE_PAUSE: u64 = u64::MAX - 3;
 
-/// The room for a source address in each buffer: a `sockaddr_in6`, the
-/// larger of the two families.
-const NAME_LEN: usize = std::mem::size_of::<nix::libc::sockaddr_in6>();
-
-/// The header the kernel writes at the start of each buffer:
-/// `struct io_uring_recvmsg_out`, four `u32` (namelen, controllen,
-/// payloadlen, flags).
-const OUT_HEADER_LEN: usize = 16;
-
 /// Probes io_uring, binds one socket per worker, starts the workers (each
 /// builds its ring and buffer ring and arms its receive), announces, then
 /// waits for a shutdown signal.
@@ -667,135 +496,20 @@ pub fn serve_datagrams(
     shutdown: &Shutdown,
     ready: Ready,
 ) -> anyhow::Result<()> {
-    probe(build_ring, &DATAGRAM_OPCODES)?;
-    let workers = args.workers.get();
-    let mut sockets = vec![socket];
-    for id in 1..workers {
-        let sibling = datagram::bind_sibling(&sockets[0], &args.udp);
-        sockets.push(sibling.with_context(|| format!("cannot open the socket of worker {id}"))?);
-    }
-    let (started_tx, started) = mpsc::channel::<anyhow::Result<()>>();
-    for (id, socket) in sockets.into_iter().enumerate() {
-        let (echo, started_tx) = (echo.clone(), started_tx.clone());
-        std::thread::Builder::new()
-            .name(format!("echo-uring-{id}"))
-            .spawn(move || {
-                let mut worker = match DatagramWorker::new(socket, echo) {
-                    Ok(worker) => {
-                        let _ = started_tx.send(Ok(()));
-                        worker
-                    }
-                    Err(err) => {
-                        let _ = started_tx.send(Err(err));
-                        return;
-                    }
-                };
-                drop(started_tx);
-                if let Err(err) = worker.run() {
-                    // As for a stream worker: a dead ring would leave its
-                    // socket taking its share of the flows unserved.
-                    eprintln!("echo-server: uring: worker {id}: {err:#}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start a worker thread")?;
-    }
-    drop(started_tx);
-    for _ in 0..workers {
-        started.recv().context("a worker thread died while starting")??;
-    }
+    ring::probe(ring::build, &DATAGRAM_OPCODES)?;
+    let sockets = per_core::sockets(socket, args.per_core.workers(), |first| datagram::bind_sibling(first, &args.udp))?;
+    // Each worker counts on counters of its own: a clone of the echo.
+    let inputs = sockets.into_iter().map(|socket| (socket, echo.clone())).collect();
+    per_core::start(
+        THREADS,
+        args.per_core.pin,
+        inputs,
+        |(socket, echo)| Ok((DatagramWorker::new(socket, echo)?, ())),
+        |id, mut worker: DatagramWorker| exit_if_failed(id, worker.run()),
+    )?;
     ready.announce()?;
     shutdown.wait();
     Ok(())
-}
-
-/// The `SENDMSG` of one echo: its header and its one iovec, pointing into
-/// the buffer the datagram arrived in. One per buffer, at a fixed address
-/// (a boxed slice), as the kernel reads it when the send runs.
-struct SendSlot {
-    header: nix::libc::msghdr,
-    iov: nix::libc::iovec,
-}
-
-/// A provided buffer ring: the ring of buffer descriptors the kernel takes
-/// from (page-aligned memory we own), and the buffers themselves.
-struct BufferRing {
-    /// `DATAGRAM_BUFFERS` descriptors; the tail lives in the first one's
-    /// reserved field.
-    ring: std::ptr::NonNull<types::BufRingEntry>,
-    layout: std::alloc::Layout,
-    /// The buffers, end to end, `buffer_len` bytes each; never moved.
-    memory: Box<[u8]>,
-    buffer_len: usize,
-    /// Our tail: descriptors published so far (wrapping).
-    tail: u16,
-}
-
-impl BufferRing {
-    /// Allocates the ring and `DATAGRAM_BUFFERS` buffers of `buffer_len`
-    /// bytes, every buffer in the ring.
-    fn new(buffer_len: usize) -> io::Result<BufferRing> {
-        let bytes = usize::from(DATAGRAM_BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
-        // The kernel wants the ring page-aligned.
-        let layout = std::alloc::Layout::from_size_align(bytes, 4096).map_err(io::Error::other)?;
-        // SAFETY: the layout has a non-zero size.
-        let ring = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
-        let ring = std::ptr::NonNull::new(ring).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        let memory = vec![0u8; usize::from(DATAGRAM_BUFFERS) * buffer_len].into_boxed_slice();
-        let mut buffers = BufferRing { ring, layout, memory, buffer_len, tail: 0 };
-        for bid in 0..DATAGRAM_BUFFERS {
-            buffers.put(bid);
-        }
-        buffers.publish();
-        Ok(buffers)
-    }
-
-    /// Buffer `bid`, whole.
-    fn buffer(&self, bid: u16) -> &[u8] {
-        &self.memory[usize::from(bid) * self.buffer_len..][..self.buffer_len]
-    }
-
-    /// Writes buffer `bid`'s descriptor at the tail (not yet visible to
-    /// the kernel: [`BufferRing::publish`]).
-    fn put(&mut self, bid: u16) {
-        let index = usize::from(self.tail & (DATAGRAM_BUFFERS - 1));
-        let addr = self.buffer(bid).as_ptr() as u64;
-        // SAFETY: `index` is within the ring's DATAGRAM_BUFFERS entries; the
-        // kernel reads only the entries between its head and our published
-        // tail, and this one is beyond the tail until `publish`.
-        let entry = unsafe { &mut *self.ring.as_ptr().add(index) };
-        entry.set_addr(addr);
-        entry.set_len(self.buffer_len as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Makes every descriptor put so far visible to the kernel.
-    fn publish(&self) {
-        // SAFETY: the ring's base is a valid, initialised first entry; its
-        // reserved field is the ring's tail (io_uring_buf_ring), a u16 that
-        // the kernel reads concurrently: hence the atomic store, with
-        // Release so that the descriptors written before it are seen first.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.ring.as_ptr()).cast_mut();
-            (*tail.cast::<std::sync::atomic::AtomicU16>()).store(self.tail, std::sync::atomic::Ordering::Release);
-        }
-    }
-
-    /// Gives buffer `bid` back to the kernel.
-    fn give_back(&mut self, bid: u16) {
-        self.put(bid);
-        self.publish();
-    }
-}
-
-impl Drop for BufferRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout. The worker drops its
-        // ring (unregistering this buffer ring) before this: see the field
-        // order of `DatagramWorker`.
-        unsafe { std::alloc::dealloc(self.ring.as_ptr().cast(), self.layout) }
-    }
 }
 
 /// One datagram worker: its ring, socket and buffers. (No `Debug`:
@@ -809,12 +523,8 @@ struct DatagramWorker {
     ring: IoUring,
     socket: std::net::UdpSocket,
     echo: DatagramEcho,
+    /// The provided buffer ring, and the header of each buffer's echo.
     buffers: BufferRing,
-    /// The multishot receive's template: only its name and control lengths
-    /// matter (the kernel reads it when the SQE is submitted).
-    template: Box<nix::libc::msghdr>,
-    /// One send per buffer at most: indexed by buffer id.
-    sends: Box<[SendSlot]>,
     /// Buffers held by a send in flight.
     sending: usize,
     /// The multishot receive is active.
@@ -828,39 +538,20 @@ impl DatagramWorker {
     /// Builds the ring (in this, its only thread), registers the buffer
     /// ring and arms the receive.
     fn new(socket: std::net::UdpSocket, echo: DatagramEcho) -> anyhow::Result<DatagramWorker> {
-        let ring = build_ring().map_err(|err| unavailable(&ring_error_reason(&err, &SystemFacts::read())))?;
-        // Header, address, payload: one byte more than --buffer-size, so that
-        // a datagram filling it is known to be too large (MSG_TRUNC says so too).
-        let buffer_len = (OUT_HEADER_LEN + NAME_LEN + echo.receive_len()).next_multiple_of(16);
-        let buffers = BufferRing::new(buffer_len).context("no memory for the buffer ring")?;
-        // SAFETY: the ring's memory is valid for DATAGRAM_BUFFERS entries and
-        // lives in `buffers`, dropped after `ring` (which unregisters it).
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                buffers.ring.as_ptr() as u64,
-                DATAGRAM_BUFFERS,
-                BUFFER_GROUP,
-                0,
-            )
-        }
-        .map_err(|err| unavailable(&format!("cannot register a provided buffer ring (Linux 5.19+): {err}")))?;
-        // SAFETY: an all-zero msghdr is a valid empty one.
-        let mut template: Box<nix::libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        template.msg_namelen = NAME_LEN as u32;
-        let sends = (0..DATAGRAM_BUFFERS)
-            .map(|_| SendSlot {
-                // SAFETY: as above; filled in before each send.
-                header: unsafe { std::mem::zeroed() },
-                iov: nix::libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-            })
-            .collect();
+        let ring = ring::new()?;
+        // Room for one byte more than --buffer-size, so that a datagram
+        // filling it is known to be too large (MSG_TRUNC says so too).
+        let buffers = BufferRing::new(DATAGRAM_BUFFERS, echo.receive_len()).context("no memory for the buffer ring")?;
+        // SAFETY: `buffers` is dropped after `ring` (the field order of
+        // `DatagramWorker`), whose drop unregisters the group.
+        unsafe { buffers.register(&ring, BUFFER_GROUP) }.map_err(|err| {
+            ring::unavailable(&format!("cannot register a provided buffer ring (Linux 5.19+): {err}"))
+        })?;
         let mut worker = DatagramWorker {
             ring,
             socket,
             echo,
             buffers,
-            template,
-            sends,
             sending: 0,
             armed: false,
             paused: false,
@@ -877,7 +568,7 @@ impl DatagramWorker {
         let batch = (self.ring.params().sq_entries() / 2) as usize;
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
         loop {
-            enter(&mut self.ring, batch, &mut cqes)?;
+            ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
                 match cqe.user_data() {
                     RECEIVE => self.received(cqe.result(), cqe.flags())?,
@@ -896,7 +587,7 @@ impl DatagramWorker {
     /// As [`Worker::push`]: what `entry` points to stays valid until its CQE.
     unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
         // SAFETY: the caller's promise is this function's.
-        unsafe { push(&mut self.ring, entry) }
+        unsafe { ring::push(&mut self.ring, entry) }
     }
 
     /// Arms the multishot receive if it is not active, no back-off runs and
@@ -905,11 +596,11 @@ impl DatagramWorker {
         if self.armed || self.paused || self.sending >= usize::from(DATAGRAM_BUFFERS) {
             return Ok(());
         }
-        let entry = opcode::RecvMsgMulti::new(types::Fd(self.socket.as_raw_fd()), &*self.template, BUFFER_GROUP)
-            .build()
-            .user_data(RECEIVE);
-        // SAFETY: the template is boxed in `self` and the socket lives in
-        // `self`, as long as the ring; the buffers are the registered ring's.
+        let socket = types::Fd(self.socket.as_raw_fd());
+        let entry = opcode::RecvMsgMulti::new(socket, self.buffers.template(), BUFFER_GROUP).build().user_data(RECEIVE);
+        // SAFETY: the template is boxed in `self.buffers` and the socket
+        // lives in `self`, as long as the ring; the buffers are the
+        // registered ring's.
         unsafe { self.push(entry) }?;
         self.armed = true;
         Ok(())
@@ -943,147 +634,35 @@ impl DatagramWorker {
             warn!("a received datagram without a buffer");
             return Ok(());
         };
-        let parsed = types::RecvMsgOut::parse(&self.buffers.buffer(bid)[..res as usize], &self.template);
-        let echo_it = match &parsed {
-            Ok(out) => {
-                let len = out.incoming_payload_len() as usize;
-                // Cannot be echoed whole: larger than the buffer (MSG_TRUNC),
-                // or (never for an IP address, which NAME_LEN holds) a
-                // source address cut short.
-                let cut = out.is_payload_truncated() || out.payload_data().len() != len || out.is_name_data_truncated();
-                self.echo.received(len, cut, Source(out.name_data()))
-            }
-            Err(()) => {
-                warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
-                false
-            }
+        // SAFETY: this CQE hands buffer `bid` to us; it goes back to the
+        // kernel only below (no echo) or once its echo's send has completed.
+        let Some(datagram) = (unsafe { self.buffers.arrived(bid, res as usize) }) else {
+            warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
+            self.buffers.give_back(bid);
+            return Ok(());
         };
-        let out = match parsed {
-            Ok(out) if echo_it => out,
-            _ => {
-                self.buffers.give_back(bid);
-                return Ok(());
-            }
-        };
-        let (name, payload) = (out.name_data(), out.payload_data());
-        let slot = &mut self.sends[usize::from(bid)];
-        slot.iov = nix::libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
-        slot.header.msg_name = name.as_ptr().cast_mut().cast();
-        slot.header.msg_namelen = name.len() as u32;
-        slot.header.msg_iov = &mut slot.iov;
-        slot.header.msg_iovlen = 1;
-        let entry = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), &slot.header).build().user_data(u64::from(bid));
+        if !self.echo.received(datagram.len, datagram.cut, datagram.source) {
+            self.buffers.give_back(bid); // too large: dropped, counted
+            return Ok(());
+        }
+        let entry = self.buffers.echo(&datagram, types::Fd(self.socket.as_raw_fd()));
         self.sending += 1;
-        // SAFETY: the header, its iovec (in `self.sends`, a boxed slice) and
-        // the buffer they point into (taken out of the buffer ring by the
-        // kernel, given back only when this send's CQE has arrived) stay put
-        // and untouched until then.
+        // SAFETY: the send's header, its iovec and the buffer they point
+        // into are owned by `self.buffers` at fixed addresses, and stay put
+        // and untouched until this send's CQE: the buffer is given back to
+        // the kernel only then (`sent`).
         unsafe { self.push(entry) }
     }
 
     /// The CQE of the echo held in buffer `bid`: count it, give the buffer back.
     fn sent(&mut self, bid: u16, res: i32) {
-        let Some(slot) = self.sends.get(usize::from(bid)) else {
+        let Some((len, to)) = self.buffers.echoed(bid) else {
             warn!(bid, "completion for no send");
             return;
         };
-        let len = slot.iov.iov_len;
-        let peer = Source(self.buffers.buffer(bid)[OUT_HEADER_LEN..][..slot.header.msg_namelen as usize].as_ref());
         let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
-        self.echo.sent(result, len, peer);
+        self.echo.sent(result, len, to);
         self.sending -= 1;
         self.buffers.give_back(bid);
-    }
-}
-
-/// A source address as the kernel wrote it (a `sockaddr_in` or
-/// `sockaddr_in6`), for logs: decoded only when printed.
-struct Source<'a>(&'a [u8]);
-
-impl std::fmt::Display for Source<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match sockaddr_of(self.0) {
-            Some(addr) => write!(f, "{addr}"),
-            None => f.write_str("(unknown)"),
-        }
-    }
-}
-
-/// Decodes a `sockaddr_in` or `sockaddr_in6` from its bytes.
-fn sockaddr_of(bytes: &[u8]) -> Option<SocketAddr> {
-    let family = i32::from(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?));
-    let port = u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?);
-    if family == nix::libc::AF_INET {
-        let ip: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
-        Some(SocketAddr::from((ip, port)))
-    } else if family == nix::libc::AF_INET6 {
-        let ip: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
-        Some(SocketAddr::from((ip, port)))
-    } else {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn facts(disabled: Option<&str>) -> SystemFacts {
-        SystemFacts { kernel: "5.10.0-test".to_owned(), disabled: disabled.map(str::to_owned) }
-    }
-
-    /// What main prints (`{:#}`) for a probe that failed with `errno`.
-    fn probe_failing_with(errno: Errno) -> String {
-        let err = probe(|| Err(io::Error::from_raw_os_error(errno as i32)), &OPCODES).expect_err("a failed ring build");
-        format!("{err:#}")
-    }
-
-    #[test]
-    fn a_ring_that_cannot_be_built_is_reported_as_unavailable() {
-        for errno in [Errno::ENOSYS, Errno::EPERM, Errno::EINVAL, Errno::ENOMEM, Errno::EMFILE, Errno::EIO] {
-            let message = probe_failing_with(errno);
-            assert!(message.starts_with("io_uring unavailable here: "), "{errno}: {message}");
-            assert_eq!(message.lines().count(), 1, "{errno}: one line: {message:?}");
-        }
-    }
-
-    #[test]
-    fn the_reason_names_the_likely_cause() {
-        let reason = |errno: Errno, disabled| ring_error_reason(&io::Error::from_raw_os_error(errno as i32), &facts(disabled));
-        assert!(reason(Errno::EPERM, Some("2")).contains("io_uring_disabled = 2"));
-        assert!(reason(Errno::EPERM, Some("1")).contains("io_uring_group"));
-        assert!(reason(Errno::EPERM, None).contains("seccomp"));
-        assert!(reason(Errno::ENOSYS, None).contains("5.10.0-test"));
-        assert!(reason(Errno::EINVAL, None).contains("DEFER_TASKRUN 6.1"));
-        assert!(reason(Errno::ENOMEM, None).contains("RLIMIT_MEMLOCK"));
-    }
-
-    #[test]
-    fn missing_opcodes_are_named() {
-        assert!(missing_opcodes(&OPCODES, |_| true).is_ok());
-        let err = missing_opcodes(&OPCODES, |op| op != opcode::Send::CODE).unwrap_err().to_string();
-        assert!(err.starts_with("io_uring unavailable here: "), "{err}");
-        assert!(err.contains("send (5.6)") && !err.contains("recv"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod datagram_tests {
-    use super::*;
-
-    #[test]
-    fn source_addresses_decode_from_the_kernel_bytes() {
-        let v4: SocketAddr = "127.0.0.1:4242".parse().unwrap();
-        let v6: SocketAddr = "[::1]:7".parse().unwrap();
-        for addr in [v4, v6] {
-            let storage = nix::sys::socket::SockaddrStorage::from(addr);
-            let len = nix::sys::socket::SockaddrLike::len(&storage) as usize;
-            // SAFETY: `storage` holds `len` initialised bytes of a sockaddr.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(nix::sys::socket::SockaddrLike::as_ptr(&storage).cast::<u8>(), len)
-            };
-            assert_eq!(sockaddr_of(bytes), Some(addr));
-        }
-        assert_eq!(sockaddr_of(&[0u8; 3]), None);
     }
 }

@@ -4,11 +4,10 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,11 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Server {
     child: Child,
     pub endpoint: Endpoint,
-    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Captured>,
+    stderr: Arc<Captured>,
+    /// Set once the server is seen to have exited: from then on its output
+    /// is read to the end before it is returned.
+    exited: Option<ExitStatus>,
     /// Holds a Unix socket's directory until the server is gone.
     _dir: Option<tempfile::TempDir>,
 }
@@ -55,6 +58,10 @@ pub fn fresh_addr(transport: Transport) -> (String, Option<tempfile::TempDir>) {
     }
 }
 
+/// How long a pipe may stay open after the server has exited: its children
+/// (`process`, `prefork`) hold it too, and die with it.
+const PIPE_CLOSE: Duration = Duration::from_secs(5);
+
 impl Server {
     pub fn start(model: &ModelInfo, transport: Transport, args: &[&str]) -> Server {
         Server::start_with(model, transport, Launch { args, ..Launch::default() })
@@ -64,42 +71,64 @@ impl Server {
         raise_own_fd_limit();
         let (fresh, dir) = fresh_addr(transport);
         let addr = launch.addr.unwrap_or(&fresh);
-        let (mut child, stderr, _drain) = spawn(model, addr, launch.args, launch.nofile, launch.log);
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
+        let (mut child, stdout, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
         let name = &model.name;
-        let line = match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{name}: no `listening on` line within 15 s; stderr: {}", stderr.lock().unwrap());
-            }
-        };
-        let Some(endpoint) = line.trim().strip_prefix("listening on ") else {
+        // The first line, whole (or the pipe closed without one).
+        let first = stdout.wait_until(Duration::from_secs(15), |text, _| text.contains('\n'));
+        let Ok(first) = first else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{name}: unexpected first line {line:?}; stderr: {}", stderr.lock().unwrap());
+            panic!("{name}: no `listening on` line within 15 s; stderr: {}", stderr.to_end(PIPE_CLOSE));
         };
-        let endpoint = Endpoint::parse(endpoint).expect("listening line carries an endpoint");
-        Server { child, endpoint, stderr, _dir: dir }
+        let line = first.lines().next().unwrap_or_default().to_owned();
+        let Some(endpoint) = line.strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name}: unexpected first line {line:?}; stderr: {}", stderr.to_end(PIPE_CLOSE));
+        };
+        let endpoint = Endpoint::parse(endpoint.trim()).expect("listening line carries an endpoint");
+        Server { child, endpoint, stdout, stderr, exited: None, _dir: dir }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
+    /// What the server wrote on stderr: so far while it runs; all of it
+    /// (up to the pipe's close) once it has been seen to exit.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.output(&self.stderr)
+    }
+
+    /// What the server wrote on stdout, as [`Server::stderr`].
+    pub fn stdout(&self) -> String {
+        self.output(&self.stdout)
+    }
+
+    fn output(&self, captured: &Captured) -> String {
+        match self.exited {
+            Some(_) => captured.to_end(PIPE_CLOSE),
+            None => captured.snapshot(),
+        }
+    }
+
+    /// Waits up to `limit` for a line of stderr containing `needle`; returns
+    /// it, or what stderr held at the deadline.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> Result<String, String> {
+        let text = self.stderr.wait_until(limit, |text, _| text.lines().any(|line| line.contains(needle)))?;
+        Ok(text.lines().find(|line| line.contains(needle)).unwrap_or_default().to_owned())
     }
 
     /// Still running?
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.poll_exit().is_none()
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("try_wait");
+        }
+        self.exited
     }
 
     /// Sends SIGTERM and waits up to `limit`; returns the status and how long it took.
@@ -107,7 +136,7 @@ impl Server {
         signal(self.pid(), Signal::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.poll_exit() {
                 return (Some(status), start.elapsed());
             }
             thread::sleep(Duration::from_millis(5));
@@ -130,6 +159,44 @@ impl Server {
         let r = reading(self.pid());
         r.user_secs + r.sys_secs
     }
+
+    /// Waits up to `limit` until every thread of the server's process tree
+    /// is asleep at once (state `S` in `/proc/<pid>/task/<tid>/stat`): it
+    /// has done what it was given and waits for something to happen.
+    /// `Err` names the threads still awake at the deadline.
+    pub fn wait_until_asleep(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let awake = awake_threads(&self.tree());
+            if awake.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("threads still awake after {limit:?}: {}", awake.join(", ")));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The threads of `pids` not asleep, as `name (tid): state`; threads that
+/// end while they are read are skipped.
+fn awake_threads(pids: &[i32]) -> Vec<String> {
+    let mut awake = Vec::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let stat = echo_common::procfs::parse_stat(&text).expect("/proc/<pid>/task/<tid>/stat parses");
+            // `S`: asleep, waiting for an event. `I` (idle) is a kernel
+            // thread's; anything else (`R`, `D`) is at work.
+            if stat.state != 'S' {
+                let name = text.split_once('(').and_then(|(_, rest)| rest.rsplit_once(')')).map_or("?", |(n, _)| n);
+                awake.push(format!("{name} ({}): {}", task.file_name().to_string_lossy(), stat.state));
+            }
+        }
+    }
+    awake
 }
 
 fn reading(pid: i32) -> echo_common::procfs::TreeReading {
@@ -138,7 +205,7 @@ fn reading(pid: i32) -> echo_common::procfs::TreeReading {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
+        if self.poll_exit().is_some() {
             return;
         }
         let tree = self.tree();
@@ -152,16 +219,79 @@ impl Drop for Server {
     }
 }
 
-/// Starts `echo-server <model> --addr <addr> <args…>` with piped stdout and
-/// stderr (stderr drained into a buffer so the server never blocks on it;
-/// the drain thread ends when the pipe closes).
+/// Everything a server wrote on one of its pipes, read by a thread of its
+/// own until the pipe closes (every process holding its write end has
+/// exited), so that the server never blocks on a full pipe and a reader can
+/// wait for what it needs: a line, or the end.
+pub struct Captured {
+    /// The text so far, and whether the pipe has closed.
+    state: Mutex<(String, bool)>,
+    changed: Condvar,
+}
+
+impl Captured {
+    /// Starts reading `pipe` on a thread of its own.
+    fn read(mut pipe: impl Read + Send + 'static) -> Arc<Captured> {
+        let captured = Arc::new(Captured { state: Mutex::new((String::new(), false)), changed: Condvar::new() });
+        let sink = Arc::clone(&captured);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = pipe.read(&mut chunk).unwrap_or(0);
+                let mut state = sink.state.lock().unwrap();
+                if n == 0 {
+                    state.1 = true;
+                } else {
+                    state.0.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+                sink.changed.notify_all();
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        captured
+    }
+
+    /// What has arrived so far.
+    pub fn snapshot(&self) -> String {
+        self.state.lock().unwrap().0.clone()
+    }
+
+    /// Waits up to `limit` until `done(text, closed)`; returns the text, or
+    /// `Err` with the text at the deadline (or at the close, if `done` is
+    /// still false then: nothing more can come).
+    pub fn wait_until(&self, limit: Duration, done: impl Fn(&str, bool) -> bool) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if done(&state.0, state.1) {
+                return Ok(state.0.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if state.1 || left.is_zero() {
+                return Err(state.0.clone());
+            }
+            state = self.changed.wait_timeout(state, left).unwrap().0;
+        }
+    }
+
+    /// Everything, up to the pipe's close; panics if it stays open `limit`.
+    pub fn to_end(&self, limit: Duration) -> String {
+        self.wait_until(limit, |_, closed| closed)
+            .unwrap_or_else(|text| panic!("a server's pipe still open {limit:?} after it exited; so far: {text:?}"))
+    }
+}
+
+/// Starts `echo-server <model> --addr <addr> <args…>` with stdout and
+/// stderr piped and each read to its end on a thread of its own.
 pub fn spawn(
     model: &ModelInfo,
     addr: &str,
     args: &[&str],
     nofile: Option<u64>,
     log: Option<&str>,
-) -> (Child, Arc<Mutex<String>>, thread::JoinHandle<()>) {
+) -> (Child, Arc<Captured>, Arc<Captured>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
     command
         .arg(model.name.as_ref())
@@ -179,19 +309,9 @@ pub fn spawn(
         }
     }
     let mut child = command.spawn().expect("spawn echo-server");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = child.stderr.take().expect("stderr is piped");
-    let sink = Arc::clone(&stderr);
-    let drain = thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-    (child, stderr, drain)
+    let stdout = Captured::read(child.stdout.take().expect("stdout is piped"));
+    let stderr = Captured::read(child.stderr.take().expect("stderr is piped"));
+    (child, stdout, stderr)
 }
 
 /// Runs the server to completion (for start-up failures); kills it after `limit`.
@@ -210,18 +330,13 @@ pub fn run_to_exit_with(model: &ModelInfo, addr: &str, args: &[&str], limit: Dur
 /// exited (a panic's message and backtrace come in several writes).
 pub fn run_launch_to_exit(model: &ModelInfo, launch: Launch<'_>, limit: Duration) -> (ExitStatus, String) {
     let addr = launch.addr.unwrap_or("127.0.0.1:0");
-    let (mut child, stderr, drain) = spawn(model, addr, launch.args, launch.nofile, launch.log);
+    let (mut child, _stdout, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             // The pipe closes once every process holding it is gone (a
             // child of `process` or `prefork` dies with its parent).
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !drain.is_finished() {
-                assert!(Instant::now() < deadline, "{}: stderr still open 5 s after exit", model.name);
-                thread::sleep(Duration::from_millis(5));
-            }
-            return (status, stderr.lock().unwrap().clone());
+            return (status, stderr.to_end(PIPE_CLOSE));
         }
         if start.elapsed() > limit {
             let _ = child.kill();
