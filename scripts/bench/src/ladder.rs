@@ -49,11 +49,13 @@
 //! with the udp scenario and the 7-step ladder took 25.5 min; the two
 //! added steps cost ≈ 1 min more.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use echo_common::Transport;
 use serde::{Deserialize, Serialize};
 
+use crate::load::LoadKey;
 use crate::matrix::Scenario;
 use crate::models::Model;
 use crate::results::{Cell, Results};
@@ -149,7 +151,7 @@ pub fn verdict(cell: &Cell, slo_p99_us: u64) -> Verdict {
     let Some(report) = cell.loadgen.as_ref().filter(|_| cell.ok) else {
         return Verdict::Failed(cell.failure.clone().unwrap_or_else(|| "no load report".into()));
     };
-    let target = cell.spec.rate.or(report.throughput.target_requests_per_sec).unwrap_or(0.0);
+    let target = cell.spec.load.offered().or(report.throughput.target_requests_per_sec).unwrap_or(0.0);
     let achieved = report.throughput.requests_per_sec;
     let lost = report.datagrams.as_ref().map_or(0.0, |d| d.loss_percent);
     if lost > crate::udp::MAX_LOSS_PERCENT {
@@ -163,14 +165,12 @@ pub fn verdict(cell: &Cell, slo_p99_us: u64) -> Verdict {
     }
 }
 
-/// One model's climb in one repeat.
+/// One model's climb in one repeat: the steps of one load at rising rates.
 #[derive(Debug, Clone)]
 pub struct Climb<'a> {
-    pub model: usize,
-    pub transport: Transport,
+    /// The load every step shares ([`LoadKey::climb`]: all but the rate).
+    pub load: LoadKey,
     pub repeat: u32,
-    /// The udp scenario's `--batch` variant of the model.
-    pub batch: Option<u32>,
     /// Its steps in the order they ran (ascending rates).
     pub steps: Vec<(&'a Cell, Verdict)>,
 }
@@ -178,7 +178,7 @@ pub struct Climb<'a> {
 impl Climb<'_> {
     /// The highest offered rate sustained below the first failing step.
     pub fn knee(&self) -> Option<f64> {
-        self.steps.iter().take_while(|(_, v)| v.sustained()).filter_map(|(c, _)| c.spec.rate).last()
+        self.steps.iter().take_while(|(_, v)| v.sustained()).filter_map(|(c, _)| c.spec.load.offered()).last()
     }
 
     /// The step that ended the climb, if one did.
@@ -213,7 +213,7 @@ pub fn summary(climbs: &[&Climb<'_>], top: Option<f64>, unit: &str) -> Summary {
     let mut words = every.map_or("none".to_owned(), loadgen::report::fmt_count);
     // "Top step" only when every climb ran up to the top rate: a climb cut
     // short by an interrupted run has no failing step either.
-    let reached = |c: &&Climb<'_>| top.is_some() && c.steps.last().and_then(|(s, _)| s.spec.rate) == top;
+    let reached = |c: &&Climb<'_>| top.is_some() && c.steps.last().and_then(|(s, _)| s.spec.load.offered()) == top;
     if climbs.iter().all(|c| c.stop().is_none()) {
         if climbs.iter().all(reached) {
             words = format!("≥ {words} (top step)");
@@ -231,7 +231,7 @@ pub fn summary(climbs: &[&Climb<'_>], top: Option<f64>, unit: &str) -> Summary {
             Some((cell, v)) => format!(
                 "repeat {}: {} {unit}, {}",
                 c.repeat + 1,
-                loadgen::report::fmt_count(cell.spec.rate.unwrap_or(0.0)),
+                loadgen::report::fmt_count(cell.spec.load.offered().unwrap_or(0.0)),
                 v.words()
             ),
             None if reached(c) => format!("repeat {}: sustained every step", c.repeat + 1),
@@ -247,7 +247,7 @@ pub fn step<'a>(climbs: &[Climb<'a>], keep: impl Fn(&Climb<'a>) -> bool, rate: f
     climbs
         .iter()
         .filter(|c| keep(c))
-        .flat_map(|c| c.steps.iter().filter(|(s, _)| s.spec.rate == Some(rate)).map(|(s, _)| *s))
+        .flat_map(|c| c.steps.iter().filter(|(s, _)| s.spec.load.offered() == Some(rate)).map(|(s, _)| *s))
         .collect()
 }
 
@@ -261,32 +261,28 @@ pub fn climbs(results: &Results) -> Vec<Climb<'_>> {
 /// the udp scenario's sustained-rate steps) judged against `slo_p99_us`, by
 /// transport, model (run order), variant and repeat.
 pub fn climbs_of(results: &Results, scenario: Scenario, slo_p99_us: u64) -> Vec<Climb<'_>> {
-    let mut climbs: Vec<Climb<'_>> = Vec::new();
-    for cell in results.cells.iter().filter(|c| c.spec.scenario == scenario && c.spec.rate.is_some()) {
-        let Some(model) = results.settings.models.iter().position(|m| m.name == cell.spec.model.name()) else {
-            continue;
-        };
-        let (transport, repeat, batch) = (cell.spec.transport, cell.spec.repeat, cell.spec.batch);
-        let verdict = verdict(cell, slo_p99_us);
-        let key = (model, transport, repeat, batch);
-        match climbs.iter_mut().find(|c| (c.model, c.transport, c.repeat, c.batch) == key) {
-            Some(climb) => climb.steps.push((cell, verdict)),
-            None => climbs.push(Climb { model, transport, repeat, batch, steps: vec![(cell, verdict)] }),
-        }
+    let steps = results.cells.iter().filter(|c| c.spec.load.scenario == scenario && c.spec.load.rate.is_some());
+    let by_climb = steps.map(|cell| ((cell.spec.load.climb(), cell.spec.repeat), (cell, verdict(cell, slo_p99_us))));
+    let mut climbs: BTreeMap<(LoadKey, u32), Vec<(&Cell, Verdict)>> = BTreeMap::new();
+    for (climb, step) in by_climb {
+        climbs.entry(climb).or_default().push(step);
     }
-    for climb in &mut climbs {
-        climb.steps.sort_by(|a, b| a.0.spec.rate.unwrap_or(0.0).total_cmp(&b.0.spec.rate.unwrap_or(0.0)));
-    }
-    climbs.sort_by_key(|c| (c.transport, c.model, c.batch, c.repeat));
     climbs
+        .into_iter()
+        .map(|((load, repeat), mut steps)| {
+            steps.sort_by_key(|(step, _)| step.spec.load.rate);
+            Climb { load, repeat, steps }
+        })
+        .collect()
 }
 
 /// The common load of the ladder over `transport`: the highest offered
 /// rate every model on the ladder sustained in every repeat (the load at
 /// which all of them can be compared), else the lowest rate run.
 pub fn common_rate(results: &Results, transport: Transport) -> Option<f64> {
-    let climbs: Vec<Climb<'_>> = climbs(results).into_iter().filter(|c| c.transport == transport).collect();
-    let lowest = climbs.iter().flat_map(|c| c.steps.first()).filter_map(|(s, _)| s.spec.rate).reduce(f64::min)?;
+    let climbs: Vec<Climb<'_>> = climbs(results).into_iter().filter(|c| c.load.transport == transport).collect();
+    let lowest =
+        climbs.iter().flat_map(|c| c.steps.first()).filter_map(|(s, _)| s.spec.load.offered()).reduce(f64::min)?;
     let all = climbs.iter().map(|c| c.knee()).collect::<Option<Vec<f64>>>();
     Some(all.and_then(|knees| knees.into_iter().reduce(f64::min)).unwrap_or(lowest))
 }
@@ -327,8 +323,8 @@ mod tests {
 
     /// The fixture run: thread and tokio, rates 2k, 8k, 32k, SLO 1 ms, 2 repeats.
     fn fixture() -> Results {
-        let mut results: Results =
-            serde_json::from_str(include_str!("../tests/fixtures/results.json")).expect("the fixture parses");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).expect("the fixture loads");
         crate::validity::annotate(&mut results);
         results
     }
@@ -343,7 +339,15 @@ mod tests {
         let summary = |results: &Results| -> Vec<Summary> {
             climbs(results)
                 .iter()
-                .map(|c| (c.model, c.repeat, c.knee(), c.stop().and_then(|(s, _)| s.spec.rate), c.client_bound()))
+                .map(|c| {
+                    (
+                        c.load.model.rank(),
+                        c.repeat,
+                        c.knee(),
+                        c.stop().and_then(|(s, _)| s.spec.load.offered()),
+                        c.client_bound(),
+                    )
+                })
                 .collect()
         };
         // thread (model 0), repeat 1: 2k and 8k sustained, 32k achieved 27,052 msg/s;
@@ -365,7 +369,9 @@ mod tests {
         let stop = results
             .cells
             .iter_mut()
-            .find(|c| c.spec.scenario == crate::matrix::Scenario::Latency && c.spec.rate == Some(32000.0))
+            .find(|c| {
+                c.spec.load.scenario == crate::matrix::Scenario::Latency && c.spec.load.offered() == Some(32000.0)
+            })
             .unwrap();
         stop.loadgen.as_mut().unwrap().client_cpu.max_thread_utilisation = 0.95;
         crate::validity::annotate(&mut results);
@@ -378,7 +384,7 @@ mod tests {
     #[test]
     fn the_verdict_of_a_failed_cell_is_a_failure() {
         let mut results = fixture();
-        let cell = results.cells.iter_mut().find(|c| c.spec.scenario == crate::matrix::Scenario::Latency).unwrap();
+        let cell = results.cells.iter_mut().find(|c| c.spec.load.scenario == crate::matrix::Scenario::Latency).unwrap();
         assert_eq!(verdict(cell, 1000), Verdict::Sustained);
         assert!(matches!(verdict(cell, 100), Verdict::OverSlo { p99_us: 405 }));
         cell.ok = false;

@@ -19,6 +19,7 @@
 
 pub mod capacity;
 pub mod ladder;
+pub mod load;
 pub mod matrix;
 pub mod models;
 pub mod render;
@@ -28,6 +29,7 @@ pub mod results;
 pub mod runner;
 pub mod sampler;
 pub mod server;
+pub mod stats;
 pub mod udp;
 pub mod validity;
 

@@ -6,6 +6,7 @@ use clap::ValueEnum;
 use echo_common::Transport;
 use serde::{Deserialize, Serialize};
 
+use crate::load::{CellSpec, LoadKey, Rate};
 use crate::models::Model;
 
 /// The scenarios of the default matrix. The latency ladder is
@@ -112,55 +113,6 @@ pub fn scaling_split(available: &[usize], server: u32) -> (Vec<usize>, Vec<usize
     let k = (server as usize).min(available.len());
     let (s, c) = available.split_at(k);
     if c.is_empty() { (s.to_vec(), s.to_vec()) } else { (s.to_vec(), c.to_vec()) }
-}
-
-/// One cell: a model, a scenario and its parameters, and which repeat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellSpec {
-    pub scenario: Scenario,
-    pub model: Model,
-    /// Absent in results written before transports existed: TCP.
-    #[serde(default)]
-    pub transport: Transport,
-    pub connections: u32,
-    pub size: u32,
-    /// Open loop only: the offered rate, msg/s (a latency-ladder step).
-    pub rate: Option<f64>,
-    /// 0-based repeat index.
-    pub repeat: u32,
-    /// Scaling scenario only: CPUs the server runs on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_cpus: Option<u32>,
-    /// UDP scenario only: the server's `--batch` (datagrams per
-    /// `recvmmsg`/`sendmmsg`); none: one system call per datagram.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<u32>,
-}
-
-impl CellSpec {
-    pub fn label(&self) -> String {
-        let (scenario, model, transport) = (self.scenario.name(), &self.model, self.transport);
-        match (self.scenario, self.server_cpus) {
-            (Scenario::Capacity, _) => format!("{scenario} {model} {transport} {} idle", self.connections),
-            (_, Some(cpus)) => {
-                format!("{scenario} {model} {transport} {cpus} CPU(s) c={} s={}B", self.connections, self.size)
-            }
-            (Scenario::Latency | Scenario::Udp, _) if self.rate.is_some() => format!(
-                "{scenario} {} {transport} {} msg/s c={} s={}B",
-                crate::udp::variant_name(model.name(), self.batch),
-                loadgen::report::fmt_count(self.rate.unwrap_or(0.0)),
-                self.connections,
-                self.size
-            ),
-            (Scenario::Udp, _) => format!(
-                "{scenario} {} {transport} c={} s={}B",
-                crate::udp::variant_name(model.name(), self.batch),
-                self.connections,
-                self.size
-            ),
-            _ => format!("{scenario} {model} {transport} c={} s={}B", self.connections, self.size),
-        }
-    }
 }
 
 /// The shape of a matrix.
@@ -306,17 +258,13 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
                         } else {
                             *connections
                         };
-                        cells.push(CellSpec {
-                            scenario: *scenario,
-                            model: model.clone(),
-                            transport,
-                            connections,
-                            size: *size,
-                            rate: *rate,
-                            repeat,
+                        let load = LoadKey {
+                            rate: rate.map(Rate),
                             server_cpus: *server_cpus,
                             batch,
-                        });
+                            ..LoadKey::new(*scenario, model.clone(), transport, connections, *size)
+                        };
+                        cells.push(CellSpec { load, repeat });
                     }
                 }
             }
@@ -368,7 +316,7 @@ mod tests {
     fn repeats_are_interleaved_never_back_to_back() {
         let order: Vec<(String, u32, u32)> = cells(&shape(vec![Scenario::Throughput]))
             .iter()
-            .map(|c| (c.model.name().to_owned(), c.connections, c.repeat))
+            .map(|c| (c.load.model.name().to_owned(), c.load.connections, c.repeat))
             .collect();
         assert_eq!(
             order,
@@ -391,8 +339,8 @@ mod tests {
         let all = cells(&shape(vec![Scenario::Transport, Scenario::Capacity]));
         let pairs: Vec<(String, Transport, u32)> = all
             .iter()
-            .filter(|c| c.scenario == Scenario::Transport && c.repeat == 0)
-            .map(|c| (c.model.name().to_owned(), c.transport, c.connections))
+            .filter(|c| c.load.scenario == Scenario::Transport && c.repeat == 0)
+            .map(|c| (c.load.model.name().to_owned(), c.load.transport, c.load.connections))
             .collect();
         let (tcp, unix) = (Transport::Tcp, Transport::Unix);
         assert_eq!(
@@ -403,8 +351,11 @@ mod tests {
                 .map(|(m, t, c)| (m.to_owned(), t, c))
                 .collect::<Vec<_>>()
         );
-        let capacity: Vec<u32> =
-            all.iter().filter(|c| c.scenario == Scenario::Capacity && c.repeat == 0).map(|c| c.connections).collect();
+        let capacity: Vec<u32> = all
+            .iter()
+            .filter(|c| c.load.scenario == Scenario::Capacity && c.repeat == 0)
+            .map(|c| c.load.connections)
+            .collect();
         assert_eq!(capacity, [10_000, 1024], "b declares a cap of 1,024");
     }
 }
@@ -441,18 +392,18 @@ mod ladder_tests {
         let cells = cells(&shape);
         let ladder: Vec<(String, f64, u32)> = cells
             .iter()
-            .filter(|c| c.scenario == Scenario::Latency)
-            .map(|c| (c.model.name().to_owned(), c.rate.unwrap(), c.repeat))
+            .filter(|c| c.load.scenario == Scenario::Latency)
+            .map(|c| (c.load.model.name().to_owned(), c.load.offered().unwrap(), c.repeat))
             .collect();
         let expected: Vec<(String, f64, u32)> = (0..3)
             .flat_map(|r| [("a", 10.0, r), ("b", 10.0, r), ("a", 20.0, r), ("b", 20.0, r)])
             .map(|(m, rate, r)| (m.to_owned(), rate, r))
             .collect();
         assert_eq!(ladder, expected);
-        assert!(cells.iter().filter(|c| c.scenario == Scenario::Latency).all(|c| c.connections == 100));
+        assert!(cells.iter().filter(|c| c.load.scenario == Scenario::Latency).all(|c| c.load.connections == 100));
         // the throughput scenario runs its own (smaller) number of repeats
         let repeats: std::collections::BTreeSet<u32> =
-            cells.iter().filter(|c| c.scenario == Scenario::Throughput).map(|c| c.repeat).collect();
+            cells.iter().filter(|c| c.load.scenario == Scenario::Throughput).map(|c| c.repeat).collect();
         assert_eq!(repeats.into_iter().collect::<Vec<_>>(), (0..THROUGHPUT_REPEAT).collect::<Vec<_>>());
     }
 }

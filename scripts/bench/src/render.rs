@@ -6,7 +6,6 @@
 //! mark, a legend, the count by kind), [`headline`] writes the README's
 //! opening "which model for what", [`charts`] draws.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
@@ -16,8 +15,11 @@ use hdrhistogram::Histogram;
 use loadgen::report::{LatencySummary, decode, fmt_count};
 use plotters::prelude::*;
 
+use crate::load::LoadKey;
 use crate::matrix::{Scenario, TRANSPORT_CONNECTIONS};
 use crate::results::{Cell, Results};
+pub use crate::stats::Stat;
+use crate::stats::{self, Groups, SPREAD};
 
 pub mod charts;
 pub mod headline;
@@ -26,77 +28,15 @@ pub mod marks;
 use charts::{Bar, Frame, Line, Point, XAxis, YAxis};
 use marks::{Figure, Notes};
 
-/// Repeats whose min–max spread exceeds this share of the median are flagged.
-pub const SPREAD_FLAG: f64 = 0.20;
-
 /// Writes README.md and the charts into `dir`.
 pub fn write_report(results: &Results, dir: &Path) -> io::Result<()> {
     let charts = draw_charts(results, dir)?;
     std::fs::write(dir.join("README.md"), markdown(results, &charts))
 }
 
-/// Median and range of one figure over a cell's repeats.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stat {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub n: usize,
-}
-
-impl Stat {
-    pub fn of(mut values: Vec<f64>) -> Option<Stat> {
-        values.retain(|v| v.is_finite());
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
-        Some(Stat { median, min: values[0], max: values[n - 1], n })
-    }
-
-    pub fn noisy(&self) -> bool {
-        self.n > 1 && self.median > 0.0 && (self.max - self.min) / self.median > SPREAD_FLAG
-    }
-}
-
-/// What identifies a group of repeats: the scenario, the transport, the
-/// connections, the message size, the model (its index in the run), and
-/// the server's CPUs (scaling) and `--batch` variant (udp). An open-loop
-/// step's rate is not in it: the ladder and udp tables group their steps
-/// themselves ([`crate::ladder::climbs_of`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    scenario: Scenario,
-    transport: Transport,
-    connections: u32,
-    size: u32,
-    model: usize,
-    server_cpus: Option<u32>,
-    batch: Option<u32>,
-}
-
-/// The ok cells of one key, all repeats.
-type Groups<'a> = BTreeMap<Key, Vec<&'a Cell>>;
-
+/// The ok cells, grouped by load.
 fn groups(results: &Results) -> Groups<'_> {
-    let mut groups: Groups<'_> = BTreeMap::new();
-    for cell in results.cells.iter().filter(|c| c.ok) {
-        let spec = &cell.spec;
-        let model = results.settings.models.iter().position(|m| m.name == spec.model.name()).unwrap_or(usize::MAX);
-        let key = Key {
-            scenario: spec.scenario,
-            transport: spec.transport,
-            connections: spec.connections,
-            size: spec.size,
-            model,
-            server_cpus: spec.server_cpus,
-            batch: spec.batch,
-        };
-        groups.entry(key).or_default().push(cell);
-    }
-    groups
+    stats::groups(results.cells.iter().filter(|c| c.ok))
 }
 
 /// The transports the per-transport scenarios ran over (the transport
@@ -173,21 +113,21 @@ pub fn grouped(v: f64, digits: usize) -> String {
 /// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
 /// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
 /// offered`.
-pub fn describe(spec: &crate::matrix::CellSpec) -> String {
-    let head = format!("{} {} {}", spec.scenario.name(), spec.model, spec.transport);
-    let connections = fmt_count(f64::from(spec.connections));
-    let mut text = match (spec.scenario, spec.server_cpus) {
+pub fn describe(spec: &crate::load::CellSpec) -> String {
+    let head = format!("{} {} {}", spec.load.scenario.name(), spec.load.model, spec.load.transport);
+    let connections = fmt_count(f64::from(spec.load.connections));
+    let mut text = match (spec.load.scenario, spec.load.server_cpus) {
         (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
         (Scenario::Udp, _) => format!(
             "udp {}, {connections} flows, {} B",
-            crate::udp::variant_name(spec.model.name(), spec.batch),
-            fmt_count(f64::from(spec.size))
+            crate::udp::variant_name(spec.load.model.name(), spec.load.batch),
+            fmt_count(f64::from(spec.load.size))
         ),
-        (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.size),
-        _ => format!("{head}, {connections} connections, {} B", spec.size),
+        (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.load.size),
+        _ => format!("{head}, {connections} connections, {} B", spec.load.size),
     };
-    if let Some(rate) = spec.rate {
-        let unit = if spec.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
+    if let Some(rate) = spec.load.offered() {
+        let unit = if spec.load.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
         let _ = write!(text, ", {} {unit} offered", fmt_count(rate));
     }
     text
@@ -265,8 +205,10 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
                 results
                     .cells
                     .iter()
-                    .filter(|c| c.ok && c.spec.scenario == Scenario::Transport && c.spec.transport == transport)
-                    .filter(|c| c.spec.connections == connections && c.spec.model.name() == info.name)
+                    .filter(|c| {
+                        c.ok && c.spec.load.scenario == Scenario::Transport && c.spec.load.transport == transport
+                    })
+                    .filter(|c| c.spec.load.connections == connections && c.spec.load.model.name() == info.name)
                     .collect()
             };
             let (tcp, unix) = (of(Transport::Tcp), of(Transport::Unix));
@@ -291,7 +233,7 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
         groups.iter().find(|(k, _)| {
             k.scenario == scenario
                 && k.transport == Transport::Tcp
-                && k.model == model
+                && k.model.rank() == model
                 && connections.is_none_or(|c| k.connections == c)
                 && size.is_none_or(|s| k.size == s)
         })
@@ -310,13 +252,13 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
         let at_common: Vec<&Cell> = latency_cells
             .iter()
             .copied()
-            .filter(|c| c.spec.model.name() == model.name)
-            .filter(|c| common.is_some_and(|(r, _)| c.spec.rate == Some(r)))
+            .filter(|c| c.spec.load.model.name() == model.name)
+            .filter(|c| common.is_some_and(|(r, _)| c.spec.load.offered() == Some(r)))
             .collect();
         if load.is_none() && idle.is_none() && churn.is_none() && at_common.is_empty() {
             continue;
         }
-        let mut cell = |group: Option<(&Key, &Vec<&Cell>)>, text: fn(&[&Cell]) -> String, shown: &[Figure]| {
+        let mut cell = |group: Option<(&&LoadKey, &Vec<&Cell>)>, text: fn(&[&Cell]) -> String, shown: &[Figure]| {
             group.map(|(_, c)| notes.figure(text(c), c, shown))
         };
         let cpu = cell(load, |c| server_cpu(c, 2), &[Figure::Cpu]);
@@ -380,7 +322,7 @@ fn summary(results: &Results, groups: &Groups<'_>) -> String {
 /// The scenarios the run has cells of (those the settings name, if it has
 /// none yet): the README describes these, not the ones it might have run.
 fn scenarios_run(results: &Results) -> std::collections::BTreeSet<Scenario> {
-    let ran: std::collections::BTreeSet<Scenario> = results.cells.iter().map(|c| c.spec.scenario).collect();
+    let ran: std::collections::BTreeSet<Scenario> = results.cells.iter().map(|c| c.spec.load.scenario).collect();
     if !ran.is_empty() {
         return ran;
     }
@@ -477,7 +419,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         ran.len(),
         repeats_words_of(results, &ran),
         windows_words(results, &ran),
-        SPREAD_FLAG * 100.0,
+        SPREAD * 100.0,
         {
             // The marks of this run's flags (the spread's is said above);
             // a kind this run never raised is not announced.
@@ -497,7 +439,6 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         s.client_cpus
     );
 
-    let name = |i: usize| s.models.get(i).map_or("?", |m: &ModelInfo| m.name.as_ref());
     // The "which model for what" summary goes here once the tables it links to are written.
     let opening = md.len();
     md.push_str(&summary(results, &groups));
@@ -525,7 +466,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                         md,
                         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         count(f64::from(k.connections)),
-                        name(k.model),
+                        k.model.name(),
                         notes.figure(throughput(cells), cells, &[Figure::Rate]),
                         notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
                         latency(cells, |l| l.p50),
@@ -552,7 +493,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             );
             // The textbook's zero: a declared baseline model's CPU per connection.
             let baseline = s.models.iter().position(|m| m.baseline).and_then(|i| {
-                let (_, cells) = cells_of(Scenario::Churn).find(|(k, _)| k.model == i)?;
+                let (_, cells) = cells_of(Scenario::Churn).find(|(k, _)| k.model.rank() == i)?;
                 Some((s.models[i].name.to_string(), stat(cells, |c| c.server_cpu_us_per_msg)?.median))
             });
             if let Some((zero, us_per_conn)) = &baseline {
@@ -589,7 +530,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} |{over_zero} {} | {} | {} | {} | {} | {} |",
-                    name(k.model),
+                    k.model.name(),
                     notes.figure(throughput(cells), cells, &[Figure::Rate]),
                     notes.figure(server_cpu(cells, 1), cells, &[Figure::Cpu]),
                     show(connect(|l| l.p50), us),
@@ -632,7 +573,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    name(k.model),
+                    k.model.name(),
                     count(f64::from(k.connections)),
                     show(cap(|c| c.held as f64), count),
                     notes.figure(show(cap(|c| c.pss_per_connection_kib), kib), cells, &[Figure::Held]),
@@ -664,8 +605,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} |",
-                    cells[0].spec.server_cpus.unwrap_or(0),
-                    name(k.model),
+                    cells[0].spec.load.server_cpus.unwrap_or(0),
+                    k.model.name(),
                     count(f64::from(k.connections)),
                     notes.figure(throughput(cells), cells, &[Figure::Rate]),
                     notes.figure(server_cpu(cells, 2), cells, &[Figure::Cpu]),
@@ -756,8 +697,8 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
 fn figure_lines(
     models: &[ModelInfo],
     groups: &Groups<'_>,
-    keep: impl Fn(&Key) -> bool,
-    x: impl Fn(&Key, &[&Cell]) -> Option<f64>,
+    keep: impl Fn(&LoadKey) -> bool,
+    x: impl Fn(&LoadKey, &[&Cell]) -> Option<f64>,
     figure: impl Fn(&Cell) -> Option<f64>,
     shown: Figure,
 ) -> Vec<Line> {
@@ -765,7 +706,7 @@ fn figure_lines(
     for (i, model) in models.iter().enumerate() {
         let points: Vec<Point> = groups
             .iter()
-            .filter(|(k, _)| k.model == i && keep(k))
+            .filter(|(k, _)| k.model.rank() == i && keep(k))
             .filter_map(|(k, cells)| {
                 let s = stat(cells, &figure)?;
                 let range = (s.n > 1).then_some((s.min, s.max));
@@ -831,8 +772,8 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             .map(|k| k.size)
             .collect();
         for size in sizes {
-            let keep = |k: &Key| k.scenario == Scenario::Throughput && k.transport == transport && k.size == size;
-            let connections = |k: &Key, _: &[&Cell]| Some(f64::from(k.connections));
+            let keep = |k: &LoadKey| k.scenario == Scenario::Throughput && k.transport == transport && k.size == size;
+            let connections = |k: &LoadKey, _: &[&Cell]| Some(f64::from(k.connections));
             let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
             let lines = figure_lines(models, &groups, keep, connections, rate, Figure::Rate);
             if lines.is_empty() {
@@ -882,7 +823,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
             models,
             &groups,
             |k| k.scenario == Scenario::Scaling && k.transport == transport,
-            |_, cells| cells[0].spec.server_cpus.map(f64::from),
+            |_, cells| cells[0].spec.load.server_cpus.map(f64::from),
             |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec),
             Figure::Rate,
         );
@@ -905,7 +846,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
         for (i, model) in models.iter().enumerate() {
             for (k, cells) in groups
                 .iter()
-                .filter(|(k, _)| k.scenario == Scenario::Capacity && k.transport == transport && k.model == i)
+                .filter(|(k, _)| k.scenario == Scenario::Capacity && k.transport == transport && k.model.rank() == i)
             {
                 let Some(s) = stat(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib)) else {
                     continue;
@@ -941,7 +882,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
         let mut cpu = Vec::new();
         let mut clients = None;
         for (i, model) in models.iter().enumerate() {
-            let churn = |k: &&Key| k.scenario == Scenario::Churn && k.transport == transport && k.model == i;
+            let churn = |k: &&LoadKey| k.scenario == Scenario::Churn && k.transport == transport && k.model.rank() == i;
             for (k, cells) in groups.iter().filter(|(k, _)| churn(k)) {
                 clients = Some(k.connections);
                 let mut notes = Notes::default();
@@ -1011,12 +952,12 @@ fn spectrum(
     let Some((rate, all_sustained)) = headline::common_rate(results, transport) else { return Ok(None) };
     let cells: Vec<&Cell> = headline::latency_cells(results, transport)
         .into_iter()
-        .filter(|c| c.spec.rate.is_some_and(|r| r.to_bits() == rate.to_bits()))
+        .filter(|c| c.spec.load.offered().is_some_and(|r| r.to_bits() == rate.to_bits()))
         .collect();
     let mut lines = Vec::new();
     let mut merged_counts = Vec::new();
     for model in &results.settings.models {
-        let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.model.name() == model.name).collect();
+        let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.load.model.name() == model.name).collect();
         let mut merged: Option<Histogram<u64>> = None;
         let mut n = 0;
         for cell in &own {
@@ -1061,7 +1002,7 @@ fn spectrum(
         "the lowest offered rate: not every model sustained it"
     };
     let shape = cells.first().map_or(String::new(), |c| {
-        format!("{} connections, {} B; ", fmt_count(f64::from(c.spec.connections)), c.spec.size)
+        format!("{} connections, {} B; ", fmt_count(f64::from(c.spec.load.connections)), c.spec.load.size)
     });
     let file = format!("latency-spectrum{suffix}.svg");
     let frame = Frame {
@@ -1181,11 +1122,11 @@ mod tests {
         let mut results = crate::render::marks::tests::fixture(); // flags cleared
         let flag = |kind| crate::validity::Flag { kind, figure: 0.97, threshold: 0.9, detail: "test".into() };
         for cell in &mut results.cells {
-            let tokio = cell.spec.model.name() == "tokio";
-            if tokio && cell.spec.scenario == Scenario::Throughput && cell.spec.connections == 100 {
+            let tokio = cell.spec.load.model.name() == "tokio";
+            if tokio && cell.spec.load.scenario == Scenario::Throughput && cell.spec.load.connections == 100 {
                 cell.flags.push(flag(crate::validity::FlagKind::ClientBound));
             }
-            if tokio && cell.spec.scenario == Scenario::Capacity {
+            if tokio && cell.spec.load.scenario == Scenario::Capacity {
                 cell.flags.push(flag(crate::validity::FlagKind::ConnectionsShort));
             }
         }
@@ -1216,12 +1157,13 @@ mod tests {
     fn a_cell_is_described_with_grouped_numbers() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
         let results = Results::load(&path).unwrap();
-        let of = |scenario: Scenario| results.cells.iter().find(|c| c.spec.scenario == scenario).unwrap().spec.clone();
+        let of =
+            |scenario: Scenario| results.cells.iter().find(|c| c.spec.load.scenario == scenario).unwrap().spec.clone();
         let mut spec = of(Scenario::Throughput);
-        spec.connections = 1000;
+        spec.load.connections = 1000;
         assert_eq!(describe(&spec), "throughput thread tcp, 1,000 connections, 64 B");
         let mut spec = of(Scenario::Capacity);
-        spec.connections = 10_000;
+        spec.load.connections = 10_000;
         assert_eq!(describe(&spec), "capacity thread tcp, 10,000 idle connections");
         assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 2,000 msg/s offered");
     }

@@ -14,12 +14,13 @@ use crate::results::{Cell, Results};
 
 /// The climbs of one transport.
 fn of(results: &Results, transport: Transport) -> Vec<Climb<'_>> {
-    climbs(results).into_iter().filter(|c| c.transport == transport).collect()
+    climbs(results).into_iter().filter(|c| c.load.transport == transport).collect()
 }
 
 /// The offered rates of a run's ladder that have cells, ascending.
 fn rates(climbs: &[Climb<'_>]) -> Vec<f64> {
-    let mut rates: Vec<f64> = climbs.iter().flat_map(|c| c.steps.iter().filter_map(|(s, _)| s.spec.rate)).collect();
+    let mut rates: Vec<f64> =
+        climbs.iter().flat_map(|c| c.steps.iter().filter_map(|(s, _)| s.spec.load.offered())).collect();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     rates
@@ -27,7 +28,7 @@ fn rates(climbs: &[Climb<'_>]) -> Vec<f64> {
 
 /// The cells of one model's step `rate`, over its repeats.
 fn step<'a>(climbs: &[Climb<'a>], model: usize, rate: f64) -> Vec<&'a Cell> {
-    crate::ladder::step(climbs, |c| c.model == model, rate)
+    crate::ladder::step(climbs, |c| c.load.model.rank() == model, rate)
 }
 
 /// The README section of the ladder over `transport` (empty without one).
@@ -66,10 +67,10 @@ pub fn markdown(results: &Results, transport: Transport, over: &str) -> String {
     md.push_str(
         "| model | knee msg/s, every repeat | knee per repeat | where the ladder stopped |\n|---|---:|---:|---|\n",
     );
-    let mut seen: Vec<usize> = climbs.iter().map(|c| c.model).collect();
+    let mut seen: Vec<usize> = climbs.iter().map(|c| c.load.model.rank()).collect();
     seen.dedup();
     for &m in &seen {
-        let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| c.model == m).collect();
+        let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| c.load.model.rank() == m).collect();
         let summary = crate::ladder::summary(&mine, ladder.rates.last().copied(), "msg/s");
         let knee = summary.words;
         let rate = |k: Option<f64>| k.map_or("none".to_owned(), fmt_count);

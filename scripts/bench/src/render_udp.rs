@@ -22,10 +22,10 @@ type Variant = (usize, Option<u32>);
 /// The variants that ran, in run order: each model, then its batch variant.
 fn variants(results: &Results) -> Vec<Variant> {
     let mut out: Vec<Variant> = Vec::new();
-    for cell in results.cells.iter().filter(|c| c.spec.scenario == Scenario::Udp) {
+    for cell in results.cells.iter().filter(|c| c.spec.load.scenario == Scenario::Udp) {
         let Some(model) = model_index(results, cell) else { continue };
-        if !out.contains(&(model, cell.spec.batch)) {
-            out.push((model, cell.spec.batch));
+        if !out.contains(&(model, cell.spec.load.batch)) {
+            out.push((model, cell.spec.load.batch));
         }
     }
     out.sort();
@@ -33,7 +33,7 @@ fn variants(results: &Results) -> Vec<Variant> {
 }
 
 fn model_index(results: &Results, cell: &Cell) -> Option<usize> {
-    results.settings.models.iter().position(|m| m.name == cell.spec.model.name())
+    results.settings.models.iter().position(|m| m.name == cell.spec.load.model.name())
 }
 
 fn name(results: &Results, (model, batch): Variant) -> String {
@@ -52,9 +52,9 @@ fn closed(results: &Results, v: Variant, flows: u32, size: u32) -> Vec<&Cell> {
     results
         .cells
         .iter()
-        .filter(|c| c.ok && c.spec.scenario == Scenario::Udp && c.spec.rate.is_none())
-        .filter(|c| (model_index(results, c), c.spec.batch) == (Some(v.0), v.1))
-        .filter(|c| c.spec.connections == flows && c.spec.size == size)
+        .filter(|c| c.ok && c.spec.load.scenario == Scenario::Udp && c.spec.load.offered().is_none())
+        .filter(|c| (model_index(results, c), c.spec.load.batch) == (Some(v.0), v.1))
+        .filter(|c| c.spec.load.connections == flows && c.spec.load.size == size)
         .collect()
 }
 
@@ -176,7 +176,7 @@ pub fn markdown(results: &Results) -> String {
         );
         md.push_str("| variant | sustained datagrams/s | where the climb stopped |\n|---|---:|---|\n");
         for &v in &variants {
-            let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| (c.model, c.batch) == v).collect();
+            let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| (c.load.model.rank(), c.load.batch) == v).collect();
             if mine.is_empty() {
                 continue;
             }
@@ -221,7 +221,7 @@ pub fn markdown(results: &Results) -> String {
 
 /// The cells of one variant's step at `rate`, over its repeats.
 fn step<'a>(climbs: &[Climb<'a>], v: Variant, rate: f64) -> Vec<&'a Cell> {
-    crate::ladder::step(climbs, |c| (c.model, c.batch) == v, rate)
+    crate::ladder::step(climbs, |c| (c.load.model.rank(), c.load.batch) == v, rate)
 }
 
 /// Draws the udp charts into `dir`: the sustained rate per variant, and
@@ -239,7 +239,7 @@ pub fn charts(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, St
     // Sustained rate per variant.
     let mut bars = Vec::new();
     for &v in &variants {
-        let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| (c.model, c.batch) == v).collect();
+        let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| (c.load.model.rank(), c.load.batch) == v).collect();
         if mine.is_empty() {
             continue;
         }

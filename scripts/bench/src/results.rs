@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
 use crate::ladder::Ladder;
-use crate::matrix::CellSpec;
+use crate::load::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
@@ -136,17 +136,19 @@ impl Results {
             )));
         }
         let mut results: Results = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let models = results.models();
         for cell in &mut results.cells {
-            let declared = results.settings.models.iter().find(|m| m.name == cell.spec.model.name());
-            let declared = declared.ok_or_else(|| invalid(format!("cell of undeclared model {}", cell.spec.model)))?;
-            cell.spec.model = Model::new(declared.clone());
+            let declared = models.iter().find(|m| m.name() == cell.spec.load.model.name());
+            let declared =
+                declared.ok_or_else(|| invalid(format!("cell of undeclared model {}", cell.spec.load.model)))?;
+            cell.spec.load.model = declared.clone();
         }
         Ok(results)
     }
 
-    /// The run's models, in the order they ran.
+    /// The run's models, in the order they ran, ranked so.
     pub fn models(&self) -> Vec<Model> {
-        self.settings.models.iter().cloned().map(Model::new).collect()
+        Model::listed(self.settings.models.iter().cloned())
     }
 }
 

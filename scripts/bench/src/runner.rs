@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use echo_common::Transport;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use loadgen::{Event, Opts};
 
 use crate::ladder::{self, Excluded, Ladder};
-use crate::matrix::{self, CellSpec, Scenario, Shape};
+use crate::load::{CellSpec, LoadKey};
+use crate::matrix::{self, Scenario, Shape};
 use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::server::{self, Server};
@@ -140,7 +140,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(cfg.progress, specs.len());
     let _watcher = Watcher::start(Arc::clone(&cfg.interrupt));
     // The open-loop climbs (latency ladder, udp sustained rate) that have
-    // stopped: (scenario, model, variant, transport, repeat).
+    // stopped, each named by its load at no particular rate and its repeat.
     let mut stopped: HashSet<Climb> = HashSet::new();
     let mut interrupted = false;
     for (i, spec) in specs.iter().cloned().enumerate() {
@@ -161,7 +161,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             break;
         }
         if let Some(climb) = climb {
-            let slo = match cell.spec.scenario {
+            let slo = match cell.spec.load.scenario {
                 Scenario::Udp => results.settings.udp.as_ref().map(|u| u.slo_p99_us),
                 _ => results.settings.ladder.as_ref().map(|l| l.slo_p99_us),
             };
@@ -190,15 +190,16 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     Ok(Outcome { dir, results, interrupted })
 }
 
-/// An open-loop climb: (scenario, model, `--batch` variant, transport, repeat).
-type Climb = (Scenario, String, Option<u32>, Transport, u32);
+/// An open-loop climb: its steps' load but for the rate, and the repeat.
+type Climb = (LoadKey, u32);
 
 /// The climb a cell is a step of (the latency ladder's, or the udp
-/// scenario's sustained-rate steps); `None` for any other cell. A model's
-/// `--batch` variant climbs on its own: one stopping leaves the other going.
+/// scenario's sustained-rate steps); `None` for any other cell. Any other
+/// axis tells climbs apart: a model's `--batch` variant climbs on its own,
+/// one stopping leaves the other going.
 fn climb_of(spec: &CellSpec) -> Option<Climb> {
-    let climbing = matches!(spec.scenario, Scenario::Latency | Scenario::Udp) && spec.rate.is_some();
-    climbing.then(|| (spec.scenario, spec.model.name().to_owned(), spec.batch, spec.transport, spec.repeat))
+    let climbing = matches!(spec.load.scenario, Scenario::Latency | Scenario::Udp) && spec.load.rate.is_some();
+    climbing.then(|| (spec.load.climb(), spec.repeat))
 }
 
 /// The PID of the server of the cell under way (0: none), for [`Watcher`].
@@ -349,10 +350,10 @@ fn blank(spec: CellSpec) -> Cell {
 /// One cell, start to finish. Never panics on a misbehaving server: every
 /// problem becomes the cell's failure reason.
 pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
-    let addr = server::listen_addr(spec.transport, &spec.model, sockets);
+    let addr = server::listen_addr(spec.load.transport, &spec.load.model, sockets);
     // The scaling scenario gives the server its own share of the machine,
     // and the load generator (this thread and those it starts) the rest.
-    let (server_cpus, client_cpus) = match spec.server_cpus {
+    let (server_cpus, client_cpus) = match spec.load.server_cpus {
         Some(k) => matrix::scaling_split(&cfg.available_cpus, k),
         None => (cfg.server_cpus.clone(), cfg.client_cpus.clone()),
     };
@@ -369,8 +370,8 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 
 /// [`run_cell`] once the load generator's CPUs are set.
 fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
-    let args: Vec<String> = spec.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
-    let mut server = match Server::start(&cfg.server_bin, &spec.model, addr, &args, server_cpus) {
+    let args: Vec<String> = spec.load.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
+    let mut server = match Server::start(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
@@ -381,8 +382,8 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     let mut edges: Option<(Sample, Sample)> = None;
-    match spec.scenario {
-        Scenario::Capacity => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.connections)) {
+    match spec.load.scenario {
+        Scenario::Capacity => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.load.connections)) {
             Ok(capacity) => {
                 window = (started, Instant::now());
                 cell.capacity = Some(capacity);
@@ -390,7 +391,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
             Err(err) => problems.push(format!("capacity: {err}")),
         },
         _ => {
-            let (duration, warmup) = match spec.scenario {
+            let (duration, warmup) = match spec.load.scenario {
                 Scenario::Transport => {
                     let (window, warmup) = matrix::TRANSPORT_WINDOW;
                     (cfg.duration.min(window), cfg.warmup.min(warmup))
@@ -400,17 +401,17 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
             };
             let opts = Opts {
                 addr: server.endpoint.to_string(),
-                connections: spec.connections,
-                size: spec.size,
+                connections: spec.load.connections,
+                size: spec.load.size,
                 duration,
                 warmup,
                 threads: None, // the CPUs of the client set
-                rate: spec.rate,
-                reconnect_every: (spec.scenario == Scenario::Churn).then_some(1),
+                rate: spec.load.offered(),
+                reconnect_every: (spec.load.scenario == Scenario::Churn).then_some(1),
                 // UDP: a datagram with no echo by then is lost, and its flow
                 // sends the next (loadgen's 5 s would stall a flow for most
                 // of a 1 s window).
-                timeout: if spec.scenario == Scenario::Udp { udp::TIMEOUT } else { Opts::default().timeout },
+                timeout: if spec.load.scenario == Scenario::Udp { udp::TIMEOUT } else { Opts::default().timeout },
                 progress: false,
                 ..Opts::default()
             };
@@ -471,9 +472,10 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
 
 #[cfg(test)]
 mod tests {
-    use echo_common::ModelInfo;
+    use echo_common::{ModelInfo, Transport};
 
     use super::*;
+    use crate::load::Rate;
     use crate::models::Model;
 
     fn spec(scenario: Scenario, rate: Option<f64>, batch: Option<u32>) -> CellSpec {
@@ -489,17 +491,8 @@ mod tests {
             datagrams: Some("one thread".into()),
             datagram_batch: true,
         });
-        CellSpec {
-            scenario,
-            model,
-            transport: Transport::Udp,
-            connections: 100,
-            size: 64,
-            rate,
-            repeat: 0,
-            server_cpus: None,
-            batch,
-        }
+        let load = LoadKey { rate: rate.map(Rate), batch, ..LoadKey::new(scenario, model, Transport::Udp, 100, 64) };
+        CellSpec { load, repeat: 0 }
     }
 
     #[test]
@@ -510,6 +503,8 @@ mod tests {
         assert_eq!(climb_of(&spec(Scenario::Udp, Some(25_000.0), None)), Some(plain), "the next step, same climb");
         assert_eq!(climb_of(&spec(Scenario::Udp, None, None)), None, "closed loop does not climb");
         assert_eq!(climb_of(&spec(Scenario::Throughput, None, None)), None);
-        assert!(climb_of(&spec(Scenario::Latency, Some(10_000.0), None)).is_some_and(|c| c.0 == Scenario::Latency));
+        assert!(
+            climb_of(&spec(Scenario::Latency, Some(10_000.0), None)).is_some_and(|c| c.0.scenario == Scenario::Latency)
+        );
     }
 }

@@ -3,13 +3,12 @@
 //!
 //! A flag never hides a figure: it says what the figure is worth.
 
-use std::collections::BTreeMap;
-
 use loadgen::report::fmt_count;
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::{CellSpec, Scenario};
+use crate::matrix::Scenario;
 use crate::results::{Cell, Results};
+use crate::stats::{self, Stat};
 
 /// One kind of problem a cell can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -83,7 +82,7 @@ pub const BELOW_TARGET_RATE: f64 = loadgen::report::RATE_SHORTFALL;
 /// this (loadgen's; the figure is [`loadgen::Report::littles_law_offset`]).
 pub const LITTLES_LAW: f64 = loadgen::report::LITTLE_TOLERANCE;
 /// Spread: (max − min) ÷ median of the headline figure over the repeats above this.
-pub const SPREAD: f64 = 0.20;
+pub use crate::stats::SPREAD;
 
 impl Flag {
     fn new(kind: FlagKind, figure: f64, threshold: f64, detail: String) -> Flag {
@@ -99,50 +98,24 @@ pub fn annotate(results: &mut Results) {
     for cell in &mut results.cells {
         cell.flags = cell_flags(cell);
     }
-    // Spread: the headline figure over the ok repeats of each load (the
-    // cell's spec but its repeat).
-    type Load = (Scenario, String, echo_common::Transport, u32, u32, Option<u64>, Option<u32>, Option<u32>);
-    let load = |s: &CellSpec| -> Load {
-        (
-            s.scenario,
-            s.model.name().to_owned(),
-            s.transport,
-            s.connections,
-            s.size,
-            s.rate.map(f64::to_bits),
-            s.server_cpus,
-            s.batch,
-        )
-    };
-    let mut groups: BTreeMap<Load, Vec<usize>> = BTreeMap::new();
-    for (i, cell) in results.cells.iter().enumerate() {
-        if cell.ok && headline(cell).is_some() {
-            groups.entry(load(&cell.spec)).or_default().push(i);
-        }
+    // Spread: the headline figure over the ok repeats of each load.
+    let measured = results.cells.iter().enumerate().filter(|(_, c)| c.ok && headline(c).is_some());
+    let mut spread_flags = Vec::new();
+    for members in stats::by_load(measured.map(|(i, c)| (&c.spec.load, i))).into_values() {
+        let values = members.iter().filter_map(|&i| headline(&results.cells[i])).collect();
+        let Some(stat) = Stat::of(values) else { continue };
+        let Some(spread) = stat.spread().filter(|s| *s > SPREAD) else { continue };
+        let (what, _) = headline_name(&results.cells[members[0]]);
+        let detail = format!(
+            "{what} differs by {:.0} % of its median across {} repeats (> {:.0} %)",
+            100.0 * spread,
+            stat.n,
+            100.0 * SPREAD
+        );
+        spread_flags.extend(members.iter().map(|&i| (i, Flag::new(FlagKind::Spread, spread, SPREAD, detail.clone()))));
     }
-    for members in groups.into_values() {
-        let mut values: Vec<f64> = members.iter().filter_map(|&i| headline(&results.cells[i])).collect();
-        if values.len() < 2 {
-            continue;
-        }
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
-        if median <= 0.0 {
-            continue;
-        }
-        let spread = (values[n - 1] - values[0]) / median;
-        if spread > SPREAD {
-            let (what, _) = headline_name(&results.cells[members[0]]);
-            let detail = format!(
-                "{what} differs by {:.0} % of its median across {n} repeats (> {:.0} %)",
-                100.0 * spread,
-                100.0 * SPREAD
-            );
-            for &i in &members {
-                results.cells[i].flags.push(Flag::new(FlagKind::Spread, spread, SPREAD, detail.clone()));
-            }
-        }
+    for (i, flag) in spread_flags {
+        results.cells[i].flags.push(flag);
     }
 }
 
@@ -150,10 +123,10 @@ pub fn annotate(results: &mut Results) {
 /// msg/s (p99 for a latency-ladder step, whose rate is imposed), or
 /// memory per connection in the capacity scenario.
 pub fn headline(cell: &Cell) -> Option<f64> {
-    match cell.spec.scenario {
+    match cell.spec.load.scenario {
         Scenario::Capacity => cell.capacity.as_ref().map(|c| c.pss_per_connection_kib),
         // An open-loop step's rate is imposed: its latency is the figure.
-        Scenario::Latency | Scenario::Udp if cell.spec.rate.is_some() => {
+        Scenario::Latency | Scenario::Udp if cell.spec.load.rate.is_some() => {
             cell.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)
         }
         _ => cell.loadgen.as_ref().map(|r| r.throughput.requests_per_sec),
@@ -162,9 +135,9 @@ pub fn headline(cell: &Cell) -> Option<f64> {
 
 /// The headline's name, and how to print it (with its name or unit).
 pub fn headline_name(cell: &Cell) -> (&'static str, fn(f64) -> String) {
-    match cell.spec.scenario {
+    match cell.spec.load.scenario {
         Scenario::Capacity => ("PSS per connection", |v| format!("{v:.1} KiB per connection")),
-        Scenario::Latency | Scenario::Udp if cell.spec.rate.is_some() => {
+        Scenario::Latency | Scenario::Udp if cell.spec.load.rate.is_some() => {
             ("p99", |v| format!("p99 {}", loadgen::report::fmt_us(v)))
         }
         _ => ("msg/s", |v| format!("{} msg/s", fmt_count(v))),
@@ -177,7 +150,7 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
     if let Some(capacity) = &cell.capacity {
         if capacity.held < capacity.requested {
             let not_established = capacity.requested.saturating_sub(capacity.established);
-            let (waiting, closed) = capacity.not_held(cell.spec.model.info().serves_at_once);
+            let (waiting, closed) = capacity.not_held(cell.spec.load.model.info().serves_at_once);
             let mut why = vec![format!("{} not established", fmt_count(not_established as f64))];
             if waiting > 0 {
                 why.push(format!("{} waiting in the backlog", fmt_count(waiting as f64)));
@@ -306,6 +279,7 @@ mod tests {
 
     use super::*;
     use crate::capacity::Capacity;
+    use crate::load::{CellSpec, LoadKey, Rate};
     use crate::models::Model;
     use crate::sampler::ServerStats;
 
@@ -362,15 +336,17 @@ mod tests {
         let ok = report.as_ref().map_or(0, |r| r.requests.ok);
         Cell {
             spec: CellSpec {
-                scenario,
-                model: model(),
-                transport: Transport::Tcp,
-                connections: report.as_ref().map_or(100, |r| r.config.connections),
-                size: 64,
-                rate: report.as_ref().and_then(|r| r.config.rate),
+                load: LoadKey {
+                    rate: report.as_ref().and_then(|r| r.config.rate).map(Rate),
+                    ..LoadKey::new(
+                        scenario,
+                        model(),
+                        Transport::Tcp,
+                        report.as_ref().map_or(100, |r| r.config.connections),
+                        64,
+                    )
+                },
                 repeat,
-                server_cpus: None,
-                batch: None,
             },
             ok: true,
             failure: None,
@@ -528,7 +504,7 @@ mod tests {
         // free: their other connections wait in the listener's backlog.
         let at_once = |name: &str, serves_at_once| {
             let mut c = cell(Scenario::Capacity, 0, None);
-            c.spec.model =
+            c.spec.load.model =
                 Model::new(ModelInfo { name: name.to_owned().into(), serves_at_once, ..model().info().clone() });
             c
         };
@@ -619,7 +595,7 @@ mod tests {
         // another load (10 connections) with a small spread
         for (i, rps) in [100_000.0, 101_000.0].into_iter().enumerate() {
             let mut c = with_rate(rps, i as u32);
-            c.spec.connections = 10;
+            c.spec.load.connections = 10;
             c.loadgen.as_mut().unwrap().connections.requested = 10;
             c.loadgen.as_mut().unwrap().connections.established = 10;
             c.loadgen.as_mut().unwrap().latency_us.mean = 10.0 * 1_000_000.0 / rps;

@@ -61,16 +61,16 @@ fn tiny_matrix_end_to_end() {
     assert!(results.complete);
     assert_eq!(results.cells.len(), 24);
     for transport in Transport::STREAMS {
-        let n = results.cells.iter().filter(|c| c.spec.transport == transport).count();
+        let n = results.cells.iter().filter(|c| c.spec.load.transport == transport).count();
         assert_eq!(n, 12, "{transport} cells");
     }
     for cell in results.cells.iter().filter(|c| c.loadgen.is_some()) {
-        assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.transport, "loadgen records the transport");
+        assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.load.transport, "loadgen records the transport");
     }
     for cell in &results.cells {
         assert!(cell.ok, "{:?}: {:?}", cell.spec, cell.failure);
         assert!(cell.shutdown.as_ref().is_some_and(|s| s.clean()), "{:?}", cell.shutdown);
-        match cell.spec.scenario {
+        match cell.spec.load.scenario {
             Scenario::Capacity => {
                 let capacity = cell.capacity.as_ref().unwrap();
                 assert_eq!((capacity.established, capacity.held, capacity.not_served), (50, 50, 0));
@@ -95,12 +95,12 @@ fn tiny_matrix_end_to_end() {
             let rates: Vec<f64> = results
                 .cells
                 .iter()
-                .filter(|c| c.spec.scenario == Scenario::Latency && c.spec.transport == transport)
-                .filter(|c| c.spec.model.name() == model)
+                .filter(|c| c.spec.load.scenario == Scenario::Latency && c.spec.load.transport == transport)
+                .filter(|c| c.spec.load.model.name() == model)
                 .map(|c| {
                     let report = c.loadgen.as_ref().unwrap();
-                    assert_eq!(report.config.rate, c.spec.rate, "loadgen ran at the step's rate");
-                    c.spec.rate.unwrap()
+                    assert_eq!(report.config.rate, c.spec.load.offered(), "loadgen ran at the step's rate");
+                    c.spec.load.offered().unwrap()
                 })
                 .collect();
             assert_eq!(rates, [2000.0], "{model} over {transport}");
@@ -162,8 +162,11 @@ fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_ser
     let ladder = results.settings.ladder.as_ref().unwrap();
     assert_eq!(ladder.excluded.len(), 1);
     assert_eq!(ladder.excluded[0].model, "iterative");
-    let steps: Vec<(String, f64, u32)> =
-        results.cells.iter().map(|c| (c.spec.model.name().to_owned(), c.spec.rate.unwrap(), c.spec.repeat)).collect();
+    let steps: Vec<(String, f64, u32)> = results
+        .cells
+        .iter()
+        .map(|c| (c.spec.load.model.name().to_owned(), c.spec.load.offered().unwrap(), c.spec.repeat))
+        .collect();
     assert_eq!(steps, [("tokio".to_owned(), 1000.0, 0), ("tokio".to_owned(), 1000.0, 1)]);
     let climbs = echo_bench::ladder::climbs(&results);
     assert_eq!(climbs.len(), 2);
@@ -171,7 +174,7 @@ fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_ser
         assert_eq!(climb.knee(), None);
         // over the SLO, or (0.3 s windows, 3 messages per connection) short of the rate
         let (cell, verdict) = climb.stop().expect("the first step stopped the climb");
-        assert!(!verdict.sustained() && cell.spec.rate == Some(1000.0), "{verdict:?}");
+        assert!(!verdict.sustained() && cell.spec.load.offered() == Some(1000.0), "{verdict:?}");
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("`iterative` is left out: it serves 1 connection(s) at once"), "{readme}");
@@ -207,11 +210,11 @@ fn report_rendering_matches_snapshot() {
 fn fixture_of(scenarios: &[Scenario]) -> Results {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut results = Results::load(&fixtures.join("results.json")).unwrap();
-    results.cells.retain(|c| scenarios.contains(&c.spec.scenario));
+    results.cells.retain(|c| scenarios.contains(&c.spec.load.scenario));
     // The summary reads the capacity cells of 1,000 connections: the
     // fixture's 50 stand in for them.
-    for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Capacity) {
-        cell.spec.connections = 1000;
+    for cell in results.cells.iter_mut().filter(|c| c.spec.load.scenario == Scenario::Capacity) {
+        cell.spec.load.connections = 1000;
     }
     results.settings.scenarios = scenarios.iter().map(|s| s.name().to_owned()).collect();
     if !scenarios.contains(&Scenario::Latency) {
@@ -403,21 +406,29 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
             for scenario in Scenario::ALL {
                 if scenario == Scenario::Latency && echo_bench::ladder::excluded(model).is_some() {
                     // left out of the ladder, with its reason in the results
-                    assert!(!cells.iter().any(|c| c.model == *model && c.scenario == scenario));
+                    assert!(!cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario));
                     continue;
                 }
                 if scenario == Scenario::Udp {
                     // every datagram variant of a model that serves UDP, none of a stream-only one
-                    let variants: std::collections::BTreeSet<Option<u32>> =
-                        cells.iter().filter(|c| c.model == *model && c.scenario == scenario).map(|c| c.batch).collect();
+                    let variants: std::collections::BTreeSet<Option<u32>> = cells
+                        .iter()
+                        .filter(|c| c.load.model == *model && c.load.scenario == scenario)
+                        .map(|c| c.load.batch)
+                        .collect();
                     let expected: std::collections::BTreeSet<Option<u32>> =
                         echo_bench::udp::variants(model).into_iter().collect();
                     assert_eq!(variants, expected, "{model} (quick: {quick})");
-                    assert!(cells.iter().filter(|c| c.scenario == scenario).all(|c| c.transport == Transport::Udp));
+                    assert!(
+                        cells
+                            .iter()
+                            .filter(|c| c.load.scenario == scenario)
+                            .all(|c| c.load.transport == Transport::Udp)
+                    );
                     continue;
                 }
                 assert!(
-                    cells.iter().any(|c| c.model == *model && c.scenario == scenario),
+                    cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario),
                     "{model} has no {scenario:?} cell (quick: {quick})"
                 );
             }
@@ -442,10 +453,16 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     let results = Results::load(&dir.join("results.json")).unwrap();
     let udp = results.settings.udp.as_ref().expect("the udp settings are recorded");
     assert_eq!(udp.stream_only, ["thread"]);
-    assert!(results.cells.iter().all(|c| c.spec.model.name() == "iterative" && c.spec.transport == Transport::Udp));
+    assert!(
+        results
+            .cells
+            .iter()
+            .all(|c| c.spec.load.model.name() == "iterative" && c.spec.load.transport == Transport::Udp)
+    );
     // closed loop: 2 flow counts × 2 sizes, per variant
-    let closed =
-        |batch: Option<u32>| results.cells.iter().filter(|c| c.spec.rate.is_none() && c.spec.batch == batch).count();
+    let closed = |batch: Option<u32>| {
+        results.cells.iter().filter(|c| c.spec.load.offered().is_none() && c.spec.load.batch == batch).count()
+    };
     assert_eq!((closed(None), closed(Some(echo_bench::udp::BATCH))), (4, 4));
     for cell in &results.cells {
         assert!(cell.ok, "{:?}", cell.failure);
@@ -456,7 +473,7 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     let climbs = echo_bench::ladder::climbs_of(&results, Scenario::Udp, udp.slo_p99_us);
     assert_eq!(climbs.len(), 2, "{climbs:?}");
     for climb in &climbs {
-        assert_eq!(climb.steps[0].0.spec.rate, Some(2000.0));
+        assert_eq!(climb.steps[0].0.spec.load.offered(), Some(2000.0));
         assert_eq!(climb.steps.len(), if climb.steps[0].1.sustained() { 2 } else { 1 });
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
@@ -500,7 +517,7 @@ fn scaling_on_this_machine_runs_its_first_step_and_says_why_it_stops() {
     let dir = run_dir(root.path());
     let results = Results::load(&dir.join("results.json")).unwrap();
     let first = &results.cells[0];
-    assert_eq!((first.spec.server_cpus, first.spec.connections), (Some(1), 100));
+    assert_eq!((first.spec.load.server_cpus, first.spec.load.connections), (Some(1), 100));
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## Scaling") && readme.contains("stops at"), "{readme}");
 }

@@ -75,8 +75,8 @@ fn main_transport(results: &Results) -> Option<Transport> {
     let transports: Vec<Transport> = results
         .cells
         .iter()
-        .filter(|c| c.ok && !matches!(c.spec.scenario, Scenario::Transport | Scenario::Udp))
-        .map(|c| c.spec.transport)
+        .filter(|c| c.ok && !matches!(c.spec.load.scenario, Scenario::Transport | Scenario::Udp))
+        .map(|c| c.spec.load.transport)
         .collect();
     if transports.contains(&Transport::Tcp) { Some(Transport::Tcp) } else { transports.into_iter().min() }
 }
@@ -88,7 +88,8 @@ fn main_transport(results: &Results) -> Option<Transport> {
 pub fn common_rate(results: &Results, transport: Transport) -> Option<(f64, bool)> {
     let rate = crate::ladder::common_rate(results, transport)?;
     let climbs = crate::ladder::climbs(results);
-    let sustained = climbs.iter().filter(|c| c.transport == transport).all(|c| c.knee().is_some_and(|k| k >= rate));
+    let sustained =
+        climbs.iter().filter(|c| c.load.transport == transport).all(|c| c.knee().is_some_and(|k| k >= rate));
     Some((rate, sustained))
 }
 
@@ -97,7 +98,7 @@ pub fn latency_cells(results: &Results, transport: Transport) -> Vec<&Cell> {
     results
         .cells
         .iter()
-        .filter(|c| c.ok && c.spec.scenario == Scenario::Latency && c.spec.transport == transport)
+        .filter(|c| c.ok && c.spec.load.scenario == Scenario::Latency && c.spec.load.transport == transport)
         .collect()
 }
 
@@ -106,7 +107,7 @@ pub fn latency_cells(results: &Results, transport: Transport) -> Vec<&Cell> {
 fn entries(results: &Results, cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>, shown: &[Figure]) -> Vec<Entry> {
     let mut out = Vec::new();
     for info in &results.settings.models {
-        let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.model.name() == info.name).collect();
+        let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.load.model.name() == info.name).collect();
         let Some(stat) = stat(&own, &figure) else { continue };
         let concerned = shown.iter().flat_map(|s| marks::kinds_on(&own, *s));
         let mut kinds: Vec<FlagKind> = concerned.collect();
@@ -135,19 +136,24 @@ fn ranked(mut entries: Vec<Entry>, lower_is_better: bool) -> Vec<Entry> {
 pub fn claims(results: &Results) -> Vec<Claim> {
     let Some(transport) = main_transport(results) else { return Vec::new() };
     let of = |scenario: Scenario| -> Vec<&Cell> {
-        results.cells.iter().filter(|c| c.ok && c.spec.scenario == scenario && c.spec.transport == transport).collect()
+        results
+            .cells
+            .iter()
+            .filter(|c| c.ok && c.spec.load.scenario == scenario && c.spec.load.transport == transport)
+            .collect()
     };
     let mut claims = Vec::new();
 
     // Server CPU per message, closed loop: 64 B (or the smallest size) at
     // 100 connections (or the most the run has).
     let load = of(Scenario::Throughput);
-    let size = load.iter().map(|c| c.spec.size).find(|&s| s == SMALL).or(load.iter().map(|c| c.spec.size).min());
-    let connections = load.iter().map(|c| c.spec.connections).find(|&n| n == 100);
-    let connections = connections.or(load.iter().map(|c| c.spec.connections).max());
+    let size =
+        load.iter().map(|c| c.spec.load.size).find(|&s| s == SMALL).or(load.iter().map(|c| c.spec.load.size).min());
+    let connections = load.iter().map(|c| c.spec.load.connections).find(|&n| n == 100);
+    let connections = connections.or(load.iter().map(|c| c.spec.load.connections).max());
     if let (Some(size), Some(connections)) = (size, connections) {
         let cells: Vec<&Cell> =
-            load.into_iter().filter(|c| c.spec.size == size && c.spec.connections == connections).collect();
+            load.into_iter().filter(|c| c.spec.load.size == size && c.spec.load.connections == connections).collect();
         claims.push(Claim {
             title: "Lowest server CPU per message",
             conditions: format!("at {} connections, {size} B messages, closed loop", fmt_count(f64::from(connections))),
@@ -163,9 +169,9 @@ pub fn claims(results: &Results) -> Vec<Claim> {
     if let Some((rate, all_sustained)) = common_rate(results, transport) {
         let cells: Vec<&Cell> = latency_cells(results, transport)
             .into_iter()
-            .filter(|c| c.spec.rate.is_some_and(|r| r.to_bits() == rate.to_bits()))
+            .filter(|c| c.spec.load.offered().is_some_and(|r| r.to_bits() == rate.to_bits()))
             .collect();
-        let connections = cells.first().map_or(0, |c| c.spec.connections);
+        let connections = cells.first().map_or(0, |c| c.spec.load.connections);
         let which = if all_sustained {
             "the highest offered rate every model sustained"
         } else {
@@ -200,11 +206,11 @@ pub fn claims(results: &Results) -> Vec<Claim> {
     if !capacity.is_empty() {
         let mut cells = Vec::new();
         for info in &results.settings.models {
-            let own = capacity.iter().copied().filter(|c| c.spec.model.name() == info.name);
-            let fewest = own.clone().map(|c| c.spec.connections).min();
-            cells.extend(own.filter(|c| Some(c.spec.connections) == fewest));
+            let own = capacity.iter().copied().filter(|c| c.spec.load.model.name() == info.name);
+            let fewest = own.clone().map(|c| c.spec.load.connections).min();
+            cells.extend(own.filter(|c| Some(c.spec.load.connections) == fewest));
         }
-        let held = capacity.iter().map(|c| c.spec.connections).min().unwrap_or(0);
+        let held = capacity.iter().map(|c| c.spec.load.connections).min().unwrap_or(0);
         let all = entries(results, &cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib), &[Figure::Held]);
         let unserved = entries(results, &cells, |c| c.capacity.as_ref().map(|c| c.not_served as f64), &[]);
         let starved: Vec<&str> = unserved.iter().filter(|e| e.stat.median > 0.0).map(|e| e.model.as_str()).collect();
@@ -228,7 +234,7 @@ pub fn claims(results: &Results) -> Vec<Claim> {
     // New connections per second.
     let churn = of(Scenario::Churn);
     if !churn.is_empty() {
-        let clients = churn[0].spec.connections;
+        let clients = churn[0].spec.load.connections;
         claims.push(Claim {
             title: "Fastest accepts",
             conditions: format!("a new connection per message, {} clients", fmt_count(f64::from(clients))),
@@ -373,7 +379,8 @@ mod tests {
     use crate::render::marks::tests::{fixture, flag};
 
     fn set(results: &mut Results, scenario: Scenario, model: &str, edit: impl Fn(&mut Cell)) {
-        let cells = results.cells.iter_mut().filter(|c| c.spec.scenario == scenario && c.spec.model.name() == model);
+        let cells =
+            results.cells.iter_mut().filter(|c| c.spec.load.scenario == scenario && c.spec.load.model.name() == model);
         cells.for_each(edit);
     }
 
@@ -396,9 +403,9 @@ mod tests {
         assert_eq!(leader(&first, "Cheapest idle connection"), "tokio");
         assert_eq!(leader(&first, "Fastest accepts"), "tokio");
         // Turn the figures around: the claims follow them.
-        let throughput_100 = |c: &Cell| c.spec.scenario == Scenario::Throughput && c.spec.connections == 100;
+        let throughput_100 = |c: &Cell| c.spec.load.scenario == Scenario::Throughput && c.spec.load.connections == 100;
         for cell in results.cells.iter_mut().filter(|c| throughput_100(c)) {
-            cell.server_cpu_us_per_msg = Some(if cell.spec.model.name() == "thread" { 3.0 } else { 30.0 });
+            cell.server_cpu_us_per_msg = Some(if cell.spec.load.model.name() == "thread" { 3.0 } else { 30.0 });
         }
         set(&mut results, Scenario::Churn, "thread", |c| {
             c.loadgen.as_mut().unwrap().throughput.requests_per_sec *= 10.0
@@ -468,10 +475,10 @@ mod tests {
         let text = section(&results, &body);
         assert!(text.contains(&format!("at {} msg/s offered (the lowest offered rate", fmt_count(lowest))), "{text}");
         // Every step sustained: the highest rate every climb reached.
-        for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Latency) {
+        for cell in results.cells.iter_mut().filter(|c| c.spec.load.scenario == Scenario::Latency) {
             let report = cell.loadgen.as_mut().unwrap();
             report.latency_us.p99 = 100;
-            report.throughput.requests_per_sec = cell.spec.rate.unwrap();
+            report.throughput.requests_per_sec = cell.spec.load.offered().unwrap();
         }
         let rate = crate::ladder::common_rate(&results, Transport::Tcp).unwrap();
         assert_eq!(common_rate(&results, Transport::Tcp), Some((rate, true)));
@@ -481,8 +488,8 @@ mod tests {
     fn every_link_leads_to_a_heading_of_the_readme() {
         // The fixture as it is (TCP), and as if it had run over a Unix socket only.
         let mut unix = fixture();
-        for cell in unix.cells.iter_mut().filter(|c| c.spec.scenario != Scenario::Transport) {
-            cell.spec.transport = Transport::Unix;
+        for cell in unix.cells.iter_mut().filter(|c| c.spec.load.scenario != Scenario::Transport) {
+            cell.spec.load.transport = Transport::Unix;
         }
         for (results, over) in [(fixture(), "(TCP loopback)"), (unix, "(Unix domain socket)")] {
             let readme = crate::render::markdown(&results, &[]);

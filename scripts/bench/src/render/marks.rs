@@ -42,7 +42,7 @@ pub fn figure(kind: FlagKind) -> Figure {
 /// ([`crate::validity::headline`]): memory per connection in capacity, p99
 /// for an open-loop step, the rate otherwise.
 fn figure_on(kind: FlagKind, cell: &Cell) -> Figure {
-    match (kind, cell.spec.scenario, cell.spec.rate) {
+    match (kind, cell.spec.load.scenario, cell.spec.load.offered()) {
         (FlagKind::Spread, crate::matrix::Scenario::Capacity, _) => Figure::Held,
         (FlagKind::Spread, crate::matrix::Scenario::Latency | crate::matrix::Scenario::Udp, Some(_)) => Figure::Latency,
         _ => figure(kind),
@@ -281,16 +281,16 @@ pub(crate) mod tests {
     }
 
     fn cells<'a>(results: &'a Results, scenario: Scenario, model: &str, connections: u32) -> Vec<&'a Cell> {
-        let of = |c: &&Cell| c.spec.scenario == scenario && c.spec.model.name() == model;
-        results.cells.iter().filter(of).filter(|c| c.spec.connections == connections).collect()
+        let of = |c: &&Cell| c.spec.load.scenario == scenario && c.spec.load.model.name() == model;
+        results.cells.iter().filter(of).filter(|c| c.spec.load.connections == connections).collect()
     }
 
     #[test]
     fn a_flag_marks_the_figure_it_concerns_and_the_legend_explains_it() {
         let mut results = fixture();
         let busy = "busiest loadgen thread 97 % ≥ 90 %";
-        for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Throughput) {
-            if cell.spec.model.name() == "tokio" && cell.spec.connections == 100 && cell.spec.repeat == 1 {
+        for cell in results.cells.iter_mut().filter(|c| c.spec.load.scenario == Scenario::Throughput) {
+            if cell.spec.load.model.name() == "tokio" && cell.spec.load.connections == 100 && cell.spec.repeat == 1 {
                 cell.flags.push(flag(FlagKind::ClientBound, busy));
             }
         }
@@ -312,7 +312,7 @@ pub(crate) mod tests {
     #[test]
     fn connections_short_marks_the_rate_and_the_held_figure() {
         let mut results = fixture();
-        let short = |c: &Cell| c.spec.scenario == Scenario::Capacity && c.spec.model.name() == "tokio";
+        let short = |c: &Cell| c.spec.load.scenario == Scenario::Capacity && c.spec.load.model.name() == "tokio";
         for cell in results.cells.iter_mut().filter(|c| short(c)) {
             cell.flags.push(flag(FlagKind::ConnectionsShort, "45 of 50 held"));
         }
