@@ -4,7 +4,7 @@
 //! intended send time, coordinated omission corrected) at the same absolute
 //! rates, in every run, from the lowest up: a model climbs to the next step
 //! only while it sustains the current one — achieved ≥ 99 % of the offered
-//! rate ([`crate::validity::BELOW_TARGET_RATE`]) and CO-corrected p99 ≤ the
+//! rate ([`crate::flags::BELOW_TARGET_RATE`]) and CO-corrected p99 ≤ the
 //! SLO (`--slo-p99`, default 1 ms). The first step it fails ends its ladder
 //! in that repeat and is recorded with the reason. Its *knee* is the highest
 //! offered rate it sustained; when the step above failed while a load
@@ -53,13 +53,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use echo_common::Transport;
-use serde::{Deserialize, Serialize};
 
+use crate::flags::{BELOW_TARGET_RATE, FlagKind};
 use crate::load::LoadKey;
-use crate::matrix::Scenario;
+use crate::load::Scenario;
 use crate::models::Model;
 use crate::results::{Cell, Results};
-use crate::validity::{BELOW_TARGET_RATE, FlagKind};
 
 /// The default offered rates, msg/s: from well below the slowest model's
 /// closed-loop rate at 100 connections on the 2-CPU machine (≈ 30 k) to
@@ -75,28 +74,6 @@ pub const CONNECTIONS: u32 = 100;
 /// A step's measured window and warm-up are at most these (shorter if the
 /// run's `--duration`/`--warmup` are): many short cells, within budget.
 pub const STEP_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_millis(250));
-
-/// The ladder a run used, recorded in results.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ladder {
-    /// Offered rates, msg/s, ascending.
-    pub rates: Vec<f64>,
-    /// The SLO on the CO-corrected p99, µs.
-    pub slo_p99_us: u64,
-    pub connections: u32,
-    pub size: u32,
-    pub window_secs: f64,
-    pub warmup_secs: f64,
-    /// Models left out, and why.
-    pub excluded: Vec<Excluded>,
-}
-
-/// A model the ladder leaves out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Excluded {
-    pub model: String,
-    pub reason: String,
-}
 
 /// Why `model` is left out of the ladder, if it is.
 pub fn excluded(model: &Model) -> Option<String> {
@@ -369,9 +346,7 @@ mod tests {
         let stop = results
             .cells
             .iter_mut()
-            .find(|c| {
-                c.spec.load.scenario == crate::matrix::Scenario::Latency && c.spec.load.offered() == Some(32000.0)
-            })
+            .find(|c| c.spec.load.scenario == crate::load::Scenario::Latency && c.spec.load.offered() == Some(32000.0))
             .unwrap();
         stop.loadgen.as_mut().unwrap().client_cpu.max_thread_utilisation = 0.95;
         crate::validity::annotate(&mut results);
@@ -384,7 +359,7 @@ mod tests {
     #[test]
     fn the_verdict_of_a_failed_cell_is_a_failure() {
         let mut results = fixture();
-        let cell = results.cells.iter_mut().find(|c| c.spec.load.scenario == crate::matrix::Scenario::Latency).unwrap();
+        let cell = results.cells.iter_mut().find(|c| c.spec.load.scenario == crate::load::Scenario::Latency).unwrap();
         assert_eq!(verdict(cell, 1000), Verdict::Sustained);
         assert!(matches!(verdict(cell, 100), Verdict::OverSlo { p99_us: 405 }));
         cell.ok = false;

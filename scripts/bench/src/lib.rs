@@ -10,21 +10,21 @@
 //! `bench report`) it renders README.md and SVG charts.
 //!
 //! Reading order: [`models`] (what the benchmark knows of a model),
-//! [`matrix`] (which cells, in which order), [`runner`] (one cell),
-//! [`server`] and [`sampler`] (the server side), [`capacity`] (the idle
-//! connections scenario), [`ladder`] (the latency scenario's offered-rate
-//! ladder, its knee and its budget), [`results`] (the JSON), [`validity`]
-//! (the flags every cell carries), [`render`] and [`render_ladder`]
-//! (tables, charts).
+//! [`load`] (a cell's load, every axis of it), [`matrix`] (which cells, in
+//! which order), [`runner`] (one cell), [`server`] and [`sampler`] (the
+//! server side), [`capacity`] (the idle connections scenario), [`ladder`]
+//! (the latency scenario's offered-rate ladder, its knee and its budget),
+//! [`results`] (the JSON), [`stats`] (repeats grouped by load), [`flags`]
+//! and [`validity`] (the flags every cell carries), [`render`] (tables,
+//! charts).
 
 pub mod capacity;
+pub mod flags;
 pub mod ladder;
 pub mod load;
 pub mod matrix;
 pub mod models;
 pub mod render;
-pub mod render_ladder;
-pub mod render_udp;
 pub mod results;
 pub mod runner;
 pub mod sampler;

@@ -9,11 +9,67 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
 use echo_common::Transport;
+use loadgen::report::fmt_count;
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::Scenario;
 use crate::models::Model;
+
+/// The scenarios of the default matrix. The latency ladder is
+/// [`crate::ladder`], the udp scenario [`crate::udp`].
+// The variants' doc comments are `bench --help`'s text for `--scenarios`
+// (clap reads them): plain words, no rustdoc links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Closed loop: throughput and latency over connections × sizes.
+    Throughput,
+    /// Open loop, a ladder of fixed offered rates, the same for every model:
+    /// CO-corrected latency against offered load, and each model's knee.
+    Latency,
+    /// A new connection per message, 10 clients: accepts/s, connect time.
+    Churn,
+    /// N idle connections held: memory per connection; then one echo each.
+    Capacity,
+    /// TCP loopback against a Unix socket: 1 and 100 connections, 64 B,
+    /// closed loop, the two transports back to back for each model.
+    Transport,
+    /// The server on 1, 2, 4, … CPUs (up to half the machine, the load
+    /// generator on the rest), 100 connections per server CPU, 64 B.
+    Scaling,
+    /// UDP loopback, every model that serves datagrams (and again with
+    /// `--batch` where it takes it): closed loop at 1 and 100 flows × 64 and
+    /// 1,400 B, then the highest open-loop rate sustained with loss ≤ 0.1 %
+    /// and p99 ≤ the SLO.
+    Udp,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Throughput,
+        Scenario::Latency,
+        Scenario::Churn,
+        Scenario::Capacity,
+        Scenario::Transport,
+        Scenario::Scaling,
+        Scenario::Udp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Throughput => "throughput",
+            Scenario::Latency => "latency",
+            Scenario::Churn => "churn",
+            Scenario::Capacity => "capacity",
+            Scenario::Transport => "transport",
+            Scenario::Scaling => "scaling",
+            Scenario::Udp => "udp",
+        }
+    }
+}
 
 /// Every axis of a load. Cells are grouped by all of it (a field added here
 /// is part of every grouping at once) and sorted by it, field by field: the
@@ -97,6 +153,31 @@ pub struct CellSpec {
 }
 
 impl CellSpec {
+    /// A cell for a reader, numbers grouped by thousands: `throughput tokio
+    /// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
+    /// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
+    /// offered`.
+    pub fn describe(&self) -> String {
+        let spec = self;
+        let head = format!("{} {} {}", spec.load.scenario.name(), spec.load.model, spec.load.transport);
+        let connections = fmt_count(f64::from(spec.load.connections));
+        let mut text = match (spec.load.scenario, spec.load.server_cpus) {
+            (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
+            (Scenario::Udp, _) => format!(
+                "udp {}, {connections} flows, {} B",
+                crate::udp::variant_name(spec.load.model.name(), spec.load.batch),
+                fmt_count(f64::from(spec.load.size))
+            ),
+            (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.load.size),
+            _ => format!("{head}, {connections} connections, {} B", spec.load.size),
+        };
+        if let Some(rate) = spec.load.offered() {
+            let unit = if spec.load.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
+            let _ = write!(text, ", {} {unit} offered", fmt_count(rate));
+        }
+        text
+    }
+
     /// The cell in a few words, for the console.
     pub fn label(&self) -> String {
         let load = &self.load;

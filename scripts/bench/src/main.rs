@@ -296,7 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     for cell in &failed {
         println!(
             "  FAILED {} (repeat {}): {}",
-            echo_bench::render::describe(&cell.spec),
+            cell.spec.describe(),
             cell.spec.repeat + 1,
             cell.failure.as_deref().unwrap_or("?")
         );

@@ -2,65 +2,11 @@
 
 use std::time::Duration;
 
-use clap::ValueEnum;
 use echo_common::Transport;
-use serde::{Deserialize, Serialize};
 
+pub use crate::load::Scenario;
 use crate::load::{CellSpec, LoadKey, Rate};
 use crate::models::Model;
-
-/// The scenarios of the default matrix. The latency ladder is
-/// [`crate::ladder`], the udp scenario [`crate::udp`].
-// The variants' doc comments are `bench --help`'s text for `--scenarios`
-// (clap reads them): plain words, no rustdoc links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Scenario {
-    /// Closed loop: throughput and latency over connections × sizes.
-    Throughput,
-    /// Open loop, a ladder of fixed offered rates, the same for every model:
-    /// CO-corrected latency against offered load, and each model's knee.
-    Latency,
-    /// A new connection per message, 10 clients: accepts/s, connect time.
-    Churn,
-    /// N idle connections held: memory per connection; then one echo each.
-    Capacity,
-    /// TCP loopback against a Unix socket: 1 and 100 connections, 64 B,
-    /// closed loop, the two transports back to back for each model.
-    Transport,
-    /// The server on 1, 2, 4, … CPUs (up to half the machine, the load
-    /// generator on the rest), 100 connections per server CPU, 64 B.
-    Scaling,
-    /// UDP loopback, every model that serves datagrams (and again with
-    /// `--batch` where it takes it): closed loop at 1 and 100 flows × 64 and
-    /// 1,400 B, then the highest open-loop rate sustained with loss ≤ 0.1 %
-    /// and p99 ≤ the SLO.
-    Udp,
-}
-
-impl Scenario {
-    pub const ALL: [Scenario; 7] = [
-        Scenario::Throughput,
-        Scenario::Latency,
-        Scenario::Churn,
-        Scenario::Capacity,
-        Scenario::Transport,
-        Scenario::Scaling,
-        Scenario::Udp,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Throughput => "throughput",
-            Scenario::Latency => "latency",
-            Scenario::Churn => "churn",
-            Scenario::Capacity => "capacity",
-            Scenario::Transport => "transport",
-            Scenario::Scaling => "scaling",
-            Scenario::Udp => "udp",
-        }
-    }
-}
 
 /// Message size of the latency, churn and transport scenarios.
 pub const SMALL: u32 = 64;

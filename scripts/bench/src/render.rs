@@ -15,18 +15,24 @@ use hdrhistogram::Histogram;
 use loadgen::report::{LatencySummary, decode, fmt_count};
 use plotters::prelude::*;
 
+use crate::flags::SPREAD;
 use crate::load::LoadKey;
 use crate::matrix::{Scenario, TRANSPORT_CONNECTIONS};
 use crate::results::{Cell, Results};
 pub use crate::stats::Stat;
-use crate::stats::{self, Groups, SPREAD};
+use crate::stats::{self, Groups};
 
 pub mod charts;
+pub mod format;
 pub mod headline;
+pub mod ladder;
 pub mod marks;
+pub mod udp;
 
+use crate::flags::Figure;
 use charts::{Bar, Frame, Line, Point, XAxis, YAxis};
-use marks::{Figure, Notes};
+use format::{count, grouped, kib, ratio, show, signed, transport_words, us};
+use marks::Notes;
 
 /// Writes README.md and the charts into `dir`.
 pub fn write_report(results: &Results, dir: &Path) -> io::Result<()> {
@@ -48,107 +54,8 @@ fn scenario_transports(groups: &Groups<'_>) -> std::collections::BTreeSet<Transp
     groups.keys().filter(|k| !own(k.scenario)).map(|k| k.transport).collect()
 }
 
-/// How a section heading names a transport.
-fn transport_words(transport: Transport) -> &'static str {
-    match transport {
-        Transport::Tcp => "TCP loopback",
-        Transport::Unix => "Unix domain socket",
-        Transport::Udp => "UDP loopback",
-    }
-}
-
 fn stat(cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
     Stat::of(cells.iter().filter_map(|c| figure(c)).collect())
-}
-
-/// `12,345 (11,002–13,001)`, with ⚠ when the spread exceeds 20 %.
-fn show(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
-    let noisy = stat.is_some_and(|s| s.n > 1 && s.noisy() && fmt(s.min) != fmt(s.max));
-    let text = range(stat, fmt);
-    if noisy { format!("{text} ⚠") } else { text }
-}
-
-/// `12,345` or `12,345 (11,002–13,001)`: a median and its min–max range,
-/// without [`show`]'s spread mark (the ladder and udp tables list flags
-/// in their own column or legend).
-pub(crate) fn range(stat: Option<Stat>, fmt: impl Fn(f64) -> String) -> String {
-    match stat {
-        None => "–".into(),
-        Some(s) if s.n == 1 || fmt(s.min) == fmt(s.max) => fmt(s.median),
-        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
-    }
-}
-
-pub(crate) fn us(v: f64) -> String {
-    loadgen::report::fmt_us(v).replace(' ', "\u{a0}")
-}
-
-fn count(v: f64) -> String {
-    fmt_count(v)
-}
-
-/// `1,154.8`: `digits` decimals, thousands separated as [`fmt_count`] does.
-pub fn grouped(v: f64, digits: usize) -> String {
-    let text = format!("{:.digits$}", v.abs());
-    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
-    let mut out = String::new();
-    // -0.00 prints as 0.00.
-    if v < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        out.push('-');
-    }
-    for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if let Some(fraction) = fraction {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out
-}
-
-/// A cell for a reader, numbers grouped by thousands: `throughput tokio
-/// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
-/// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
-/// offered`.
-pub fn describe(spec: &crate::load::CellSpec) -> String {
-    let head = format!("{} {} {}", spec.load.scenario.name(), spec.load.model, spec.load.transport);
-    let connections = fmt_count(f64::from(spec.load.connections));
-    let mut text = match (spec.load.scenario, spec.load.server_cpus) {
-        (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
-        (Scenario::Udp, _) => format!(
-            "udp {}, {connections} flows, {} B",
-            crate::udp::variant_name(spec.load.model.name(), spec.load.batch),
-            fmt_count(f64::from(spec.load.size))
-        ),
-        (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.load.size),
-        _ => format!("{head}, {connections} connections, {} B", spec.load.size),
-    };
-    if let Some(rate) = spec.load.offered() {
-        let unit = if spec.load.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
-        let _ = write!(text, ", {} {unit} offered", fmt_count(rate));
-    }
-    text
-}
-
-/// `+1,125.3`, `-3.4`, `+0.0`.
-fn signed(v: f64, digits: usize) -> String {
-    let text = grouped(v, digits);
-    if text.starts_with('-') { text } else { format!("+{text}") }
-}
-
-fn ratio(v: f64) -> String {
-    format!("{v:.2}×")
-}
-
-fn kib(v: f64) -> String {
-    if v.abs() >= 1024.0 {
-        format!("{}\u{a0}MiB", grouped(v / 1024.0, 1))
-    } else {
-        format!("{}\u{a0}KiB", grouped(v, 1))
-    }
 }
 
 /// A figure of the load generator's report, over a group's repeats.
@@ -482,7 +389,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             }
         }
 
-        md.push_str(&crate::render_ladder::markdown(results, transport, over));
+        md.push_str(&ladder::markdown(results, transport, over));
 
         if cells_of(Scenario::Churn).next().is_some() {
             let _ = writeln!(md, "## Churn: a new connection per message, 10 clients, {over}\n");
@@ -650,7 +557,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
         md.push_str(&notes.legend());
     }
 
-    md.push_str(&crate::render_udp::markdown(results));
+    md.push_str(&udp::markdown(results));
 
     if !charts.is_empty() {
         md.push_str("## Charts\n\n");
@@ -666,7 +573,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
             let _ = writeln!(
                 md,
                 "- {} (repeat {}): {}",
-                describe(&cell.spec),
+                cell.spec.describe(),
                 cell.spec.repeat + 1,
                 cell.failure.as_deref().unwrap_or("unknown")
             );
@@ -809,7 +716,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
 
         // p99 against offered rate: the latency ladder.
         let file = format!("latency-ladder{}.svg", suffix(transport));
-        if crate::render_ladder::chart(results, transport, &over(transport), &dir.join(&file)).map_err(plot_err)? {
+        if ladder::chart(results, transport, &over(transport), &dir.join(&file)).map_err(plot_err)? {
             out.push((format!("p99 latency against offered load{}", over(transport)), file));
         }
 
@@ -933,7 +840,7 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<(String, Str
         ratio_chart(&dir.join(&file), &ratios).map_err(plot_err)?;
         out.push(("Unix socket ÷ TCP loopback, msg/s".into(), file));
     }
-    out.extend(crate::render_udp::charts(results, dir).map_err(plot_err)?);
+    out.extend(udp::charts(results, dir).map_err(plot_err)?);
     Ok(out)
 }
 
@@ -1104,30 +1011,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(grouped(1154.84, 1), "1,154.8");
-        assert_eq!(grouped(999.96, 1), "1,000.0");
-        assert_eq!(grouped(12.0, 2), "12.00");
-        assert_eq!(grouped(-3.44, 1), "-3.4");
-        assert_eq!(grouped(-0.01, 1), "0.0", "no negative zero");
-        assert_eq!(grouped(1_234_567.0, 0), "1,234,567");
-        assert_eq!(signed(1125.3, 1), "+1,125.3");
-        assert_eq!(signed(-3.4, 1), "-3.4");
-        assert_eq!(kib(342.6), "342.6\u{a0}KiB");
-        assert_eq!(kib(1_440_000.0), "1,406.2\u{a0}MiB");
-    }
-
-    #[test]
     fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
         let mut results = crate::render::marks::tests::fixture(); // flags cleared
-        let flag = |kind| crate::validity::Flag { kind, figure: 0.97, threshold: 0.9, detail: "test".into() };
+        let flag = |kind| crate::flags::Flag { kind, figure: 0.97, threshold: 0.9, detail: "test".into() };
         for cell in &mut results.cells {
             let tokio = cell.spec.load.model.name() == "tokio";
             if tokio && cell.spec.load.scenario == Scenario::Throughput && cell.spec.load.connections == 100 {
-                cell.flags.push(flag(crate::validity::FlagKind::ClientBound));
+                cell.flags.push(flag(crate::flags::FlagKind::ClientBound));
             }
             if tokio && cell.spec.load.scenario == Scenario::Capacity {
-                cell.flags.push(flag(crate::validity::FlagKind::ConnectionsShort));
+                cell.flags.push(flag(crate::flags::FlagKind::ConnectionsShort));
             }
         }
         let dir = tempfile::tempdir().unwrap();
@@ -1161,11 +1054,11 @@ mod tests {
             |scenario: Scenario| results.cells.iter().find(|c| c.spec.load.scenario == scenario).unwrap().spec.clone();
         let mut spec = of(Scenario::Throughput);
         spec.load.connections = 1000;
-        assert_eq!(describe(&spec), "throughput thread tcp, 1,000 connections, 64 B");
+        assert_eq!(spec.describe(), "throughput thread tcp, 1,000 connections, 64 B");
         let mut spec = of(Scenario::Capacity);
         spec.load.connections = 10_000;
-        assert_eq!(describe(&spec), "capacity thread tcp, 10,000 idle connections");
-        assert_eq!(describe(&of(Scenario::Latency)), "latency thread tcp, 100 connections, 64 B, 2,000 msg/s offered");
+        assert_eq!(spec.describe(), "capacity thread tcp, 10,000 idle connections");
+        assert_eq!(of(Scenario::Latency).describe(), "latency thread tcp, 100 connections, 64 B, 2,000 msg/s offered");
     }
 
     #[test]

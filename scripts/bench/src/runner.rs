@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use loadgen::{Event, Opts};
 
-use crate::ladder::{self, Excluded, Ladder};
+use crate::ladder;
 use crate::load::{CellSpec, LoadKey};
 use crate::matrix::{self, Scenario, Shape};
-use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
+use crate::results::{Cell, Environment, Excluded, Ladder, Results, Scaling, Settings, UdpSettings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::server::{self, Server};
-use crate::udp::{self, UdpSettings};
+use crate::udp;
 use crate::{capacity, procfs, render, validity};
 
 /// Everything a run needs.

@@ -4,12 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::flags::SPREAD;
 use crate::load::LoadKey;
 use crate::results::Cell;
-
-/// Repeats whose min–max range exceeds this share of their median are
-/// spread widely: flagged (`spread`) and marked ⚠ in the tables.
-pub const SPREAD: f64 = 0.20;
 
 /// The repeats of every load among some cells, ordered by load (see
 /// [`LoadKey`] for the order).
@@ -62,7 +59,8 @@ impl Stat {
         (self.n > 1 && self.median > 0.0).then(|| (self.max - self.min) / self.median)
     }
 
-    /// The spread is above [`SPREAD`].
+    /// The spread is above [`SPREAD`]: flagged (`spread`), and marked ⚠ in
+    /// the tables.
     pub fn noisy(&self) -> bool {
         self.spread().is_some_and(|s| s > SPREAD)
     }

@@ -33,8 +33,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::models::Model;
 
 /// Flows of the closed-loop part.
@@ -55,33 +53,6 @@ pub const MAX_LOSS_PERCENT: f64 = 0.1;
 pub const TIMEOUT: Duration = Duration::from_millis(100);
 /// Repeats of the udp scenario in the default matrix.
 pub const REPEAT: u32 = 2;
-
-/// The udp scenario a run used, recorded in results.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UdpSettings {
-    /// Flows × sizes of the closed-loop part.
-    pub flows: Vec<u32>,
-    pub sizes: Vec<u32>,
-    /// Offered rates of the sustained-rate part, ascending.
-    pub rates: Vec<f64>,
-    pub step_flows: u32,
-    pub step_size: u32,
-    /// `--batch` of the batching variants.
-    pub batch: u32,
-    pub max_loss_percent: f64,
-    pub slo_p99_us: u64,
-    pub timeout_ms: u64,
-    pub window_secs: f64,
-    pub warmup_secs: f64,
-    /// Repeats of every udp cell.
-    pub repeat: u32,
-    /// The server's socket buffers: the kernel's defaults (no
-    /// `--recv-buffer`/`--send-buffer`), read from /proc/sys/net/core.
-    pub rmem_default: Option<u64>,
-    pub wmem_default: Option<u64>,
-    /// Models left out (streams only), by name.
-    pub stream_only: Vec<String>,
-}
 
 /// The variants of `model` the udp scenario runs: none for a stream-only
 /// model; one per datagram model, a second with `--batch` where it takes it.

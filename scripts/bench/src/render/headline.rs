@@ -12,11 +12,13 @@ use std::fmt::Write as _;
 use echo_common::Transport;
 use loadgen::report::fmt_count;
 
-use super::marks::{self, Figure, mark, words};
+use super::marks::{self, mark, words};
 use super::{Stat, kib, stat, transport_words, us};
-use crate::matrix::{SMALL, Scenario};
+use crate::flags::Figure;
+use crate::flags::FlagKind;
+use crate::load::Scenario;
+use crate::matrix::SMALL;
 use crate::results::{Cell, Results};
-use crate::validity::FlagKind;
 
 /// Which table a claim comes from, to link to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

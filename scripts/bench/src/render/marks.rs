@@ -11,31 +11,8 @@ use std::fmt::Write as _;
 
 use loadgen::report::fmt_count;
 
+use crate::flags::{Figure, FlagKind, figure};
 use crate::results::{Cell, Results};
-use crate::validity::FlagKind;
-
-/// The figure of a table row (or the point of a chart) a kind of flag is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Figure {
-    /// The headline rate: msg/s, connections/s.
-    Rate,
-    /// Latency percentiles.
-    Latency,
-    /// Server CPU per message or per connection.
-    Cpu,
-    /// Connections held (capacity), and what is divided by them.
-    Held,
-}
-
-/// The figure `kind` is about.
-pub fn figure(kind: FlagKind) -> Figure {
-    match kind {
-        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
-        FlagKind::ConnectionsShort => Figure::Held,
-        FlagKind::LittlesLaw | FlagKind::SendLate => Figure::Latency,
-        FlagKind::CpuUnmeasurable => Figure::Cpu,
-    }
-}
 
 /// The figure a flag of `kind` on `cell` is about: as [`figure`], but a
 /// spread is about the figure it was judged on, the cell's headline
@@ -43,8 +20,8 @@ pub fn figure(kind: FlagKind) -> Figure {
 /// for an open-loop step, the rate otherwise.
 fn figure_on(kind: FlagKind, cell: &Cell) -> Figure {
     match (kind, cell.spec.load.scenario, cell.spec.load.offered()) {
-        (FlagKind::Spread, crate::matrix::Scenario::Capacity, _) => Figure::Held,
-        (FlagKind::Spread, crate::matrix::Scenario::Latency | crate::matrix::Scenario::Udp, Some(_)) => Figure::Latency,
+        (FlagKind::Spread, crate::load::Scenario::Capacity, _) => Figure::Held,
+        (FlagKind::Spread, crate::load::Scenario::Latency | crate::load::Scenario::Udp, Some(_)) => Figure::Latency,
         _ => figure(kind),
     }
 }
@@ -202,8 +179,7 @@ fn repeats_with(cells: &[&Cell], kind: FlagKind) -> (usize, String) {
         if let Some(flag) = cell.flags.iter().find(|f| f.kind == kind) {
             n += 1;
             if example.is_empty() {
-                example =
-                    format!("`{}` (repeat {}: {})", super::describe(&cell.spec), cell.spec.repeat + 1, flag.detail);
+                example = format!("`{}` (repeat {}: {})", cell.spec.describe(), cell.spec.repeat + 1, flag.detail);
             }
         }
     }
@@ -263,8 +239,8 @@ pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::matrix::Scenario;
-    use crate::validity::Flag;
+    use crate::flags::Flag;
+    use crate::load::Scenario;
 
     /// The snapshot fixture without its flags.
     pub(crate) fn fixture() -> Results {

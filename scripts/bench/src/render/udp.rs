@@ -7,13 +7,16 @@ use std::path::Path;
 
 use loadgen::report::{fmt_count, fmt_us};
 
+use crate::flags::Figure;
 use crate::ladder::{Climb, climbs_of, verdict};
-use crate::matrix::Scenario;
+use crate::load::Scenario;
 use crate::render::charts::{self, Bar, Frame, Line, Point, XAxis, YAxis};
-use crate::render::marks::{self, Figure, Notes};
-use crate::render::{Stat, range as show, us};
+use crate::render::format::{range as show, us};
+use crate::render::marks::{self, Notes};
+use crate::results::UdpSettings;
 use crate::results::{Cell, Results};
-use crate::udp::{UdpSettings, variant_name};
+use crate::stats::Stat;
+use crate::udp::variant_name;
 use plotters::style::RGBColor;
 
 /// A variant of a model: its index in the run's models and its `--batch`.
@@ -263,7 +266,7 @@ pub fn charts(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, St
             fmt_us(udp.slo_p99_us as f64)
         ),
         notes: if bars.iter().any(|b| b.hollow) {
-            vec![format!("hollow, {}: client-bound", marks::mark(crate::validity::FlagKind::ClientBound))]
+            vec![format!("hollow, {}: client-bound", marks::mark(crate::flags::FlagKind::ClientBound))]
         } else {
             Vec::new()
         },

@@ -9,8 +9,9 @@ use loadgen::report::{fmt_count, fmt_us};
 use plotters::prelude::*;
 
 use crate::ladder::{Climb, climbs, verdict};
-use crate::render::{Stat, range as show, us};
+use crate::render::format::{range as show, us};
 use crate::results::{Cell, Results};
+use crate::stats::Stat;
 
 /// The climbs of one transport.
 fn of(results: &Results, transport: Transport) -> Vec<Climb<'_>> {
@@ -131,11 +132,7 @@ fn lines(results: &Results, transport: Transport) -> Vec<Line> {
                 let p99 = Stat::of(
                     cells.iter().filter_map(|c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)).collect(),
                 )?;
-                Some((
-                    rate,
-                    p99.median.max(1.0),
-                    crate::render::marks::doubtful(&cells, crate::render::marks::Figure::Latency),
-                ))
+                Some((rate, p99.median.max(1.0), crate::render::marks::doubtful(&cells, crate::flags::Figure::Latency)))
             })
             .collect();
         if !points.is_empty() {
