@@ -10,27 +10,33 @@
 //! `bench report`) it renders README.md and SVG charts.
 //!
 //! Reading order: [`models`] (what the benchmark knows of a model),
-//! [`load`] (a cell's load, every axis of it), [`matrix`] (which cells, in
-//! which order), [`runner`] (one cell), [`server`] and [`sampler`] (the
-//! server side), [`capacity`] (the idle connections scenario), [`ladder`]
-//! (the latency scenario's offered-rate ladder, its knee and its budget),
-//! [`results`] (the JSON), [`stats`] (repeats grouped by load), [`flags`]
-//! and [`validity`] (the flags every cell carries), [`render`] (tables,
-//! charts).
+//! [`load`] (a cell's load: every axis of it, one key), [`plan`] (what a
+//! run is asked to do), [`scenario`] (what a scenario is) and
+//! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
+//! cells, in which order), [`runner`] (one cell), [`server`], [`sampler`]
+//! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
+//! latency ladder, the udp sustained rate), [`results`] (the JSON),
+//! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
+//! flags every cell carries), [`render`] (the kit of tables and charts)
+//! and [`report`] (the README).
 
 pub mod capacity;
+pub mod climb;
 pub mod flags;
-pub mod ladder;
 pub mod load;
 pub mod matrix;
 pub mod models;
+pub mod plan;
+pub mod progress;
 pub mod render;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod sampler;
+pub mod scenario;
+pub mod scenarios;
 pub mod server;
 pub mod stats;
-pub mod udp;
 pub mod validity;
 
 /// /proc readings of a process tree (shared with the servers' tests).

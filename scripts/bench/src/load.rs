@@ -9,65 +9,31 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use std::fmt::Write as _;
-
-use clap::ValueEnum;
 use echo_common::Transport;
-use loadgen::report::fmt_count;
 use serde::{Deserialize, Serialize};
 
 use crate::models::Model;
 
-/// The scenarios of the default matrix. The latency ladder is
-/// [`crate::ladder`], the udp scenario [`crate::udp`].
-// The variants' doc comments are `bench --help`'s text for `--scenarios`
-// (clap reads them): plain words, no rustdoc links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Scenario {
-    /// Closed loop: throughput and latency over connections × sizes.
-    Throughput,
-    /// Open loop, a ladder of fixed offered rates, the same for every model:
-    /// CO-corrected latency against offered load, and each model's knee.
-    Latency,
-    /// A new connection per message, 10 clients: accepts/s, connect time.
-    Churn,
-    /// N idle connections held: memory per connection; then one echo each.
-    Capacity,
-    /// TCP loopback against a Unix socket: 1 and 100 connections, 64 B,
-    /// closed loop, the two transports back to back for each model.
-    Transport,
-    /// The server on 1, 2, 4, … CPUs (up to half the machine, the load
-    /// generator on the rest), 100 connections per server CPU, 64 B.
-    Scaling,
-    /// UDP loopback, every model that serves datagrams (and again with
-    /// `--batch` where it takes it): closed loop at 1 and 100 flows × 64 and
-    /// 1,400 B, then the highest open-loop rate sustained with loss ≤ 0.1 %
-    /// and p99 ≤ the SLO.
-    Udp,
+/// A scenario, by name: `throughput`, `latency`, … What it does is its
+/// file's under [`crate::scenarios`], which the name finds; results.json
+/// records the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScenarioId(Cow<'static, str>);
+
+impl ScenarioId {
+    pub const fn new(name: &'static str) -> ScenarioId {
+        ScenarioId(Cow::Borrowed(name))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
 }
 
-impl Scenario {
-    pub const ALL: [Scenario; 7] = [
-        Scenario::Throughput,
-        Scenario::Latency,
-        Scenario::Churn,
-        Scenario::Capacity,
-        Scenario::Transport,
-        Scenario::Scaling,
-        Scenario::Udp,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Throughput => "throughput",
-            Scenario::Latency => "latency",
-            Scenario::Churn => "churn",
-            Scenario::Capacity => "capacity",
-            Scenario::Transport => "transport",
-            Scenario::Scaling => "scaling",
-            Scenario::Udp => "udp",
-        }
+impl fmt::Display for ScenarioId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -80,13 +46,13 @@ impl Scenario {
 /// results were recorded take their defaults when such results are read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LoadKey {
-    pub scenario: Scenario,
+    pub scenario: ScenarioId,
     /// Absent in results written before transports existed: TCP.
     #[serde(default)]
     pub transport: Transport,
     /// The network between the load generator and the server.
-    #[serde(default)]
-    pub link: Link,
+    #[serde(default = "Name::loopback")]
+    pub link: Name,
     /// Load-generator processes sharing the load (the connections are split
     /// among them).
     #[serde(default = "one_agent")]
@@ -96,8 +62,8 @@ pub struct LoadKey {
     /// Open loop only: the offered rate, msg/s (a climb's step).
     pub rate: Option<Rate>,
     /// What the server does for each message besides echoing it.
-    #[serde(default)]
-    pub work: Work,
+    #[serde(default = "Name::none")]
+    pub work: Name,
     pub model: Model,
     /// The scaling scenario: CPUs the server runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,16 +81,16 @@ fn one_agent() -> u32 {
 impl LoadKey {
     /// `model` under `scenario` over `transport`, `connections` × `size` B,
     /// closed loop; every other axis at its default.
-    pub fn new(scenario: Scenario, model: Model, transport: Transport, connections: u32, size: u32) -> LoadKey {
+    pub fn new(scenario: ScenarioId, model: Model, transport: Transport, connections: u32, size: u32) -> LoadKey {
         LoadKey {
             scenario,
             transport,
-            link: Link::default(),
+            link: Name::loopback(),
             agents: one_agent(),
             connections,
             size,
             rate: None,
-            work: Work::default(),
+            work: Name::none(),
             model,
             server_cpus: None,
             batch: None,
@@ -141,6 +107,14 @@ impl LoadKey {
     pub fn climb(&self) -> LoadKey {
         LoadKey { rate: None, ..self.clone() }
     }
+
+    /// The model as the cell ran it: `iterative`, or `iterative --batch 32`.
+    pub fn variant(&self) -> String {
+        match self.batch {
+            None => self.model.name().to_owned(),
+            Some(n) => format!("{} --batch {n}", self.model),
+        }
+    }
 }
 
 /// One cell of the matrix: a load, and which repeat of it.
@@ -150,59 +124,6 @@ pub struct CellSpec {
     pub load: LoadKey,
     /// 0-based repeat index.
     pub repeat: u32,
-}
-
-impl CellSpec {
-    /// A cell for a reader, numbers grouped by thousands: `throughput tokio
-    /// tcp, 1,000 connections, 64 B`, `capacity pool tcp, 10,000 idle
-    /// connections`, `latency thread tcp, 100 connections, 64 B, 7,082 msg/s
-    /// offered`.
-    pub fn describe(&self) -> String {
-        let spec = self;
-        let head = format!("{} {} {}", spec.load.scenario.name(), spec.load.model, spec.load.transport);
-        let connections = fmt_count(f64::from(spec.load.connections));
-        let mut text = match (spec.load.scenario, spec.load.server_cpus) {
-            (Scenario::Capacity, _) => format!("{head}, {connections} idle connections"),
-            (Scenario::Udp, _) => format!(
-                "udp {}, {connections} flows, {} B",
-                crate::udp::variant_name(spec.load.model.name(), spec.load.batch),
-                fmt_count(f64::from(spec.load.size))
-            ),
-            (_, Some(cpus)) => format!("{head}, {cpus} server CPU(s), {connections} connections, {} B", spec.load.size),
-            _ => format!("{head}, {connections} connections, {} B", spec.load.size),
-        };
-        if let Some(rate) = spec.load.offered() {
-            let unit = if spec.load.scenario == Scenario::Udp { "datagrams/s" } else { "msg/s" };
-            let _ = write!(text, ", {} {unit} offered", fmt_count(rate));
-        }
-        text
-    }
-
-    /// The cell in a few words, for the console.
-    pub fn label(&self) -> String {
-        let load = &self.load;
-        let (scenario, model, transport) = (load.scenario.name(), &load.model, load.transport);
-        match (load.scenario, load.server_cpus) {
-            (Scenario::Capacity, _) => format!("{scenario} {model} {transport} {} idle", load.connections),
-            (_, Some(cpus)) => {
-                format!("{scenario} {model} {transport} {cpus} CPU(s) c={} s={}B", load.connections, load.size)
-            }
-            (Scenario::Latency | Scenario::Udp, _) if load.rate.is_some() => format!(
-                "{scenario} {} {transport} {} msg/s c={} s={}B",
-                crate::udp::variant_name(model.name(), load.batch),
-                loadgen::report::fmt_count(load.offered().unwrap_or(0.0)),
-                load.connections,
-                load.size
-            ),
-            (Scenario::Udp, _) => format!(
-                "{scenario} {} {transport} c={} s={}B",
-                crate::udp::variant_name(model.name(), load.batch),
-                load.connections,
-                load.size
-            ),
-            _ => format!("{scenario} {model} {transport} c={} s={}B", load.connections, load.size),
-        }
-    }
 }
 
 /// An offered rate, msg/s. Compared by its bits, so that it can be part of
@@ -238,36 +159,26 @@ impl Ord for Rate {
     }
 }
 
-/// The network a load crosses: `loopback` (the only one so far).
+/// The value of an axis that is named rather than counted: the link a
+/// load crosses (`loopback`, the only one so far), the work a server does
+/// per message besides the echo (`none`, the only one so far).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Link(pub Cow<'static, str>);
+pub struct Name(pub Cow<'static, str>);
 
-impl Default for Link {
-    fn default() -> Link {
-        Link(Cow::Borrowed("loopback"))
+impl Name {
+    /// The link of every load so far.
+    pub fn loopback() -> Name {
+        Name(Cow::Borrowed("loopback"))
+    }
+
+    /// The work of every load so far.
+    pub fn none() -> Name {
+        Name(Cow::Borrowed("none"))
     }
 }
 
-impl fmt::Display for Link {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The work a server does per message besides the echo: `none` (the only
-/// one so far).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Work(pub Cow<'static, str>);
-
-impl Default for Work {
-    fn default() -> Work {
-        Work(Cow::Borrowed("none"))
-    }
-}
-
-impl fmt::Display for Work {
+impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -297,9 +208,9 @@ mod tests {
         let other_repeat = CellSpec { repeat: 1, ..base.clone() };
         assert_eq!(other_repeat.load, base.load, "a repeat is the same load");
         let mut link = base.load.clone();
-        link.link = Link(Cow::Borrowed("veth"));
+        link.link = Name(Cow::Borrowed("veth"));
         let agents = LoadKey { agents: 2, ..base.load.clone() };
-        let work = LoadKey { work: Work(Cow::Borrowed("hash")), ..base.load.clone() };
+        let work = LoadKey { work: Name(Cow::Borrowed("hash")), ..base.load.clone() };
         for other in [link, agents, work] {
             assert_ne!(other, base.load);
         }

@@ -5,8 +5,8 @@
 use loadgen::report::fmt_count;
 
 use crate::flags::{BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, SPREAD};
-use crate::load::Scenario;
 use crate::results::{Cell, Results};
+use crate::scenarios;
 use crate::stats::{self, Stat};
 
 /// Recomputes every cell's flags from the cell's own data and, for
@@ -18,13 +18,13 @@ pub fn annotate(results: &mut Results) {
         cell.flags = cell_flags(cell);
     }
     // Spread: the headline figure over the ok repeats of each load.
-    let measured = results.cells.iter().enumerate().filter(|(_, c)| c.ok && headline(c).is_some());
+    let measured = results.cells.iter().enumerate().filter(|(_, c)| c.ok && scenarios::headline_value(c).is_some());
     let mut spread_flags = Vec::new();
     for members in stats::by_load(measured.map(|(i, c)| (&c.spec.load, i))).into_values() {
-        let values = members.iter().filter_map(|&i| headline(&results.cells[i])).collect();
+        let values = members.iter().filter_map(|&i| scenarios::headline_value(&results.cells[i])).collect();
         let Some(stat) = Stat::of(values) else { continue };
         let Some(spread) = stat.spread().filter(|s| *s > SPREAD) else { continue };
-        let (what, _) = headline_name(&results.cells[members[0]]);
+        let what = scenarios::headline(&results.cells[members[0]].spec.load).name;
         let detail = format!(
             "{what} differs by {:.0} % of its median across {} repeats (> {:.0} %)",
             100.0 * spread,
@@ -35,31 +35,6 @@ pub fn annotate(results: &mut Results) {
     }
     for (i, flag) in spread_flags {
         results.cells[i].flags.push(flag);
-    }
-}
-
-/// The figure a cell is read for, whose spread across repeats is judged:
-/// msg/s (p99 for a latency-ladder step, whose rate is imposed), or
-/// memory per connection in the capacity scenario.
-pub fn headline(cell: &Cell) -> Option<f64> {
-    match cell.spec.load.scenario {
-        Scenario::Capacity => cell.capacity.as_ref().map(|c| c.pss_per_connection_kib),
-        // An open-loop step's rate is imposed: its latency is the figure.
-        Scenario::Latency | Scenario::Udp if cell.spec.load.rate.is_some() => {
-            cell.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)
-        }
-        _ => cell.loadgen.as_ref().map(|r| r.throughput.requests_per_sec),
-    }
-}
-
-/// The headline's name, and how to print it (with its name or unit).
-pub fn headline_name(cell: &Cell) -> (&'static str, fn(f64) -> String) {
-    match cell.spec.load.scenario {
-        Scenario::Capacity => ("PSS per connection", |v| format!("{v:.1} KiB per connection")),
-        Scenario::Latency | Scenario::Udp if cell.spec.load.rate.is_some() => {
-            ("p99", |v| format!("p99 {}", loadgen::report::fmt_us(v)))
-        }
-        _ => ("msg/s", |v| format!("{} msg/s", fmt_count(v))),
     }
 }
 

@@ -3,8 +3,7 @@
 //! their thresholds, and the spread across the repeats of one load.
 use echo_bench::capacity::Capacity;
 use echo_bench::flags::{CLIENT_BOUND, FlagKind, LITTLES_LAW};
-use echo_bench::load::{CellSpec, LoadKey, Rate};
-use echo_bench::matrix::Scenario;
+use echo_bench::load::{CellSpec, LoadKey, Rate, ScenarioId};
 use echo_bench::models::Model;
 use echo_bench::results::{Cell, Results};
 use echo_bench::sampler::ServerStats;
@@ -61,14 +60,14 @@ fn model() -> Model {
     })
 }
 
-fn cell(scenario: Scenario, repeat: u32, report: Option<loadgen::Report>) -> Cell {
+fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) -> Cell {
     let ok = report.as_ref().map_or(0, |r| r.requests.ok);
     Cell {
         spec: CellSpec {
             load: LoadKey {
                 rate: report.as_ref().and_then(|r| r.config.rate).map(Rate),
                 ..LoadKey::new(
-                    scenario,
+                    ScenarioId::new(scenario),
                     model(),
                     Transport::Tcp,
                     report.as_ref().map_or(100, |r| r.config.connections),
@@ -116,7 +115,7 @@ fn results(cells: Vec<Cell>) -> Results {
 
 #[test]
 fn a_sound_cell_has_no_flag() {
-    let mut r = results(vec![cell(Scenario::Throughput, 0, Some(sound()))]);
+    let mut r = results(vec![cell("throughput", 0, Some(sound()))]);
     annotate(&mut r);
     assert!(r.cells[0].flags.is_empty(), "{:?}", r.cells[0].flags);
     assert_eq!(echo_bench::render::marks::console_line(&r), "flags: none (of 1 cells)");
@@ -127,7 +126,7 @@ fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
     for (busy, flagged) in [(0.89, false), (0.90, false), (0.91, true), (0.97, true)] {
         let mut report = sound();
         report.client_cpu.max_thread_utilisation = busy;
-        let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(report)));
+        let flags = cell_flags(&cell("throughput", 0, Some(report)));
         assert_eq!(flags.iter().any(|f| f.kind == FlagKind::ClientBound), flagged, "{busy}");
         if let Some(f) = flags.first() {
             assert_eq!((f.figure, f.threshold), (busy, CLIENT_BOUND));
@@ -139,12 +138,12 @@ fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
 #[test]
 fn an_open_loop_cell_short_of_its_rate_is_flagged_with_its_share() {
     // the case: 45,816 of 60,414 msg/s
-    let short = cell(Scenario::Latency, 0, Some(report(100, 100, 0, 45_816.0, Some(60_414.0))));
+    let short = cell("latency", 0, Some(report(100, 100, 0, 45_816.0, Some(60_414.0))));
     let flags = cell_flags(&short);
     let flag = flags.iter().find(|f| f.kind == FlagKind::BelowTargetRate).expect("below target");
     assert!((flag.figure - 45_816.0 / 60_414.0).abs() < 1e-9);
     assert!(flag.detail.contains("45,816 of 60,414") && flag.detail.contains("75.8 %"), "{}", flag.detail);
-    let met = cell(Scenario::Latency, 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
+    let met = cell("latency", 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
     assert!(cell_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
 }
 
@@ -159,7 +158,7 @@ fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
         let mut late = report.latency_us;
         late.p99 = p99;
         report.send_lateness_us = Some(late);
-        let flags = cell_flags(&cell(Scenario::Latency, 0, Some(report)));
+        let flags = cell_flags(&cell("latency", 0, Some(report)));
         let flag = flags.iter().find(|f| f.kind == FlagKind::SendLate);
         assert_eq!(flag.is_some(), flagged, "{rate} msg/s, p99 {p99} µs");
         if let Some(flag) = flag {
@@ -167,7 +166,7 @@ fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
             assert!(flag.detail.contains(&format!("{p99} µs > {limit} µs")), "{}", flag.detail);
         }
     }
-    assert!(cell_flags(&cell(Scenario::Throughput, 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
+    assert!(cell_flags(&cell("throughput", 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
 }
 
 #[test]
@@ -175,7 +174,7 @@ fn connections_short_splits_refused_closed_and_never_served() {
     // pool at 1,000: every connection accepted, 872 waiting in its queue
     let mut pool = report(1000, 1000, 872, 100_000.0, None);
     pool.latency_us.mean = 128.0 / 100_000.0 * 1e6; // Little's law holds for the 128 served
-    let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(pool)));
+    let flags = cell_flags(&cell("throughput", 0, Some(pool)));
     let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
     assert_eq!((flag.figure, flag.threshold), (128.0, 1000.0));
     assert!(
@@ -190,14 +189,14 @@ fn connections_short_splits_refused_closed_and_never_served() {
     capped.connections.failed = 50;
     capped.connections.attempts.refused = 30;
     capped.connections.attempts.dropped_before_first_echo = 20;
-    let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(capped)));
+    let flags = cell_flags(&cell("throughput", 0, Some(capped)));
     let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
     assert!(flag.detail.contains("30 refused") && flag.detail.contains("20 closed by the server"), "{}", flag.detail);
 }
 
 #[test]
 fn capacity_short_of_held_connections_is_flagged() {
-    let mut c = cell(Scenario::Capacity, 0, None);
+    let mut c = cell("capacity", 0, None);
     let capacity = |held| Capacity {
         requested: 10_000,
         established: 10_000,
@@ -228,7 +227,7 @@ fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
     // `iterative` (serves 1 at once) and `prefork` (16) accept only when
     // free: their other connections wait in the listener's backlog.
     let at_once = |name: &str, serves_at_once| {
-        let mut c = cell(Scenario::Capacity, 0, None);
+        let mut c = cell("capacity", 0, None);
         c.spec.load.model =
             Model::new(ModelInfo { name: name.to_owned().into(), serves_at_once, ..model().info().clone() });
         c
@@ -279,24 +278,24 @@ fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
 fn littles_law_figure_is_computed_and_flagged_above_ten_percent() {
     let mut off = sound();
     off.latency_us.mean = 115.0; // 1e6 msg/s × 115 µs = 115 in flight for 100
-    let flags = cell_flags(&cell(Scenario::Throughput, 0, Some(off.clone())));
+    let flags = cell_flags(&cell("throughput", 0, Some(off.clone())));
     let flag = flags.iter().find(|f| f.kind == FlagKind::LittlesLaw).expect("littles law");
     assert!((flag.figure - 0.15).abs() < 1e-9, "{}", flag.figure);
     off.latency_us.mean = 109.0;
     assert!(off.littles_law_offset().is_some_and(|f| f < LITTLES_LAW));
-    assert!(cell_flags(&cell(Scenario::Throughput, 0, Some(off))).is_empty());
+    assert!(cell_flags(&cell("throughput", 0, Some(off))).is_empty());
     // open loop: not applicable
     assert_eq!(report(100, 100, 0, 50_000.0, Some(50_000.0)).littles_law_offset(), None);
 }
 
 #[test]
 fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
-    let mut none = cell(Scenario::Throughput, 0, Some(sound()));
+    let mut none = cell("throughput", 0, Some(sound()));
     none.server = None;
     none.server_cpu_us_per_msg = None;
     assert_eq!(kinds(&Cell { flags: cell_flags(&none), ..none }), [FlagKind::CpuUnmeasurable]);
     // the `process` model's "user 0.0 s, sys 0.0 s with 101 processes"
-    let mut zero = cell(Scenario::Throughput, 0, Some(sound()));
+    let mut zero = cell("throughput", 0, Some(sound()));
     zero.server = Some(ServerStats { samples: 10, cpu_secs: 0.0, ..ServerStats::default() });
     zero.server_cpu_us_per_msg = Some(0.0);
     let flags = cell_flags(&zero);
@@ -310,7 +309,7 @@ fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempot
         let mut r = sound();
         r.throughput.requests_per_sec = rps;
         r.latency_us.mean = 100.0 * 1_000_000.0 / rps; // keep Little's law
-        cell(Scenario::Throughput, repeat, Some(r))
+        cell("throughput", repeat, Some(r))
     };
     // 100k, 110k, 125k: (125 − 100) / 110 = 22.7 % > 20 %
     let mut cells = vec![with_rate(100_000.0, 0), with_rate(110_000.0, 1), with_rate(125_000.0, 2)];
