@@ -379,3 +379,39 @@ fn the_verdict_of_a_failed_cell_is_a_failure() {
     cell.failure = Some("server exited during the cell".into());
     assert_eq!(verdict(cell, 1000), Verdict::Failed("server exited during the cell".into()));
 }
+
+#[test]
+fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
+    let mut results = fixture();
+    // tokio's 2,000 msg/s step below its rate in one repeat: a hollow point.
+    set(&mut results, "latency", "tokio", |c| {
+        if c.spec.load.offered() == Some(2000.0) && c.spec.repeat == 1 {
+            c.flags.push(flag(FlagKind::SendLate, "late"));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let charts = report::draw_charts(&results, dir.path()).unwrap();
+    let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    let ladder = read("latency-ladder.svg");
+    for label in ["SLO: p99 ≤ 1.00 ms", "2,000", "8,000", "32,000", "hollow point: a flagged figure"] {
+        assert!(ladder.contains(label), "the ladder chart lacks {label:?}");
+    }
+    let ratio = read("transport-ratio.svg");
+    for label in ["thread, 1 conn.", "thread, 100 conn.", "tokio, 1 conn.", "tokio, 100 conn.", "1×"] {
+        assert!(ratio.contains(label), "the ratio chart lacks {label:?}");
+    }
+    let titles: Vec<&str> = charts.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Throughput vs connections, 64 B",
+            "Server CPU per message vs connections, 64 B",
+            "p99 latency against offered load",
+            "Latency percentile spectrum at 2,000 msg/s, open loop",
+            "Server memory per idle connection (PSS)",
+            "Churn: connections per second and server CPU per connection",
+            "Unix socket ÷ TCP loopback, msg/s",
+        ],
+        "curves against load, then the bars, then the comparisons run once"
+    );
+}

@@ -4,7 +4,7 @@
 
 use plotters::style::RGBColor;
 
-use super::charts::{Bar, Line, Point};
+use super::charts::{Line, Point, Row};
 use super::marks::Lookup;
 use crate::flags::Figure;
 use crate::load::LoadKey;
@@ -65,9 +65,9 @@ pub fn bar(
     figure: impl Fn(&Cell) -> Option<f64>,
     shown: Figure,
     text: impl Fn(f64) -> String,
-) -> Option<Bar> {
+) -> Option<Row> {
     let s = Stat::over(cells, figure)?;
-    Some(Bar {
+    Some(Row {
         label,
         colour,
         value: s.median,

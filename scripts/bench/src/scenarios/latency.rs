@@ -57,14 +57,13 @@ use std::time::Duration;
 use echo_common::Transport;
 use hdrhistogram::Histogram;
 use loadgen::report::{decode, fmt_count, fmt_us};
-use plotters::prelude::*;
 
 use crate::climb::{self, Climb, climbs_of, verdict};
 use crate::flags::Figure;
 use crate::load::{LoadKey, Rate};
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
-use crate::render::charts::{self, Frame, Line, Point, XAxis, YAxis};
+use crate::render::charts::{self, Frame, Line, Point, Rule, XAxis, YAxis};
 use crate::render::doc::{Doc, TableId};
 use crate::render::figures::{latency, load_stat};
 use crate::render::format::{range as show, transport_words, us};
@@ -160,14 +159,7 @@ impl Scenario for Latency {
 
     fn charts(&self, r: &Report<'_>, transport: Option<Transport>, dir: &Path) -> Result<Vec<Chart>, String> {
         let Some(transport) = transport else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        let over = r.over(transport);
-        let file = format!("latency-ladder{}.svg", r.suffix(transport));
-        if ladder_chart(r, transport, &over, &dir.join(&file))? {
-            out.push(Chart { title: format!("p99 latency against offered load{over}"), file });
-        }
-        out.extend(spectrum(r, transport, dir)?);
-        Ok(out)
+        Ok(ladder_chart(r, transport, dir)?.into_iter().chain(spectrum(r, transport, dir)?).collect())
     }
 
     fn summary<'r>(&self, r: &'r Report<'r>) -> Summary<'r> {
@@ -360,119 +352,48 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
     doc.push_str(&steps.finish());
 }
 
-/// One model's line: (offered rate, median p99 µs, any cell of the step flagged).
-type LadderLine = (String, RGBColor, Vec<(f64, f64, bool)>);
-
-/// The chart's lines over `transport`.
-fn lines(r: &Report<'_>, transport: Transport) -> Vec<LadderLine> {
+/// p99 against offered rate over `transport`, into `dir`: a line per
+/// model, a slot per step (labelled with its rate), the min–max range of
+/// the repeats that ran the step, the SLO across; a point is hollow when
+/// its step's cells carry a flag on their latency. None without a ladder.
+fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<Chart>, String> {
+    let Some(ladder) = &r.results.settings.ladder else { return Ok(None) };
     let climbs = of(r.results, transport);
+    let rates = rates(&climbs);
     let mut lines = Vec::new();
     for m in &r.models {
-        let points: Vec<(f64, f64, bool)> = rates(&climbs)
-            .into_iter()
-            .filter_map(|rate| {
+        let points: Vec<Point> = rates
+            .iter()
+            .filter_map(|&rate| {
                 let cells = step(&climbs, m, rate);
-                let p99 = Stat::of(
-                    cells.iter().filter_map(|c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)).collect(),
-                )?;
-                Some((rate, p99.median.max(1.0), r.doubtful(&cells, Figure::Latency)))
+                let p99 = Stat::over(&cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64))?;
+                let range = (p99.n > 1).then_some((p99.min, p99.max));
+                Some(Point { x: rate, y: p99.median, range, hollow: r.doubtful(&cells, Figure::Latency) })
             })
             .collect();
         if !points.is_empty() {
-            lines.push((m.name().to_owned(), series::colour(m), points));
+            lines.push(Line { name: m.name().to_owned(), colour: series::colour(m), points, dashed: false, markers: true });
         }
     }
-    lines
-}
-
-/// Draws p99 against offered rate into `path`; `Ok(false)` if the run has
-/// no ladder over `transport`. The x axis has one slot per offered rate
-/// (the ladder's steps, labelled with their rates), the y axis is log; the
-/// SLO is a dashed line; a point any of whose cells carries a flag is hollow.
-/// The legend has its own panel on the right, never over a line.
-fn ladder_chart(r: &Report<'_>, transport: Transport, title_suffix: &str, path: &Path) -> Result<bool, String> {
-    let Some(ladder) = &r.results.settings.ladder else { return Ok(false) };
-    let lines = lines(r, transport);
     if lines.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
-    let rates = rates(&of(r.results, transport));
-    let slot = |rate: f64| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
+    let over = r.over(transport);
     let slo = ladder.slo_p99_us.max(1) as f64;
-    let ys = lines.iter().flat_map(|l| l.2.iter().map(|p| p.1)).chain([slo]);
-    let (y_min, y_max) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (plot, legend) = root.split_horizontally(730);
-    let title =
-        format!("p99 latency against offered load, open loop, {} connections{title_suffix}", ladder.connections);
-    let n = rates.len() as f64;
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, ("sans-serif", 19))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..n - 0.5, (y_min * 0.7..y_max * 1.6).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .x_labels(rates.len())
-        .x_desc("offered rate, messages / s (one ladder step each)")
-        .y_desc("CO-corrected p99 (log)")
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 {
-                rates.get(i as usize).map_or(String::new(), |r| fmt_count(*r))
-            } else {
-                String::new()
-            }
-        })
-        .y_label_formatter(&|y| fmt_us(*y))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(DashedLineSeries::new([(-0.5, slo), (n - 0.5, slo)], 8, 5, BLACK.stroke_width(1)))
-        .map_err(|e| e.to_string())?;
-    for (_, color, points) in &lines {
-        let color = *color;
-        chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (slot(p.0), p.1)), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(points.iter().map(|&(x, y, flagged)| {
-                let fill = if flagged { WHITE.filled() } else { color.filled() };
-                EmptyElement::at((slot(x), y))
-                    + Circle::new((0, 0), 4, fill)
-                    + Circle::new((0, 0), 4, color.stroke_width(2))
-            }))
-            .map_err(|e| e.to_string())?;
-    }
-    // The legend panel: one entry per model, the SLO, what a hollow point is.
-    let font = ("sans-serif", 13).into_font();
-    let mut y = 60;
-    let entry = |y: i32, color: RGBColor, label: &str, hollow: bool| -> Result<(), String> {
-        let fill = if hollow { WHITE.filled() } else { color.filled() };
-        legend.draw(&PathElement::new(vec![(8, y), (36, y)], color.stroke_width(2))).map_err(|e| e.to_string())?;
-        legend.draw(&Circle::new((22, y), 4, fill)).map_err(|e| e.to_string())?;
-        legend.draw(&Circle::new((22, y), 4, color.stroke_width(2))).map_err(|e| e.to_string())?;
-        legend.draw(&Text::new(label.to_owned(), (44, y - 7), font.clone())).map_err(|e| e.to_string())
+    let frame = Frame {
+        title: format!("p99 latency against offered load, open loop, {} connections{over}", ladder.connections),
+        subtitle: format!(
+            "{} B; median of the repeats that ran each step, bars: min–max; a climb stops at its first failed step",
+            ladder.size
+        ),
+        x_desc: "offered rate, messages / s (one ladder step each)".into(),
+        y_desc: "CO-corrected p99 (log)".into(),
+        rules: vec![Rule { at: slo, label: format!("SLO: p99 ≤ {}", fmt_us(slo)) }],
+        notes: series::hollow_notes(series::any_hollow(&lines), "point"),
     };
-    for (name, color, _) in &lines {
-        entry(y, *color, name, false)?;
-        y += 20;
-    }
-    y += 10;
-    legend
-        .draw(&plotters::element::DashedPathElement::new(vec![(8, y), (36, y)], 6, 4, BLACK.stroke_width(1)))
-        .map_err(|e| e.to_string())?;
-    legend
-        .draw(&Text::new(format!("SLO: p99 ≤ {}", fmt_us(slo)), (44, y - 7), font.clone()))
-        .map_err(|e| e.to_string())?;
-    y += 20;
-    entry(y, RGBColor(0x55, 0x55, 0x55), "flagged (table)", true)?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(true)
+    let file = format!("latency-ladder{}.svg", r.suffix(transport));
+    charts::lines(&dir.join(&file), &frame, &lines, XAxis::Steps(rates), YAxis::LogMicros)?;
+    Ok(Some(Chart { title: format!("p99 latency against offered load{over}"), file }))
 }
 
 /// The latency percentile spectrum over `transport` at the common load
@@ -542,6 +463,7 @@ fn spectrum(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<C
         subtitle: format!("{shape}{merged}; {which}"),
         x_desc: "percentile".into(),
         y_desc: "latency (log scale)".into(),
+        rules: Vec::new(),
         notes: if lines.iter().any(|l| l.dashed) {
             vec!["dashed: a flagged model".into(), "at this rate (marks under".into(), "the latency table)".into()]
         } else {

@@ -116,6 +116,7 @@ impl Scenario for Scaling {
             subtitle: repeats_words(r.results.settings.repeat),
             x_desc: "server CPUs".into(),
             y_desc: "messages / s".into(),
+            rules: Vec::new(),
             notes: hollow_notes(series::any_hollow(&lines), "point"),
         };
         charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(fmt_count))?;

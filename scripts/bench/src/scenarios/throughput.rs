@@ -141,6 +141,7 @@ impl Scenario for Throughput {
                 subtitle: repeats.clone(),
                 x_desc: "connections".into(),
                 y_desc: "messages / s".into(),
+                rules: Vec::new(),
                 notes: hollow_notes(series::any_hollow(&lines), "point"),
             };
             charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(fmt_count))?;
@@ -155,6 +156,7 @@ impl Scenario for Throughput {
                     subtitle: format!("{repeats}; user + system time of the server's process tree"),
                     x_desc: "connections".into(),
                     y_desc: "server CPU µs per message".into(),
+                    rules: Vec::new(),
                     notes: hollow_notes(series::any_hollow(&lines), "point"),
                 };
                 charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(axis_decimal))?;

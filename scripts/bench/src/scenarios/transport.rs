@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use echo_common::Transport;
 use loadgen::report::fmt_count;
-use plotters::prelude::*;
 
 use crate::flags::Figure;
 use crate::load::LoadKey;
 use crate::plan::Shape;
+use crate::render::charts::{self, Frame, Row, Rule};
 use crate::render::doc::Doc;
 use crate::render::format::{count, grouped, ratio, show};
+use crate::render::series;
 use crate::results::{Cell, Results};
 use crate::scenario::{Chart, Report, SMALL, Scenario, Window, every_model};
 use crate::stats::Stat;
@@ -111,25 +112,44 @@ impl Scenario for Transports {
         doc.push_str(&table.finish());
     }
 
-    /// unix ÷ tcp msg/s per model and connection count.
+    /// unix ÷ tcp msg/s per model and connection count: a dot each, its
+    /// whisker the min–max of the per-repeat ratios, the line of 1 (no
+    /// difference) across; hollow when a flag puts either transport's rate
+    /// in doubt.
     fn charts(&self, r: &Report<'_>, transport: Option<Transport>, dir: &Path) -> Result<Vec<Chart>, String> {
         if transport.is_some() {
             return Ok(Vec::new());
         }
         let pairs = transport_pairs(r.results);
-        let ratios: Vec<(String, RGBColor, u32, Stat)> = pairs
-            .iter()
-            .filter_map(|p| {
-                let r = p.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec))?;
-                let (red, green, blue) = p.colour;
-                Some((p.model.clone(), RGBColor(red, green, blue), p.connections, r))
-            })
-            .collect();
-        if ratios.is_empty() {
+        let mut rows = Vec::new();
+        for model in &r.models {
+            for pair in pairs.iter().filter(|p| p.model == model.name()) {
+                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else { continue };
+                let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.unix).copied().collect();
+                rows.push(Row {
+                    label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
+                    colour: series::colour(model),
+                    value: s.median,
+                    range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
+                    hollow: r.doubtful(&both, Figure::Rate),
+                    text: r.lookup.notes().figure(ratio(s.median), &both, &[Figure::Rate]),
+                });
+            }
+        }
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let frame = Frame {
+            title: "Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)".into(),
+            subtitle: "per model and connection count: the median of the per-repeat ratios, whiskers: min–max; \
+                       right of 1, the Unix socket is faster"
+                .into(),
+            rules: vec![Rule { at: 1.0, label: "1×".into() }],
+            notes: series::hollow_notes(rows.iter().any(|d| d.hollow), "dot"),
+            ..Frame::default()
+        };
         let file = "transport-ratio.svg".to_owned();
-        ratio_chart(&dir.join(&file), &ratios)?;
+        charts::dots(&dir.join(&file), &frame, "unix msg/s ÷ tcp msg/s", |x| format!("{x:.1}×"), rows)?;
         Ok(vec![Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file }])
     }
 }
@@ -175,82 +195,4 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
         }
     }
     pairs
-}
-
-/// unix ÷ tcp msg/s: per model, one bar per connection count, the min–max
-/// range over repeats as a whisker, and the line of 1 (no difference).
-fn ratio_chart(path: &Path, ratios: &[(String, RGBColor, u32, Stat)]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut models: Vec<&str> = Vec::new();
-    for (model, ..) in ratios {
-        if !models.contains(&model.as_str()) {
-            models.push(model);
-        }
-    }
-    let counts: Vec<u32> = ratios.iter().map(|r| r.2).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let y_max = ratios.iter().map(|r| r.3.max).fold(1.0f64, f64::max) * 1.15;
-    let area = root
-        .titled("Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)", ("sans-serif", 20))
-        .map_err(|e| e.to_string())?;
-    let counts_words: Vec<String> = counts.iter().map(|n| fmt_count(f64::from(*n))).collect();
-    let subtitle = format!(
-        "per model, a bar per connection count ({}, lighter to darker, the count above it); whiskers: min–max of the \
-         per-repeat ratios",
-        counts_words.join(", ")
-    );
-    let area = area
-        .titled(&subtitle, TextStyle::from(("sans-serif", 13).into_font()).color(&RGBColor(90, 90, 90)))
-        .map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5..models.len() as f64 - 0.5, 0.0..y_max)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(WHITE)
-        .x_labels(models.len())
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 {
-                models.get(i as usize).map(|m| m.to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("unix msg/s ÷ tcp msg/s")
-        .y_label_formatter(&|y| format!("{y:.1}×"))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new([(-0.5, 1.0), (models.len() as f64 - 0.5, 1.0)], BLACK.stroke_width(1)))
-        .map_err(|e| e.to_string())?;
-    let width = 0.8 / counts.len().max(1) as f64;
-    for (j, n) in counts.iter().enumerate() {
-        // Lighter bars for fewer connections, the model's colour throughout.
-        let shade = if counts.len() > 1 { 0.45 + 0.55 * j as f64 / (counts.len() - 1) as f64 } else { 1.0 };
-        for (model, color, _, stat) in ratios.iter().filter(|r| r.2 == *n) {
-            let Some(i) = models.iter().position(|m| m == model) else { continue };
-            let x0 = i as f64 - 0.4 + j as f64 * width;
-            let x1 = x0 + width * 0.9;
-            chart
-                .draw_series([Rectangle::new([(x0, 0.0), (x1, stat.median)], color.mix(shade).filled())])
-                .map_err(|e| e.to_string())?;
-            let mid = (x0 + x1) / 2.0;
-            chart
-                .draw_series(LineSeries::new([(mid, stat.min), (mid, stat.max)], BLACK.stroke_width(1)))
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series([Text::new(
-                    fmt_count(f64::from(*n)),
-                    (x0, stat.median + y_max * 0.02),
-                    ("sans-serif", 11),
-                )])
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    root.present().map_err(|e| e.to_string())
 }

@@ -47,7 +47,7 @@ use crate::flags::{Figure, FlagKind};
 use crate::load::{LoadKey, Rate};
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
-use crate::render::charts::{self, Bar, Frame, Line, Point, XAxis, YAxis};
+use crate::render::charts::{self, Frame, Line, Point, Row, XAxis, YAxis};
 use crate::render::doc::Doc;
 use crate::render::format::{range as show, us};
 use crate::render::marks;
@@ -432,7 +432,7 @@ fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
         if bound {
             text.push_str(" †");
         }
-        bars.push(Bar { label: name(v), colour: colour(v), value, range: None, hollow: bound, text });
+        bars.push(Row { label: name(v), colour: colour(v), value, range: None, hollow: bound, text });
     }
     let file = "udp-sustained-rate.svg".to_owned();
     let frame = Frame {
@@ -484,6 +484,7 @@ fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
         ),
         x_desc: "offered datagrams / s".into(),
         y_desc: "lost, % of datagrams".into(),
+        rules: Vec::new(),
         notes: if series::any_hollow(&lines) { vec!["hollow point: a flagged step".into()] } else { Vec::new() },
     };
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(|v| format!("{v:.2} %")))?;
