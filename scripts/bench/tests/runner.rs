@@ -467,8 +467,28 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     assert_eq!((closed(None), closed(Some(scenarios::udp::BATCH))), (4, 4));
     for cell in &results.cells {
         assert!(cell.ok, "{:?}", cell.failure);
-        let datagrams = cell.loadgen.as_ref().unwrap().datagrams.as_ref().expect("datagram counts");
-        assert!(datagrams.counts.ok > 0 && datagrams.loss_percent >= 0.0, "{datagrams:?}");
+        let report = cell.loadgen.as_ref().unwrap();
+        let datagrams = report.datagrams.as_ref().expect("datagram counts");
+        let counts = &datagrams.counts;
+        // Every datagram sent in the window was decided in it or still in flight when it
+        // closed; decided in it too are those in flight when it opened (sent during the
+        // warm-up): at most the per-flow limit each, the pipeline in closed loop, the
+        // window in open loop.
+        let config = &report.config;
+        let limit = if config.rate.is_some() {
+            config.window.unwrap_or(loadgen::opts::DEFAULT_WINDOW)
+        } else {
+            config.pipeline
+        };
+        let accounted = counts.decided() + counts.in_flight_at_end;
+        let opened_with = u64::from(config.connections) * u64::from(limit);
+        assert!((counts.sent..=counts.sent + opened_with).contains(&accounted), "{datagrams:?}");
+        // Echoed datagrams are the requests that succeeded, lost ones those that timed out.
+        assert!(counts.ok > 0 && counts.ok == report.requests.ok, "{datagrams:?} {:?}", report.requests);
+        assert_eq!(counts.lost, report.requests.timed_out, "{datagrams:?} {:?}", report.requests);
+        // The loss the tables show and the climb judges: the lost share of the decided datagrams.
+        let lost_share = 100.0 * counts.lost as f64 / counts.decided() as f64;
+        assert!((datagrams.loss_percent - lost_share).abs() < 1e-9, "{datagrams:?}");
     }
     // each climb ran its first step, and ran the second only if it held the first
     let climbs = echo_bench::climb::climbs_of(&results, &ScenarioId::new("udp"), udp.slo_p99_us);
