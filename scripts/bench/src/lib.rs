@@ -10,26 +10,34 @@
 //! `bench report`) it renders README.md and SVG charts.
 //!
 //! Reading order: [`models`] (what the benchmark knows of a model),
-//! [`matrix`] (which cells, in which order), [`runner`] (one cell),
-//! [`server`] and [`sampler`] (the server side), [`capacity`] (the idle
-//! connections scenario), [`ladder`] (the latency scenario's offered-rate
-//! ladder, its knee and its budget), [`results`] (the JSON), [`validity`]
-//! (the flags every cell carries), [`render`] and [`render_ladder`]
-//! (tables, charts).
+//! [`load`] (a cell's load: every axis of it, one key), [`plan`] (what a
+//! run is asked to do), [`scenario`] (what a scenario is) and
+//! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
+//! cells, in which order), [`runner`] (one cell), [`server`], [`sampler`]
+//! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
+//! latency ladder, the udp sustained rate), [`results`] (the JSON),
+//! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
+//! flags every cell carries), [`render`] (the kit of tables and charts)
+//! and [`report`] (the README).
 
 pub mod capacity;
-pub mod ladder;
+pub mod climb;
+pub mod flags;
+pub mod load;
 pub mod loadpath;
 pub mod matrix;
 pub mod models;
+pub mod plan;
+pub mod progress;
 pub mod render;
-pub mod render_ladder;
-pub mod render_udp;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod sampler;
+pub mod scenario;
+pub mod scenarios;
 pub mod server;
-pub mod udp;
+pub mod stats;
 pub mod validity;
 
 /// /proc readings of a process tree (shared with the servers' tests).

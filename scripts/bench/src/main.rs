@@ -11,11 +11,14 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
-use echo_bench::matrix::{Scenario, Shape};
+use echo_bench::matrix;
 use echo_bench::models;
+use echo_bench::plan::RunConfig;
 use echo_bench::results::Results;
-use echo_bench::runner::{self, RunConfig};
+use echo_bench::runner;
+use echo_bench::scenarios;
 use echo_common::Transport;
 use loadgen::report::fmt_count;
 use nix::sched::{CpuSet, sched_getaffinity};
@@ -70,8 +73,8 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// Scenarios to run [default: all].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    scenarios: Vec<Scenario>,
+    #[arg(long, value_delimiter = ',', value_parser = scenario_names())]
+    scenarios: Vec<String>,
     /// Transports of every scenario but `transport` (which compares both):
     /// tcp, unix [default: tcp].
     #[arg(long, value_delimiter = ',', value_parser = stream_transport)]
@@ -93,11 +96,11 @@ struct RunArgs {
     warmup: Option<Duration>,
     /// Latency scenario: the ladder's offered rates in msg/s, the same for every
     /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k,100k with --quick].
-    #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
+    #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     rates: Option<Rates>,
     /// Udp scenario: the offered rates of its sustained-rate steps, datagrams/s
     /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
-    #[arg(long, value_parser = |t: &str| echo_bench::ladder::parse_rates(t).map(Rates))]
+    #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     udp_rates: Option<Rates>,
     /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
     /// within this (and ≥ 99 % of the offered rate is achieved).
@@ -118,6 +121,11 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+}
+
+/// `--scenarios`' values: the registry's names, each with what it measures.
+fn scenario_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(scenarios::ALL.iter().map(|s| PossibleValue::new(s.name()).help(s.about())))
 }
 
 /// `--rates` (a newtype: clap would take a bare Vec for a repeated option).
@@ -186,8 +194,16 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     if let Some(Command::Report { dir }) = cli.command {
         let json = dir.join("results.json");
         let mut results = Results::load(&json).with_context(|| format!("cannot read {}", json.display()))?;
+        if let Some(cell) = results.cells.iter().find(|c| scenarios::of(&c.spec.load.scenario).is_none()) {
+            bail!(
+                "cannot read {}: a cell of scenario {:?}, which this bench does not have: render it with the bench \
+                 of its commit",
+                json.display(),
+                cell.spec.load.scenario.name()
+            );
+        }
         echo_bench::validity::annotate(&mut results);
-        echo_bench::render::write_report(&results, &dir)
+        echo_bench::report::write_report(&results, &dir)
             .with_context(|| format!("cannot write to {}", dir.display()))?;
         println!("wrote {}", dir.join("README.md").display());
         println!("{}", echo_bench::render::marks::console_line(&results));
@@ -210,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     let catalogue = models::catalogue(&server_bin)?;
     // An unknown name is bad usage like any other bad option (exit 2), not a failed run.
     let selected = models::select(&catalogue, &args.models).map_err(|err| Usage(format!("--models: {err}")))?;
-    let mut shape = Shape::default_for(selected, quick, available.len());
+    let mut shape = matrix::default_shape(selected, quick, available.len());
     let given = |list: Vec<u32>, default: &mut Vec<u32>| {
         if !list.is_empty() {
             *default = list;
@@ -220,7 +236,8 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     given(args.sizes, &mut shape.sizes);
     given(args.capacity, &mut shape.capacity);
     if !args.scenarios.is_empty() {
-        shape.scenarios = args.scenarios;
+        // Every name is one of the registry's: clap checked them.
+        shape.scenarios = matrix::scenarios_named(&args.scenarios).map_err(|n| Usage(format!("--scenarios: {n}?")))?;
     }
     if !args.transports.is_empty() {
         shape.transports = args.transports;
@@ -279,8 +296,8 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     // scripts/bench.sh says how it was called; otherwise, our own command line.
     let command =
         std::env::var("ECHO_ARENA_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
-    if config.shape.scenarios.contains(&Scenario::Scaling) {
-        eprintln!("bench: scaling: {}", echo_bench::matrix::scaling_limit(available.len()));
+    for note in matrix::notes(&config.shape, available.len()) {
+        eprintln!("bench: {note}");
     }
     let outcome = runner::run(&config, command)?;
     let failed: Vec<_> = outcome.results.cells.iter().filter(|c| !c.ok).collect();
@@ -296,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     for cell in &failed {
         println!(
             "  FAILED {} (repeat {}): {}",
-            echo_bench::render::describe(&cell.spec),
+            scenarios::describe(&cell.spec.load),
             cell.spec.repeat + 1,
             cell.failure.as_deref().unwrap_or("?")
         );

@@ -3,7 +3,9 @@
 //! here. Inside the benchmark a model is a [`Model`], a typed value; it
 //! becomes its name only when written out.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -12,29 +14,77 @@ use anyhow::{Context, bail};
 use echo_common::ModelInfo;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A model of the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Model(Arc<ModelInfo>);
+/// A model of the registry, and its place in the list it came from (the
+/// registry's, or the run's): tables and charts show models in that order,
+/// so a model sorts by it. Two models are the same when they have the same
+/// place and name.
+#[derive(Debug, Clone)]
+pub struct Model {
+    info: Arc<ModelInfo>,
+    rank: usize,
+}
 
 impl Model {
+    /// A model alone, first of its list.
     pub fn new(info: ModelInfo) -> Model {
-        Model(Arc::new(info))
+        Model { info: Arc::new(info), rank: 0 }
+    }
+
+    /// `infos` as models, each ranked by its place in the list.
+    pub fn listed(infos: impl IntoIterator<Item = ModelInfo>) -> Vec<Model> {
+        infos.into_iter().enumerate().map(|(rank, info)| Model { info: Arc::new(info), rank }).collect()
     }
 
     /// The name on the command line, in JSON, file names and tables.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.info.name
+    }
+
+    /// Its place in the run's (or the registry's) list of models.
+    pub fn rank(&self) -> usize {
+        self.rank
     }
 
     /// Its whole declaration.
     pub fn info(&self) -> &ModelInfo {
-        &self.0
+        &self.info
     }
 
     /// Idle connections the capacity scenario may ask of it: `wanted`, or
     /// fewer if its default cap is lower (`process`).
     pub fn capacity_for(&self, wanted: u32) -> u32 {
-        u32::try_from(self.0.default_max_connections).map_or(wanted, |cap| wanted.min(cap))
+        u32::try_from(self.info.default_max_connections).map_or(wanted, |cap| wanted.min(cap))
+    }
+
+    /// What it is compared by: its place, then its name.
+    fn identity(&self) -> (usize, &str) {
+        (self.rank, self.name())
+    }
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Model) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for Model {}
+
+impl Hash for Model {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for Model {
+    fn partial_cmp(&self, other: &Model) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Model {
+    fn cmp(&self, other: &Model) -> Ordering {
+        self.identity().cmp(&other.identity())
     }
 }
 
@@ -52,7 +102,7 @@ impl Serialize for Model {
 }
 
 /// Read back as a name only; [`crate::results::Results::load`] links it to
-/// the declaration the run recorded.
+/// the declaration the run recorded, and ranks it.
 impl<'de> Deserialize<'de> for Model {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Model, D::Error> {
         let name = String::deserialize(deserializer)?;
@@ -85,20 +135,20 @@ pub fn catalogue(server_bin: &Path) -> anyhow::Result<Vec<Model>> {
     if infos.is_empty() {
         bail!("{} registers no model", server_bin.display());
     }
-    Ok(infos.into_iter().map(Model::new).collect())
+    Ok(Model::listed(infos))
 }
 
 /// The models named in `wanted` (all of `catalogue` if empty), in the
-/// catalogue's order; an unknown name is an error that lists the known ones.
+/// catalogue's order, ranked by their place in the selection (the run's
+/// list, as results.json records it); an unknown name is an error that
+/// lists the known ones.
 pub fn select(catalogue: &[Model], wanted: &[String]) -> anyhow::Result<Vec<Model>> {
-    if wanted.is_empty() {
-        return Ok(catalogue.to_vec());
-    }
     let known = || catalogue.iter().map(Model::name).collect::<Vec<_>>().join(", ");
     for name in wanted {
         if !catalogue.iter().any(|m| m.name() == name) {
             bail!("unknown model {name:?} (the server has: {})", known());
         }
     }
-    Ok(catalogue.iter().filter(|m| wanted.iter().any(|w| w == m.name())).cloned().collect())
+    let chosen = catalogue.iter().filter(|m| wanted.is_empty() || wanted.iter().any(|w| w == m.name()));
+    Ok(Model::listed(chosen.map(|m| m.info().clone())))
 }

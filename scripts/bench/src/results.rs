@@ -9,12 +9,11 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
-use crate::ladder::Ladder;
-use crate::matrix::CellSpec;
+use crate::flags::Flag;
+use crate::load::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
-use crate::validity::Flag;
 
 /// Bumped whenever a field changes meaning or disappears. 2: `settings.models`
 /// holds the models' declarations, not their names; cells name their
@@ -82,7 +81,7 @@ pub struct Settings {
     pub ladder: Option<Ladder>,
     /// The udp scenario's shape, when it ran.
     #[serde(default)]
-    pub udp: Option<crate::udp::UdpSettings>,
+    pub udp: Option<UdpSettings>,
     pub quick: bool,
 }
 
@@ -93,6 +92,55 @@ pub struct Scaling {
     pub server_cpus: Vec<u32>,
     /// Why the steps stop where they do.
     pub limit: String,
+}
+
+/// The ladder a run used, recorded in results.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ladder {
+    /// Offered rates, msg/s, ascending.
+    pub rates: Vec<f64>,
+    /// The SLO on the CO-corrected p99, µs.
+    pub slo_p99_us: u64,
+    pub connections: u32,
+    pub size: u32,
+    pub window_secs: f64,
+    pub warmup_secs: f64,
+    /// Models left out, and why.
+    pub excluded: Vec<Excluded>,
+}
+
+/// A model the ladder leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub model: String,
+    pub reason: String,
+}
+
+/// The udp scenario a run used, recorded in results.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UdpSettings {
+    /// Flows × sizes of the closed-loop part.
+    pub flows: Vec<u32>,
+    pub sizes: Vec<u32>,
+    /// Offered rates of the sustained-rate part, ascending.
+    pub rates: Vec<f64>,
+    pub step_flows: u32,
+    pub step_size: u32,
+    /// `--batch` of the batching variants.
+    pub batch: u32,
+    pub max_loss_percent: f64,
+    pub slo_p99_us: u64,
+    pub timeout_ms: u64,
+    pub window_secs: f64,
+    pub warmup_secs: f64,
+    /// Repeats of every udp cell.
+    pub repeat: u32,
+    /// The server's socket buffers: the kernel's defaults (no
+    /// `--recv-buffer`/`--send-buffer`), read from /proc/sys/net/core.
+    pub rmem_default: Option<u64>,
+    pub wmem_default: Option<u64>,
+    /// Models left out (streams only), by name.
+    pub stream_only: Vec<String>,
 }
 
 /// One cell: one model under one load, once.
@@ -136,17 +184,19 @@ impl Results {
             )));
         }
         let mut results: Results = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let models = results.models();
         for cell in &mut results.cells {
-            let declared = results.settings.models.iter().find(|m| m.name == cell.spec.model.name());
-            let declared = declared.ok_or_else(|| invalid(format!("cell of undeclared model {}", cell.spec.model)))?;
-            cell.spec.model = Model::new(declared.clone());
+            let declared = models.iter().find(|m| m.name() == cell.spec.load.model.name());
+            let declared =
+                declared.ok_or_else(|| invalid(format!("cell of undeclared model {}", cell.spec.load.model)))?;
+            cell.spec.load.model = declared.clone();
         }
         Ok(results)
     }
 
-    /// The run's models, in the order they ran.
+    /// The run's models, in the order they ran, ranked so.
     pub fn models(&self) -> Vec<Model> {
-        self.settings.models.iter().cloned().map(Model::new).collect()
+        Model::listed(self.settings.models.iter().cloned())
     }
 }
 

@@ -1,45 +1,28 @@
 //! Runs the matrix cell by cell: start the server pinned to its CPUs, sample
-//! it, load it from the client CPUs, stop it, record — and save after every cell.
+//! it, load it from the client CPUs (or let its scenario measure it), stop
+//! it, record — and save after every cell.
 
 use std::collections::HashSet;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use echo_common::Transport;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use loadgen::{Event, Opts};
 
-use crate::ladder::{self, Excluded, Ladder};
-use crate::matrix::{self, CellSpec, Scenario, Shape};
-use crate::results::{Cell, Environment, Results, Scaling, Settings, utc_now};
+use crate::climb;
+use crate::load::{CellSpec, LoadKey};
+use crate::matrix;
+use crate::plan::RunConfig;
+use crate::progress::Progress;
+use crate::report;
+use crate::results::{Cell, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
+use crate::scenario::{Drive, Window};
+use crate::scenarios::{self, ALL};
 use crate::server::{self, Server};
-use crate::udp::{self, UdpSettings};
-use crate::{capacity, procfs, render, validity};
-
-/// Everything a run needs.
-#[derive(Debug, Clone)]
-pub struct RunConfig {
-    pub shape: Shape,
-    pub duration: Duration,
-    pub warmup: Duration,
-    pub server_cpus: Vec<usize>,
-    pub client_cpus: Vec<usize>,
-    /// Every CPU this run may use (the scaling scenario splits them itself).
-    pub available_cpus: Vec<usize>,
-    pub server_bin: PathBuf,
-    /// The folder that receives `<UTC timestamp>-<hostname>/`.
-    pub results_root: PathBuf,
-    pub quick: bool,
-    pub progress: bool,
-    /// The latency ladder's SLO on the CO-corrected p99.
-    pub slo_p99: Duration,
-    /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
-    pub interrupt: Arc<AtomicBool>,
-}
+use crate::{capacity, procfs, validity};
 
 /// A finished (or interrupted) run.
 #[derive(Debug)]
@@ -65,72 +48,10 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
-    let ladder = cfg.shape.scenarios.contains(&Scenario::Latency).then(|| {
-        let (window, warmup) = step_window(cfg);
-        Ladder {
-            rates: cfg.shape.rates.clone(),
-            slo_p99_us: cfg.slo_p99.as_micros() as u64,
-            connections: ladder::CONNECTIONS,
-            size: matrix::SMALL,
-            window_secs: window.as_secs_f64(),
-            warmup_secs: warmup.as_secs_f64(),
-            excluded: cfg
-                .shape
-                .models
-                .iter()
-                .filter_map(|m| Some(Excluded { model: m.name().to_owned(), reason: ladder::excluded(m)? }))
-                .collect(),
-        }
-    });
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
         environment,
-        settings: Settings {
-            models: cfg.shape.models.iter().map(|m| m.info().clone()).collect(),
-            scenarios: cfg.shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
-            transports: cfg.shape.transports.clone(),
-            connections: cfg.shape.connections.clone(),
-            sizes: cfg.shape.sizes.clone(),
-            capacity: cfg.shape.capacity.clone(),
-            repeat: cfg.shape.repeat,
-            throughput_repeat: cfg.shape.throughput_repeat.min(cfg.shape.repeat),
-            duration_secs: cfg.duration.as_secs_f64(),
-            warmup_secs: cfg.warmup.as_secs_f64(),
-            server_cpus: cfg.server_cpus.clone(),
-            client_cpus: cfg.client_cpus.clone(),
-            scaling: cfg.shape.scenarios.contains(&Scenario::Scaling).then(|| Scaling {
-                server_cpus: cfg.shape.scaling.clone(),
-                limit: matrix::scaling_limit(cfg.available_cpus.len()),
-            }),
-            ladder,
-            udp: cfg.shape.scenarios.contains(&Scenario::Udp).then(|| {
-                let (window, warmup) = step_window(cfg);
-                UdpSettings {
-                    flows: udp::FLOWS.to_vec(),
-                    sizes: udp::SIZES.to_vec(),
-                    rates: cfg.shape.udp_rates.clone(),
-                    step_flows: udp::STEP_FLOWS,
-                    step_size: matrix::SMALL,
-                    batch: udp::BATCH,
-                    max_loss_percent: udp::MAX_LOSS_PERCENT,
-                    slo_p99_us: cfg.slo_p99.as_micros() as u64,
-                    timeout_ms: udp::TIMEOUT.as_millis() as u64,
-                    window_secs: window.as_secs_f64(),
-                    warmup_secs: warmup.as_secs_f64(),
-                    repeat: cfg.shape.udp_repeat.min(cfg.shape.repeat),
-                    rmem_default: udp::core_default("rmem_default"),
-                    wmem_default: udp::core_default("wmem_default"),
-                    stream_only: cfg
-                        .shape
-                        .models
-                        .iter()
-                        .filter(|m| udp::variants(m).is_empty())
-                        .map(|m| m.name().to_owned())
-                        .collect(),
-                }
-            }),
-            quick: cfg.quick,
-        },
+        settings: settings(cfg),
         cells: Vec::new(),
         complete: false,
     };
@@ -140,8 +61,9 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(cfg.progress, specs.len());
     let _watcher = Watcher::start(Arc::clone(&cfg.interrupt));
     // The open-loop climbs (latency ladder, udp sustained rate) that have
-    // stopped: (scenario, model, variant, transport, repeat).
+    // stopped, each named by its load at no particular rate and its repeat.
     let mut stopped: HashSet<Climb> = HashSet::new();
+    let slo_p99_us = cfg.slo_p99.as_micros() as u64;
     let mut interrupted = false;
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
@@ -152,7 +74,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         if climb.as_ref().is_some_and(|c| stopped.contains(c)) {
             continue; // counted off the total when the climb stopped
         }
-        progress.bar.set_message(spec.label());
+        progress.bar.set_message(scenarios::label(&spec.load));
         let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
         if cfg.interrupt.load(Ordering::SeqCst) {
             // The signal came while it ran: its server was stopped under it
@@ -161,11 +83,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             break;
         }
         if let Some(climb) = climb {
-            let slo = match cell.spec.scenario {
-                Scenario::Udp => results.settings.udp.as_ref().map(|u| u.slo_p99_us),
-                _ => results.settings.ladder.as_ref().map(|l| l.slo_p99_us),
-            };
-            if !ladder::verdict(&cell, slo.unwrap_or(u64::MAX)).sustained() {
+            if !climb::verdict(&cell, slo_p99_us).sustained() {
                 // The steps above will not run: one cell fewer each to wait for.
                 let ahead = specs[i + 1..].iter().filter(|s| climb_of(s).as_ref() == Some(&climb));
                 progress.skip(ahead.count());
@@ -173,7 +91,8 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             }
         }
         if !cell.ok {
-            progress.bar.println(format!("FAILED {}: {}", cell.spec.label(), cell.failure.as_deref().unwrap_or("?")));
+            let label = scenarios::label(&cell.spec.load);
+            progress.bar.println(format!("FAILED {label}: {}", cell.failure.as_deref().unwrap_or("?")));
         }
         results.cells.push(cell);
         validity::annotate(&mut results);
@@ -186,19 +105,47 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     results.complete = !interrupted;
     validity::annotate(&mut results);
     results.save(&json)?;
-    render::write_report(&results, &dir)?;
+    report::write_report(&results, &dir)?;
     Ok(Outcome { dir, results, interrupted })
 }
 
-/// An open-loop climb: (scenario, model, `--batch` variant, transport, repeat).
-type Climb = (Scenario, String, Option<u32>, Transport, u32);
+/// An open-loop climb: its steps' load but for the rate, and the repeat.
+type Climb = (LoadKey, u32);
 
-/// The climb a cell is a step of (the latency ladder's, or the udp
-/// scenario's sustained-rate steps); `None` for any other cell. A model's
-/// `--batch` variant climbs on its own: one stopping leaves the other going.
+/// The climb a cell is a step of (an open-loop cell: the latency ladder's,
+/// or the udp scenario's sustained-rate steps); `None` for any other cell.
+/// Any other axis tells climbs apart: a model's `--batch` variant climbs on
+/// its own, one stopping leaves the other going.
 fn climb_of(spec: &CellSpec) -> Option<Climb> {
-    let climbing = matches!(spec.scenario, Scenario::Latency | Scenario::Udp) && spec.rate.is_some();
-    climbing.then(|| (spec.scenario, spec.model.name().to_owned(), spec.batch, spec.transport, spec.repeat))
+    spec.load.rate.is_some().then(|| (spec.load.climb(), spec.repeat))
+}
+
+/// What results.json records of the run's shape: the shape's own fields,
+/// and each scenario's records.
+fn settings(cfg: &RunConfig) -> Settings {
+    let shape = &cfg.shape;
+    let mut settings = Settings {
+        models: shape.models.iter().map(|m| m.info().clone()).collect(),
+        scenarios: shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
+        transports: shape.transports.clone(),
+        connections: shape.connections.clone(),
+        sizes: shape.sizes.clone(),
+        capacity: shape.capacity.clone(),
+        repeat: shape.repeat,
+        throughput_repeat: shape.throughput_repeat.min(shape.repeat),
+        duration_secs: cfg.duration.as_secs_f64(),
+        warmup_secs: cfg.warmup.as_secs_f64(),
+        server_cpus: cfg.server_cpus.clone(),
+        client_cpus: cfg.client_cpus.clone(),
+        scaling: None,
+        ladder: None,
+        udp: None,
+        quick: cfg.quick,
+    };
+    for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
+        scenario.record(cfg, &mut settings);
+    }
+    settings
 }
 
 /// The PID of the server of the cell under way (0: none), for [`Watcher`].
@@ -254,74 +201,6 @@ impl Drop for Watcher {
     }
 }
 
-/// The window and warm-up of a latency-ladder step.
-fn step_window(cfg: &RunConfig) -> (Duration, Duration) {
-    let (window, warmup) = ladder::STEP_WINDOW;
-    (cfg.duration.min(window), cfg.warmup.min(warmup))
-}
-
-/// The progress display: a bar on a terminal, else (stderr redirected) one
-/// line per finished cell with done/total, the ETA and the cell's headline.
-struct Progress {
-    bar: ProgressBar,
-    lines: bool,
-    total: usize,
-    done: usize,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(enabled: bool, total: usize) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
-        Progress {
-            bar: progress_bar(enabled && terminal, total as u64),
-            lines: !terminal,
-            total,
-            done: 0,
-            started: Instant::now(),
-        }
-    }
-
-    /// Ladder steps that will not run: `n` cells fewer to wait for.
-    fn skip(&mut self, n: usize) {
-        self.total -= n;
-        self.bar.set_length(self.total as u64);
-    }
-
-    fn done(&mut self, cell: &Cell) {
-        self.done += 1;
-        self.bar.inc(1);
-        if self.lines {
-            eprintln!("{}", self.line(cell));
-        }
-    }
-
-    /// `[12/180, ETA 14m 2s] throughput tokio tcp c=100 s=64B: 182,113 msg/s (client_bound)`
-    fn line(&self, cell: &Cell) -> String {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let left = self.total.saturating_sub(self.done) as f64 * elapsed / self.done.max(1) as f64;
-        let eta = humantime::format_duration(Duration::from_secs(left.round() as u64));
-        let figure = match (cell.ok, validity::headline(cell)) {
-            (false, _) => format!("FAILED: {}", cell.failure.as_deref().unwrap_or("?")),
-            (true, Some(v)) => validity::headline_name(cell).1(v),
-            (true, None) => "ok".into(),
-        };
-        let mut kinds: Vec<&str> = cell.flags.iter().map(|f| f.kind.name()).collect();
-        kinds.dedup();
-        let flags = if kinds.is_empty() { String::new() } else { format!(" [{}]", kinds.join(", ")) };
-        format!("[{}/{}, ETA {eta}] {}: {figure}{flags}", self.done, self.total, cell.spec.label())
-    }
-}
-
-fn progress_bar(enabled: bool, cells: u64) -> ProgressBar {
-    let target = if enabled { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(Some(cells), target);
-    let style = ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {pos}/{len} cells, ETA {eta} — {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
-
 fn sanitize(text: &str) -> String {
     let clean: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     if clean.is_empty() { "host".into() } else { clean }
@@ -349,13 +228,10 @@ fn blank(spec: CellSpec) -> Cell {
 /// One cell, start to finish. Never panics on a misbehaving server: every
 /// problem becomes the cell's failure reason.
 pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
-    let addr = server::listen_addr(spec.transport, &spec.model, sockets);
+    let addr = server::listen_addr(spec.load.transport, &spec.load.model, sockets);
     // The scaling scenario gives the server its own share of the machine,
     // and the load generator (this thread and those it starts) the rest.
-    let (server_cpus, client_cpus) = match spec.server_cpus {
-        Some(k) => matrix::scaling_split(&cfg.available_cpus, k),
-        None => (cfg.server_cpus.clone(), cfg.client_cpus.clone()),
-    };
+    let (server_cpus, client_cpus) = cfg.cpus_for(spec.load.server_cpus);
     if let Err(err) = server::pin_current_thread(&client_cpus) {
         return failed(spec, format!("cannot pin the load generator to CPUs {client_cpus:?}: {err}"));
     }
@@ -369,8 +245,8 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 
 /// [`run_cell`] once the load generator's CPUs are set.
 fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
-    let args: Vec<String> = spec.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
-    let mut server = match Server::start(&cfg.server_bin, &spec.model, addr, &args, server_cpus) {
+    let args: Vec<String> = spec.load.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
+    let mut server = match Server::start(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
@@ -381,40 +257,34 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     let mut edges: Option<(Sample, Sample)> = None;
-    match spec.scenario {
-        Scenario::Capacity => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.connections)) {
+    let Some(scenario) = scenarios::of(&spec.load.scenario) else {
+        return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
+    };
+    let (duration, warmup) = match scenario.window() {
+        Window::Capped { at_most, .. } => cfg.capped(at_most),
+        Window::Full | Window::Own => (cfg.duration, cfg.warmup),
+    };
+    let opts = Opts {
+        addr: server.endpoint.to_string(),
+        connections: spec.load.connections,
+        size: spec.load.size,
+        duration,
+        warmup,
+        threads: None, // the CPUs of the client set
+        rate: spec.load.offered(),
+        progress: false,
+        ..Opts::default()
+    };
+    match scenario.drive(&spec.load, opts) {
+        Drive::Idle => match capacity::run(&server.endpoint, server.pid(), u64::from(spec.load.connections)) {
             Ok(capacity) => {
                 window = (started, Instant::now());
                 cell.capacity = Some(capacity);
             }
             Err(err) => problems.push(format!("capacity: {err}")),
         },
-        _ => {
-            let (duration, warmup) = match spec.scenario {
-                Scenario::Transport => {
-                    let (window, warmup) = matrix::TRANSPORT_WINDOW;
-                    (cfg.duration.min(window), cfg.warmup.min(warmup))
-                }
-                Scenario::Latency | Scenario::Udp => step_window(cfg),
-                _ => (cfg.duration, cfg.warmup),
-            };
-            let opts = Opts {
-                addr: server.endpoint.to_string(),
-                connections: spec.connections,
-                size: spec.size,
-                duration,
-                warmup,
-                threads: None, // the CPUs of the client set
-                rate: spec.rate,
-                reconnect_every: (spec.scenario == Scenario::Churn).then_some(1),
-                // UDP: a datagram with no echo by then is lost, and its flow
-                // sends the next (loadgen's 5 s would stall a flow for most
-                // of a 1 s window).
-                timeout: if spec.scenario == Scenario::Udp { udp::TIMEOUT } else { Opts::default().timeout },
-                progress: false,
-                ..Opts::default()
-            };
-            let label = spec.label();
+        Drive::Load(opts) => {
+            let label = scenarios::label(&spec.load);
             let pid = server.pid();
             // The server's tree read at the instants the window opens and
             // closes: its CPU over exactly the window the messages are counted in.
@@ -471,12 +341,13 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
 
 #[cfg(test)]
 mod tests {
-    use echo_common::ModelInfo;
+    use echo_common::{ModelInfo, Transport};
 
     use super::*;
+    use crate::load::{Rate, ScenarioId};
     use crate::models::Model;
 
-    fn spec(scenario: Scenario, rate: Option<f64>, batch: Option<u32>) -> CellSpec {
+    fn spec(scenario: &'static str, rate: Option<f64>, batch: Option<u32>) -> CellSpec {
         let model = Model::new(ModelInfo {
             name: "iterative".into(),
             summary: "".into(),
@@ -489,27 +360,22 @@ mod tests {
             datagrams: Some("one thread".into()),
             datagram_batch: true,
         });
-        CellSpec {
-            scenario,
-            model,
-            transport: Transport::Udp,
-            connections: 100,
-            size: 64,
-            rate,
-            repeat: 0,
-            server_cpus: None,
+        let load = LoadKey {
+            rate: rate.map(Rate),
             batch,
-        }
+            ..LoadKey::new(ScenarioId::new(scenario), model, Transport::Udp, 100, 64)
+        };
+        CellSpec { load, repeat: 0 }
     }
 
     #[test]
     fn a_batch_variant_climbs_apart_from_its_model_and_only_open_loop_steps_climb() {
-        let plain = climb_of(&spec(Scenario::Udp, Some(10_000.0), None)).expect("a udp step climbs");
-        let batch = climb_of(&spec(Scenario::Udp, Some(10_000.0), Some(32))).expect("so does its batch variant");
+        let plain = climb_of(&spec("udp", Some(10_000.0), None)).expect("a udp step climbs");
+        let batch = climb_of(&spec("udp", Some(10_000.0), Some(32))).expect("so does its batch variant");
         assert_ne!(plain, batch, "one stopping must not stop the other");
-        assert_eq!(climb_of(&spec(Scenario::Udp, Some(25_000.0), None)), Some(plain), "the next step, same climb");
-        assert_eq!(climb_of(&spec(Scenario::Udp, None, None)), None, "closed loop does not climb");
-        assert_eq!(climb_of(&spec(Scenario::Throughput, None, None)), None);
-        assert!(climb_of(&spec(Scenario::Latency, Some(10_000.0), None)).is_some_and(|c| c.0 == Scenario::Latency));
+        assert_eq!(climb_of(&spec("udp", Some(25_000.0), None)), Some(plain), "the next step, same climb");
+        assert_eq!(climb_of(&spec("udp", None, None)), None, "closed loop does not climb");
+        assert_eq!(climb_of(&spec("throughput", None, None)), None);
+        assert!(climb_of(&spec("latency", Some(10_000.0), None)).is_some_and(|c| c.0.scenario.name() == "latency"));
     }
 }

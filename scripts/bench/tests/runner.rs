@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use echo_bench::matrix::{Scenario, Shape};
+use echo_bench::load::ScenarioId;
 use echo_bench::results::Results;
+use echo_bench::scenarios;
 use echo_common::Transport;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_bench");
@@ -61,17 +62,17 @@ fn tiny_matrix_end_to_end() {
     assert!(results.complete);
     assert_eq!(results.cells.len(), 24);
     for transport in Transport::STREAMS {
-        let n = results.cells.iter().filter(|c| c.spec.transport == transport).count();
+        let n = results.cells.iter().filter(|c| c.spec.load.transport == transport).count();
         assert_eq!(n, 12, "{transport} cells");
     }
     for cell in results.cells.iter().filter(|c| c.loadgen.is_some()) {
-        assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.transport, "loadgen records the transport");
+        assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.load.transport, "loadgen records the transport");
     }
     for cell in &results.cells {
         assert!(cell.ok, "{:?}: {:?}", cell.spec, cell.failure);
         assert!(cell.shutdown.as_ref().is_some_and(|s| s.clean()), "{:?}", cell.shutdown);
-        match cell.spec.scenario {
-            Scenario::Capacity => {
+        match cell.spec.load.scenario.name() {
+            "capacity" => {
                 let capacity = cell.capacity.as_ref().unwrap();
                 assert_eq!((capacity.established, capacity.held, capacity.not_served), (50, 50, 0));
             }
@@ -95,12 +96,12 @@ fn tiny_matrix_end_to_end() {
             let rates: Vec<f64> = results
                 .cells
                 .iter()
-                .filter(|c| c.spec.scenario == Scenario::Latency && c.spec.transport == transport)
-                .filter(|c| c.spec.model.name() == model)
+                .filter(|c| c.spec.load.scenario.name() == "latency" && c.spec.load.transport == transport)
+                .filter(|c| c.spec.load.model.name() == model)
                 .map(|c| {
                     let report = c.loadgen.as_ref().unwrap();
-                    assert_eq!(report.config.rate, c.spec.rate, "loadgen ran at the step's rate");
-                    c.spec.rate.unwrap()
+                    assert_eq!(report.config.rate, c.spec.load.offered(), "loadgen ran at the step's rate");
+                    c.spec.load.offered().unwrap()
                 })
                 .collect();
             assert_eq!(rates, [2000.0], "{model} over {transport}");
@@ -162,16 +163,19 @@ fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_ser
     let ladder = results.settings.ladder.as_ref().unwrap();
     assert_eq!(ladder.excluded.len(), 1);
     assert_eq!(ladder.excluded[0].model, "iterative");
-    let steps: Vec<(String, f64, u32)> =
-        results.cells.iter().map(|c| (c.spec.model.name().to_owned(), c.spec.rate.unwrap(), c.spec.repeat)).collect();
+    let steps: Vec<(String, f64, u32)> = results
+        .cells
+        .iter()
+        .map(|c| (c.spec.load.model.name().to_owned(), c.spec.load.offered().unwrap(), c.spec.repeat))
+        .collect();
     assert_eq!(steps, [("tokio".to_owned(), 1000.0, 0), ("tokio".to_owned(), 1000.0, 1)]);
-    let climbs = echo_bench::ladder::climbs(&results);
+    let climbs = scenarios::latency::climbs(&results);
     assert_eq!(climbs.len(), 2);
     for climb in &climbs {
         assert_eq!(climb.knee(), None);
         // over the SLO, or (0.3 s windows, 3 messages per connection) short of the rate
         let (cell, verdict) = climb.stop().expect("the first step stopped the climb");
-        assert!(!verdict.sustained() && cell.spec.rate == Some(1000.0), "{verdict:?}");
+        assert!(!verdict.sustained() && cell.spec.load.offered() == Some(1000.0), "{verdict:?}");
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("`iterative` is left out: it serves 1 connection(s) at once"), "{readme}");
@@ -183,7 +187,7 @@ fn report_rendering_matches_snapshot() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let results = Results::load(&fixtures.join("results.json")).unwrap();
     let out = tempfile::tempdir().unwrap();
-    echo_bench::render::write_report(&results, out.path()).unwrap();
+    echo_bench::report::write_report(&results, out.path()).unwrap();
     let rendered = std::fs::read_to_string(out.path().join("README.md")).unwrap();
     let expected_path = fixtures.join("expected-README.md");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -204,17 +208,17 @@ fn report_rendering_matches_snapshot() {
 
 /// The fixture cut down to the cells of `scenarios`, as a run of only those
 /// would have recorded them.
-fn fixture_of(scenarios: &[Scenario]) -> Results {
+fn fixture_of(scenarios: &[&str]) -> Results {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut results = Results::load(&fixtures.join("results.json")).unwrap();
-    results.cells.retain(|c| scenarios.contains(&c.spec.scenario));
+    results.cells.retain(|c| scenarios.contains(&c.spec.load.scenario.name()));
     // The summary reads the capacity cells of 1,000 connections: the
     // fixture's 50 stand in for them.
-    for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Capacity) {
-        cell.spec.connections = 1000;
+    for cell in results.cells.iter_mut().filter(|c| c.spec.load.scenario.name() == "capacity") {
+        cell.spec.load.connections = 1000;
     }
-    results.settings.scenarios = scenarios.iter().map(|s| s.name().to_owned()).collect();
-    if !scenarios.contains(&Scenario::Latency) {
+    results.settings.scenarios = scenarios.iter().map(|s| (*s).to_owned()).collect();
+    if !scenarios.contains(&"latency") {
         results.settings.ladder = None;
     }
     echo_bench::validity::annotate(&mut results);
@@ -230,7 +234,7 @@ fn summary_table(readme: &str) -> Vec<&str> {
 
 #[test]
 fn a_run_of_some_scenarios_describes_and_summarises_only_those() {
-    let capacity = echo_bench::render::markdown(&fixture_of(&[Scenario::Capacity]), &[]);
+    let capacity = echo_bench::report::markdown(&fixture_of(&["capacity"]), &[]);
     let table = summary_table(&capacity);
     assert_eq!(table[0], "| model | PSS per idle connection |", "{capacity}");
     assert!(table[1..].iter().all(|row| row.matches(" | ").count() == 1 && !row.contains("| – |")), "{table:?}");
@@ -242,7 +246,7 @@ fn a_run_of_some_scenarios_describes_and_summarises_only_those() {
     let intro = capacity.split("## Summary by model").nth(1).unwrap().lines().nth(2).unwrap();
     assert!(!intro.contains("msg/s") && !intro.contains("p99") && !intro.contains("churn"), "{intro}");
 
-    let throughput = echo_bench::render::markdown(&fixture_of(&[Scenario::Throughput]), &[]);
+    let throughput = echo_bench::report::markdown(&fixture_of(&["throughput"]), &[]);
     let table = summary_table(&throughput);
     assert_eq!(table[0], "| model | server CPU µs/msg | msg/s, 100 connections |", "{throughput}");
     let header = throughput.lines().nth(2).unwrap();
@@ -251,14 +255,14 @@ fn a_run_of_some_scenarios_describes_and_summarises_only_those() {
         assert!(!header.contains(absent), "{absent:?} in {header}");
     }
 
-    let ladder = echo_bench::render::markdown(&fixture_of(&[Scenario::Latency, Scenario::Churn]), &[]);
+    let ladder = echo_bench::report::markdown(&fixture_of(&["latency", "churn"]), &[]);
     let table = summary_table(&ladder);
     assert_eq!(table[0], "| model | p99 at a fixed load | server CPU µs/connection | new connections/s |", "{ladder}");
     let header = ladder.lines().nth(2).unwrap();
     assert!(header.contains("(latency-ladder cells: at most 0.5 s after 0.2 s)"), "{header}");
     assert!(!header.contains("udp") && !header.contains("transport"), "{header}");
 
-    let transport = echo_bench::render::markdown(&fixture_of(&[Scenario::Transport]), &[]);
+    let transport = echo_bench::report::markdown(&fixture_of(&["transport"]), &[]);
     let header = transport.lines().nth(2).unwrap();
     assert!(header.contains("transport cells measure at most 0.5 s after a 0.2 s warm-up."), "{header}");
     assert!(!header.contains("closed- and open-loop") && !header.contains("latency"), "{header}");
@@ -398,26 +402,34 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
     assert!(catalogue.len() >= 5, "{catalogue:?}");
     // On a machine large enough that the scaling scenario is in the default matrix too.
     for quick in [false, true] {
-        let cells = echo_bench::matrix::cells(&Shape::default_for(catalogue.clone(), quick, 16));
+        let cells = echo_bench::matrix::cells(&echo_bench::matrix::default_shape(catalogue.clone(), quick, 16));
         for model in &catalogue {
-            for scenario in Scenario::ALL {
-                if scenario == Scenario::Latency && echo_bench::ladder::excluded(model).is_some() {
+            for scenario in scenarios::ALL.iter().map(|s| s.id()) {
+                if scenario.name() == "latency" && scenarios::latency::excluded(model).is_some() {
                     // left out of the ladder, with its reason in the results
-                    assert!(!cells.iter().any(|c| c.model == *model && c.scenario == scenario));
+                    assert!(!cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario));
                     continue;
                 }
-                if scenario == Scenario::Udp {
+                if scenario.name() == "udp" {
                     // every datagram variant of a model that serves UDP, none of a stream-only one
-                    let variants: std::collections::BTreeSet<Option<u32>> =
-                        cells.iter().filter(|c| c.model == *model && c.scenario == scenario).map(|c| c.batch).collect();
+                    let variants: std::collections::BTreeSet<Option<u32>> = cells
+                        .iter()
+                        .filter(|c| c.load.model == *model && c.load.scenario == scenario)
+                        .map(|c| c.load.batch)
+                        .collect();
                     let expected: std::collections::BTreeSet<Option<u32>> =
-                        echo_bench::udp::variants(model).into_iter().collect();
+                        scenarios::udp::variants(model).into_iter().collect();
                     assert_eq!(variants, expected, "{model} (quick: {quick})");
-                    assert!(cells.iter().filter(|c| c.scenario == scenario).all(|c| c.transport == Transport::Udp));
+                    assert!(
+                        cells
+                            .iter()
+                            .filter(|c| c.load.scenario == scenario)
+                            .all(|c| c.load.transport == Transport::Udp)
+                    );
                     continue;
                 }
                 assert!(
-                    cells.iter().any(|c| c.model == *model && c.scenario == scenario),
+                    cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario),
                     "{model} has no {scenario:?} cell (quick: {quick})"
                 );
             }
@@ -442,21 +454,47 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     let results = Results::load(&dir.join("results.json")).unwrap();
     let udp = results.settings.udp.as_ref().expect("the udp settings are recorded");
     assert_eq!(udp.stream_only, ["thread"]);
-    assert!(results.cells.iter().all(|c| c.spec.model.name() == "iterative" && c.spec.transport == Transport::Udp));
+    assert!(
+        results
+            .cells
+            .iter()
+            .all(|c| c.spec.load.model.name() == "iterative" && c.spec.load.transport == Transport::Udp)
+    );
     // closed loop: 2 flow counts × 2 sizes, per variant
-    let closed =
-        |batch: Option<u32>| results.cells.iter().filter(|c| c.spec.rate.is_none() && c.spec.batch == batch).count();
-    assert_eq!((closed(None), closed(Some(echo_bench::udp::BATCH))), (4, 4));
+    let closed = |batch: Option<u32>| {
+        results.cells.iter().filter(|c| c.spec.load.offered().is_none() && c.spec.load.batch == batch).count()
+    };
+    assert_eq!((closed(None), closed(Some(scenarios::udp::BATCH))), (4, 4));
     for cell in &results.cells {
         assert!(cell.ok, "{:?}", cell.failure);
-        let datagrams = cell.loadgen.as_ref().unwrap().datagrams.as_ref().expect("datagram counts");
-        assert!(datagrams.counts.ok > 0 && datagrams.loss_percent >= 0.0, "{datagrams:?}");
+        let report = cell.loadgen.as_ref().unwrap();
+        let datagrams = report.datagrams.as_ref().expect("datagram counts");
+        let counts = &datagrams.counts;
+        // Every datagram sent in the window was decided in it or still in flight when it
+        // closed; decided in it too are those in flight when it opened (sent during the
+        // warm-up): at most the per-flow limit each, the pipeline in closed loop, the
+        // window in open loop.
+        let config = &report.config;
+        let limit = if config.rate.is_some() {
+            config.window.unwrap_or(loadgen::opts::DEFAULT_WINDOW)
+        } else {
+            config.pipeline
+        };
+        let accounted = counts.decided() + counts.in_flight_at_end;
+        let opened_with = u64::from(config.connections) * u64::from(limit);
+        assert!((counts.sent..=counts.sent + opened_with).contains(&accounted), "{datagrams:?}");
+        // Echoed datagrams are the requests that succeeded, lost ones those that timed out.
+        assert!(counts.ok > 0 && counts.ok == report.requests.ok, "{datagrams:?} {:?}", report.requests);
+        assert_eq!(counts.lost, report.requests.timed_out, "{datagrams:?} {:?}", report.requests);
+        // The loss the tables show and the climb judges: the lost share of the decided datagrams.
+        let lost_share = 100.0 * counts.lost as f64 / counts.decided() as f64;
+        assert!((datagrams.loss_percent - lost_share).abs() < 1e-9, "{datagrams:?}");
     }
     // each climb ran its first step, and ran the second only if it held the first
-    let climbs = echo_bench::ladder::climbs_of(&results, Scenario::Udp, udp.slo_p99_us);
+    let climbs = echo_bench::climb::climbs_of(&results, &ScenarioId::new("udp"), udp.slo_p99_us);
     assert_eq!(climbs.len(), 2, "{climbs:?}");
     for climb in &climbs {
-        assert_eq!(climb.steps[0].0.spec.rate, Some(2000.0));
+        assert_eq!(climb.steps[0].0.spec.load.offered(), Some(2000.0));
         assert_eq!(climb.steps.len(), if climb.steps[0].1.sustained() { 2 } else { 1 });
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
@@ -494,13 +532,13 @@ fn scaling_on_this_machine_runs_its_first_step_and_says_why_it_stops() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let steps = echo_bench::matrix::scaling_steps(cpus);
+    let steps = scenarios::scaling::steps(cpus);
     assert!(stdout.contains(&format!("{} cells, 0 failed", steps.len())), "{stdout}");
     assert!(stderr.contains("so the scaling scenario stops at"), "{stderr}");
     let dir = run_dir(root.path());
     let results = Results::load(&dir.join("results.json")).unwrap();
     let first = &results.cells[0];
-    assert_eq!((first.spec.server_cpus, first.spec.connections), (Some(1), 100));
+    assert_eq!((first.spec.load.server_cpus, first.spec.load.connections), (Some(1), 100));
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## Scaling") && readme.contains("stops at"), "{readme}");
 }

@@ -11,57 +11,57 @@ use std::fmt::Write as _;
 
 use loadgen::report::fmt_count;
 
+use crate::flags::{Figure, FlagKind, figure};
+use crate::load::LoadKey;
 use crate::results::{Cell, Results};
-use crate::validity::FlagKind;
 
-/// The figure of a table row (or the point of a chart) a kind of flag is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Figure {
-    /// The headline rate: msg/s, connections/s.
-    Rate,
-    /// Latency percentiles.
-    Latency,
-    /// Server CPU per message or per connection.
-    Cpu,
-    /// Connections held (capacity), and what is divided by them.
-    Held,
+/// What the marks need to know of a cell's scenario, and cannot ask it
+/// themselves (the scenarios are built on this kit): the registry hands it
+/// down ([`crate::scenarios::lookup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    /// A cell for a reader, as a legend's example names it.
+    pub describe: fn(&LoadKey) -> String,
+    /// The figure a cell is read for, whose spread across its repeats is
+    /// judged: its scenario's headline.
+    pub headline: fn(&LoadKey) -> Figure,
 }
 
-/// The figure `kind` is about.
-pub fn figure(kind: FlagKind) -> Figure {
-    match kind {
-        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
-        FlagKind::ConnectionsShort => Figure::Held,
-        FlagKind::LittlesLaw | FlagKind::SendLate => Figure::Latency,
-        FlagKind::CpuUnmeasurable => Figure::Cpu,
+impl Lookup {
+    /// The figure a flag of `kind` on `cell` is about: as [`figure`], but a
+    /// spread is about the figure it was judged on, the cell's headline.
+    fn figure_on(&self, kind: FlagKind, cell: &Cell) -> Figure {
+        match kind {
+            FlagKind::Spread => (self.headline)(&cell.spec.load),
+            _ => figure(kind),
+        }
     }
-}
 
-/// The figure a flag of `kind` on `cell` is about: as [`figure`], but a
-/// spread is about the figure it was judged on, the cell's headline
-/// ([`crate::validity::headline`]): memory per connection in capacity, p99
-/// for an open-loop step, the rate otherwise.
-fn figure_on(kind: FlagKind, cell: &Cell) -> Figure {
-    match (kind, cell.spec.scenario, cell.spec.rate) {
-        (FlagKind::Spread, crate::matrix::Scenario::Capacity, _) => Figure::Held,
-        (FlagKind::Spread, crate::matrix::Scenario::Latency | crate::matrix::Scenario::Udp, Some(_)) => Figure::Latency,
-        _ => figure(kind),
+    /// Whether a flag of `kind` on `cell` puts `shown` in doubt: a rate is
+    /// in doubt when the connections were short too (fewer connections did
+    /// the work), a held-connection figure only when connections were short.
+    fn concerns(&self, kind: FlagKind, cell: &Cell, shown: Figure) -> bool {
+        self.figure_on(kind, cell) == shown || (shown == Figure::Rate && kind == FlagKind::ConnectionsShort)
     }
-}
 
-/// Whether a flag of `kind` on `cell` puts `shown` in doubt: a rate is in
-/// doubt when the connections were short too (fewer connections did the
-/// work), a held-connection figure only when connections were short.
-fn concerns(kind: FlagKind, cell: &Cell, shown: Figure) -> bool {
-    figure_on(kind, cell) == shown || (shown == Figure::Rate && kind == FlagKind::ConnectionsShort)
-}
+    /// The kinds of flag of `cells` that concern any of `shown`, in order.
+    pub fn kinds_on(&self, cells: &[&Cell], shown: &[Figure]) -> Vec<FlagKind> {
+        let concerned = |k: FlagKind| {
+            cells.iter().any(|c| c.flags.iter().any(|f| f.kind == k && shown.iter().any(|s| self.concerns(k, c, *s))))
+        };
+        FlagKind::ALL.into_iter().filter(|k| concerned(*k)).collect()
+    }
 
-/// The kinds of flag of `cells` that concern any of `shown`, in order.
-fn kinds_concerning(cells: &[&Cell], shown: &[Figure]) -> Vec<FlagKind> {
-    let concerned = |k: FlagKind| {
-        cells.iter().any(|c| c.flags.iter().any(|f| f.kind == k && shown.iter().any(|s| concerns(k, c, *s))))
-    };
-    FlagKind::ALL.into_iter().filter(|k| concerned(*k)).collect()
+    /// Whether any of `cells` carries a flag that puts `shown` in doubt: a
+    /// chart draws such a point hollow.
+    pub fn doubtful(&self, cells: &[&Cell], shown: Figure) -> bool {
+        !self.kinds_on(cells, &[shown]).is_empty()
+    }
+
+    /// Marks for one table, recorded for its legend.
+    pub fn notes(&self) -> Notes {
+        Notes { lookup: *self, used: BTreeMap::new() }
+    }
 }
 
 /// The footnote mark of a kind of flag. `⚠` is also the mark of a wide
@@ -117,17 +117,6 @@ pub fn kinds(cells: &[&Cell]) -> Vec<FlagKind> {
     FlagKind::ALL.into_iter().filter(|k| cells.iter().any(|c| c.flags.iter().any(|f| f.kind == *k))).collect()
 }
 
-/// Whether any of `cells` carries a flag that puts `shown` in doubt: a
-/// chart draws such a point hollow.
-pub fn doubtful(cells: &[&Cell], shown: Figure) -> bool {
-    !kinds_on(cells, shown).is_empty()
-}
-
-/// The kinds of flag of `cells` that put `shown` in doubt.
-pub fn kinds_on(cells: &[&Cell], shown: Figure) -> Vec<FlagKind> {
-    kinds_concerning(cells, &[shown])
-}
-
 /// How many of `cells` carry `kind`.
 pub fn repeats(cells: &[&Cell], kind: FlagKind) -> usize {
     cells.iter().filter(|c| c.flags.iter().any(|f| f.kind == kind)).count()
@@ -141,8 +130,9 @@ pub fn attach(text: String, marks: &str) -> String {
 
 /// The marks of one table: which kinds it used, how many rows each, and
 /// one example per kind in the flag's own words, for the legend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Notes {
+    lookup: Lookup,
     used: BTreeMap<FlagKind, (usize, String)>,
 }
 
@@ -151,8 +141,8 @@ impl Notes {
     /// the legend ("" when none).
     pub fn marks(&mut self, cells: &[&Cell], shown: &[Figure]) -> String {
         let mut out = String::new();
-        for kind in kinds_concerning(cells, shown) {
-            let (repeats, example) = repeats_with(cells, kind);
+        for kind in self.lookup.kinds_on(cells, shown) {
+            let (repeats, example) = self.repeats_with(cells, kind);
             let entry = self.used.entry(kind).or_insert_with(|| (0, String::new()));
             entry.0 += 1;
             if entry.1.is_empty() {
@@ -174,6 +164,26 @@ impl Notes {
         self.used.is_empty()
     }
 
+    /// How many of `cells` carry `kind`, and the first one's label and detail.
+    fn repeats_with(&self, cells: &[&Cell], kind: FlagKind) -> (usize, String) {
+        let mut n = 0;
+        let mut example = String::new();
+        for cell in cells {
+            if let Some(flag) = cell.flags.iter().find(|f| f.kind == kind) {
+                n += 1;
+                if example.is_empty() {
+                    example = format!(
+                        "`{}` (repeat {}: {})",
+                        (self.lookup.describe)(&cell.spec.load),
+                        cell.spec.repeat + 1,
+                        flag.detail
+                    );
+                }
+            }
+        }
+        (n, example)
+    }
+
     /// The legend under a table: one line per mark used ("" when none).
     pub fn legend(&self) -> String {
         let mut md = String::new();
@@ -192,22 +202,6 @@ impl Notes {
         }
         md
     }
-}
-
-/// How many of `cells` carry `kind`, and the first one's label and detail.
-fn repeats_with(cells: &[&Cell], kind: FlagKind) -> (usize, String) {
-    let mut n = 0;
-    let mut example = String::new();
-    for cell in cells {
-        if let Some(flag) = cell.flags.iter().find(|f| f.kind == kind) {
-            n += 1;
-            if example.is_empty() {
-                example =
-                    format!("`{}` (repeat {}: {})", super::describe(&cell.spec), cell.spec.repeat + 1, flag.detail);
-            }
-        }
-    }
-    (n, example)
 }
 
 /// Cells carrying each kind of flag (a cell counts once per kind).
@@ -259,66 +253,14 @@ pub fn section(results: &Results) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::matrix::Scenario;
-    use crate::validity::Flag;
+    use crate::flags::Flag;
 
-    /// The snapshot fixture without its flags.
-    pub(crate) fn fixture() -> Results {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
-        let mut results = Results::load(&path).expect("the fixture loads");
-        for cell in &mut results.cells {
-            cell.flags.clear();
-        }
-        results
-    }
-
-    pub(crate) fn flag(kind: FlagKind, detail: &str) -> Flag {
+    fn flag(kind: FlagKind, detail: &str) -> Flag {
         Flag { kind, figure: 0.97, threshold: 0.9, detail: detail.into() }
-    }
-
-    fn cells<'a>(results: &'a Results, scenario: Scenario, model: &str, connections: u32) -> Vec<&'a Cell> {
-        let of = |c: &&Cell| c.spec.scenario == scenario && c.spec.model.name() == model;
-        results.cells.iter().filter(of).filter(|c| c.spec.connections == connections).collect()
-    }
-
-    #[test]
-    fn a_flag_marks_the_figure_it_concerns_and_the_legend_explains_it() {
-        let mut results = fixture();
-        let busy = "busiest loadgen thread 97 % ≥ 90 %";
-        for cell in results.cells.iter_mut().filter(|c| c.spec.scenario == Scenario::Throughput) {
-            if cell.spec.model.name() == "tokio" && cell.spec.connections == 100 && cell.spec.repeat == 1 {
-                cell.flags.push(flag(FlagKind::ClientBound, busy));
-            }
-        }
-        let mut notes = Notes::default();
-        let clean = cells(&results, Scenario::Throughput, "thread", 100);
-        assert_eq!(notes.marks(&clean, &[Figure::Rate, Figure::Cpu, Figure::Latency]), "");
-        assert!(notes.is_empty() && notes.legend().is_empty(), "no mark, no legend");
-
-        let flagged = cells(&results, Scenario::Throughput, "tokio", 100);
-        assert_eq!(notes.figure("41,757".into(), &flagged, &[Figure::Rate]), "41,757 †");
-        assert_eq!(notes.figure("12.45".into(), &flagged, &[Figure::Cpu]), "12.45", "client-bound is about the rate");
-        let legend = notes.legend();
-        assert_eq!(legend.trim_end().lines().count(), 1, "{legend}");
-        assert!(legend.starts_with("- † client-bound (1 row(s)): "), "{legend}");
-        assert!(legend.contains("1 of 2 repeat(s) of `throughput tokio tcp, 100 connections, 64 B`"), "{legend}");
-        assert!(legend.contains(&format!("(repeat 2: {busy})")), "{legend}");
-    }
-
-    #[test]
-    fn connections_short_marks_the_rate_and_the_held_figure() {
-        let mut results = fixture();
-        let short = |c: &Cell| c.spec.scenario == Scenario::Capacity && c.spec.model.name() == "tokio";
-        for cell in results.cells.iter_mut().filter(|c| short(c)) {
-            cell.flags.push(flag(FlagKind::ConnectionsShort, "45 of 50 held"));
-        }
-        let capacity = cells(&results, Scenario::Capacity, "tokio", 50);
-        assert!(doubtful(&capacity, Figure::Held) && doubtful(&capacity, Figure::Rate));
-        assert!(!doubtful(&capacity, Figure::Cpu) && !doubtful(&capacity, Figure::Latency));
     }
 
     #[test]
@@ -331,7 +273,11 @@ pub(crate) mod tests {
 
     #[test]
     fn the_console_and_the_readme_end_with_the_count_by_kind() {
-        let mut results = fixture();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut results = Results::load(&path).expect("the fixture loads");
+        for cell in &mut results.cells {
+            cell.flags.clear();
+        }
         let n = results.cells.len();
         assert_eq!(console_line(&results), format!("flags: none (of {n} cells)"));
         assert!(section(&results).contains(&format!("No cell of the {n} carries a flag.")));

@@ -1,0 +1,111 @@
+//! What can make a cell's figures untrustworthy, as structured flags that
+//! travel with the cell into results.json, the tables and the charts: the
+//! kinds, their thresholds, and the figure each is about. Which flags a
+//! cell earns is [`crate::validity`]'s.
+//!
+//! A flag never hides a figure: it says what the figure is worth.
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of problem a cell can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    /// A load generator thread was busy for more than the threshold share of
+    /// the window: the client, not only the server, may have set the pace.
+    ClientBound,
+    /// An open-loop cell achieved less than the threshold share of its
+    /// target rate.
+    BelowTargetRate,
+    /// Fewer connections were established, or held, than requested.
+    ConnectionsShort,
+    /// Little's law (in flight = rate × mean latency) is off by more than
+    /// the threshold: the latency and the rate disagree.
+    LittlesLaw,
+    /// The repeats of this cell differ by more than the threshold
+    /// ((max − min) / median of the headline figure).
+    Spread,
+    /// The server's CPU could not be measured over the window.
+    CpuUnmeasurable,
+    /// Open loop: the load generator could not hold its schedule (the p99
+    /// of its send lateness above loadgen's limit): its own lateness, not
+    /// the server's, delayed sends.
+    SendLate,
+}
+
+impl FlagKind {
+    pub const ALL: [FlagKind; 7] = [
+        FlagKind::ClientBound,
+        FlagKind::BelowTargetRate,
+        FlagKind::ConnectionsShort,
+        FlagKind::LittlesLaw,
+        FlagKind::Spread,
+        FlagKind::CpuUnmeasurable,
+        FlagKind::SendLate,
+    ];
+
+    /// The short name, as in results.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlagKind::ClientBound => "client_bound",
+            FlagKind::BelowTargetRate => "below_target_rate",
+            FlagKind::ConnectionsShort => "connections_short",
+            FlagKind::LittlesLaw => "littles_law",
+            FlagKind::Spread => "spread",
+            FlagKind::CpuUnmeasurable => "cpu_unmeasurable",
+            FlagKind::SendLate => "send_late",
+        }
+    }
+}
+
+/// One problem of one cell: what was measured against what limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub kind: FlagKind,
+    /// The measured figure (a share, a count or a ratio, per kind).
+    pub figure: f64,
+    /// The limit it crossed, in the same unit.
+    pub threshold: f64,
+    /// One line for a reader, e.g. "busiest loadgen thread 97 % ≥ 90 %".
+    pub detail: String,
+}
+
+/// Client-bound: the busiest load generator thread's share of the window
+/// above this (loadgen's own warning threshold).
+pub const CLIENT_BOUND: f64 = loadgen::report::BUSY_CLIENT;
+/// Below target: achieved ÷ target rate under this (open loop; loadgen's).
+pub const BELOW_TARGET_RATE: f64 = loadgen::report::RATE_SHORTFALL;
+/// Little's law: |throughput × mean latency ÷ messages in flight − 1| above
+/// this (loadgen's; the figure is [`loadgen::Report::littles_law_offset`]).
+pub const LITTLES_LAW: f64 = loadgen::report::LITTLE_TOLERANCE;
+/// Spread: (max − min) ÷ median of the headline figure over the repeats
+/// above this (the tables mark such a range ⚠ too).
+pub const SPREAD: f64 = 0.20;
+impl Flag {
+    pub fn new(kind: FlagKind, figure: f64, threshold: f64, detail: String) -> Flag {
+        Flag { kind, figure, threshold, detail }
+    }
+}
+
+/// The figure of a table row (or the point of a chart) a kind of flag is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// The headline rate: msg/s, connections/s.
+    Rate,
+    /// Latency percentiles.
+    Latency,
+    /// Server CPU per message or per connection.
+    Cpu,
+    /// Connections held (capacity), and what is divided by them.
+    Held,
+}
+
+/// The figure `kind` is about.
+pub fn figure(kind: FlagKind) -> Figure {
+    match kind {
+        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
+        FlagKind::ConnectionsShort => Figure::Held,
+        FlagKind::LittlesLaw | FlagKind::SendLate => Figure::Latency,
+        FlagKind::CpuUnmeasurable => Figure::Cpu,
+    }
+}

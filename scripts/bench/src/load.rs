@@ -1,0 +1,221 @@
+//! What a cell measures, as one value: its [`LoadKey`], every axis of the
+//! load a model is put under. Two cells with the same key are repeats of
+//! one another; any other difference makes them different loads. The
+//! runner's climbs, the spread across repeats, the tables and the charts
+//! all group cells by it, so an axis added here is never pooled.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use echo_common::Transport;
+use serde::{Deserialize, Serialize};
+
+use crate::models::Model;
+
+/// A scenario, by name: `throughput`, `latency`, … What it does is its
+/// file's under [`crate::scenarios`], which the name finds; results.json
+/// records the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScenarioId(Cow<'static, str>);
+
+impl ScenarioId {
+    pub const fn new(name: &'static str) -> ScenarioId {
+        ScenarioId(Cow::Borrowed(name))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScenarioId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every axis of a load. Cells are grouped by all of it (a field added here
+/// is part of every grouping at once) and sorted by it, field by field: the
+/// tables list their rows in this order, so the model, ranked in the run's
+/// order, comes after the axes a table lists it under.
+///
+/// Axes a scenario does not vary keep their defaults; those added after
+/// results were recorded take their defaults when such results are read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LoadKey {
+    pub scenario: ScenarioId,
+    /// Absent in results written before transports existed: TCP.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The network between the load generator and the server.
+    #[serde(default = "Name::loopback")]
+    pub link: Name,
+    /// Load-generator processes sharing the load (the connections are split
+    /// among them).
+    #[serde(default = "one_agent")]
+    pub agents: u32,
+    pub connections: u32,
+    pub size: u32,
+    /// Open loop only: the offered rate, msg/s (a climb's step).
+    pub rate: Option<Rate>,
+    /// What the server does for each message besides echoing it.
+    #[serde(default = "Name::none")]
+    pub work: Name,
+    pub model: Model,
+    /// The scaling scenario: CPUs the server runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpus: Option<u32>,
+    /// The udp scenario: the server's `--batch` (datagrams per
+    /// `recvmmsg`/`sendmmsg`); none: one system call per datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+}
+
+fn one_agent() -> u32 {
+    1
+}
+
+impl LoadKey {
+    /// `model` under `scenario` over `transport`, `connections` × `size` B,
+    /// closed loop; every other axis at its default.
+    pub fn new(scenario: ScenarioId, model: Model, transport: Transport, connections: u32, size: u32) -> LoadKey {
+        LoadKey {
+            scenario,
+            transport,
+            link: Name::loopback(),
+            agents: one_agent(),
+            connections,
+            size,
+            rate: None,
+            work: Name::none(),
+            model,
+            server_cpus: None,
+            batch: None,
+        }
+    }
+
+    /// The offered rate, msg/s, of an open-loop cell.
+    pub fn offered(&self) -> Option<f64> {
+        self.rate.map(|r| r.0)
+    }
+
+    /// The same load at no particular rate: what the steps of one climb
+    /// (the same load at rising rates) have in common.
+    pub fn climb(&self) -> LoadKey {
+        LoadKey { rate: None, ..self.clone() }
+    }
+
+    /// The model as the cell ran it: `iterative`, or `iterative --batch 32`.
+    pub fn variant(&self) -> String {
+        match self.batch {
+            None => self.model.name().to_owned(),
+            Some(n) => format!("{} --batch {n}", self.model),
+        }
+    }
+}
+
+/// One cell of the matrix: a load, and which repeat of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellSpec {
+    #[serde(flatten)]
+    pub load: LoadKey,
+    /// 0-based repeat index.
+    pub repeat: u32,
+}
+
+/// An offered rate, msg/s. Compared by its bits, so that it can be part of
+/// a key: a step's rate is set, never computed, so equal rates are equal
+/// bit for bit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rate(pub f64);
+
+impl PartialEq for Rate {
+    fn eq(&self, other: &Rate) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Rate {}
+
+impl Hash for Rate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl PartialOrd for Rate {
+    fn partial_cmp(&self, other: &Rate) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Rate {
+    fn cmp(&self, other: &Rate) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The value of an axis that is named rather than counted: the link a
+/// load crosses (`loopback`, the only one so far), the work a server does
+/// per message besides the echo (`none`, the only one so far).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Name(pub Cow<'static, str>);
+
+impl Name {
+    /// The link of every load so far.
+    pub fn loopback() -> Name {
+        Name(Cow::Borrowed("loopback"))
+    }
+
+    /// The work of every load so far.
+    pub fn none() -> Name {
+        Name(Cow::Borrowed("none"))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_recorded_before_the_new_axes_reads_back_with_their_defaults() {
+        let json = r#"{"scenario": "latency", "model": "tokio", "transport": "unix", "connections": 100,
+                       "size": 64, "rate": 2000.0, "repeat": 1}"#;
+        let spec: CellSpec = serde_json::from_str(json).expect("an old cell spec");
+        let load = &spec.load;
+        assert_eq!((load.link.0.as_ref(), load.agents, load.work.0.as_ref()), ("loopback", 1, "none"));
+        assert_eq!((load.offered(), load.server_cpus, load.batch, spec.repeat), (Some(2000.0), None, None, 1));
+        let again: CellSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec, "written and read back");
+    }
+
+    #[test]
+    fn cells_differing_in_any_axis_are_different_loads() {
+        let json = r#"{"scenario": "throughput", "model": "tokio", "connections": 100, "size": 64, "rate": null,
+                       "repeat": 0}"#;
+        let base: CellSpec = serde_json::from_str(json).unwrap();
+        let other_repeat = CellSpec { repeat: 1, ..base.clone() };
+        assert_eq!(other_repeat.load, base.load, "a repeat is the same load");
+        let mut link = base.load.clone();
+        link.link = Name(Cow::Borrowed("veth"));
+        let agents = LoadKey { agents: 2, ..base.load.clone() };
+        let work = LoadKey { work: Name(Cow::Borrowed("hash")), ..base.load.clone() };
+        for other in [link, agents, work] {
+            assert_ne!(other, base.load);
+        }
+        let step = LoadKey { rate: Some(Rate(1000.0)), ..base.load.clone() };
+        assert_ne!(step, base.load);
+        assert_eq!(step.climb(), base.load, "the steps of a climb share all but their rate");
+    }
+}

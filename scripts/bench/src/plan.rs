@@ -1,0 +1,139 @@
+//! What a run is asked to do: the matrix's [`Shape`] (models, scenarios
+//! and the loads each scenario takes from it) and the [`RunConfig`] around
+//! it (windows, CPUs, binaries, folders). Built by `main` from the command
+//! line and the scenarios' defaults ([`crate::matrix::default_shape`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use echo_common::Transport;
+
+use crate::load::ScenarioId;
+use crate::models::Model;
+
+/// The shape of a matrix.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub models: Vec<Model>,
+    /// The scenarios to run, in the order of the registry
+    /// ([`crate::scenarios::ALL`]).
+    pub scenarios: Vec<ScenarioId>,
+    /// Transports of every scenario but `transport` (which always runs both).
+    pub transports: Vec<Transport>,
+    pub connections: Vec<u32>,
+    pub sizes: Vec<u32>,
+    pub capacity: Vec<u32>,
+    /// Server CPU counts of the scaling scenario.
+    pub scaling: Vec<u32>,
+    /// Connection counts of the transport scenario.
+    pub transport_connections: Vec<u32>,
+    /// The latency ladder's offered rates, msg/s, ascending.
+    pub rates: Vec<f64>,
+    pub repeat: u32,
+    /// Repeats of the throughput scenario (at most `repeat`).
+    pub throughput_repeat: u32,
+    /// The udp scenario's offered rates, datagrams/s, ascending.
+    pub udp_rates: Vec<f64>,
+    /// Repeats of the udp scenario (at most `repeat`).
+    pub udp_repeat: u32,
+}
+
+impl Shape {
+    /// A shape over `models` with nothing to run yet: the scenarios fill in
+    /// their own defaults.
+    pub fn empty(models: Vec<Model>) -> Shape {
+        Shape {
+            models,
+            scenarios: Vec::new(),
+            transports: vec![Transport::Tcp],
+            connections: Vec::new(),
+            sizes: Vec::new(),
+            capacity: Vec::new(),
+            scaling: Vec::new(),
+            transport_connections: Vec::new(),
+            rates: Vec::new(),
+            repeat: 1,
+            throughput_repeat: 1,
+            udp_rates: Vec::new(),
+            udp_repeat: 1,
+        }
+    }
+
+    /// Whether `scenario` runs.
+    pub fn runs(&self, scenario: &ScenarioId) -> bool {
+        self.scenarios.contains(scenario)
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub shape: Shape,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub server_cpus: Vec<usize>,
+    pub client_cpus: Vec<usize>,
+    /// Every CPU this run may use (the scaling scenario splits them itself).
+    pub available_cpus: Vec<usize>,
+    pub server_bin: PathBuf,
+    /// The folder that receives `<UTC timestamp>-<hostname>/`.
+    pub results_root: PathBuf,
+    pub quick: bool,
+    pub progress: bool,
+    /// The SLO of the open-loop climbs (the latency ladder, the udp
+    /// sustained rate) on the CO-corrected p99.
+    pub slo_p99: Duration,
+    /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl RunConfig {
+    /// The CPUs of the server and of the load generator for a cell whose
+    /// server runs on `server_cpus` CPUs (the scaling scenario's axis): the
+    /// first of the run's CPUs for the server, the rest for the load
+    /// generator (all of them shared if nothing is left); the run's own
+    /// sets for any other cell.
+    pub fn cpus_for(&self, server_cpus: Option<u32>) -> (Vec<usize>, Vec<usize>) {
+        match server_cpus {
+            Some(k) => split(&self.available_cpus, k),
+            None => (self.server_cpus.clone(), self.client_cpus.clone()),
+        }
+    }
+
+    /// The window and warm-up of a cell capped at `at_most`: the run's, or
+    /// shorter.
+    pub fn capped(&self, (window, warmup): (Duration, Duration)) -> (Duration, Duration) {
+        (self.duration.min(window), self.warmup.min(warmup))
+    }
+}
+
+/// `available` split for a server of `server` CPUs: the first `server` for
+/// the server, the rest for the load generator (all shared if none is left).
+fn split(available: &[usize], server: u32) -> (Vec<usize>, Vec<usize>) {
+    let k = (server as usize).min(available.len());
+    let (s, c) = available.split_at(k);
+    if c.is_empty() { (s.to_vec(), s.to_vec()) } else { (s.to_vec(), c.to_vec()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_gives_the_server_the_first_cpus_and_the_client_the_rest() {
+        let machine: Vec<usize> = (0..16).collect();
+        for step in [1, 2, 4, 8] {
+            let (server, client) = split(&machine, step);
+            assert_eq!(server.len(), step as usize);
+            assert_eq!(server.len() + client.len(), 16);
+            assert!(server.iter().all(|c| !client.contains(c)), "disjoint at {step}");
+            assert!(client.len() >= server.len(), "the client keeps at least half");
+        }
+        // a 1-CPU machine: both on the one CPU
+        assert_eq!(split(&[3], 1), (vec![3], vec![3]));
+        // an affinity mask with holes: CPU numbers are taken from the mask
+        assert_eq!(split(&[2, 5, 7, 9], 2), (vec![2, 5], vec![7, 9]));
+    }
+}

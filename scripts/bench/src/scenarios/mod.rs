@@ -1,0 +1,77 @@
+//! The registry of scenarios: one file each, one line each in the list of
+//! `register!` below, in the order the matrix runs them and the README
+//! shows their sections. Everything else finds a scenario here, by
+//! the name its cells carry.
+
+use crate::flags::Figure;
+use crate::load::{LoadKey, ScenarioId};
+use crate::render::marks::Lookup;
+use crate::results::Cell;
+use crate::scenario::{Headline, Scenario};
+
+/// Declares each scenario's module and lists its type in [`ALL`].
+macro_rules! register {
+    ($($module:ident::$scenario:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every scenario, in order.
+        pub static ALL: &[&dyn Scenario] = &[$(&$module::$scenario),*];
+    };
+}
+
+register! {
+    throughput::Throughput,
+    latency::Latency,
+    churn::Churn,
+    capacity::Capacity,
+    transport::Transports,
+    scaling::Scaling,
+    udp::Udp,
+}
+
+/// The scenario named `name`.
+pub fn named(name: &str) -> Option<&'static dyn Scenario> {
+    ALL.iter().copied().find(|s| s.name() == name)
+}
+
+/// The scenario of `id`.
+pub fn of(id: &ScenarioId) -> Option<&'static dyn Scenario> {
+    named(id.name())
+}
+
+/// A cell for a reader ([`Scenario::describe`]).
+pub fn describe(load: &LoadKey) -> String {
+    match of(&load.scenario) {
+        Some(scenario) => scenario.describe(load),
+        None => crate::scenario::describe(load),
+    }
+}
+
+/// A cell in a few words, for the console ([`Scenario::label`]).
+pub fn label(load: &LoadKey) -> String {
+    match of(&load.scenario) {
+        Some(scenario) => scenario.label(load),
+        None => crate::scenario::label(load),
+    }
+}
+
+/// The figure a cell is read for ([`Scenario::headline`]); a cell of a
+/// scenario this bench does not know is read for its rate.
+pub fn headline(load: &LoadKey) -> Headline {
+    of(&load.scenario).map_or(Headline::RATE, |s| s.headline(load))
+}
+
+/// The headline's value in `cell`.
+pub fn headline_value(cell: &Cell) -> Option<f64> {
+    (headline(&cell.spec.load).value)(cell)
+}
+
+/// What the marks need of the scenarios.
+pub fn lookup() -> Lookup {
+    Lookup { describe, headline: headline_figure }
+}
+
+/// The figure of the tables the headline of `load` is.
+fn headline_figure(load: &LoadKey) -> Figure {
+    headline(load).figure
+}

@@ -1,0 +1,84 @@
+//! Repeats: cells grouped by their [`LoadKey`], and one figure summed up
+//! over a group as its median and min–max range. The spread flag, the
+//! tables and the charts all read repeats through here.
+
+use std::collections::BTreeMap;
+
+use crate::flags::SPREAD;
+use crate::load::LoadKey;
+use crate::results::Cell;
+
+/// The repeats of every load among some cells, ordered by load (see
+/// [`LoadKey`] for the order).
+pub type Groups<'a> = BTreeMap<&'a LoadKey, Vec<&'a Cell>>;
+
+/// `cells` grouped by load, each group in the order the cells came.
+pub fn groups<'a>(cells: impl IntoIterator<Item = &'a Cell>) -> Groups<'a> {
+    by_load(cells.into_iter().map(|c| (&c.spec.load, c)))
+}
+
+/// `items` grouped by the load each is paired with, each group in the
+/// order the items came.
+pub fn by_load<'a, T>(items: impl IntoIterator<Item = (&'a LoadKey, T)>) -> BTreeMap<&'a LoadKey, Vec<T>> {
+    let mut groups: BTreeMap<&'a LoadKey, Vec<T>> = BTreeMap::new();
+    for (load, item) in items {
+        groups.entry(load).or_default().push(item);
+    }
+    groups
+}
+
+/// Median and range of one figure over a cell's repeats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    /// The finite ones of `values`, summed up; `None` if there are none.
+    pub fn of(mut values: Vec<f64>) -> Option<Stat> {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+        Some(Stat { median, min: values[0], max: values[n - 1], n })
+    }
+
+    /// `figure` over `cells`, those that have it.
+    pub fn over(cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
+        Stat::of(cells.iter().filter_map(|c| figure(c)).collect())
+    }
+
+    /// (max − min) ÷ median, for two values or more and a median above 0.
+    pub fn spread(&self) -> Option<f64> {
+        (self.n > 1 && self.median > 0.0).then(|| (self.max - self.min) / self.median)
+    }
+
+    /// The spread is above [`SPREAD`]: flagged (`spread`), and marked ⚠ in
+    /// the tables.
+    pub fn noisy(&self) -> bool {
+        self.spread().is_some_and(|s| s > SPREAD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_range_and_spread() {
+        let s = Stat::of(vec![125.0, f64::NAN, 100.0, 110.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (110.0, 100.0, 125.0, 3));
+        assert!((s.spread().unwrap() - 25.0 / 110.0).abs() < 1e-12 && s.noisy());
+        let even = Stat::of(vec![1.0, 3.0]).unwrap();
+        assert_eq!(even.median, 2.0);
+        assert_eq!(Stat::of(vec![5.0]).unwrap().spread(), None, "one value has no spread");
+        assert_eq!(Stat::of(vec![0.0, 0.0]).unwrap().spread(), None, "nor a median of 0");
+        assert_eq!(Stat::of(vec![f64::INFINITY]), None);
+    }
+}

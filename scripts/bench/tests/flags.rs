@@ -1,0 +1,336 @@
+//! The validity flags: those a cell earns on its own data (a busy client,
+//! a missed rate, connections short, Little's law, the server's CPU) at
+//! their thresholds, and the spread across the repeats of one load.
+use echo_bench::capacity::Capacity;
+use echo_bench::flags::{CLIENT_BOUND, FlagKind, LITTLES_LAW};
+use echo_bench::load::{CellSpec, LoadKey, Rate, ScenarioId};
+use echo_bench::models::Model;
+use echo_bench::results::{Cell, Results};
+use echo_bench::sampler::ServerStats;
+use echo_bench::validity::{annotate, cell_flags};
+use echo_common::{ModelInfo, Transport};
+use serde_json::json;
+
+/// A loadgen report as loadgen writes it: `requested` connections,
+/// `established` of them, `starved` of those with no echo; closed loop
+/// unless `rate` is given. Fields are then adjusted by the tests.
+fn report(requested: u64, established: u64, starved: u64, rps: f64, rate: Option<f64>) -> loadgen::Report {
+    let latency = json!({"count": 1000, "min": 50, "mean": 100.0, "stdev": 10.0, "p50": 100, "p90": 120,
+                         "p99": 200, "p99_9": 300, "p99_99": 400, "max": 500, "clamped": 0});
+    let zero = json!({"established": established, "failed": requested - established, "reconnects": 0,
+                      "reconnects_failed": 0, "refused": requested - established, "timed_out": 0, "other": 0,
+                      "dropped_before_first_echo": 0});
+    let counts: Vec<u64> = (0..established).map(|i| if i < starved { 0 } else { 10 }).collect();
+    serde_json::from_value(json!({
+        "schema_version": loadgen::report::SCHEMA_VERSION,
+        "config": {"addr": "127.0.0.1:7000", "connections": requested, "size": 64, "duration_secs": 2.0,
+                   "warmup_secs": 0.5, "threads": null, "connect_timeout_secs": 3.0, "timeout_secs": 5.0,
+                   "pipeline": 1, "rate": rate, "reconnect_every": null},
+        "mode": if rate.is_some() { "open" } else { "closed" },
+        "transport": "tcp",
+        "environment": {"hostname": "h", "kernel": "k", "cpu_model": "c", "cpus_available": 2, "cpus_online": 2,
+                        "loadgen_version": "0", "git_commit": null},
+        "connections": {"requested": requested, "established": established, "failed": requested - established,
+                        "attempts": zero},
+        "requests": {"ok": 20_000, "mismatched": 0, "timed_out": 0, "failed": 0, "failed_closed": 0,
+                     "failed_reset": 0, "failed_io": 0, "errors_in_warmup": 0},
+        "duration_secs": 2.0,
+        "throughput": {"requests_per_sec": rps, "bytes_per_sec": rps * 64.0, "target_requests_per_sec": rate},
+        "latency_us": latency, "latency_raw_us": null, "connect_us": null,
+        "per_connection": {"min": 0, "median": 10, "max": 10, "starved": starved, "counts": counts},
+        "client_cpu": {"user_secs": 0.5, "sys_secs": 0.5, "utilisation": 0.5, "max_thread_utilisation": 0.5,
+                       "threads": 1},
+        "timeline": [], "histogram": "", "histogram_raw": null, "histogram_connect": null, "warnings": []
+    }))
+    .expect("a loadgen report")
+}
+
+fn model() -> Model {
+    Model::new(ModelInfo {
+        name: "m".into(),
+        summary: "".into(),
+        default_max_connections: 10_000,
+        child_processes: false,
+        serves_at_once: None,
+        baseline: false,
+        reuse_port: false,
+        colour: "#000000".into(),
+        datagrams: None,
+        datagram_batch: false,
+    })
+}
+
+fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) -> Cell {
+    let ok = report.as_ref().map_or(0, |r| r.requests.ok);
+    Cell {
+        spec: CellSpec {
+            load: LoadKey {
+                rate: report.as_ref().and_then(|r| r.config.rate).map(Rate),
+                ..LoadKey::new(
+                    ScenarioId::new(scenario),
+                    model(),
+                    Transport::Tcp,
+                    report.as_ref().map_or(100, |r| r.config.connections),
+                    64,
+                )
+            },
+            repeat,
+        },
+        ok: true,
+        failure: None,
+        server: Some(ServerStats { samples: 20, cpu_secs: 0.2, ..ServerStats::default() }),
+        server_cpu_us_per_msg: (ok > 0).then(|| 1e6 * 0.2 / ok as f64),
+        loadgen: report,
+        capacity: None,
+        shutdown: None,
+        flags: Vec::new(),
+    }
+}
+
+/// A report whose Little's law holds: 100 in flight = rps × mean latency (100 µs).
+fn sound() -> loadgen::Report {
+    report(100, 100, 0, 1_000_000.0, None)
+}
+
+fn kinds(cell: &Cell) -> Vec<FlagKind> {
+    cell.flags.iter().map(|f| f.kind).collect()
+}
+
+fn results(cells: Vec<Cell>) -> Results {
+    let json = json!({
+        "schema_version": echo_bench::results::SCHEMA_VERSION,
+        "environment": {"hostname": "h", "kernel": "k", "cpu_model": "c", "cpus_online": 2, "rustc": "r",
+                        "crates": [], "git_commit": null, "command": "bench", "started_at": "t"},
+        "settings": {"models": [], "scenarios": [], "transports": ["tcp"], "connections": [], "sizes": [],
+                     "capacity": [], "repeat": 3, "throughput_repeat": 3, "duration_secs": 2.0,
+                     "warmup_secs": 0.5, "server_cpus": [0], "client_cpus": [1], "scaling": null,
+                     "ladder": null, "quick": false},
+        "cells": [],
+        "complete": true
+    });
+    let mut results: Results = serde_json::from_value(json).expect("results");
+    results.cells = cells;
+    results
+}
+
+#[test]
+fn a_sound_cell_has_no_flag() {
+    let mut r = results(vec![cell("throughput", 0, Some(sound()))]);
+    annotate(&mut r);
+    assert!(r.cells[0].flags.is_empty(), "{:?}", r.cells[0].flags);
+    assert_eq!(echo_bench::render::marks::console_line(&r), "flags: none (of 1 cells)");
+}
+
+#[test]
+fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
+    for (busy, flagged) in [(0.89, false), (0.90, false), (0.91, true), (0.97, true)] {
+        let mut report = sound();
+        report.client_cpu.max_thread_utilisation = busy;
+        let flags = cell_flags(&cell("throughput", 0, Some(report)));
+        assert_eq!(flags.iter().any(|f| f.kind == FlagKind::ClientBound), flagged, "{busy}");
+        if let Some(f) = flags.first() {
+            assert_eq!((f.figure, f.threshold), (busy, CLIENT_BOUND));
+            assert!(f.detail.contains(&format!("{:.0} %", busy * 100.0)), "{}", f.detail);
+        }
+    }
+}
+
+#[test]
+fn an_open_loop_cell_short_of_its_rate_is_flagged_with_its_share() {
+    // the issue's case: 45,816 of 60,414 msg/s
+    let short = cell("latency", 0, Some(report(100, 100, 0, 45_816.0, Some(60_414.0))));
+    let flags = cell_flags(&short);
+    let flag = flags.iter().find(|f| f.kind == FlagKind::BelowTargetRate).expect("below target");
+    assert!((flag.figure - 45_816.0 / 60_414.0).abs() < 1e-9);
+    assert!(flag.detail.contains("45,816 of 60,414") && flag.detail.contains("75.8 %"), "{}", flag.detail);
+    let met = cell("latency", 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
+    assert!(cell_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
+}
+
+/// The pacer's lateness: p99 above the smaller of 10 % of the interval
+/// and 50 µs is flagged; a closed-loop cell has none to judge.
+#[test]
+fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
+    // 100 connections at 60,000 msg/s: an interval of 1,667 µs, so the
+    // limit is 50 µs; at 1,000,000 msg/s, 100 µs, so 10 µs.
+    for (rate, p99, flagged, limit) in [(60_000.0, 49, false, 50), (60_000.0, 51, true, 50), (1e6, 11, true, 10)] {
+        let mut report = report(100, 100, 0, rate, Some(rate));
+        let mut late = report.latency_us;
+        late.p99 = p99;
+        report.send_lateness_us = Some(late);
+        let flags = cell_flags(&cell("latency", 0, Some(report)));
+        let flag = flags.iter().find(|f| f.kind == FlagKind::SendLate);
+        assert_eq!(flag.is_some(), flagged, "{rate} msg/s, p99 {p99} µs");
+        if let Some(flag) = flag {
+            assert_eq!((flag.figure, flag.threshold), (p99 as f64, limit as f64));
+            assert!(flag.detail.contains(&format!("{p99} µs > {limit} µs")), "{}", flag.detail);
+        }
+    }
+    assert!(cell_flags(&cell("throughput", 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
+}
+
+#[test]
+fn connections_short_splits_refused_closed_and_never_served() {
+    // pool at 1,000: every connection accepted, 872 waiting in its queue
+    let mut pool = report(1000, 1000, 872, 100_000.0, None);
+    pool.latency_us.mean = 128.0 / 100_000.0 * 1e6; // Little's law holds for the 128 served
+    let flags = cell_flags(&cell("throughput", 0, Some(pool)));
+    let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
+    assert_eq!((flag.figure, flag.threshold), (128.0, 1000.0));
+    assert!(
+        flag.detail.starts_with("128 of 1,000 connections served: 0 refused")
+            && flag.detail.contains("0 closed by the server")
+            && flag.detail.contains("872 never served"),
+        "{}",
+        flag.detail
+    );
+    // a server at its connection cap: 30 refused, 20 closed before their first echo
+    let mut capped = report(100, 50, 0, 1_000_000.0, None);
+    capped.connections.failed = 50;
+    capped.connections.attempts.refused = 30;
+    capped.connections.attempts.dropped_before_first_echo = 20;
+    let flags = cell_flags(&cell("throughput", 0, Some(capped)));
+    let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
+    assert!(flag.detail.contains("30 refused") && flag.detail.contains("20 closed by the server"), "{}", flag.detail);
+}
+
+#[test]
+fn capacity_short_of_held_connections_is_flagged() {
+    let mut c = cell("capacity", 0, None);
+    let capacity = |held| Capacity {
+        requested: 10_000,
+        established: 10_000,
+        held,
+        waiting: None,
+        pss_before_kib: 0,
+        pss_held_kib: 0,
+        rss_before_kib: 0,
+        rss_held_kib: 0,
+        pss_per_connection_kib: 1.0,
+        rss_per_connection_kib: 1.0,
+        threads: 1,
+        processes: 1,
+        not_served: 0,
+        echo_secs: 0.1,
+    };
+    c.capacity = Some(capacity(1_152));
+    let flags = cell_flags(&c);
+    assert_eq!(flags.len(), 1);
+    assert_eq!((flags[0].kind, flags[0].figure), (FlagKind::ConnectionsShort, 1_152.0));
+    assert!(flags[0].detail.contains("8,848 closed by the server"), "{}", flags[0].detail);
+    c.capacity = Some(capacity(10_000));
+    assert!(cell_flags(&c).is_empty());
+}
+
+#[test]
+fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
+    // `iterative` (serves 1 at once) and `prefork` (16) accept only when
+    // free: their other connections wait in the listener's backlog.
+    let at_once = |name: &str, serves_at_once| {
+        let mut c = cell("capacity", 0, None);
+        c.spec.load.model =
+            Model::new(ModelInfo { name: name.to_owned().into(), serves_at_once, ..model().info().clone() });
+        c
+    };
+    let capacity = |requested, established, held| Capacity {
+        requested,
+        established,
+        held,
+        waiting: None,
+        pss_before_kib: 0,
+        pss_held_kib: 0,
+        rss_before_kib: 0,
+        rss_held_kib: 0,
+        pss_per_connection_kib: 0.0,
+        rss_per_connection_kib: 0.0,
+        threads: 1,
+        processes: 1,
+        not_served: established - held,
+        echo_secs: 0.1,
+    };
+    let detail = |mut c: Cell, capacity: Capacity| {
+        c.capacity = Some(capacity);
+        let flags = cell_flags(&c);
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        flags[0].detail.clone()
+    };
+    let iterative = detail(at_once("iterative", Some(1)), capacity(1000, 1000, 1));
+    assert_eq!(iterative, "1 of 1,000 connections held: 0 not established, 999 waiting in the backlog");
+    let prefork = detail(at_once("prefork", Some(16)), capacity(1000, 1000, 16));
+    assert_eq!(prefork, "16 of 1,000 connections held: 0 not established, 984 waiting in the backlog");
+    // the backlog (1,024) full: the rest not established
+    let iterative = detail(at_once("iterative", Some(1)), capacity(10_000, 1026, 1));
+    assert_eq!(iterative, "1 of 10,000 connections held: 8,974 not established, 1,025 waiting in the backlog");
+    // `pool` (128 workers) holds more than it serves: its queue is full, and
+    // the connections beyond it were accepted and closed.
+    let pool = detail(at_once("pool", Some(128)), capacity(10_000, 10_000, 1152));
+    assert_eq!(pool, "1,152 of 10,000 connections held: 0 not established, 8,848 closed by the server");
+    // Those were inferred from the declaration (results recorded before
+    // `waiting` was); a measured `waiting` is taken as it is.
+    let measured = |held, waiting| Capacity { waiting: Some(waiting), ..capacity(10, 10, held) };
+    let both = detail(at_once("pool", Some(2)), measured(2, 3));
+    assert_eq!(both, "2 of 10 connections held: 0 not established, 3 waiting in the backlog, 5 closed by the server");
+    let none_waiting = detail(at_once("iterative", Some(1)), measured(1, 0));
+    assert_eq!(none_waiting, "1 of 10 connections held: 0 not established, 9 closed by the server");
+}
+
+#[test]
+fn littles_law_figure_is_computed_and_flagged_above_ten_percent() {
+    let mut off = sound();
+    off.latency_us.mean = 115.0; // 1e6 msg/s × 115 µs = 115 in flight for 100
+    let flags = cell_flags(&cell("throughput", 0, Some(off.clone())));
+    let flag = flags.iter().find(|f| f.kind == FlagKind::LittlesLaw).expect("littles law");
+    assert!((flag.figure - 0.15).abs() < 1e-9, "{}", flag.figure);
+    off.latency_us.mean = 109.0;
+    assert!(off.littles_law_offset().is_some_and(|f| f < LITTLES_LAW));
+    assert!(cell_flags(&cell("throughput", 0, Some(off))).is_empty());
+    // open loop: not applicable
+    assert_eq!(report(100, 100, 0, 50_000.0, Some(50_000.0)).littles_law_offset(), None);
+}
+
+#[test]
+fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
+    let mut none = cell("throughput", 0, Some(sound()));
+    none.server = None;
+    none.server_cpu_us_per_msg = None;
+    assert_eq!(kinds(&Cell { flags: cell_flags(&none), ..none }), [FlagKind::CpuUnmeasurable]);
+    // the `process` model's "user 0.0 s, sys 0.0 s with 101 processes"
+    let mut zero = cell("throughput", 0, Some(sound()));
+    zero.server = Some(ServerStats { samples: 10, cpu_secs: 0.0, ..ServerStats::default() });
+    zero.server_cpu_us_per_msg = Some(0.0);
+    let flags = cell_flags(&zero);
+    assert_eq!(flags.len(), 1);
+    assert!(flags[0].detail.contains("0.000 s for 20,000 messages"), "{}", flags[0].detail);
+}
+
+#[test]
+fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempotent() {
+    let with_rate = |rps: f64, repeat| {
+        let mut r = sound();
+        r.throughput.requests_per_sec = rps;
+        r.latency_us.mean = 100.0 * 1_000_000.0 / rps; // keep Little's law
+        cell("throughput", repeat, Some(r))
+    };
+    // 100k, 110k, 125k: (125 − 100) / 110 = 22.7 % > 20 %
+    let mut cells = vec![with_rate(100_000.0, 0), with_rate(110_000.0, 1), with_rate(125_000.0, 2)];
+    // another load (10 connections) with a small spread
+    for (i, rps) in [100_000.0, 101_000.0].into_iter().enumerate() {
+        let mut c = with_rate(rps, i as u32);
+        c.spec.load.connections = 10;
+        c.loadgen.as_mut().unwrap().connections.requested = 10;
+        c.loadgen.as_mut().unwrap().connections.established = 10;
+        c.loadgen.as_mut().unwrap().latency_us.mean = 10.0 * 1_000_000.0 / rps;
+        cells.push(c);
+    }
+    let mut r = results(cells);
+    annotate(&mut r);
+    for c in &r.cells[..3] {
+        assert_eq!(kinds(c), [FlagKind::Spread]);
+        assert!((c.flags[0].figure - 25.0 / 110.0).abs() < 1e-9);
+    }
+    assert!(r.cells[3..].iter().all(|c| c.flags.is_empty()), "{:?}", r.cells[3].flags);
+    let once = r.clone();
+    annotate(&mut r);
+    assert_eq!(r, once, "annotating again changes nothing");
+    assert_eq!(echo_bench::render::marks::console_line(&r), "flags: 3 spread (cells; 3 of 5 cells carry at least one)");
+}
