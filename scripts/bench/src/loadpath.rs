@@ -46,9 +46,15 @@ impl Drop for Guard {
     }
 }
 
+/// How often the wait for a mark looks at `stop`.
+const LOOK: Duration = Duration::from_millis(20);
+
 /// Runs `opts` in a `loadgen` process (`bin`), calling `at_mark` at the
-/// window's edges; the report, or why there is none (one line).
-pub fn run(bin: &Path, opts: &Opts, mut at_mark: impl FnMut(Mark)) -> Result<Report, String> {
+/// window's edges; the report, or why there is none (one line). A report
+/// that comes early (every connection stopped: the server is gone) closes
+/// the window then. `stop` is looked at while the load runs: once it says
+/// so, loadgen is killed and the run ends (`interrupted`).
+pub fn run(bin: &Path, opts: &Opts, stop: &dyn Fn() -> bool, mut at_mark: impl FnMut(Mark)) -> Result<Report, String> {
     let child = Command::new(bin)
         .arg("--control")
         .args(opts.to_args())
@@ -69,17 +75,32 @@ pub fn run(bin: &Path, opts: &Opts, mut at_mark: impl FnMut(Mark)) -> Result<Rep
             }
         }
     });
-    let next = |limit: Duration| -> Result<Said, String> {
-        match said.recv_timeout(limit) {
-            Ok(Ok(line)) => serde_json::from_str(&line).map_err(|err| format!("loadgen said {line:?}: {err}")),
-            Ok(Err(err)) => Err(format!("cannot read loadgen's output: {err}")),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("loadgen said nothing for {limit:?}")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("loadgen exited without a word".into()),
+    // The next thing loadgen says, by `deadline`; `Ok(None)` if it has not by then.
+    let next = |deadline: Instant| -> Result<Option<Said>, String> {
+        loop {
+            if stop() {
+                return Err("interrupted".into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            match said.recv_timeout((deadline - now).min(LOOK)) {
+                Ok(Ok(line)) => {
+                    return serde_json::from_str(&line)
+                        .map(Some)
+                        .map_err(|err| format!("loadgen said {line:?}: {err}"));
+                }
+                Ok(Err(err)) => return Err(format!("cannot read loadgen's output: {err}")),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err("loadgen exited without a word".into()),
+            }
         }
     };
+    let silent = |limit: Duration| format!("loadgen said nothing for {limit:?}");
     // Connecting: every attempt within its timeout, 256 at a time per thread.
     let connecting = opts.connect_timeout * (opts.connections / 256 + 1) + GRACE;
-    match next(connecting)? {
+    match next(Instant::now() + connecting)?.ok_or_else(|| silent(connecting))? {
         Said::Ready { .. } => {}
         Said::Error { message } => return Err(message),
         other => return Err(format!("loadgen said {other:?} before it was ready")),
@@ -88,11 +109,18 @@ pub fn run(bin: &Path, opts: &Opts, mut at_mark: impl FnMut(Mark)) -> Result<Rep
     let told = serde_json::to_string(&Told::Start { start_ns: echo_common::clock::to_ns(start) })
         .map_err(|err| err.to_string())?;
     writeln!(stdin, "{told}").and_then(|()| stdin.flush()).map_err(|err| format!("cannot start loadgen: {err}"))?;
+    let mut early = None;
     for (mark, at) in [(Mark::Open, start + opts.warmup), (Mark::Close, start + opts.warmup + opts.duration)] {
-        thread::sleep(at.saturating_duration_since(Instant::now()));
+        if early.is_none() {
+            early = next(at)?;
+        }
         at_mark(mark);
     }
-    let report = match next(opts.timeout + GRACE)? {
+    let said = match early {
+        Some(said) => said,
+        None => next(Instant::now() + opts.timeout + GRACE)?.ok_or_else(|| silent(opts.timeout + GRACE))?,
+    };
+    let report = match said {
         Said::Report { report } => *report,
         Said::Error { message } => return Err(message),
         other => return Err(format!("loadgen said {other:?} instead of its report")),

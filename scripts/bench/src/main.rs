@@ -15,7 +15,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use echo_bench::matrix;
 use echo_bench::models;
-use echo_bench::plan::RunConfig;
+use echo_bench::plan::{LoadPath, RunConfig};
 use echo_bench::results::Results;
 use echo_bench::runner;
 use echo_bench::scenarios;
@@ -115,6 +115,14 @@ struct RunArgs {
     /// The echo-server binary [default: next to this one].
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// The loadgen binary [default: next to this one].
+    #[arg(long)]
+    loadgen_bin: Option<PathBuf>,
+    /// How the load generator runs: `process` (loadgen --control, a
+    /// process of its own; the bench owns the measured window) or
+    /// `in-process` (the loadgen library inside the bench, as before).
+    #[arg(long, default_value = "process", value_parser = ["process", "in-process"])]
+    load_path: String,
     /// Where run folders are created.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -222,6 +230,19 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     if !server_bin.is_file() {
         bail!("no echo-server at {} (build it: cargo build --release -p echo-servers)", server_bin.display());
     }
+    let load_path = match args.load_path.as_str() {
+        "in-process" => LoadPath::InProcess,
+        _ => {
+            let bin = match args.loadgen_bin {
+                Some(path) => path,
+                None => std::env::current_exe()?.with_file_name("loadgen"),
+            };
+            if !bin.is_file() {
+                bail!("no loadgen at {} (build it: cargo build --release -p loadgen)", bin.display());
+            }
+            LoadPath::Process(bin)
+        }
+    };
     // The models come from the server's own registry, never from a list here.
     let catalogue = models::catalogue(&server_bin)?;
     // An unknown name is bad usage like any other bad option (exit 2), not a failed run.
@@ -287,6 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         client_cpus,
         available_cpus: available.clone(),
         server_bin,
+        load_path,
         results_root: args.results,
         quick,
         progress: !args.no_progress,

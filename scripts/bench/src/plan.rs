@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use echo_common::Transport;
+use serde::{Deserialize, Serialize};
 
 use crate::load::ScenarioId;
 use crate::models::Model;
@@ -67,6 +68,20 @@ impl Shape {
     }
 }
 
+/// How the load generator runs (`--load-path`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadPath {
+    /// `loadgen --control` as a process of its own: the bench names the
+    /// start and reads the server at the window's edges
+    /// ([`crate::loadpath`]). The binary.
+    Process(PathBuf),
+    /// The loadgen library inside the bench, which tells the bench when
+    /// its window opens and closes (the earlier way, kept to measure what
+    /// the process costs).
+    InProcess,
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -78,6 +93,8 @@ pub struct RunConfig {
     /// Every CPU this run may use (the scaling scenario splits them itself).
     pub available_cpus: Vec<usize>,
     pub server_bin: PathBuf,
+    /// How the load generator runs.
+    pub load_path: LoadPath,
     /// The folder that receives `<UTC timestamp>-<hostname>/`.
     pub results_root: PathBuf,
     pub quick: bool,

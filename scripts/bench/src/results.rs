@@ -74,6 +74,11 @@ pub struct Settings {
     pub warmup_secs: f64,
     pub server_cpus: Vec<usize>,
     pub client_cpus: Vec<usize>,
+    /// How the load generator ran: `process` (`loadgen --control`, the bench
+    /// owning the window) or `in-process`; absent in runs before the choice
+    /// (in-process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_path: Option<String>,
     /// The scaling scenario's steps and why they stop there, when it ran.
     #[serde(default)]
     pub scaling: Option<Scaling>,

@@ -13,8 +13,9 @@ use loadgen::{Event, Opts};
 
 use crate::climb;
 use crate::load::{CellSpec, LoadKey};
+use crate::loadpath::{self, Mark};
 use crate::matrix;
-use crate::plan::RunConfig;
+use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
 use crate::report;
 use crate::results::{Cell, Environment, Results, Settings, utc_now};
@@ -137,6 +138,10 @@ fn settings(cfg: &RunConfig) -> Settings {
         warmup_secs: cfg.warmup.as_secs_f64(),
         server_cpus: cfg.server_cpus.clone(),
         client_cpus: cfg.client_cpus.clone(),
+        load_path: Some(match cfg.load_path {
+            LoadPath::Process(_) => "process".into(),
+            LoadPath::InProcess => "in-process".into(),
+        }),
         scaling: None,
         ladder: None,
         udp: None,
@@ -291,13 +296,26 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
             let edge =
                 || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
             let (mut opened, mut closed) = (None, None);
-            let result = loadgen::run_observed(&opts, &mut |event| match event {
-                Event::Progress { rate, .. } => {
-                    bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
+            let result = match &cfg.load_path {
+                // The bench owns the window: it names the start, and is at
+                // each edge when loadgen's clock is.
+                LoadPath::Process(bin) => {
+                    bar.set_message(label.clone());
+                    let stop = || cfg.interrupt.load(Ordering::SeqCst);
+                    loadpath::run(bin, &opts, &stop, |mark| match mark {
+                        Mark::Open => opened = Some((Instant::now(), edge())),
+                        Mark::Close => closed = Some((Instant::now(), edge())),
+                    })
                 }
-                Event::WindowOpened => opened = Some((Instant::now(), edge())),
-                Event::WindowClosed => closed = Some((Instant::now(), edge())),
-            });
+                LoadPath::InProcess => loadgen::run_observed(&opts, &mut |event| match event {
+                    Event::Progress { rate, .. } => {
+                        bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
+                    }
+                    Event::WindowOpened => opened = Some((Instant::now(), edge())),
+                    Event::WindowClosed => closed = Some((Instant::now(), edge())),
+                })
+                .map_err(|err| err.to_string()),
+            };
             match result {
                 Ok(report) => {
                     if let (Some((open, a)), Some((close, b))) = (opened, closed) {

@@ -200,6 +200,15 @@ impl Headline {
         value: |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64),
         show: |v| format!("p99 {}", fmt_us(v)),
     };
+
+    /// Server CPU per message: a pinned-rate cell's figure (its rate is
+    /// imposed, and its latency is not what it is read for).
+    pub const SERVER_CPU: Headline = Headline {
+        name: "server CPU µs per message",
+        figure: Figure::Cpu,
+        value: |c| c.server_cpu_us_per_msg,
+        show: |v| format!("{v:.1} µs of server CPU per message"),
+    };
 }
 
 /// A chart drawn: its title in the README and its file.

@@ -47,7 +47,7 @@ fn the_bench_reaches_the_window_edges_where_loadgen_measured() {
         ..Opts::default()
     };
     let mut marks = Vec::new();
-    let report = loadpath::run(&loadgen_bin(), &opts, |mark| marks.push((mark, Instant::now()))).unwrap();
+    let report = loadpath::run(&loadgen_bin(), &opts, &|| false, |mark| marks.push((mark, Instant::now()))).unwrap();
     assert_eq!(marks.iter().map(|(m, _)| *m).collect::<Vec<_>>(), vec![Mark::Open, Mark::Close]);
     let [open, close] = report.window_monotonic_ns.expect("absolute window");
     let (open_mark, close_mark) = (echo_common::clock::to_ns(marks[0].1), echo_common::clock::to_ns(marks[1].1));
@@ -63,8 +63,20 @@ fn the_bench_reaches_the_window_edges_where_loadgen_measured() {
 #[test]
 fn a_loadgen_that_cannot_run_is_one_line() {
     let opts = Opts { addr: "nonsense".into(), duration: Duration::from_millis(300), ..Opts::default() };
-    let err = loadpath::run(&loadgen_bin(), &opts, |_| panic!("no window")).unwrap_err();
+    let err = loadpath::run(&loadgen_bin(), &opts, &|| false, |_| panic!("no window")).unwrap_err();
     assert!(!err.contains('\n') && !err.is_empty(), "{err}");
-    let missing = loadpath::run(Path::new("/nonexistent/loadgen"), &opts, |_| {}).unwrap_err();
+    let missing = loadpath::run(Path::new("/nonexistent/loadgen"), &opts, &|| false, |_| {}).unwrap_err();
     assert!(missing.contains("cannot start /nonexistent/loadgen"), "{missing}");
+}
+
+/// Told to stop while the load runs: loadgen is killed at once and the run
+/// says so, well before its window would have closed.
+#[test]
+fn a_stop_ends_the_run_at_once() {
+    let opts = Opts { addr: echo_server(), connections: 2, duration: Duration::from_secs(10), ..Opts::default() };
+    let started = Instant::now();
+    let stop = || started.elapsed() > Duration::from_millis(500);
+    let err = loadpath::run(&loadgen_bin(), &opts, &stop, |_| {}).unwrap_err();
+    assert_eq!(err, "interrupted");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }

@@ -45,14 +45,15 @@ fn tiny_matrix_end_to_end() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "bench failed: {stdout}\n{stderr}");
-    // 2 models × (4 scenarios × 2 transports + 2 connection counts × 2 transports)
-    assert!(stdout.contains("24 cells, 0 failed"), "{stdout}");
+    // 2 models × (4 scenarios × 2 transports + 2 connection counts × 2 transports + churn's
+    // pinned-rate load × 2 transports)
+    assert!(stdout.contains("28 cells, 0 failed"), "{stdout}");
     let last = stdout.trim_end().lines().last().unwrap_or_default();
-    assert!(last.starts_with("flags: ") && last.contains("of 24 cells"), "the console ends with the flags: {stdout}");
+    assert!(last.starts_with("flags: ") && last.contains("of 28 cells"), "the console ends with the flags: {stdout}");
     // stderr is not a terminal here: one line per finished cell
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
-    assert_eq!(lines.len(), 24, "{stderr}");
-    assert!(lines[0].starts_with("[1/24, ETA ") && lines[23].starts_with("[24/24, ETA "), "{stderr}");
+    assert_eq!(lines.len(), 28, "{stderr}");
+    assert!(lines[0].starts_with("[1/28, ETA ") && lines[27].starts_with("[28/28, ETA "), "{stderr}");
     let line = lines.iter().find(|l| l.contains("] throughput thread tcp c=100 s=64B: ")).expect("its line");
     assert!(line.contains(" msg/s"), "{line}");
     assert!(lines.iter().any(|l| l.contains("] latency tokio unix 2,000 msg/s c=100 s=64B: p99 ")), "{stderr}");
@@ -60,10 +61,10 @@ fn tiny_matrix_end_to_end() {
     let dir = run_dir(root.path());
     let mut results = Results::load(&dir.join("results.json")).unwrap();
     assert!(results.complete);
-    assert_eq!(results.cells.len(), 24);
+    assert_eq!(results.cells.len(), 28);
     for transport in Transport::STREAMS {
         let n = results.cells.iter().filter(|c| c.spec.load.transport == transport).count();
-        assert_eq!(n, 12, "{transport} cells");
+        assert_eq!(n, 14, "{transport} cells");
     }
     for cell in results.cells.iter().filter(|c| c.loadgen.is_some()) {
         assert_eq!(cell.loadgen.as_ref().unwrap().transport, cell.spec.load.transport, "loadgen records the transport");
@@ -85,6 +86,18 @@ fn tiny_matrix_end_to_end() {
                 let per_msg = cell.server_cpu_us_per_msg.expect("CPU per message");
                 assert!((per_msg - 1e6 * server.cpu_secs / report.requests.ok as f64).abs() < 1e-6);
             }
+        }
+    }
+    // The load generator ran as its own process, and churn ran closed and at its pinned rate.
+    assert_eq!(results.settings.load_path.as_deref(), Some("process"));
+    let churn: Vec<_> = results.cells.iter().filter(|c| c.spec.load.scenario.name() == "churn").collect();
+    assert_eq!(churn.iter().filter(|c| c.spec.load.rate.is_some()).count(), 4);
+    for cell in churn.iter().filter(|c| c.spec.load.rate.is_some()) {
+        let report = cell.loadgen.as_ref().unwrap();
+        assert_eq!(report.mode, "open-churn");
+        assert!(report.connect_us.is_some_and(|c| c.count > 0), "{:?}", report.connect_us);
+        if cell.spec.load.transport == Transport::Tcp {
+            assert!(report.kernel_tcp.is_some(), "TCP churn records the kernel's TCP counters");
         }
     }
     // The latency ladder: the same rates for both models over both transports,
@@ -118,6 +131,7 @@ fn tiny_matrix_end_to_end() {
         "## Throughput and latency, closed loop, Unix domain socket",
         "## Latency against offered load, open loop, TCP loopback",
         "## Churn",
+        "At a pinned rate: 5,000 new connections a second",
         "## Capacity",
         "## Transport: TCP loopback against a Unix domain socket",
         "## Which model for what",

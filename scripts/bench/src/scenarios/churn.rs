@@ -1,6 +1,15 @@
 //! The churn scenario: a new connection per message, [`CLIENTS`] clients.
 //! Each message opens a connection, echoes once and closes it: what is
 //! measured is accepting, and what each new connection costs the server.
+//!
+//! Two loads per model. As fast as the clients go (closed loop): on
+//! loopback the client's CPU runs the receiving half of every packet it
+//! sends — the server's handshake included — so the client saturates first
+//! (about twice the server's CPU per connection, profiled) and the rate is
+//! the client's, the same for every fast server. Then at a pinned rate
+//! ([`PINNED_RATE`] new connections a second, open loop, well below what
+//! the client can make): every server accepts the same connections, so its
+//! CPU per connection is its own figure — Stevens' table of server designs.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +19,7 @@ use loadgen::Opts;
 use loadgen::report::{LatencySummary, fmt_count};
 
 use crate::flags::Figure;
-use crate::load::LoadKey;
+use crate::load::{LoadKey, Rate};
 use crate::models::Model;
 use crate::plan::Shape;
 use crate::render::charts::{self, Frame};
@@ -19,11 +28,16 @@ use crate::render::figures::{errors, latency, server_cpu, throughput};
 use crate::render::format::{count, grouped, show, signed, transport_words, us};
 use crate::render::series::{self, hollow_notes, repeats_words};
 use crate::results::Cell;
-use crate::scenario::{Chart, Claim, Column, Drive, Report, SMALL, Scenario, Summary, every_model, ranked};
+use crate::scenario::{Chart, Claim, Column, Drive, Headline, Report, SMALL, Scenario, Summary, every_model, ranked};
 use crate::stats::Stat;
 
 /// Concurrent clients.
 pub const CLIENTS: u32 = 10;
+
+/// New connections a second of the pinned-rate load: about a third of what
+/// the client makes in closed loop on the reference VM (14,000/s), so the
+/// client keeps the schedule against every server but `process`.
+pub const PINNED_RATE: f64 = 5_000.0;
 
 #[derive(Debug)]
 pub struct Churn;
@@ -38,8 +52,22 @@ impl Scenario for Churn {
     }
 
     fn loads(&self, shape: &Shape) -> Vec<Vec<LoadKey>> {
-        let load = |transport| every_model(shape, |m| vec![LoadKey::new(self.id(), m.clone(), transport, CLIENTS, SMALL)]);
-        shape.transports.iter().map(|&t| load(t)).collect()
+        let load = |transport, rate: Option<f64>| {
+            every_model(shape, |m| {
+                let key = LoadKey::new(self.id(), m.clone(), transport, CLIENTS, SMALL);
+                vec![LoadKey { rate: rate.map(Rate), ..key }]
+            })
+        };
+        shape.transports.iter().flat_map(|&t| [load(t, None), load(t, Some(PINNED_RATE))]).collect()
+    }
+
+    /// A pinned-rate cell is read for its server CPU per connection (its
+    /// rate is imposed); a closed-loop one for its rate.
+    fn headline(&self, load: &LoadKey) -> Headline {
+        match load.rate {
+            Some(_) => Headline::SERVER_CPU,
+            None => Headline::RATE,
+        }
     }
 
     fn drive(&self, _load: &LoadKey, opts: Opts) -> Drive {
@@ -86,7 +114,7 @@ impl Scenario for Churn {
             ["connect p50:", "connect p99:", "echo p50:", "echo p99:", "peak processes:", "errors:"].map(String::from),
         );
         let mut table = r.table(columns);
-        for (k, cells) in r.groups_of(&me, transport) {
+        for (k, cells) in r.groups_of(&me, transport).filter(|(k, _)| k.rate.is_none()) {
             let connect = |f: fn(&LatencySummary) -> u64| {
                 Stat::over(cells, move |c| c.loadgen.as_ref().and_then(|r| r.connect_us).map(|l| f(&l) as f64))
             };
@@ -110,13 +138,14 @@ impl Scenario for Churn {
             table.row(row);
         }
         doc.push_str(&table.finish());
+        self.pinned_section(r, transport, baseline.as_ref().map(|(zero, _)| zero.as_str()), doc);
     }
 
     /// Connections per second and server CPU per connection, a bar each per model.
     fn charts(&self, r: &Report<'_>, transport: Option<Transport>, dir: &Path) -> Result<Vec<Chart>, String> {
         let Some(transport) = transport else { return Ok(Vec::new()) };
         let (mut accepts, mut cpu, mut clients) = (Vec::new(), Vec::new(), None);
-        for (k, cells) in r.groups_of(&self.id(), transport) {
+        for (k, cells) in r.groups_of(&self.id(), transport).filter(|(k, _)| k.rate.is_none()) {
             clients = Some(k.connections);
             let (name, colour) = (k.model.name().to_owned(), series::colour(&k.model));
             let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
@@ -147,7 +176,9 @@ impl Scenario for Churn {
                 heading: "server CPU µs/connection",
                 intro: Some("the server CPU each new connection costs and new connections per second (churn)".into()),
                 leads: false,
-                figure: Box::new(move |m, notes| of(r, m).map(|c| notes.figure(server_cpu(c, 1), c, &[Figure::Cpu]))),
+                figure: Box::new(move |m, notes| {
+                    cost_of(r, m).map(|c| notes.figure(server_cpu(c, 1), c, &[Figure::Cpu]))
+                }),
             },
             Column {
                 heading: "new connections/s",
@@ -160,25 +191,101 @@ impl Scenario for Churn {
     }
 }
 
-/// `model`'s churn cells over TCP: the figures the summary quotes.
+/// `model`'s churn cells over TCP: the figures the summary quotes. The
+/// server CPU per connection is the pinned-rate cells' (the closed loop's
+/// when a run has none: runs before it existed); the rate is the closed
+/// loop's.
 fn of<'r>(r: &'r Report<'r>, model: &Model) -> Option<&'r Vec<&'r Cell>> {
-    r.groups_of(&Churn.id(), Transport::Tcp).find(|(k, _)| k.model == *model).map(|(_, cells)| cells)
+    of_load(r, model, false)
+}
+
+fn cost_of<'r>(r: &'r Report<'r>, model: &Model) -> Option<&'r Vec<&'r Cell>> {
+    of_load(r, model, true).or_else(|| of(r, model))
+}
+
+fn of_load<'r>(r: &'r Report<'r>, model: &Model, pinned: bool) -> Option<&'r Vec<&'r Cell>> {
+    r.groups_of(&Churn.id(), Transport::Tcp)
+        .find(|(k, _)| k.model == *model && k.rate.is_some() == pinned)
+        .map(|(_, cells)| cells)
 }
 
 impl Churn {
-    /// Fastest accepts: new connections per second.
+    /// The pinned-rate table: what each new connection costs the server when
+    /// every server accepts the same number a second.
+    fn pinned_section(&self, r: &Report<'_>, transport: Transport, zero: Option<&str>, doc: &mut Doc) {
+        let me = self.id();
+        let groups: Vec<_> = r.groups_of(&me, transport).filter(|(k, _)| k.rate.is_some()).collect();
+        let Some((first, _)) = groups.first() else { return };
+        let rate = first.offered().unwrap_or(PINNED_RATE);
+        let _ = writeln!(
+            doc,
+            "At a pinned rate: {} new connections a second, on a schedule (open loop), for every model. Above,              the clients went as fast as they could, and on loopback the client saturates first (its CPU runs              the receiving half of every packet it sends, the server's handshake included): that rate is the              client's. Here every server accepts the same connections, so **server CPU µs/connection** is the              server's own figure. `TIME_WAIT` is the client's: the client sends the first FIN (an echo server              closes only after its client has), host-wide sockets at the window's end.\n",
+            fmt_count(rate)
+        );
+        let mut columns = vec!["model".to_owned(), "connections/s:".into(), "server CPU µs/connection:".into()];
+        let zero_cpu = zero.and_then(|zero| {
+            let (_, cells) = groups.iter().find(|(k, _)| k.model.name() == zero)?;
+            Some((zero, Stat::over(cells, |c| c.server_cpu_us_per_msg)?.median))
+        });
+        if let Some((zero, _)) = zero_cpu {
+            columns.push(format!("above {zero}:"));
+        }
+        columns.extend(["echo p50:", "echo p99:", "TIME_WAIT:", "errors:"].map(String::from));
+        let mut table = r.table(columns);
+        for (k, cells) in &groups {
+            let mut row = vec![
+                k.model.name().to_owned(),
+                table.mark(throughput(cells), cells, &[Figure::Rate]),
+                table.mark(server_cpu(cells, 1), cells, &[Figure::Cpu]),
+            ];
+            if let Some((_, zero)) = zero_cpu {
+                let above = Stat::over(cells, |c| c.server_cpu_us_per_msg).map(|own| own.median - zero);
+                row.push(above.map_or("–".into(), |v| signed(v, 1)));
+            }
+            let time_wait = |c: &Cell| c.loadgen.as_ref()?.kernel_tcp.as_ref().map(|k| k.time_wait_at_close as f64);
+            row.extend([
+                latency(cells, |l| l.p50),
+                table.mark(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
+                show(Stat::over(cells, time_wait), count),
+                errors(cells),
+            ]);
+            table.row(row);
+        }
+        doc.push_str(&table.finish());
+    }
+
+    /// Cheapest accepts: server CPU per new connection at the pinned rate
+    /// (lowest first). A run without pinned-rate cells (before they
+    /// existed) ranks the closed loop's connections per second instead.
     fn claim(&self, r: &Report<'_>) -> Option<Claim> {
         let transport = r.main_transport()?;
         let churn: Vec<&Cell> =
             r.cells_of(&self.id()).into_iter().filter(|c| c.spec.load.transport == transport).collect();
         let clients = churn.first()?.spec.load.connections;
+        let pinned: Vec<&Cell> = churn.iter().copied().filter(|c| c.spec.load.rate.is_some()).collect();
+        let table = TableId { scenario: self.id(), transport, part: None };
+        if let Some(rate) = pinned.first().and_then(|c| c.spec.load.offered()) {
+            let cost = |c: &Cell| c.server_cpu_us_per_msg;
+            return Some(Claim {
+                title: "Cheapest accepts",
+                conditions: format!(
+                    "server CPU per new connection at {} connections/s, {} clients",
+                    fmt_count(rate),
+                    fmt_count(f64::from(clients))
+                ),
+                ranked: ranked(r.entries(&pinned, cost, &[Figure::Cpu]), true),
+                left_out: None,
+                table,
+                show: |v| format!("{} µs/connection", grouped(v, 1)),
+            });
+        }
         let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
         Some(Claim {
             title: "Fastest accepts",
             conditions: format!("a new connection per message, {} clients", fmt_count(f64::from(clients))),
             ranked: ranked(r.entries(&churn, rate, &[Figure::Rate]), false),
             left_out: None,
-            table: TableId { scenario: self.id(), transport, part: None },
+            table,
             show: |v| format!("{} connections/s", fmt_count(v)),
         })
     }
