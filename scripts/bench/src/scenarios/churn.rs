@@ -162,7 +162,7 @@ impl Scenario for Churn {
 
 /// `model`'s churn cells over TCP: the figures the summary quotes.
 fn of<'r>(r: &'r Report<'r>, model: &Model) -> Option<&'r Vec<&'r Cell>> {
-    r.groups_of(&Churn.id(), Transport::Tcp).find(|(k, _)| k.model == *model).map(|(_, cells)| cells)
+    r.groups_of(&Churn.id(), Transport::Tcp).find(|(k, _)| k.model == *model && k.at_defaults()).map(|(_, cells)| cells)
 }
 
 impl Churn {
