@@ -44,6 +44,8 @@ impl fmt::Display for ScenarioId {
 ///
 /// Axes a scenario does not vary keep their defaults; those added after
 /// results were recorded take their defaults when such results are read.
+/// An axis with a default most loads keep is also said in
+/// [`LoadKey::other_axes`], so that cells that set it read apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LoadKey {
     pub scenario: ScenarioId,
@@ -106,6 +108,31 @@ impl LoadKey {
     /// (the same load at rising rates) have in common.
     pub fn climb(&self) -> LoadKey {
         LoadKey { rate: None, ..self.clone() }
+    }
+
+    /// The named and counted axes most loads leave at their defaults (link,
+    /// agents, work), in words when a load sets them: `, over veth, 2
+    /// agents, work hash`; empty for the others. A scenario's words for a
+    /// cell end with these, so two loads that differ only there read apart.
+    pub fn other_axes(&self) -> String {
+        let mut words = String::new();
+        if self.link != Name::loopback() {
+            words.push_str(&format!(", over {}", self.link));
+        }
+        if self.agents != one_agent() {
+            words.push_str(&format!(", {} agents", self.agents));
+        }
+        if self.work != Name::none() {
+            words.push_str(&format!(", work {}", self.work));
+        }
+        words
+    }
+
+    /// Whether the axes most loads leave at their defaults are at them: the
+    /// load the summary and the claims compare models on (over a link, with
+    /// several agents or with work, a model's figures are another load's).
+    pub fn at_defaults(&self) -> bool {
+        self.other_axes().is_empty()
     }
 
     /// The model as the cell ran it: `iterative`, or `iterative --batch 32`.
@@ -214,6 +241,14 @@ mod tests {
         for other in [link, agents, work] {
             assert_ne!(other, base.load);
         }
+        assert_eq!(base.load.other_axes(), "");
+        let all = LoadKey {
+            agents: 2,
+            link: Name(Cow::Borrowed("veth")),
+            work: Name(Cow::Borrowed("hash")),
+            ..base.load.clone()
+        };
+        assert_eq!(all.other_axes(), ", over veth, 2 agents, work hash");
         let step = LoadKey { rate: Some(Rate(1000.0)), ..base.load.clone() };
         assert_ne!(step, base.load);
         assert_eq!(step.climb(), base.load, "the steps of a climb share all but their rate");

@@ -362,11 +362,13 @@ impl<'a> Report<'a> {
     }
 
     /// One entry per model of `cells`, in the run's model order, flagged
-    /// by the kinds that concern `shown`.
+    /// by the kinds that concern `shown`; of a model's cells, those of the
+    /// load claims compare models on ([`LoadKey::at_defaults`]).
     pub fn entries(&self, cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>, shown: &[Figure]) -> Vec<Entry> {
         let mut out = Vec::new();
         for model in &self.models {
-            let own: Vec<&Cell> = cells.iter().copied().filter(|c| c.spec.load.model.name() == model.name()).collect();
+            let mine = |c: &&Cell| c.spec.load.model == *model && c.spec.load.at_defaults();
+            let own: Vec<&Cell> = cells.iter().copied().filter(mine).collect();
             let Some(stat) = Stat::over(&own, &figure) else { continue };
             let kinds = self.lookup.kinds_on(&own, shown);
             let count = |k: FlagKind| (k, crate::render::marks::repeats(&own, k));

@@ -194,12 +194,12 @@ fn connections_short_splits_refused_closed_and_never_served() {
     assert!(flag.detail.contains("30 refused") && flag.detail.contains("20 closed by the server"), "{}", flag.detail);
 }
 
-#[test]
-fn capacity_short_of_held_connections_is_flagged() {
-    let mut c = cell("capacity", 0, None);
-    let capacity = |held| Capacity {
-        requested: 10_000,
-        established: 10_000,
+/// A capacity cell's figures: `held` of `requested` connections, of which
+/// `established`; those not held were not served either.
+fn held_of(requested: u64, established: u64, held: u64) -> Capacity {
+    Capacity {
+        requested,
+        established,
         held,
         waiting: None,
         pss_before_kib: 0,
@@ -210,9 +210,15 @@ fn capacity_short_of_held_connections_is_flagged() {
         rss_per_connection_kib: 1.0,
         threads: 1,
         processes: 1,
-        not_served: 0,
+        not_served: established - held,
         echo_secs: 0.1,
-    };
+    }
+}
+
+#[test]
+fn capacity_short_of_held_connections_is_flagged() {
+    let mut c = cell("capacity", 0, None);
+    let capacity = |held| Capacity { not_served: 0, ..held_of(10_000, 10_000, held) };
     c.capacity = Some(capacity(1_152));
     let flags = cell_flags(&c);
     assert_eq!(flags.len(), 1);
@@ -232,22 +238,7 @@ fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
             Model::new(ModelInfo { name: name.to_owned().into(), serves_at_once, ..model().info().clone() });
         c
     };
-    let capacity = |requested, established, held| Capacity {
-        requested,
-        established,
-        held,
-        waiting: None,
-        pss_before_kib: 0,
-        pss_held_kib: 0,
-        rss_before_kib: 0,
-        rss_held_kib: 0,
-        pss_per_connection_kib: 0.0,
-        rss_per_connection_kib: 0.0,
-        threads: 1,
-        processes: 1,
-        not_served: established - held,
-        echo_secs: 0.1,
-    };
+    let capacity = held_of;
     let detail = |mut c: Cell, capacity: Capacity| {
         c.capacity = Some(capacity);
         let flags = cell_flags(&c);

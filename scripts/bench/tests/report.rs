@@ -415,3 +415,37 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
         "curves against load, then the bars, then the comparisons run once"
     );
 }
+
+/// An axis the fixture never set (agents), set on copies of its throughput
+/// cells with other figures: the copies are another load, never repeats of
+/// the originals, in the flags, the tables and the claims.
+#[test]
+fn a_load_that_differs_in_any_axis_is_never_pooled() {
+    let mut results = annotated();
+    let before = results.clone();
+    let copies: Vec<Cell> = results
+        .cells
+        .iter()
+        .filter(|c| c.spec.load.scenario == of("throughput"))
+        .map(|c| {
+            let mut copy = c.clone();
+            copy.spec.load.agents = 2;
+            copy.server_cpu_us_per_msg = copy.server_cpu_us_per_msg.map(|v| v * 100.0);
+            copy
+        })
+        .collect();
+    let n = copies.len();
+    results.cells.extend(copies);
+    echo_bench::validity::annotate(&mut results);
+    assert_eq!(results.cells[..before.cells.len()], before.cells[..], "the originals' flags are their own");
+    let rows = |results: &Results| {
+        let readme = report::markdown(results, &[]);
+        let table = readme.split("### 64 B messages").nth(1).unwrap().split("\n\n").nth(1).unwrap().to_owned();
+        table.lines().count() - 2
+    };
+    assert_eq!(rows(&results), rows(&before) + n / 2, "a row per load (2 repeats each)");
+    let cpu = |results: &Results| claims(results)[0].ranked.iter().map(|e| e.stat).collect::<Vec<_>>();
+    assert_eq!(cpu(&results), cpu(&before), "the claims compare the loads at every default");
+    let label = scenarios::label(&results.cells.last().unwrap().spec.load);
+    assert!(label.ends_with(", 2 agents"), "{label}");
+}

@@ -12,27 +12,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::plot::{self, Area, Chart2d, FONT, GREY, HEIGHT, WIDTH, err, log_ticks, mesh};
-
-/// One point of a line: its median, the min–max range over repeats when
-/// there are several, hollow when a flag puts it in doubt.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Point {
-    pub x: f64,
-    pub y: f64,
-    pub range: Option<(f64, f64)>,
-    pub hollow: bool,
-}
-
-/// One line: a model's points, dashed when its whole curve is in doubt.
-#[derive(Debug, Clone)]
-pub struct Line {
-    pub name: String,
-    pub colour: RGBColor,
-    pub points: Vec<Point>,
-    pub dashed: bool,
-    /// Circles at the points (off for dense curves).
-    pub markers: bool,
-}
+pub use super::plot::{Frame, Line, Point, Rule};
 
 /// One row of a bar chart or a dot plot, its value printed beside it.
 #[derive(Debug, Clone)]
@@ -44,28 +24,6 @@ pub struct Row {
     pub hollow: bool,
     /// The value as printed, with its marks.
     pub text: String,
-}
-
-/// A reference line across the plot at `at` on the value axis (an SLO, the
-/// line of "no difference"), dashed, named in the legend.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub at: f64,
-    pub label: String,
-}
-
-/// What a chart says around its plot.
-#[derive(Debug, Clone, Default)]
-pub struct Frame {
-    pub title: String,
-    /// One line under the title: what is drawn (repeats, rate, load).
-    pub subtitle: String,
-    pub x_desc: String,
-    pub y_desc: String,
-    /// Reference lines.
-    pub rules: Vec<Rule>,
-    /// Short lines under the legend: how to read the marks.
-    pub notes: Vec<String>,
 }
 
 /// The x axis of a line chart.

@@ -1,7 +1,8 @@
-//! The pieces every chart is drawn with: the frame (title, subtitle, the
-//! legend column beside the plot, never over a curve), the axes (labelled
-//! across their range, no minor grid), the min–max whiskers over repeats,
-//! and the flag styling of a point: hollow where a flag puts it in doubt.
+//! The pieces every chart is drawn with, and what they draw: the frame
+//! (title, subtitle, reference lines, the legend column beside the plot,
+//! never over a curve), the axes (labelled across their range, no minor
+//! grid), lines of points, the min–max whiskers over repeats, and the flag
+//! styling of a point: hollow where a flag puts it in doubt.
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
@@ -9,7 +10,48 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::charts::{Frame, Line};
+/// One point of a line: its median, the min–max range over repeats when
+/// there are several, hollow when a flag puts it in doubt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+    pub range: Option<(f64, f64)>,
+    pub hollow: bool,
+}
+
+/// One line: a model's points, dashed when its whole curve is in doubt.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub name: String,
+    pub colour: RGBColor,
+    pub points: Vec<Point>,
+    pub dashed: bool,
+    /// Circles at the points (off for dense curves).
+    pub markers: bool,
+}
+
+/// A reference line across the plot at `at` on the value axis (an SLO, the
+/// line of "no difference"), dashed, named in the legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub at: f64,
+    pub label: String,
+}
+
+/// What a chart says around its plot.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub title: String,
+    /// One line under the title: what is drawn (repeats, rate, load).
+    pub subtitle: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    /// Reference lines.
+    pub rules: Vec<Rule>,
+    /// Short lines under the legend: how to read the marks.
+    pub notes: Vec<String>,
+}
 
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 500;

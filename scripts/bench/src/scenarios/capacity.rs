@@ -181,7 +181,7 @@ impl Scenario for Capacity {
             figure: Box::new(move |m, notes| {
                 // 1,000 idle connections, or the model's own cap if lower.
                 let held = m.capacity_for(SUMMARY_HELD);
-                let (_, cells) = r.groups_of(&me, Transport::Tcp).find(|(k, _)| k.model == *m && k.connections == held)?;
+                let (_, cells) = r.groups_of(&me, Transport::Tcp).find(|(k, _)| k.model == *m && k.connections == held && k.at_defaults())?;
                 let pss = Stat::over(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib));
                 Some(notes.figure(show(pss, kib), cells, &[Figure::Held]))
             }),

@@ -205,7 +205,7 @@ fn cost_of<'r>(r: &'r Report<'r>, model: &Model) -> Option<&'r Vec<&'r Cell>> {
 
 fn of_load<'r>(r: &'r Report<'r>, model: &Model, pinned: bool) -> Option<&'r Vec<&'r Cell>> {
     r.groups_of(&Churn.id(), Transport::Tcp)
-        .find(|(k, _)| k.model == *model && k.rate.is_some() == pinned)
+        .find(|(k, _)| k.model == *model && k.at_defaults() && k.rate.is_some() == pinned)
         .map(|(_, cells)| cells)
 }
 

@@ -174,7 +174,8 @@ impl Scenario for Latency {
             intro: Some(format!("p99 latency at {at} (open loop)")),
             leads: false,
             figure: Box::new(move |m, notes| {
-                let own: Vec<&Cell> = at_common.iter().copied().filter(|c| c.spec.load.model == *m).collect();
+                let mine = |c: &&Cell| c.spec.load.model == *m && c.spec.load.at_defaults();
+                let own: Vec<&Cell> = at_common.iter().copied().filter(mine).collect();
                 (!own.is_empty())
                     .then(|| notes.figure(latency(&own, |l| l.p99), &own, &[Figure::Latency, Figure::Rate]))
             }),

@@ -39,20 +39,24 @@ pub fn of(id: &ScenarioId) -> Option<&'static dyn Scenario> {
     named(id.name())
 }
 
-/// A cell for a reader ([`Scenario::describe`]).
+/// A cell for a reader ([`Scenario::describe`]), with the axes most loads
+/// leave at their defaults when it sets them ([`LoadKey::other_axes`]).
 pub fn describe(load: &LoadKey) -> String {
-    match of(&load.scenario) {
+    let words = match of(&load.scenario) {
         Some(scenario) => scenario.describe(load),
         None => crate::scenario::describe(load),
-    }
+    };
+    words + &load.other_axes()
 }
 
-/// A cell in a few words, for the console ([`Scenario::label`]).
+/// A cell in a few words, for the console ([`Scenario::label`]), with the
+/// axes most loads leave at their defaults when it sets them.
 pub fn label(load: &LoadKey) -> String {
-    match of(&load.scenario) {
+    let words = match of(&load.scenario) {
         Some(scenario) => scenario.label(load),
         None => crate::scenario::label(load),
-    }
+    };
+    words + &load.other_axes()
 }
 
 /// The figure a cell is read for ([`Scenario::headline`]); a cell of a

@@ -2,6 +2,7 @@
 //! every model, closed loop; the two cells of a model run back to back and
 //! each ratio is taken within such a pair.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -177,22 +178,26 @@ impl TransportPair<'_> {
     }
 }
 
-/// The transport scenario's pairs, by connections then model.
+/// The transport scenario's pairs, by connections then model: the ok
+/// cells grouped by their load but for the transport, each group split by
+/// transport.
 pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
-    let mine: Vec<&Cell> = results.cells.iter().filter(|c| c.ok && c.spec.load.scenario == Transports.id()).collect();
-    let mut pairs = Vec::new();
-    for connections in CONNECTIONS {
-        for model in results.models() {
-            let of = |transport: Transport| -> Vec<&Cell> {
-                let pair = |c: &&&Cell| c.spec.load.connections == connections && c.spec.load.model == model;
-                mine.iter().filter(pair).filter(|c| c.spec.load.transport == transport).copied().collect()
-            };
-            let (tcp, unix) = (of(Transport::Tcp), of(Transport::Unix));
-            if !tcp.is_empty() || !unix.is_empty() {
-                let colour = model.info().rgb();
-                pairs.push(TransportPair { model: model.name().to_owned(), colour, connections, tcp, unix });
-            }
+    let mine = results.cells.iter().filter(|c| c.ok && c.spec.load.scenario == Transports.id());
+    let mut pairs: BTreeMap<LoadKey, TransportPair<'_>> = BTreeMap::new();
+    for cell in mine {
+        let load = &cell.spec.load;
+        let pair = pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
+            model: load.model.name().to_owned(),
+            colour: load.model.info().rgb(),
+            connections: load.connections,
+            tcp: Vec::new(),
+            unix: Vec::new(),
+        });
+        match load.transport {
+            Transport::Tcp => pair.tcp.push(cell),
+            Transport::Unix => pair.unix.push(cell),
+            Transport::Udp => {}
         }
     }
-    pairs
+    pairs.into_values().collect()
 }

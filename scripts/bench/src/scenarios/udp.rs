@@ -32,6 +32,7 @@
 //! load-generator CPU reaches, so ≈ 5 steps each, ≈ 1.9 min. About 3.5 min
 //! in all, the 4 min the latency ladder's budget set aside for it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -211,16 +212,9 @@ pub fn core_default(name: &str) -> Option<u64> {
 type Variant = (Model, Option<u32>);
 
 /// The variants that ran, in run order: each model, then its batch variant.
-fn variants_run(results: &Results) -> Vec<Variant> {
-    let mut out: Vec<Variant> = Vec::new();
-    for cell in results.cells.iter().filter(|c| c.spec.load.scenario == Udp.id()) {
-        let v = (cell.spec.load.model.clone(), cell.spec.load.batch);
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out.sort();
-    out
+fn variants_run(results: &Results) -> BTreeSet<Variant> {
+    let udp = results.cells.iter().filter(|c| c.spec.load.scenario == Udp.id());
+    udp.map(|c| (c.spec.load.model.clone(), c.spec.load.batch)).collect()
 }
 
 fn name((model, batch): &Variant) -> String {
@@ -238,11 +232,6 @@ fn colour((model, batch): &Variant) -> RGBColor {
 fn closed<'a>(r: &Report<'a>, (model, batch): &Variant, flows: u32, size: u32) -> Vec<&'a Cell> {
     let key = LoadKey { batch: *batch, ..LoadKey::new(Udp.id(), model.clone(), Transport::Udp, flows, size) };
     r.groups.get(&key).cloned().unwrap_or_default()
-}
-
-/// The sustained-rate climbs, by variant and repeat.
-fn climbs<'a>(results: &'a Results, udp: &UdpSettings) -> Vec<Climb<'a>> {
-    climbs_of(results, &Udp.id(), udp.slo_p99_us)
 }
 
 /// Whether `climb` is one of `v`'s.
@@ -344,7 +333,7 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
     }
     doc.push_str(&table.finish());
 
-    let climbs = climbs(results, udp);
+    let climbs = climbs_of(results, &Udp.id(), udp.slo_p99_us);
     if climbs.is_empty() {
         return;
     }
@@ -410,7 +399,7 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
 fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
     let results = r.results;
     let Some(udp) = &results.settings.udp else { return Ok(Vec::new()) };
-    let climbs = climbs(results, udp);
+    let climbs = climbs_of(results, &Udp.id(), udp.slo_p99_us);
     let variants = variants_run(results);
     let mut out = Vec::new();
     if climbs.is_empty() {
