@@ -399,7 +399,9 @@ impl Report {
                 100.0 * LATE_FRACTION
             ));
         }
-        if self.client_cpu.max_thread_utilisation > BUSY_CLIENT {
+        // A pacer that spun kept its thread busy by design: its lateness, not
+        // its busy time, says whether the client kept up.
+        if self.client_cpu.max_thread_utilisation > BUSY_CLIENT && self.client_cpu.pacer_spin_secs == 0.0 {
             warnings.push(format!(
                 "a loadgen thread was busy {:.0} % of the window: the client may be the bottleneck",
                 100.0 * self.client_cpu.max_thread_utilisation

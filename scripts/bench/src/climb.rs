@@ -93,9 +93,12 @@ impl Climb<'_> {
         self.steps.iter().find(|(_, v)| !v.sustained())
     }
 
-    /// The step that ended the climb had the load generator ≥ 90 % busy.
+    /// The step that ended the climb had the load generator ≥ 90 % busy
+    /// without a spinning pacer, or sending late: the client, maybe not the
+    /// server, ran out.
     pub fn client_bound(&self) -> bool {
-        self.stop().is_some_and(|(c, _)| c.flags.iter().any(|f| f.kind == FlagKind::ClientBound))
+        let client = |k: FlagKind| matches!(k, FlagKind::ClientBound | FlagKind::SendLate);
+        self.stop().is_some_and(|(c, _)| c.flags.iter().any(|f| client(f.kind)))
     }
 }
 

@@ -68,7 +68,9 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
     }
     let Some(report) = &cell.loadgen else { return flags };
     let busiest = report.client_cpu.max_thread_utilisation;
-    if busiest > CLIENT_BOUND {
+    // A pacer that spun (open loop) kept its thread busy by design: whether
+    // the client kept up is its lateness (`send_late`), not its busy time.
+    if busiest > CLIENT_BOUND && report.client_cpu.pacer_spin_secs == 0.0 {
         flags.push(Flag::new(
             FlagKind::ClientBound,
             busiest,

@@ -135,6 +135,17 @@ fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
     }
 }
 
+/// A pacer that spun kept its thread busy by design: an open-loop cell's
+/// busy client is not client-bound unless it also sent late.
+#[test]
+fn a_spinning_pacer_is_busy_without_being_client_bound() {
+    let mut report = sound();
+    report.client_cpu.max_thread_utilisation = 0.99;
+    report.client_cpu.pacer_spin_secs = 0.4;
+    let flags = cell_flags(&cell("latency", 0, Some(report)));
+    assert!(flags.iter().all(|f| f.kind != FlagKind::ClientBound), "{flags:?}");
+}
+
 #[test]
 fn an_open_loop_cell_short_of_its_rate_is_flagged_with_its_share() {
     // the case: 45,816 of 60,414 msg/s

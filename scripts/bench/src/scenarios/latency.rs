@@ -8,10 +8,11 @@
 //! rate ([`crate::flags::BELOW_TARGET_RATE`]) and CO-corrected p99 ≤ the
 //! SLO (`--slo-p99`, default 1 ms). The first step it fails ends its ladder
 //! in that repeat and is recorded with the reason. Its *knee* is the highest
-//! offered rate it sustained; when the step above failed while a load
-//! generator thread was ≥ 90 % busy (the cell's `client_bound` flag), the
-//! knee is marked client-bound: the load generator, maybe not the server,
-//! ran out.
+//! offered rate it sustained; when the step above failed while the load
+//! generator sent late (its `send_late` flag: the pacer's p99 lateness
+//! above its limit) or a thread of it was ≥ 90 % busy without a spinning
+//! pacer (`client_bound`), the knee is marked client-bound: the load
+//! generator, maybe not the server, ran out.
 //!
 //! Steps run interleaved across models (step k of every model still
 //! climbing, then step k + 1), each repeat its own climb.
