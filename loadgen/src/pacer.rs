@@ -221,12 +221,24 @@ impl WakeEstimate {
     pub fn plan(&self, due: Instant, now: Instant) -> Wait {
         if now >= due {
             Wait::Due
-        } else if due - now <= self.lead().max(SPIN_HORIZON) {
+        } else if due - now <= self.lead().max(spin_horizon()) {
             Wait::Spin
         } else {
             Wait::Sleep(due - self.lead())
         }
     }
+}
+
+/// [`SPIN_HORIZON`], or `LOADGEN_SPIN_HORIZON_US` from the environment (an
+/// experiment's knob: 0 sleeps whenever the lead allows).
+fn spin_horizon() -> Duration {
+    static HORIZON: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *HORIZON.get_or_init(|| {
+        std::env::var("LOADGEN_SPIN_HORIZON_US")
+            .ok()
+            .and_then(|us| us.parse().ok())
+            .map_or(SPIN_HORIZON, Duration::from_micros)
+    })
 }
 
 /// The next step of a precise wait.

@@ -219,7 +219,13 @@ impl Churn {
         let rate = first.offered().unwrap_or(PINNED_RATE);
         let _ = writeln!(
             doc,
-            "At a pinned rate: {} new connections a second, on a schedule (open loop), for every model. Above,              the clients went as fast as they could, and on loopback the client saturates first (its CPU runs              the receiving half of every packet it sends, the server's handshake included): that rate is the              client's. Here every server accepts the same connections, so **server CPU µs/connection** is the              server's own figure. `TIME_WAIT` is the client's: the client sends the first FIN (an echo server              closes only after its client has), host-wide sockets at the window's end.\n",
+            "At a pinned rate: {} new connections a second, on a schedule (open loop), for every model. \
+             Above, the clients went as fast as they could, and on loopback the client saturates first (its \
+             CPU runs the receiving half of every packet it sends, the server's handshake included): that rate \
+             is the client's. Here every server accepts the same connections, so **server CPU µs/connection** \
+             is the server's own figure. `TIME_WAIT` is the client's (it sends the first FIN: an echo server \
+             closes only after its client has): the host's sockets in TIME_WAIT at the window's end, which \
+             stop growing at `net.ipv4.tcp_max_tw_buckets`.\n",
             fmt_count(rate)
         );
         let mut columns = vec!["model".to_owned(), "connections/s:".into(), "server CPU µs/connection:".into()];
