@@ -193,7 +193,10 @@ fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_ser
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("`iterative` is left out: it serves 1 connection(s) at once"), "{readme}");
-    assert!(readme.contains("| tokio | none | none · none | repeat 1: 1,000 msg/s, "), "{readme}");
+    // No knee; whether the stop is marked client-bound depends on how late
+    // this machine's (debug) load generator sent: either is right here.
+    let row = readme.lines().find(|l| l.starts_with("| tokio | none")).expect("tokio's ladder row");
+    assert!(row.contains(" | none · none | repeat 1: 1,000 msg/s, "), "{row}");
 }
 
 #[test]
