@@ -20,6 +20,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getppid};
 use tracing::warn;
 
+use crate::cli::Common;
+use crate::work::{self, Work};
+
 /// How long children get to exit after SIGTERM before they are SIGKILLed.
 pub const CHILD_GRACE: Duration = Duration::from_millis(800);
 
@@ -108,27 +111,47 @@ pub struct ChildOf {
     /// Internal: serve the socket on stdin as a child of this PID.
     #[arg(long = CHILD_OF, hide = true, value_name = "PID")]
     pub parent: Option<u32>,
+    /// Internal: the parent's calibration of `--work cpu:`, in nanoseconds
+    /// per iteration, so that a child (one per connection, for `process`)
+    /// does not measure it again.
+    #[arg(long = CALIBRATION, hide = true, value_name = "NS")]
+    pub ns_per_iteration: Option<f64>,
 }
 
-/// [`ChildOf`]'s flag, without its dashes: written once, read by clap and by
-/// [`spawn_self`].
+impl ChildOf {
+    /// In a child: takes the parent's calibration of the cpu work, if it sent one.
+    pub fn adopt_calibration(&self) {
+        if let Some(ns_per_iteration) = self.ns_per_iteration {
+            work::adopt_calibration(work::Calibration { ns_per_iteration });
+        }
+    }
+}
+
+/// [`ChildOf`]'s flags, without their dashes: written once, read by clap
+/// and by [`spawn_self`].
 const CHILD_OF: &str = "child-of";
+const CALIBRATION: &str = "work-ns-per-iteration";
 
 /// Re-runs this executable as `<model> --child-of <our pid> --buffer-size
-/// N`, with `stdin` (a socket) as its descriptor 0; our copy is closed once
-/// spawned. We reap with `waitpid(-1)` ourselves: dropping the `Child`
-/// neither waits nor kills.
-pub fn spawn_self(exe: &Path, model: &str, buffer_size: u32, stdin: OwnedFd) -> std::io::Result<Pid> {
-    let child = Command::new(exe)
+/// N --work W` (and, for `cpu:` work, our calibration of it), with `stdin`
+/// (a socket) as its descriptor 0; our copy is closed once spawned. We reap
+/// with `waitpid(-1)` ourselves: dropping the `Child` neither waits nor kills.
+pub fn spawn_self(exe: &Path, model: &str, common: &Common, stdin: OwnedFd) -> std::io::Result<Pid> {
+    let mut command = Command::new(exe);
+    command
         .arg(model)
         .arg(format!("--{CHILD_OF}"))
         .arg(std::process::id().to_string())
         .arg("--buffer-size")
-        .arg(buffer_size.to_string())
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .arg(common.buffer_size.to_string())
+        .arg("--work")
+        .arg(common.work.to_string());
+    // Measured at start-up for `cpu:` work (`Work::calibrate`). `{}` of an
+    // f64 reads back as the same f64.
+    if let (Work::Cpu(_), Some(calibration)) = (common.work, work::calibration()) {
+        command.arg(format!("--{CALIBRATION}")).arg(calibration.ns_per_iteration.to_string());
+    }
+    let child = command.stdin(Stdio::from(stdin)).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?;
     Ok(Pid::from_raw(child.id() as i32))
 }
 

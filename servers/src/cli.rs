@@ -1,8 +1,12 @@
 //! The options models share on the command line (`echo-server <MODEL>
 //! [OPTIONS]`, [`crate::Cli`]): [`Common`], flattened into every model's
-//! `Args`; [`CpuWorkers`] and [`ThreadStack`], flags several models take.
+//! `Args` (among them `--work`, [`crate::work`]); [`CpuWorkers`] and
+//! [`ThreadStack`], flags several models take.
 
 use clap::Args;
+
+use crate::echo::EchoOptions;
+use crate::work::Work;
 
 /// Options every model takes.
 #[derive(Debug, Clone, Args)]
@@ -34,6 +38,18 @@ pub struct Common {
     // set by the registry on each model's subcommand.
     #[arg(long, required = false, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+
+    // `help` rather than a doc comment, as for --addr: rustdoc would read the `|` text as markup.
+    #[arg(
+        long,
+        default_value = "none",
+        value_name = "WORK",
+        value_parser = Work::parse,
+        help = "What each message costs before its echo: none, cpu:DURATION (a hash loop over the message, \
+                calibrated at start to take that much CPU) or block:DURATION (a nanosleep); e.g. cpu:20us, \
+                block:1ms, at most 1s. A message is what one read returned (up to --buffer-size), or one datagram"
+    )]
+    pub work: Work,
 }
 
 impl Common {
@@ -45,6 +61,11 @@ impl Common {
     /// `--max-connections`.
     pub fn max_connections(&self) -> usize {
         usize::try_from(self.max_connections).unwrap_or(usize::MAX)
+    }
+
+    /// What every connection's echo is given: `--buffer-size` and `--work`.
+    pub fn echo(&self) -> EchoOptions {
+        EchoOptions { buffer_size: self.buffer_size(), work: self.work }
     }
 }
 

@@ -38,6 +38,10 @@
 //!   echoed, oversize dropped, send failed, receive failed.
 //! - `--backlog` and `--max-connections` mean nothing here: there is nothing
 //!   to accept and no connection to cap.
+//! - `--work` ([`crate::work`]): each datagram's work runs once it is
+//!   received and known to fit, before its echo is sent, on the thread that
+//!   received it ([`DatagramEcho::work`]; tokio's may hand `block:` work to
+//!   its blocking pool).
 //!
 //! ## Pieces
 //!
@@ -82,7 +86,9 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, re
 use socket2::{Domain, SockRef, Socket, Type};
 use tracing::{info, warn};
 
+use crate::echo::EchoOptions;
 use crate::listen::LogThrottle;
+use crate::work::{Blocking, Work};
 
 /// How long a receive loop waits after a receive error that is not about
 /// one datagram (ENOMEM, …): retrying at once could spin.
@@ -273,25 +279,35 @@ pub struct DatagramEcho {
     shared: Arc<Shared>,
     mine: Arc<Counters>,
     buffer_size: usize,
+    work: Work,
 }
 
 /// A clone for another worker: the same server's echo, with counters of its own.
 impl Clone for DatagramEcho {
     fn clone(&self) -> DatagramEcho {
-        DatagramEcho::joining(Arc::clone(&self.shared), self.buffer_size)
+        DatagramEcho::joining(Arc::clone(&self.shared), self.buffer_size, self.work)
     }
 }
 
 impl DatagramEcho {
-    /// An echo of datagrams up to `buffer_size` bytes.
-    pub fn new(buffer_size: usize) -> DatagramEcho {
-        DatagramEcho::joining(Arc::default(), buffer_size)
+    /// An echo of datagrams up to `options.buffer_size` bytes, each with
+    /// `options.work` before its echo.
+    pub fn new(options: EchoOptions) -> DatagramEcho {
+        DatagramEcho::joining(Arc::default(), options.buffer_size, options.work)
     }
 
-    fn joining(shared: Arc<Shared>, buffer_size: usize) -> DatagramEcho {
+    fn joining(shared: Arc<Shared>, buffer_size: usize, work: Work) -> DatagramEcho {
         let mine = Arc::new(Counters::default());
         shared.workers.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&mine));
-        DatagramEcho { shared, mine, buffer_size }
+        DatagramEcho { shared, mine, buffer_size, work }
+    }
+
+    /// The work each datagram costs before its echo (`--work`): the driver
+    /// runs it between [`DatagramEcho::received`] saying "echo it" and the
+    /// send, on its own thread (every receive loop here), or through
+    /// [`Work::run_async`] (tokio's).
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// `--buffer-size`: the largest datagram echoed.
@@ -538,6 +554,7 @@ impl Receiver {
         match socket.recv_from(buf) {
             Ok((len, peer)) => {
                 if self.echo.received(len, false, peer) {
+                    self.echo.work().run(&buf[..len]);
                     self.echo.sent(socket.send_to(&buf[..len], peer), len, peer);
                 }
                 Turn::Received(1)
@@ -576,6 +593,14 @@ impl Receiver {
                 Err(errno) => return Turn::Failed(echo.receive_failed(&errno.into())),
             }
         };
+        // Every datagram's work, one after the other, before the batch's
+        // echoes leave together: the last waits for all the others' work.
+        let work = echo.work();
+        if !work.is_none() {
+            for &(index, bytes) in &batch.echo {
+                work.run(&self.buffers[index * len..][..bytes]);
+            }
+        }
         let out: Vec<[IoSlice<'_>; 1]> =
             batch.echo.iter().map(|&(index, bytes)| [IoSlice::new(&self.buffers[index * len..][..bytes])]).collect();
         let mut start = 0;
@@ -640,13 +665,18 @@ pub fn serve_blocking<S: DatagramSocket + AsRawFd>(
 /// The echo with tokio's socket: receive, echo, repeat, forever (the task
 /// is cancelled when the runtime shuts down). `send_to` waits for room in
 /// the send buffer rather than dropping, as a blocking socket would.
-pub async fn serve_tokio(socket: Arc<tokio::net::UdpSocket>, echo: DatagramEcho) {
+/// `block:` work goes where `blocking` says ([`Work::run_async`]).
+pub async fn serve_tokio(socket: Arc<tokio::net::UdpSocket>, echo: DatagramEcho, blocking: Blocking) {
     let mut buf = vec![0u8; echo.receive_len()];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((len, peer)) => {
                 if echo.received(len, false, peer) {
-                    echo.sent(socket.send_to(&buf[..len], peer).await, len, peer);
+                    let sent = match echo.work().run_async(&buf[..len], blocking).await {
+                        Ok(()) => socket.send_to(&buf[..len], peer).await,
+                        Err(err) => Err(err), // shutting down: not echoed, counted as such
+                    };
+                    echo.sent(sent, len, peer);
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -670,7 +700,7 @@ mod tests {
 
     #[test]
     fn the_echo_drops_what_does_not_fit_and_counts_everything() {
-        let echo = DatagramEcho::new(4);
+        let echo = DatagramEcho::new(EchoOptions::plain(4));
         assert_eq!(echo.receive_len(), 5);
         for _ in 0..4 {
             assert!(echo.received(4, false, "p"));
@@ -702,7 +732,7 @@ mod tests {
     fn single_and_batched_turns_echo_and_drop_alike() {
         for batch in [1, 4] {
             let (server, client) = pair();
-            let echo = DatagramEcho::new(8);
+            let echo = DatagramEcho::new(EchoOptions::plain(8));
             let mut receiver = Receiver::new(echo.clone(), batch);
             for msg in [&b"a"[..], b"12345678", b"123456789", b"xy"] {
                 client.send(msg).unwrap();
@@ -729,7 +759,7 @@ mod tests {
         for batch in [1, 8] {
             let (server, _client) = pair();
             server.set_nonblocking(true).unwrap();
-            let mut receiver = Receiver::new(DatagramEcho::new(8), batch);
+            let mut receiver = Receiver::new(DatagramEcho::new(EchoOptions::plain(8)), batch);
             assert_eq!(receiver.turn(&server), Turn::Idle, "batch {batch}");
         }
     }

@@ -4,7 +4,11 @@
 //! (epoll) or completion (io_uring) model drives the same state from its own
 //! event loop.
 //!
-//! Read up to one buffer, write all of it back, repeat. One buffer per
+//! Read up to one buffer, do the message's work (`--work`, [`Work`]; none by
+//! default), write all of it back, repeat. The work is a step of the state
+//! ([`Next::Work`]), so every driver does it at the same point — after the
+//! read, before the write — on the thread it runs on, except the async
+//! driver, which may hand blocking work to tokio's blocking pool. One buffer per
 //! connection and nothing else: a client that sends and never reads makes
 //! the write block (or pend, or stay unfinished), so the server stops
 //! reading from it too — TCP backpressure, not server memory, absorbs the
@@ -17,12 +21,33 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use crate::transport::Peer;
+use crate::work::{Blocking, Work};
+
+/// What every connection's echo is given: `--buffer-size` and `--work`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoOptions {
+    /// Bytes read (and so written back) at most per read: the buffer's size.
+    pub buffer_size: usize,
+    /// What each message costs before its echo.
+    pub work: Work,
+}
+
+impl EchoOptions {
+    /// A buffer of `buffer_size` bytes and no work: the plain echo.
+    pub fn plain(buffer_size: usize) -> EchoOptions {
+        EchoOptions { buffer_size, work: Work::None }
+    }
+}
 
 /// What a connection's driver must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Read into [`EchoState::read_buf`], then call [`EchoState::received`].
     Read,
+    /// Do the work of the message just read: [`EchoState::run_work`] on this
+    /// thread, or [`EchoState::work`] elsewhere and then
+    /// [`EchoState::work_done`]. Never with `--work none`.
+    Work,
     /// Write [`EchoState::pending`], then call [`EchoState::wrote`].
     Write,
     /// The client has half-closed and everything is echoed: close.
@@ -30,9 +55,9 @@ pub enum Next {
 }
 
 /// One connection's echo, without I/O ("sans-I/O"): its one buffer, how
-/// much of it is filled and how much of that is written back. The driver
-/// reports what its socket did ("bytes arrived", "bytes written") and asks
-/// [`EchoState::next`] what to do.
+/// much of it is filled, whether the message's work is done and how much
+/// of it is written back. The driver reports what its socket did ("bytes
+/// arrived", "bytes written") and asks [`EchoState::next`] what to do.
 #[derive(Debug)]
 pub struct EchoState {
     /// Allocated once; its address never changes, so a completion-based
@@ -42,19 +67,30 @@ pub struct EchoState {
     written: usize,
     eof: bool,
     echoed: u64,
+    work: Work,
+    /// The work of what is filled is done (at once with `--work none`).
+    worked: bool,
 }
 
 impl EchoState {
-    /// A connection with one buffer of `buffer_size` bytes.
-    pub fn new(buffer_size: usize) -> EchoState {
-        EchoState { buf: vec![0u8; buffer_size].into_boxed_slice(), filled: 0, written: 0, eof: false, echoed: 0 }
+    /// A connection with one buffer of `options.buffer_size` bytes.
+    pub fn new(options: EchoOptions) -> EchoState {
+        EchoState {
+            buf: vec![0u8; options.buffer_size].into_boxed_slice(),
+            filled: 0,
+            written: 0,
+            eof: false,
+            echoed: 0,
+            work: options.work,
+            worked: true,
+        }
     }
 
-    /// Write while anything read is not yet written back; then close if the
-    /// client has half-closed; else read.
+    /// Work, then write, while anything read is not yet written back; then
+    /// close if the client has half-closed; else read.
     pub fn next(&self) -> Next {
         if self.written < self.filled {
-            Next::Write
+            if self.worked { Next::Write } else { Next::Work }
         } else if self.eof {
             Next::Close
         } else {
@@ -77,7 +113,27 @@ impl EchoState {
         } else {
             self.filled = n;
             self.written = 0;
+            // With no work the message goes straight to its write: the
+            // plain echo's path is one store and one branch longer, no more.
+            self.worked = self.work.is_none();
         }
+    }
+
+    /// The work each message costs (`--work`).
+    pub fn work(&self) -> Work {
+        self.work
+    }
+
+    /// Does the work of the message read ([`Next::Work`]) on this thread.
+    pub fn run_work(&mut self) {
+        debug_assert_eq!(self.next(), Next::Work, "work with no message waiting for it");
+        self.work.run(&self.buf[..self.filled]);
+        self.worked = true;
+    }
+
+    /// The work of the message read was done elsewhere ([`Work::run_async`]).
+    pub fn work_done(&mut self) {
+        self.worked = true;
     }
 
     /// What is read and not yet written back.
@@ -102,8 +158,9 @@ impl EchoState {
 }
 
 /// Echoes until the client half-closes; returns the bytes echoed. The
-/// blocking driver: `thread`, `pool`, `process` and `may` (whose sockets
-/// switch coroutines where these calls would block).
+/// blocking driver: `iterative`, `process`, `prefork`, `thread`, `pool` and
+/// `may` (whose sockets switch coroutines where these calls would block).
+/// The work runs here, on the thread (or coroutine) that serves the connection.
 pub fn echo<S: Read + Write>(stream: &mut S, state: &mut EchoState) -> io::Result<u64> {
     loop {
         match state.next() {
@@ -112,6 +169,7 @@ pub fn echo<S: Read + Write>(stream: &mut S, state: &mut EchoState) -> io::Resul
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             },
+            Next::Work => state.run_work(),
             Next::Write => match stream.write(state.pending()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => state.wrote(n),
@@ -123,8 +181,13 @@ pub fn echo<S: Read + Write>(stream: &mut S, state: &mut EchoState) -> io::Resul
     }
 }
 
-/// [`echo`] for async sockets (`tokio`).
-pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, state: &mut EchoState) -> io::Result<u64> {
+/// [`echo`] for async sockets (`tokio`). `block:` work goes where
+/// `blocking` says ([`Work::run_async`]); `cpu:` work runs inline.
+pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    state: &mut EchoState,
+    blocking: Blocking,
+) -> io::Result<u64> {
     loop {
         match state.next() {
             Next::Read => match stream.read(state.read_buf()).await {
@@ -132,6 +195,10 @@ pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, state
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             },
+            Next::Work => {
+                state.work().run_async(state.pending(), blocking).await?;
+                state.work_done();
+            }
             Next::Write => match stream.write(state.pending()).await {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => state.wrote(n),
@@ -145,16 +212,21 @@ pub async fn echo_async<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, state
 
 /// Serves one blocking connection to its end: its one buffer, the echo,
 /// the log line. The socket closes when `stream` is dropped on return.
-pub fn serve<S: Read + Write>(mut stream: S, peer: &Peer, buffer_size: usize) {
-    let mut state = EchoState::new(buffer_size);
+pub fn serve<S: Read + Write>(mut stream: S, peer: &Peer, options: EchoOptions) {
+    let mut state = EchoState::new(options);
     let result = echo(&mut stream, &mut state);
     log_end(peer, &result);
 }
 
 /// [`serve`] for async sockets.
-pub async fn serve_async<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, peer: &Peer, buffer_size: usize) {
-    let mut state = EchoState::new(buffer_size);
-    let result = echo_async(&mut stream, &mut state).await;
+pub async fn serve_async<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: &Peer,
+    options: EchoOptions,
+    blocking: Blocking,
+) {
+    let mut state = EchoState::new(options);
+    let result = echo_async(&mut stream, &mut state, blocking).await;
     log_end(peer, &result);
 }
 
@@ -169,12 +241,14 @@ pub fn log_end(peer: &Peer, result: &io::Result<u64>) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Drives the state by hand: what arrives, what is written, what next.
     #[test]
     fn reads_then_writes_everything_back_then_reads_again() {
-        let mut state = EchoState::new(8);
+        let mut state = EchoState::new(EchoOptions::plain(8));
         assert_eq!(state.next(), Next::Read);
         assert_eq!(state.read_buf().len(), 8, "the whole buffer is offered");
         state.read_buf()[..5].copy_from_slice(b"hello");
@@ -192,7 +266,7 @@ mod tests {
 
     #[test]
     fn half_close_never_closes_before_the_pending_write() {
-        let mut state = EchoState::new(4);
+        let mut state = EchoState::new(EchoOptions::plain(4));
         state.read_buf()[..3].copy_from_slice(b"abc");
         state.received(3);
         state.wrote(1);
@@ -204,6 +278,35 @@ mod tests {
         state.wrote(2);
         assert_eq!(state.next(), Next::Close);
         assert_eq!(state.echoed(), 3);
+    }
+
+    /// With `--work`, every message read waits for its work before its
+    /// write; the bytes are the same. With none, the state never asks for it.
+    #[test]
+    fn the_work_comes_between_the_read_and_the_write() {
+        let work = Work::Block(Duration::from_nanos(1));
+        let mut state = EchoState::new(EchoOptions { buffer_size: 8, work });
+        state.read_buf()[..3].copy_from_slice(b"abc");
+        state.received(3);
+        assert_eq!(state.next(), Next::Work);
+        assert_eq!(state.work(), work);
+        assert_eq!(state.pending(), b"abc", "the work reads the message as it will be echoed");
+        state.run_work();
+        assert_eq!(state.next(), Next::Write);
+        state.wrote(1);
+        assert_eq!(state.next(), Next::Write, "a short write does not do the work again");
+        state.wrote(2);
+        assert_eq!(state.next(), Next::Read);
+        state.read_buf()[..2].copy_from_slice(b"de");
+        state.received(2);
+        assert_eq!(state.next(), Next::Work, "every message has its work");
+        state.work_done();
+        assert_eq!(state.next(), Next::Write);
+
+        let mut plain = EchoState::new(EchoOptions::plain(8));
+        plain.read_buf()[..1].copy_from_slice(b"x");
+        plain.received(1);
+        assert_eq!(plain.next(), Next::Write);
     }
 
     /// A socket stand-in: reads come from `input` in chunks of `read_chunk`,
@@ -254,10 +357,26 @@ mod tests {
                 output: Vec::new(),
                 interrupt_next: false,
             };
-            let echoed = echo(&mut socket, &mut EchoState::new(buffer)).unwrap();
+            let echoed = echo(&mut socket, &mut EchoState::new(EchoOptions::plain(buffer))).unwrap();
             assert_eq!(echoed, input.len() as u64);
             assert!(socket.output == input, "buffer {buffer}, reads of {read_chunk}, writes of {write_chunk}");
         }
+    }
+
+    #[test]
+    fn the_blocking_driver_with_work_echoes_the_same_bytes() {
+        let input: Vec<u8> = (0..3_000u32).map(|i| (i * 13) as u8).collect();
+        let mut socket = Scripted {
+            input: input.clone(),
+            at: 0,
+            read_chunk: 700,
+            write_chunk: 300,
+            output: Vec::new(),
+            interrupt_next: false,
+        };
+        let options = EchoOptions { buffer_size: 512, work: Work::Block(Duration::from_nanos(1)) };
+        assert_eq!(echo(&mut socket, &mut EchoState::new(options)).unwrap(), input.len() as u64);
+        assert!(socket.output == input);
     }
 
     #[test]
@@ -270,7 +389,7 @@ mod tests {
             output: vec![],
             interrupt_next: false,
         };
-        let err = echo(&mut socket, &mut EchoState::new(4)).unwrap_err();
+        let err = echo(&mut socket, &mut EchoState::new(EchoOptions::plain(4))).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -8,7 +8,8 @@
 //! Bind a TCP port or a Unix socket path with a backlog
 //! ([`transport::Listener::bind`]), print `listening on <endpoint>` once the
 //! model is ready to serve ([`Ready`]), then echo: read up to
-//! `--buffer-size` bytes, write them all back, repeat until the client
+//! `--buffer-size` bytes, do the message's work (`--work`, none by
+//! default: [`work`]), write them all back, repeat until the client
 //! half-closes ([`echo`]). TCP_NODELAY on every TCP connection, one buffer
 //! per connection, a connection cap, accept errors retried after a
 //! back-off ([`listen`]), SIGINT/SIGTERM stop the server ([`shutdown`]).
@@ -26,7 +27,8 @@
 //! 3. [`listen`]: the per-connection options, the connection cap and the
 //!    accept-error policy every model shares.
 //! 4. [`echo`]: the echo as a state machine, and its blocking and async loops;
-//!    [`datagram`]: the datagram echo, its counters and its receive loops.
+//!    [`datagram`]: the datagram echo, its counters and its receive loops;
+//!    [`work`]: what a message costs before its echo, and where it runs.
 //! 5. The machinery some models share, so that each model file stays a
 //!    page: [`event_loop`] (the epoll loop of `reactor`, `reactors` and
 //!    `reactor-pool`), [`per_core`] (the thread-per-core start-up of
@@ -49,6 +51,7 @@ pub mod ring;
 pub mod shutdown;
 pub mod slab;
 pub mod transport;
+pub mod work;
 
 use std::io::{IsTerminal, Write};
 
@@ -120,6 +123,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         // A child of `process` or `prefork` (`--child-of`): its side, then exit.
         return child.with_context(|| format!("{} child", info.name));
     }
+    // Before anything is bound: no message pays for the measurement, and
+    // its log line comes before `listening on`.
+    common.work.calibrate();
 
     let endpoint = Endpoint::parse(&common.addr)?;
     if let Endpoint::Udp(addr) = endpoint {
@@ -187,7 +193,7 @@ fn run_datagrams(command: &Command, info: &ModelInfo, addr: std::net::SocketAddr
     info!(model = %info.name, ?common, ?options, "bound {local}");
     datagram::log_buffers(&socket, options);
 
-    let echo = datagram::DatagramEcho::new(common.buffer_size());
+    let echo = datagram::DatagramEcho::new(common.echo());
     let served = command.serve_datagrams(socket, echo.clone(), &shutdown, Ready::new(local));
     served.expect("a model with datagram options serves datagrams").with_context(|| format!("{}", info.name))?;
     echo.report();

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::echo::{EchoState, Next};
+use crate::echo::{EchoOptions, EchoState, Next};
 use crate::listen::Permit;
 use crate::transport::{Peer, Stream};
 
@@ -37,9 +37,9 @@ pub enum Drive {
 
 impl Conn {
     /// Makes an accepted stream non-blocking and gives it its buffer.
-    pub fn open(stream: Stream, peer: Peer, permit: Permit, buffer_size: usize) -> io::Result<Conn> {
+    pub fn open(stream: Stream, peer: Peer, permit: Permit, options: EchoOptions) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
-        Ok(Conn { stream, peer, state: EchoState::new(buffer_size), armed: None, _permit: permit })
+        Ok(Conn { stream, peer, state: EchoState::new(options), armed: None, _permit: permit })
     }
 
     pub fn peer(&self) -> &Peer {
@@ -47,7 +47,10 @@ impl Conn {
     }
 
     /// Reads and writes until the socket would block, the echo ends, or
-    /// `budget` reads are done — the whole echo over readiness. Safe with
+    /// `budget` reads are done — the whole echo over readiness, each
+    /// message's work (`--work`) included, on the calling thread: the event
+    /// loop's own (`reactor`, `reactors`: every other connection of the
+    /// loop waits meanwhile), or a pool worker's (`reactor-pool`). Safe with
     /// edge-triggered epoll because it stops only at `WouldBlock` (an event
     /// will come when that changes), at the end, or when asked to yield
     /// (the caller then drives it again without an event).
@@ -67,6 +70,7 @@ impl Conn {
                         Err(err) => return Drive::Closed(Err(err)),
                     }
                 }
+                Next::Work => self.state.run_work(),
                 Next::Write => match self.stream.write(self.state.pending()) {
                     Ok(0) => return Drive::Closed(Err(io::ErrorKind::WriteZero.into())),
                     Ok(n) => self.state.wrote(n),
@@ -91,6 +95,9 @@ impl Conn {
     pub fn interest(&self) -> Interest {
         match self.state.next() {
             Next::Write => Interest::WRITABLE,
+            // `drive` never stops between a read and its work. Were it to,
+            // writable is reported at once and the next drive does the work.
+            Next::Work => Interest::WRITABLE,
             Next::Read | Next::Close => Interest::READABLE,
         }
     }
@@ -132,7 +139,7 @@ mod tests {
     fn pair(buffer_size: usize) -> (Conn, UnixStream) {
         let (server, client) = UnixStream::pair().unwrap();
         let permit = ConnectionLimit::new(1).try_acquire(&Peer::Unix(None)).unwrap();
-        (Conn::open(Stream::Unix(server), Peer::Unix(None), permit, buffer_size).unwrap(), client)
+        (Conn::open(Stream::Unix(server), Peer::Unix(None), permit, EchoOptions::plain(buffer_size)).unwrap(), client)
     }
 
     #[test]

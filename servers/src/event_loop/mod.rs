@@ -25,6 +25,14 @@
 //! on a run queue, so that the others get their turn first; the loop then
 //! polls with a zero timeout and drives it again.
 //!
+//! ## Work per message
+//!
+//! A message's work (`--work`, [`crate::work`]) runs inside
+//! [`Conn::drive`], between the read and the write, on whatever thread
+//! drives the connection: the loop's own, which stalls every other
+//! connection meanwhile (`reactor`, `reactors`), or a pool's
+//! (`reactor-pool`).
+//!
 //! ## Writing a model on it
 //!
 //! A single loop on the calling thread: [`EventLoop::new`], [`listen`],
@@ -55,7 +63,7 @@ use tracing::warn;
 
 pub use self::accept::Accept;
 pub use self::conn::{Conn, Drive};
-use crate::echo;
+use crate::echo::{self, EchoOptions};
 use crate::listen::{Connection, ConnectionLimit, LogThrottle, Permit};
 use crate::shutdown::Shutdown;
 use crate::slab::Slab;
@@ -110,7 +118,7 @@ pub enum Undelivered {
 pub struct EventLoop<'s> {
     poll: Poll,
     conns: Slab<Conn>,
-    buffer_size: usize,
+    echo: EchoOptions,
     accept: Option<Accept>,
     inbox: Option<Receiver<Connection>>,
     shutdown: Option<&'s Shutdown>,
@@ -121,11 +129,11 @@ pub struct EventLoop<'s> {
 
 impl<'s> EventLoop<'s> {
     /// An event loop with nothing registered yet.
-    pub fn new(buffer_size: usize) -> io::Result<EventLoop<'s>> {
+    pub fn new(echo: EchoOptions) -> io::Result<EventLoop<'s>> {
         Ok(EventLoop {
             poll: Poll::new()?,
             conns: Slab::new(),
-            buffer_size,
+            echo,
             accept: None,
             inbox: None,
             shutdown: None,
@@ -223,7 +231,7 @@ impl<'s> EventLoop<'s> {
 
     /// Gives an accepted connection its slab entry, token and registration.
     fn adopt(&mut self, stream: Stream, peer: Peer, permit: Permit) {
-        let registered = Conn::open(stream, peer.clone(), permit, self.buffer_size).and_then(|conn| {
+        let registered = Conn::open(stream, peer.clone(), permit, self.echo).and_then(|conn| {
             let index = self.conns.insert(conn);
             // `insert` just returned this index, so the entry is there.
             let conn = self.conns.get_mut(index).expect("the entry was just inserted");

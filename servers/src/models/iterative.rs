@@ -67,6 +67,16 @@
 //! load, when datagrams queue up, a batch fills; at low load it holds one
 //! datagram and costs what `recvfrom` does.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, on the one thread, between the read and the write
+//! ([`echo::serve`]): a message's work, computed or slept, is time nobody
+//! else is served — but nobody else is served anyway while this client
+//! stays. Over `udp:` every datagram's work delays every datagram queued
+//! behind it, whoever sent it; with `--batch`, every datagram of a batch is
+//! worked on before the batch's echoes leave together, so the first waits
+//! for the last one's work.
+//!
 //! ```text
 //! echo-server iterative --addr 127.0.0.1:7000
 //! echo-server iterative --addr unix:/tmp/echo.sock --backlog 4096
@@ -83,7 +93,7 @@ use tracing::warn;
 
 use crate::cli::Common;
 use crate::datagram::{self, BatchOption, DatagramEcho, DatagramOptions, Receiver};
-use crate::echo;
+use crate::echo::{self, EchoOptions};
 use crate::listen::Acceptor;
 use crate::models::{Datagrams, Model};
 use crate::ready::Ready;
@@ -127,18 +137,18 @@ pub const SHUTDOWN_CHECK: Duration = Duration::from_millis(250);
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     let acceptor = Acceptor::new(&listener, shutdown, args.common.max_connections())?;
     ready.announce()?;
-    serve_one_at_a_time(acceptor, shutdown, args.common.buffer_size());
+    serve_one_at_a_time(acceptor, shutdown, args.common.echo());
     Ok(())
 }
 
 /// The iterative loop: serve each connection to its end, then take the
 /// next. Also the body of every `prefork` child, which is this server on a
 /// listener shared with its siblings.
-pub fn serve_one_at_a_time(acceptor: Acceptor<'_>, shutdown: &Shutdown, buffer_size: usize) {
+pub fn serve_one_at_a_time(acceptor: Acceptor<'_>, shutdown: &Shutdown, echo: EchoOptions) {
     for conn in acceptor {
         let _permit = conn.permit; // the slot is held while served
         match Interruptible::new(conn.stream, shutdown) {
-            Ok(stream) => echo::serve(stream, &conn.peer, buffer_size),
+            Ok(stream) => echo::serve(stream, &conn.peer, echo),
             // Without the timeouts SIGTERM could go unnoticed: do not serve.
             Err(err) => warn!(peer = %conn.peer, %err, "cannot set socket timeouts; closing the connection"),
         }

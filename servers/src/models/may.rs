@@ -37,6 +37,19 @@
 //! `--batch`: `recvmmsg` on may's non-blocking socket would not yield, and
 //! may has no batched call of its own. The coroutines end with the process.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in the connection's coroutine ([`echo::serve`]). `cpu:` work
+//! holds its scheduler thread for as long as it runs: may does not preempt.
+//! A blocking call (`nanosleep`) is not one of may's: it does not yield,
+//! it blocks the scheduler thread itself, and every coroutine of that
+//! thread waits — the same blocking loop that costs `thread` nothing
+//! stalls here. may makes blocking code look right; this is where it is
+//! not. (A stall, not unsoundness: may's spawn contract is about
+//! thread-local storage and the coroutine's stack, which the work uses
+//! neither of beyond a few words.) Over `udp:` the same, in each receive
+//! coroutine.
+//!
 //! ```text
 //! echo-server may --addr 127.0.0.1:7000 --workers 2 [--stack-size BYTES]
 //! echo-server may --addr udp:127.0.0.1:7000 --workers 2
@@ -51,7 +64,7 @@ use tracing::warn;
 
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions, Receiver};
-use crate::echo;
+use crate::echo::{self, EchoOptions};
 use crate::listen::{AcceptErrors, ConnectionLimit, LogThrottle};
 use crate::models::{Datagrams, Model};
 use crate::ready::Ready;
@@ -160,13 +173,15 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 
     let listener = MayListener::new(listener).context("cannot hand the listener to may")?;
     let limit = ConnectionLimit::new(args.common.max_connections());
-    let buffer_size = args.common.buffer_size();
+    let options = args.common.echo();
     let accept = Builder::new().name("accept".into());
-    // SAFETY: may's spawn contract — the coroutine must not block its worker
-    // thread with OS-blocking calls and must not rely on thread-local
-    // storage staying put. It only uses may's sockets and may's sleep; the
-    // `tracing` dispatcher it logs through is the global one.
-    unsafe { accept.spawn(move || accept_loop(listener, limit, buffer_size)) }
+    // SAFETY: may's spawn contract — the coroutine must not rely on
+    // thread-local storage staying put (it may resume on another thread),
+    // and must not overflow its stack. (It should not block its worker
+    // thread with OS-blocking calls either; that stalls the thread's other
+    // coroutines but is not unsound.) It only uses may's sockets and may's
+    // sleep; the `tracing` dispatcher it logs through is the global one.
+    unsafe { accept.spawn(move || accept_loop(listener, limit, options)) }
         .context("cannot start the accept coroutine")?;
     ready.announce()?;
 
@@ -177,7 +192,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 }
 
 /// Accepts forever; one coroutine per connection.
-fn accept_loop(listener: MayListener, limit: ConnectionLimit, buffer_size: usize) {
+fn accept_loop(listener: MayListener, limit: ConnectionLimit, options: EchoOptions) {
     let errors = AcceptErrors::default();
     let spawn_errors = LogThrottle::default();
     loop {
@@ -188,11 +203,14 @@ fn accept_loop(listener: MayListener, limit: ConnectionLimit, buffer_size: usize
                 };
                 let logged_peer = peer.clone();
                 // SAFETY: as for the accept coroutine above — the echo loop
-                // only calls may's socket methods.
+                // only calls may's socket methods, and `--work`'s: a hash
+                // loop or a `nanosleep`, which use no thread-local storage
+                // and a few words of stack. The `nanosleep` blocks the
+                // worker thread: the stall the page shows, not unsoundness.
                 let spawned = unsafe {
                     Builder::new().spawn(move || {
                         let _permit = permit; // held until the coroutine ends
-                        echo::serve(stream, &peer, buffer_size);
+                        echo::serve(stream, &peer, options);
                     })
                 };
                 if let Err(err) = spawned {
@@ -225,7 +243,8 @@ pub fn serve_datagrams(
         let echo = echo.clone();
         let builder = Builder::new().name(format!("udp-{id}"));
         // SAFETY: may's spawn contract (see `serve`): the loop only calls
-        // may's socket methods, and may's sleep to back off.
+        // may's socket methods, may's sleep to back off, and `--work`'s
+        // (see `accept_loop`).
         unsafe {
             builder.spawn(move || {
                 let mut receiver = Receiver::new(echo, 1);

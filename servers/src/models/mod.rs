@@ -178,7 +178,11 @@ macro_rules! registry {
             pub fn run_as_child(&self) -> Option<anyhow::Result<()>> {
                 match self {
                     $(Command::$model(args) => $model::MODEL.children.as_ref().and_then(|child| {
-                        (child.of)(args).parent.map(|parent| (child.main)(parent, args))
+                        let of = (child.of)(args);
+                        of.parent.map(|parent| {
+                            of.adopt_calibration();
+                            (child.main)(parent, args)
+                        })
                     }),)*
                     Command::ListModels { .. } => None,
                 }

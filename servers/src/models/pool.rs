@@ -34,6 +34,14 @@
 //! The workers live until the process exits; the main thread waits for the
 //! shutdown signal.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, on the worker serving the connection ([`echo::serve`]): a
+//! blocking call holds that worker, which its client holds anyway. Over
+//! `udp:` a worker is held for one datagram and its work; up to `--workers`
+//! datagrams are worked on at once while the others wait in the socket's
+//! receive queue — what a pool of threads absorbing blocking calls is for.
+//!
 //! ```text
 //! echo-server pool --workers 128 --queue 1024 [--stack-size BYTES]
 //! echo-server pool --addr udp:127.0.0.1:7000 --workers 4
@@ -99,7 +107,7 @@ pub struct Args {
 /// Starts the workers, then accepts on this thread and feeds the queue.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     let (queue, jobs) = bounded::<Connection>(args.queue as usize);
-    let buffer_size = args.common.buffer_size();
+    let options = args.common.echo();
     for id in 0..args.workers {
         let jobs = jobs.clone();
         // Workers are detached and live until the process exits; the loop
@@ -109,7 +117,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
             .spawn(move || {
                 for conn in jobs.iter() {
                     let _permit = conn.permit; // the slot is held while served
-                    echo::serve(conn.stream, &conn.peer, buffer_size);
+                    echo::serve(conn.stream, &conn.peer, options);
                 }
             })
             .with_context(|| format!("cannot start worker thread {} of {}", id + 1, args.workers))?;

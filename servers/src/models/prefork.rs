@@ -59,6 +59,14 @@
 //! orphans either: each child asks the kernel (PR_SET_PDEATHSIG) to kill it
 //! should the parent die first.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in the child serving the connection (the iterative loop): a
+//! blocking call holds that child, which its client holds anyway; up to
+//! `--workers` connections are worked on at once, on as many CPUs as the
+//! kernel gives them. The children take the parent's `cpu:` calibration
+//! rather than each measuring it.
+//!
 //! ```text
 //! echo-server prefork --addr 127.0.0.1:7000 [--workers 16]
 //! echo-server prefork --addr unix:/tmp/echo.sock --workers 64
@@ -175,7 +183,7 @@ fn start_and_supervise(
 /// socket (dup, close-on-exec), closed on our side once the child has it.
 fn spawn_child(exe: &Path, listener: &Listener, args: &Args) -> std::io::Result<Pid> {
     let socket = listener.as_fd().try_clone_to_owned()?;
-    children::spawn_self(exe, MODEL.name, args.common.buffer_size, socket)
+    children::spawn_self(exe, MODEL.name, &args.common, socket)
 }
 
 /// The child's side (its child mode, in the registry): an iterative server
@@ -189,6 +197,6 @@ pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
     let listener = Listener::from_fd(fd).context("stdin is not a listening socket")?;
     // Cap 1: a child serves one connection at a time anyway (see the page).
     let acceptor = Acceptor::new(&listener, &shutdown, 1)?;
-    iterative::serve_one_at_a_time(acceptor, &shutdown, args.common.buffer_size());
+    iterative::serve_one_at_a_time(acceptor, &shutdown, args.common.echo());
     Ok(())
 }

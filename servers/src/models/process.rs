@@ -18,6 +18,14 @@
 //! waits, SIGKILLs stragglers and reaps them all; and each child asks the
 //! kernel (PR_SET_PDEATHSIG) to kill it should the parent die first.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in the child, between the read and the write ([`echo::serve`]):
+//! a blocking call blocks that process only, and `cpu:` work runs on as
+//! many CPUs as the kernel gives the children. The parent measures the
+//! `cpu:` calibration once, at start-up, and hands it to every child
+//! (with `--child-of`), so that a connection does not pay for measuring.
+//!
 //! ```text
 //! echo-server process --addr 127.0.0.1:7000 [--max-connections 1024]
 //! echo-server process --addr unix:/tmp/echo.sock
@@ -75,7 +83,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         let Connection { stream, peer, permit } = conn;
         // The socket moves into the child's stdin: once spawned, only the
         // child holds the connection.
-        match children::spawn_self(&exe, MODEL.name, args.common.buffer_size, OwnedFd::from(stream)) {
+        match children::spawn_self(&exe, MODEL.name, &args.common, OwnedFd::from(stream)) {
             Ok(pid) => {
                 debug!(%peer, %pid, "spawned child");
                 children.insert(pid, permit);
@@ -98,6 +106,6 @@ pub fn child_main(parent: u32, args: &Args) -> anyhow::Result<()> {
     let Some(fd) = children::adopt_stdin(parent)? else { return Ok(()) };
     let stream = Stream::from_fd(fd).context("stdin is not a connected socket")?;
     let peer = stream.peer();
-    echo::serve(stream, &peer, args.common.buffer_size());
+    echo::serve(stream, &peer, args.common.echo());
     Ok(())
 }

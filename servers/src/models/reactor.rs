@@ -65,6 +65,17 @@
 //! slow done per message — every connection waits for it, because the loop
 //! is the only thread.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in the loop: [`Conn::drive`](crate::event_loop::Conn::drive)
+//! does each message's work between its read and its write, on the loop's
+//! only thread. For as long as it runs — computing or asleep in
+//! `nanosleep` — every other connection waits, ready or not, and so does
+//! the listener. The textbook lesson, shown rather than hidden: an event
+//! loop must not block, and work per message serialises on it. (The
+//! cures are the next models: `reactors` on every CPU, `reactor-pool`'s
+//! pool, tokio's `spawn_blocking`.)
+//!
 //! ```text
 //! echo-server reactor --addr 127.0.0.1:7000
 //! ```
@@ -101,7 +112,7 @@ pub struct Args {
 
 /// Runs the event loop on this thread until a shutdown signal.
 pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
-    let mut event_loop = EventLoop::new(args.common.buffer_size()).context("cannot create the epoll instance")?;
+    let mut event_loop = EventLoop::new(args.common.echo()).context("cannot create the epoll instance")?;
     let limit = ConnectionLimit::new(args.common.max_connections());
     event_loop.listen(listener, limit).context("cannot register the listener with epoll")?;
     event_loop.stop_on(shutdown).context("cannot register the shutdown signal with epoll")?;

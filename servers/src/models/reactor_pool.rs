@@ -61,6 +61,15 @@
 //! hand-off costs more than the echo), and the reactor thread is a single
 //! point every message passes through twice.
 //!
+//! ## Work per message (`--work`)
+//!
+//! On the pool: a job runs [`Conn::drive`], which does each message's work
+//! between its read and its write, so the work runs on a rayon worker while
+//! the reactor goes on accepting and waiting — this model's reason to be.
+//! `--workers` works run at once; a blocking call holds its rayon thread
+//! meanwhile (the pool has as many as the CPUs by default), and ready
+//! connections beyond them wait in rayon's queue, not in the reactor.
+//!
 //! ```text
 //! echo-server reactor-pool --addr 127.0.0.1:7000 --workers 2
 //! ```
@@ -78,7 +87,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
 use crate::cli::{Common, CpuWorkers};
-use crate::echo;
+use crate::echo::{self, EchoOptions};
 use crate::event_loop::{Accept, Conn, Drive, LISTENER, READS_PER_TURN, SIGNAL, WAKER};
 use crate::listen::{ConnectionLimit, LogThrottle, Permit};
 use crate::models::Model;
@@ -117,7 +126,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         .build()
         .with_context(|| format!("cannot start the pool of {workers} threads"))?;
     let limit = ConnectionLimit::new(args.common.max_connections());
-    let mut reactor = HalfAsync::new(listener, limit, shutdown, pool, args.common.buffer_size())
+    let mut reactor = HalfAsync::new(listener, limit, shutdown, pool, args.common.echo())
         .context("cannot set up the epoll instance")?;
     ready.announce()?;
     reactor.run().context("the event loop failed")
@@ -171,7 +180,7 @@ struct HalfAsync<'s> {
     poll: Poll,
     conns: Slab<Slot>,
     accept: Accept,
-    buffer_size: usize,
+    echo: EchoOptions,
     shutdown: &'s Shutdown,
     /// The synchronous half.
     pool: ThreadPool,
@@ -187,7 +196,7 @@ impl<'s> HalfAsync<'s> {
         limit: ConnectionLimit,
         shutdown: &'s Shutdown,
         pool: ThreadPool,
-        buffer_size: usize,
+        echo: EchoOptions,
     ) -> io::Result<HalfAsync<'s>> {
         let poll = Poll::new()?;
         let accept = Accept::register(listener, limit, poll.registry())?;
@@ -198,7 +207,7 @@ impl<'s> HalfAsync<'s> {
             poll,
             conns: Slab::new(),
             accept,
-            buffer_size,
+            echo,
             shutdown,
             pool,
             handback: Arc::new(Handback { sender, waker, wake_errors: LogThrottle::default() }),
@@ -245,7 +254,7 @@ impl<'s> HalfAsync<'s> {
 
     /// Gives an accepted connection its slab entry, token and registration.
     fn adopt(&mut self, stream: Stream, peer: Peer, permit: Permit) {
-        let registered = Conn::open(stream, peer.clone(), permit, self.buffer_size).and_then(|mut conn| {
+        let registered = Conn::open(stream, peer.clone(), permit, self.echo).and_then(|mut conn| {
             let index = self.conns.insert(Slot::Away);
             match conn.register(self.poll.registry(), Token(index)) {
                 Ok(()) => {

@@ -77,6 +77,14 @@
 //! A worker's socket closes with the process: datagrams still queued in its
 //! receive buffer are discarded, as a closing TCP listener resets its backlog.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in each worker's loop, as in `reactor`: a message's work stalls
+//! every connection of its worker (over `udp:`, every flow hashed to its
+//! socket); the other workers go on. `cpu:` work shows what one core per
+//! reactor costs: a worker whose connections ask for more than a core falls
+//! behind while another may idle, and nothing moves a connection over.
+//!
 //! ```text
 //! echo-server reactors --addr 127.0.0.1:7000 --workers 2
 //! echo-server reactors --addr udp:127.0.0.1:7000 --workers 2 --batch 32
@@ -146,13 +154,13 @@ fn serve_tcp(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
     let listeners = per_core::sockets(listener, args.per_core.workers(), |first| first.bind_sibling(backlog))?;
     // One count for all: the cap is on the server, not per worker.
     let limit = ConnectionLimit::new(args.common.max_connections());
-    let buffer_size = args.common.buffer_size();
+    let echo = args.common.echo();
     per_core::start(
         THREADS,
         args.per_core.pin,
         listeners,
         move |listener| {
-            let mut event_loop = EventLoop::new(buffer_size).context("cannot create an epoll instance")?;
+            let mut event_loop = EventLoop::new(echo).context("cannot create an epoll instance")?;
             event_loop.listen(listener, limit.clone()).context("cannot register a listener with epoll")?;
             Ok((event_loop, ()))
         },
@@ -168,14 +176,14 @@ fn serve_tcp(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 /// No SO_REUSEPORT: this thread accepts and deals connections round-robin.
 fn serve_unix(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready) -> anyhow::Result<()> {
     let workers = args.per_core.workers();
-    let buffer_size = args.common.buffer_size();
+    let echo = args.common.echo();
     // Each worker hands back the mailbox of its event loop's inbox.
     let mailboxes: Vec<Mailbox> = per_core::start(
         THREADS,
         args.per_core.pin,
         vec![(); workers],
         move |()| {
-            let mut event_loop = EventLoop::new(buffer_size).context("cannot create an epoll instance")?;
+            let mut event_loop = EventLoop::new(echo).context("cannot create an epoll instance")?;
             let mailbox = event_loop.inbox().context("cannot create a waker")?;
             Ok((event_loop, mailbox))
         },

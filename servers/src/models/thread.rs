@@ -11,6 +11,14 @@
 //! 2 MiB. Every message costs a context switch: the thread sleeps in `read`
 //! and the kernel wakes it when data arrives.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, on the connection's thread, between the read and the write
+//! ([`echo::serve`]): a blocking call blocks that thread only, while the
+//! kernel runs the others; `cpu:` work runs on every CPU at once, the
+//! threads beyond the CPUs preempted in turn. The classic answer to
+//! blocking calls: absorbed, at a thread's cost per connection.
+//!
 //! ```text
 //! echo-server thread --addr 127.0.0.1:7000 [--stack-size BYTES]
 //! ```
@@ -53,7 +61,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
     ready.announce()?;
     let spawn_errors = LogThrottle::default();
     for conn in acceptor {
-        let buffer_size = args.common.buffer_size();
+        let options = args.common.echo();
         let peer = conn.peer.clone();
         // The thread is detached: it ends when its client leaves, or with the
         // process at shutdown. If it cannot be created (EAGAIN: out of
@@ -61,7 +69,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         // dropped, which closes the socket.
         let spawned = args.stack.builder("echo-conn".into()).spawn(move || {
             let _permit = conn.permit; // the slot is held until the thread ends
-            echo::serve(conn.stream, &conn.peer, buffer_size);
+            echo::serve(conn.stream, &conn.peer, options);
         });
         if let Err(err) = spawned {
             if let Some(suppressed) = spawn_errors.allow() {

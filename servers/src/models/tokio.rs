@@ -25,6 +25,18 @@
 //! buffer makes `send_to` wait for room, as a blocking socket would. At
 //! shutdown the runtime cancels the tasks.
 //!
+//! ## Work per message (`--work`)
+//!
+//! `cpu:` work runs inline in the task, on its worker thread, between the
+//! read and the write: short compute is what tokio expects of a task, and
+//! a long one holds its worker (tokio does not preempt). `block:` work goes
+//! through `spawn_blocking` ([`Work::run_async`](crate::work::Work::run_async)):
+//! the task awaits a thread of tokio's blocking pool, and its worker runs
+//! the other tasks meanwhile. `--blocking inline` runs the `nanosleep` on
+//! the worker thread instead — the mistake tokio's documentation warns
+//! against, shown: every task of that worker waits. Over `udp:` the same,
+//! in each receive task.
+//!
 //! ```text
 //! echo-server tokio --addr 127.0.0.1:7000 --workers 2
 //! echo-server tokio --addr udp:127.0.0.1:7000 --workers 2
@@ -40,12 +52,13 @@ use clap::Args as ClapArgs;
 
 use crate::cli::{Common, CpuWorkers};
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
-use crate::echo;
+use crate::echo::{self, EchoOptions};
 use crate::listen::{AcceptErrors, ConnectionLimit};
 use crate::models::{Datagrams, Model};
 use crate::ready::Ready;
 use crate::shutdown::Shutdown;
 use crate::transport::{Listener, TokioListener};
+use crate::work::Blocking;
 
 pub static MODEL: Model<Args> = Model {
     name: "tokio",
@@ -72,6 +85,11 @@ pub struct Args {
     pub workers: CpuWorkers,
     #[command(flatten)]
     pub udp: DatagramOptions,
+    /// Where `--work block:` runs: spawn, on tokio's blocking pool
+    /// (spawn_blocking: the worker thread serves other tasks meanwhile), or
+    /// inline, on the worker thread (every task of that worker waits).
+    #[arg(long, value_enum, default_value_t = Blocking::Spawn)]
+    pub blocking: Blocking,
 }
 
 /// The runtime this model runs on: `--workers` threads, I/O and timers.
@@ -94,7 +112,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         TokioListener::new(listener).context("cannot register the listener with tokio")?
     };
     let limit = ConnectionLimit::new(args.common.max_connections());
-    runtime.spawn(accept_loop(listener, limit, args.common.buffer_size()));
+    runtime.spawn(accept_loop(listener, limit, args.common.echo(), args.blocking));
     ready.announce()?;
 
     shutdown.wait();
@@ -105,7 +123,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
 }
 
 /// Accepts forever; one task per connection.
-async fn accept_loop(listener: TokioListener, limit: ConnectionLimit, buffer_size: usize) {
+async fn accept_loop(listener: TokioListener, limit: ConnectionLimit, options: EchoOptions, blocking: Blocking) {
     let errors = AcceptErrors::default();
     loop {
         match listener.accept().await {
@@ -115,7 +133,7 @@ async fn accept_loop(listener: TokioListener, limit: ConnectionLimit, buffer_siz
                 };
                 ::tokio::spawn(async move {
                     let _permit = permit; // held until the task ends
-                    echo::serve_async(stream, &peer, buffer_size).await;
+                    echo::serve_async(stream, &peer, options, blocking).await;
                 });
             }
             Err(err) => ::tokio::time::sleep(errors.backoff(&err)).await,
@@ -140,7 +158,7 @@ pub fn serve_datagrams(
         Arc::new(::tokio::net::UdpSocket::from_std(socket).context("cannot register the socket with tokio")?)
     };
     for _ in 0..args.workers.get() {
-        runtime.spawn(datagram::serve_tokio(Arc::clone(&socket), echo.clone()));
+        runtime.spawn(datagram::serve_tokio(Arc::clone(&socket), echo.clone(), args.blocking));
     }
     ready.announce()?;
     shutdown.wait();

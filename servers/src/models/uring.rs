@@ -137,6 +137,14 @@
 //! What it costs: per worker, [`DATAGRAM_BUFFERS`] buffers of
 //! `--buffer-size` plus 45 bytes (header and address), allocated once.
 //!
+//! ## Work per message (`--work`)
+//!
+//! Inline, in the worker, between a receive's completion and the send it
+//! posts: the ring is not entered while the work runs, so every connection
+//! of that worker (over `udp:`, every datagram of its socket) waits, and
+//! completions queue in the CQ. As `reactors`, one stalled worker per
+//! message's work; the others go on.
+//!
 //! ```text
 //! echo-server uring --addr 127.0.0.1:7000 --workers 2
 //! echo-server uring --addr udp:127.0.0.1:7000 --workers 2
@@ -158,7 +166,7 @@ use tracing::warn;
 
 use crate::cli::Common;
 use crate::datagram::{self, DatagramEcho, DatagramOptions};
-use crate::echo::{EchoState, Next, log_end};
+use crate::echo::{EchoOptions, EchoState, Next, log_end};
 use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
 use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
@@ -216,7 +224,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         Listener::Unix(_) => first.try_clone(),
     })?;
     let limit = ConnectionLimit::new(args.common.max_connections());
-    let buffer_size = args.common.buffer_size();
+    let echo = args.common.echo();
     // One accept-error policy for all workers, so that its log throttle is
     // the process's: at EMFILE every worker fails at once.
     let errors = Arc::new(AcceptErrors::default());
@@ -224,7 +232,7 @@ pub fn serve(listener: Listener, args: &Args, shutdown: &Shutdown, ready: Ready)
         THREADS,
         args.per_core.pin,
         listeners,
-        move |listener| Ok((Worker::new(listener, limit.clone(), Arc::clone(&errors), buffer_size)?, ())),
+        move |listener| Ok((Worker::new(listener, limit.clone(), Arc::clone(&errors), echo)?, ())),
         |id, mut worker: Worker| exit_if_failed(id, worker.run()),
     )?;
     ready.announce()?;
@@ -281,7 +289,7 @@ struct Worker {
     conns: Slab<Conn>,
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
-    buffer_size: usize,
+    echo: EchoOptions,
     /// The back-off of a `Timeout` SQE. Boxed so its address is stable; the
     /// kernel reads it when the SQE is submitted, and only one such SQE is
     /// ever queued at a time.
@@ -294,18 +302,11 @@ impl Worker {
         listener: Listener,
         limit: ConnectionLimit,
         errors: Arc<AcceptErrors>,
-        buffer_size: usize,
+        echo: EchoOptions,
     ) -> anyhow::Result<Worker> {
         let ring = ring::new()?;
-        let mut worker = Worker {
-            ring,
-            listener,
-            conns: Slab::new(),
-            limit,
-            errors,
-            buffer_size,
-            pause: Box::new(types::Timespec::new()),
-        };
+        let mut worker =
+            Worker { ring, listener, conns: Slab::new(), limit, errors, echo, pause: Box::new(types::Timespec::new()) };
         worker.arm_accept()?;
         worker.ring.submit().context("a worker cannot submit its first accept")?;
         Ok(worker)
@@ -401,7 +402,7 @@ impl Worker {
         let Some(permit) = self.limit.try_acquire(&peer) else {
             return Ok(()); // over the cap: `fd` is dropped, i.e. closed
         };
-        let conn = Conn { fd, peer, state: EchoState::new(self.buffer_size), _permit: permit };
+        let conn = Conn { fd, peer, state: EchoState::new(self.echo), _permit: permit };
         let index = self.conns.insert(conn);
         self.advance(index)
     }
@@ -441,6 +442,12 @@ impl Worker {
                 opcode::Send::new(fd, pending.as_ptr(), pending.len() as u32)
                     .flags(MsgFlags::MSG_NOSIGNAL.bits())
                     .build()
+            }
+            Next::Work => {
+                // Inline, on this worker's thread: the ring is not entered
+                // meanwhile, so every connection of this worker waits.
+                conn.state.run_work();
+                return self.advance(index);
             }
             Next::Close => {
                 let echoed = conn.state.echoed();
@@ -644,6 +651,13 @@ impl DatagramWorker {
         if !self.echo.received(datagram.len, datagram.cut, datagram.source) {
             self.buffers.give_back(bid); // too large: dropped, counted
             return Ok(());
+        }
+        let work = self.echo.work();
+        if !work.is_none() {
+            // Inline, as for streams: the ring waits for it.
+            // SAFETY: as for `arrived` above: buffer `bid` is ours until it
+            // is given back, which is not before its echo's send completes.
+            unsafe { self.buffers.with_payload(&datagram, |payload| work.run(payload)) };
         }
         let entry = self.buffers.echo(&datagram, types::Fd(self.socket.as_raw_fd()));
         self.sending += 1;

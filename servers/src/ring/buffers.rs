@@ -14,9 +14,9 @@
 //! So the buffers, and the ring of their descriptors, live in allocations
 //! owned by [`BufferRing`] and addressed only through raw pointers taken
 //! from the allocation itself ([`Lent`]), never through a reference to the
-//! memory: the kernel's writes alias no `&[u8]`. The one reference ever
-//! made to a buffer ([`BufferRing::arrived`]) is made while the worker
-//! holds it, and dropped before the call returns.
+//! memory: the kernel's writes alias no `&[u8]`. The only references ever
+//! made to a buffer ([`BufferRing::arrived`], [`BufferRing::with_payload`])
+//! are made while the worker holds it, and dropped before the call returns.
 
 use std::alloc::Layout;
 use std::fmt;
@@ -232,6 +232,21 @@ impl BufferRing {
             payload: place(out.payload_data()),
             name: place(out.name_data()),
         })
+    }
+
+    /// Calls `f` with the payload of `datagram`, borrowed for the call only
+    /// (the work of `--work` reads it before the echo).
+    ///
+    /// # Safety
+    ///
+    /// As for [`BufferRing::arrived`]: the kernel has handed the buffer of
+    /// `datagram` to us and it has not been given back since (a send from
+    /// it may be in flight: the kernel only reads it then).
+    pub unsafe fn with_payload<R>(&self, datagram: &Arrived, f: impl FnOnce(&[u8]) -> R) -> R {
+        let start = usize::from(datagram.bid) * self.buffer_len + datagram.payload.start;
+        // SAFETY: the buffer is ours (the caller's promise), and `arrived`
+        // found the payload within it; the slice lives only through `f`.
+        f(unsafe { self.buffers.slice(start, datagram.payload.len()) })
     }
 
     /// The `SENDMSG` that echoes `datagram` to its source straight from

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use echo_common::{Endpoint, ModelInfo, Transport};
+use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -43,6 +44,9 @@ pub struct Launch<'a> {
     pub nofile: Option<u64>,
     /// The server's RUST_LOG; default `warn`.
     pub log: Option<&'a str>,
+    /// The one CPU the server (all its threads and children) may run on;
+    /// default: the test's own affinity mask.
+    pub cpu: Option<usize>,
 }
 
 /// A fresh listening address of `transport`: port 0, or a socket path in a
@@ -71,7 +75,7 @@ impl Server {
         raise_own_fd_limit();
         let (fresh, dir) = fresh_addr(transport);
         let addr = launch.addr.unwrap_or(&fresh);
-        let (mut child, stdout, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
+        let (mut child, stdout, stderr) = spawn(model, addr, &launch);
         let name = &model.name;
         // The first line, whole (or the pipe closed without one).
         let first = stdout.wait_until(Duration::from_secs(15), |text, _| text.contains('\n'));
@@ -283,29 +287,34 @@ impl Captured {
     }
 }
 
-/// Starts `echo-server <model> --addr <addr> <args…>` with stdout and
-/// stderr piped and each read to its end on a thread of its own.
-pub fn spawn(
-    model: &ModelInfo,
-    addr: &str,
-    args: &[&str],
-    nofile: Option<u64>,
-    log: Option<&str>,
-) -> (Child, Arc<Captured>, Arc<Captured>) {
+/// Starts `echo-server <model> --addr <addr> <args…>` with the rest of
+/// `launch`, stdout and stderr piped and each read to its end on a thread
+/// of its own.
+pub fn spawn(model: &ModelInfo, addr: &str, launch: &Launch<'_>) -> (Child, Arc<Captured>, Arc<Captured>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-server"));
     command
         .arg(model.name.as_ref())
         .args(["--addr", addr])
-        .args(args)
-        .env("RUST_LOG", log.unwrap_or("warn"))
+        .args(launch.args)
+        .env("RUST_LOG", launch.log.unwrap_or("warn"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(limit) = nofile {
+    if let Some(limit) = launch.nofile {
         // SAFETY: between fork and exec we only call setrlimit, which is
         // async-signal-safe and touches no memory of the parent.
         unsafe {
             command.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
+        }
+    }
+    if let Some(cpu) = launch.cpu {
+        let mut mask = CpuSet::new();
+        mask.set(cpu).expect("a CPU number within the mask's size");
+        // SAFETY: between fork and exec we only call sched_setaffinity on a
+        // mask built before the fork: a system call, async-signal-safe, that
+        // touches no memory of the parent's.
+        unsafe {
+            command.pre_exec(move || sched_setaffinity(Pid::from_raw(0), &mask).map_err(io::Error::from));
         }
     }
     let mut child = command.spawn().expect("spawn echo-server");
@@ -330,7 +339,7 @@ pub fn run_to_exit_with(model: &ModelInfo, addr: &str, args: &[&str], limit: Dur
 /// exited (a panic's message and backtrace come in several writes).
 pub fn run_launch_to_exit(model: &ModelInfo, launch: Launch<'_>, limit: Duration) -> (ExitStatus, String) {
     let addr = launch.addr.unwrap_or("127.0.0.1:0");
-    let (mut child, _stdout, stderr) = spawn(model, addr, launch.args, launch.nofile, launch.log);
+    let (mut child, _stdout, stderr) = spawn(model, addr, &launch);
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
