@@ -63,7 +63,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::engine::{Plan, Shared, ThreadResult};
 use crate::message::{HEADER_LEN, Messages};
 use crate::opts::Opts;
-use crate::pacer::{PreciseTimer, Schedule, ServerTimeline, SpinClock, Wait, WakeEstimate};
+use crate::pacer::{InFlight, Paced, PreciseTimer, Schedule, ServerTimeline, SpinClock, Wait, WakeEstimate};
 use crate::report::KernelUdp;
 use crate::stats::{ConnectFailure, DatagramEvent, Recorder, Window};
 
@@ -133,28 +133,6 @@ enum Fate {
     Echoed,
     Lost,
     SendFailed,
-}
-
-/// A datagram sent and not yet echoed.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    seq: u64,
-    sent: Instant,
-    /// Where its latency counts from: its intended time in open loop, `sent`
-    /// in closed loop.
-    intended: Instant,
-    /// Its send time on the server timeline: its intended time, or, if a
-    /// full window held it back, the virtual time the slot freed.
-    start: Instant,
-}
-
-/// Open loop: a datagram's intended time and virtual send time, and whether
-/// it was free to leave on time (its lateness is then the pacer's).
-#[derive(Debug, Clone, Copy)]
-struct Paced {
-    intended: Instant,
-    start: Instant,
-    free: bool,
 }
 
 /// One flow: a connected socket and its sequence numbers.
@@ -558,8 +536,7 @@ impl Engine {
         match result {
             Ok(n) if n == self.out.len() => {
                 flow.set_fate(seq, Fate::InFlight);
-                let (intended, start) = paced.map_or((sent, sent), |p| (p.intended, p.start));
-                flow.in_flight.push_back(InFlight { seq, sent, intended, start });
+                flow.in_flight.push_back(InFlight::new(seq, sent, paced));
                 self.recorder.datagram(sent, DatagramEvent::Sent);
                 Sent::Ok
             }

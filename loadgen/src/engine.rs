@@ -49,7 +49,7 @@ use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::message::Messages;
 use crate::opts::Close;
-use crate::pacer::{Arrivals, AsyncPacer, Schedule, ServerTimeline};
+use crate::pacer::{Arrivals, AsyncPacer, InFlight, Paced, Schedule, ServerTimeline};
 use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
 
 /// Connection attempts in flight per thread during the connect phase, so
@@ -282,32 +282,6 @@ async fn connect(plan: &Plan) -> io::Result<AsyncStream> {
 async fn sample_cpu_at_open(window: Window, cpu: Rc<Cell<Option<(f64, Duration)>>>, pacer: Option<Rc<AsyncPacer>>) {
     sleep_until(window.warm_end.into()).await;
     cpu.set(Some((crate::cpu::thread_cpu_secs(), pacer.map_or(Duration::ZERO, |p| p.spun()))));
-}
-
-/// A message sent and not yet echoed.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    seq: u64,
-    /// Where its latency counts from: its intended send time in open loop,
-    /// when it was sent in closed loop.
-    intended: Instant,
-    /// When it left.
-    sent: Instant,
-    /// Its send time on the server timeline (see the module's doc): in open
-    /// loop the later of its intended time and the virtual echo time of the
-    /// message that freed its slot; `sent` in closed loop.
-    start: Instant,
-}
-
-/// Open loop: when a message was meant to leave, and whether it was free to.
-#[derive(Debug, Clone, Copy)]
-struct Paced {
-    intended: Instant,
-    /// Its virtual send time (see [`InFlight::start`]).
-    start: Instant,
-    /// Free to leave at its intended time (not held back by its slot): its
-    /// lateness is the pacer's alone, and is recorded.
-    free: bool,
 }
 
 /// How one exchange on one TCP connection ended.
@@ -609,15 +583,10 @@ impl Connection {
         self.seq.set(seq + 1);
         self.messages.fill(seq, buf);
         let sent = at.unwrap_or_else(Instant::now);
-        match paced {
-            Some(Paced { intended, start, free }) => {
-                if free {
-                    self.recorder.borrow_mut().send_late(sent, sent.saturating_duration_since(intended));
-                }
-                InFlight { seq, intended, sent, start }
-            }
-            None => InFlight { seq, intended: sent, sent, start: sent },
+        if let Some(Paced { intended, free: true, .. }) = paced {
+            self.recorder.borrow_mut().send_late(sent, sent.saturating_duration_since(intended));
         }
+        InFlight::new(seq, sent, paced)
     }
 
     /// An echo arrived complete: verify and record it. Returns when.

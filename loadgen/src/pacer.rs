@@ -178,6 +178,40 @@ impl ServerTimeline {
     }
 }
 
+/// Open loop: when a message was meant to leave, its send time on the
+/// server timeline, and whether it was free to leave on time.
+#[derive(Debug, Clone, Copy)]
+pub struct Paced {
+    pub intended: Instant,
+    /// Its virtual send time ([`ServerTimeline::start`]).
+    pub start: Instant,
+    /// Free to leave at its intended time (not held back by its slot): its
+    /// lateness is the pacer's alone, and is recorded.
+    pub free: bool,
+}
+
+/// A message (or datagram) sent and not yet echoed, as both engines keep it.
+#[derive(Debug, Clone, Copy)]
+pub struct InFlight {
+    pub seq: u64,
+    /// When it left.
+    pub sent: Instant,
+    /// Where its latency counts from: its intended time in open loop, when
+    /// it left in closed loop.
+    pub intended: Instant,
+    /// Its send time on the server timeline: in open loop the later of its
+    /// intended time and the virtual time its slot freed; `sent` in closed loop.
+    pub start: Instant,
+}
+
+impl InFlight {
+    /// Message `seq`, sent at `sent`, paced (open loop) or not.
+    pub fn new(seq: u64, sent: Instant, paced: Option<Paced>) -> InFlight {
+        let (intended, start) = paced.map_or((sent, sent), |p| (p.intended, p.start));
+        InFlight { seq, sent, intended, start }
+    }
+}
+
 /// A running estimate of how late this thread's timer wake-ups are, to arm
 /// the timer that much early: the 75th percentile of the observed lateness,
 /// tracked by stochastic quantile estimation (each wake-up later than the
