@@ -396,8 +396,9 @@ mod tests {
 
     /// Every message costs the same whatever its length: the CPU time of
     /// the loop for 1 byte (a wrap-around at every iteration), 37 bytes and
-    /// 4 KiB agree within 15 %. Interleaved, and the median of 7 each, so
-    /// that the machine's speed drifting (a VM) moves them all alike.
+    /// 4 KiB agree within 15 %. Interleaved, and the fastest of 7 each: a
+    /// preempted or disturbed run only ever takes longer, so the fastest is
+    /// the loop's own cost (a median flaked under CI's parallel tests).
     #[test]
     fn a_message_costs_the_same_whatever_its_length() {
         let lens = [1, 37, 4096];
@@ -411,19 +412,21 @@ mod tests {
                 times.push(thread_cpu_time() - start);
             }
         }
-        let medians: Vec<Duration> = took
+        let fastest: Vec<Duration> = took
             .iter_mut()
             .map(|times| {
                 times.sort();
-                times[times.len() / 2]
+                times[0]
             })
             .collect();
-        let (least, most) = (medians.iter().min().unwrap(), medians.iter().max().unwrap());
-        assert!(most.as_secs_f64() / least.as_secs_f64() < 1.15, "{lens:?} B: {medians:?}");
+        let (least, most) = (fastest.iter().min().unwrap(), fastest.iter().max().unwrap());
+        assert!(most.as_secs_f64() / least.as_secs_f64() < 1.15, "{lens:?} B: {fastest:?}");
     }
 
     /// A calibration says how many iterations take a duration: 2 ms of
-    /// work, run just after one, takes 2 ms of the thread's CPU, ± 20 %.
+    /// work, run just after one, takes 2 ms of the thread's CPU, ± 20 %, in
+    /// the fastest of 7 runs (the calibration keeps its fastest sample too:
+    /// interference only adds; the median read 2.49 ms under CI's load).
     #[test]
     fn a_calibrated_loop_takes_the_asked_cpu_time() {
         let asked = Duration::from_millis(2);
@@ -437,8 +440,8 @@ mod tests {
             })
             .collect();
         took.sort();
-        let ratio = took[3].as_secs_f64() / asked.as_secs_f64();
-        assert!((0.8..=1.2).contains(&ratio), "{:?} for {asked:?} ({took:?}, {calibration:?})", took[3]);
+        let ratio = took[0].as_secs_f64() / asked.as_secs_f64();
+        assert!((0.8..=1.2).contains(&ratio), "{:?} for {asked:?} ({took:?}, {calibration:?})", took[0]);
     }
 
     #[test]
