@@ -308,12 +308,10 @@ impl PreciseTimer {
 
     /// Fires at `at` (once; re-arming replaces the earlier time).
     pub fn arm(&self, at: Instant) -> io::Result<()> {
-        let now_ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
-        let now = Instant::now();
-        // `Instant` does not expose its timespec: convert through a pair of
-        // readings of the same clock, taken a few tens of ns apart.
-        let ahead = at.saturating_duration_since(now);
-        let at_ts = now_ts + TimeSpec::from_duration(ahead.max(Duration::from_nanos(1)));
+        // An absolute time of 0 would disarm the timer; one already past
+        // fires at once, which is what a late arm wants.
+        let at_ns = echo_common::clock::to_ns(at).max(1);
+        let at_ts = TimeSpec::from_duration(Duration::from_nanos(at_ns));
         self.fd.set(Expiration::OneShot(at_ts), TimerSetTimeFlags::TFD_TIMER_ABSTIME)?;
         Ok(())
     }
