@@ -82,20 +82,29 @@ impl UdpCounters {
 /// Fields every reading must have.
 const REQUIRED: usize = 6;
 
-/// Parses `/proc/net/snmp`: the `Udp:` header line (field names) and the
-/// `Udp:` line after it (values), matched by name, not position.
-pub fn parse_snmp(text: &str) -> Result<UdpCounters, String> {
-    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
-    let names = lines.next().ok_or("no Udp: lines")?;
-    let values = lines.next().ok_or("a Udp: header without values")?;
+/// The `(name, value)` pairs of a `/proc/net/snmp`-style table: the first
+/// line whose first word is `{group}:` names the fields, the next one holds
+/// their values (`Udp:` and `Tcp:` in `/proc/net/snmp`, `TcpExt:` in
+/// `/proc/net/netstat`).
+pub(crate) fn pairs<'t>(text: &'t str, group: &str) -> Result<Vec<(&'t str, &'t str)>, String> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.split_whitespace().next() == Some(prefix.as_str()));
+    let names = lines.next().ok_or_else(|| format!("no {prefix} lines"))?;
+    let values = lines.next().ok_or_else(|| format!("a {prefix} header without values"))?;
     let names: Vec<&str> = names.split_whitespace().skip(1).collect();
     let values: Vec<&str> = values.split_whitespace().skip(1).collect();
     if names.len() != values.len() {
-        return Err(format!("{} Udp field names but {} values", names.len(), values.len()));
+        return Err(format!("{} {group} field names but {} values", names.len(), values.len()));
     }
+    Ok(names.into_iter().zip(values).collect())
+}
+
+/// Parses `/proc/net/snmp`: the `Udp:` header line (field names) and the
+/// `Udp:` line after it (values), matched by name, not position.
+pub fn parse_snmp(text: &str) -> Result<UdpCounters, String> {
     let mut counters = UdpCounters::default();
     let mut found = 0;
-    for (name, value) in names.iter().zip(&values) {
+    for (name, value) in pairs(text, "Udp")? {
         let value = value.parse().map_err(|_| format!("Udp {name} is {value:?}, not a number"))?;
         found += usize::from(counters.set(name, value));
     }

@@ -48,20 +48,21 @@ pub struct TcpCounters {
     pub listen_drops: u64,
 }
 
-/// One counter: its line prefix, its name there, and where it goes.
+/// One counter: its group (the table's line prefix, without the colon),
+/// its name there, and where it goes.
 type Field = (&'static str, &'static str, fn(&mut TcpCounters) -> &mut u64);
 
 /// The fields, by the kernel's names.
 const FIELDS: [Field; 9] = [
-    ("Tcp:", "ActiveOpens", |c| &mut c.active_opens),
-    ("Tcp:", "PassiveOpens", |c| &mut c.passive_opens),
-    ("Tcp:", "AttemptFails", |c| &mut c.attempt_fails),
-    ("Tcp:", "EstabResets", |c| &mut c.estab_resets),
-    ("TcpExt:", "TW", |c| &mut c.time_wait_ended),
-    ("TcpExt:", "TWRecycled", |c| &mut c.time_wait_reused),
-    ("TcpExt:", "TWKilled", |c| &mut c.time_wait_killed),
-    ("TcpExt:", "ListenOverflows", |c| &mut c.listen_overflows),
-    ("TcpExt:", "ListenDrops", |c| &mut c.listen_drops),
+    ("Tcp", "ActiveOpens", |c| &mut c.active_opens),
+    ("Tcp", "PassiveOpens", |c| &mut c.passive_opens),
+    ("Tcp", "AttemptFails", |c| &mut c.attempt_fails),
+    ("Tcp", "EstabResets", |c| &mut c.estab_resets),
+    ("TcpExt", "TW", |c| &mut c.time_wait_ended),
+    ("TcpExt", "TWRecycled", |c| &mut c.time_wait_reused),
+    ("TcpExt", "TWKilled", |c| &mut c.time_wait_killed),
+    ("TcpExt", "ListenOverflows", |c| &mut c.listen_overflows),
+    ("TcpExt", "ListenDrops", |c| &mut c.listen_drops),
 ];
 
 impl TcpCounters {
@@ -84,23 +85,15 @@ impl TcpCounters {
     }
 }
 
-/// Parses the `prefix` header/values line pairs of `text` (`/proc/net/snmp`
-/// or `/proc/net/netstat`) into `counters`, matched by name; how many of
+/// Parses the `group` table of `text` (`/proc/net/snmp` or
+/// `/proc/net/netstat`) into `counters`, matched by name; how many of
 /// [`FIELDS`] it found.
-fn parse_pairs(text: &str, prefix: &str, counters: &mut TcpCounters) -> Result<usize, String> {
-    let mut lines = text.lines().filter(|l| l.split_whitespace().next() == Some(prefix));
-    let names = lines.next().ok_or_else(|| format!("no {prefix} lines"))?;
-    let values = lines.next().ok_or_else(|| format!("a {prefix} header without values"))?;
-    let names: Vec<&str> = names.split_whitespace().skip(1).collect();
-    let values: Vec<&str> = values.split_whitespace().skip(1).collect();
-    if names.len() != values.len() {
-        return Err(format!("{} {prefix} field names but {} values", names.len(), values.len()));
-    }
+fn parse_group(text: &str, group: &str, counters: &mut TcpCounters) -> Result<usize, String> {
     let mut found = 0;
-    for (name, value) in names.iter().zip(&values) {
-        if let Some((_, _, field)) = FIELDS.iter().find(|(p, n, _)| *p == prefix && n == name) {
+    for (name, value) in crate::snmp::pairs(text, group)? {
+        if let Some((_, _, field)) = FIELDS.iter().find(|(g, n, _)| *g == group && *n == name) {
             // `Tcp: MaxConn` is -1; none of ours is signed.
-            *field(counters) = value.parse().map_err(|_| format!("{prefix} {name} is {value:?}, not a number"))?;
+            *field(counters) = value.parse().map_err(|_| format!("{group} {name} is {value:?}, not a number"))?;
             found += 1;
         }
     }
@@ -110,7 +103,7 @@ fn parse_pairs(text: &str, prefix: &str, counters: &mut TcpCounters) -> Result<u
 /// Parses the texts of `/proc/net/snmp` and `/proc/net/netstat`.
 pub fn parse(snmp: &str, netstat: &str) -> Result<TcpCounters, String> {
     let mut counters = TcpCounters::default();
-    let found = parse_pairs(snmp, "Tcp:", &mut counters)? + parse_pairs(netstat, "TcpExt:", &mut counters)?;
+    let found = parse_group(snmp, "Tcp", &mut counters)? + parse_group(netstat, "TcpExt", &mut counters)?;
     if found != FIELDS.len() {
         return Err(format!("{found} of the {} TCP counters (ActiveOpens … ListenDrops)", FIELDS.len()));
     }
