@@ -210,6 +210,15 @@ fn has_warning(report: &Report, needle: &str) -> bool {
     report.warnings.iter().any(|w| w.contains(needle))
 }
 
+/// Runs the loadgen binary with `args`, which must be refused as bad usage
+/// (exit 2); its stderr.
+fn usage_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
 fn correct_server_no_errors_all_connected_littles_law_holds(transport: Transport) {
     let server = TestServer::start_on(transport, Behaviour::Echo, 64);
     let report = loadgen::run(&opts(&server.addr, 20, 1500)).unwrap();
@@ -333,7 +342,6 @@ fn poisson_arrivals_keep_the_rate_and_record_their_seed() {
 /// a stream and pacing options without a rate are one line and exit 2.
 #[test]
 fn bad_pacer_options_exit_2() {
-    let bin = env!("CARGO_BIN_EXE_loadgen");
     let server = TestServer::start(Behaviour::Echo, 64);
     let cases: [(&[&str], &str); 5] = [
         (&["--addr", "udp:127.0.0.1:9", "--rate", "100", "--window", "0"], "0 is not in 1..=65536"),
@@ -343,9 +351,7 @@ fn bad_pacer_options_exit_2() {
         (&["--addr", &server.addr, "--arrivals", "poisson"], "they need --rate"),
     ];
     for (args, needle) in cases {
-        let out = std::process::Command::new(bin).args(args).args(["-d", "1s", "--warmup", "0s"]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let stderr = usage_error(&[args, &["-d", "1s", "--warmup", "0s"]].concat());
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
@@ -635,12 +641,9 @@ fn server_at_its_cap_serves_the_first_and_turns_away_the_rest_at_a_bounded_rate(
 /// both are refused, on the command line (exit 2) and in the library.
 #[test]
 fn zero_durations_are_refused() {
-    let bin = env!("CARGO_BIN_EXE_loadgen");
     for flag in ["--duration", "--timeout", "--connect-timeout"] {
         for zero in ["0s", "0", "0ms"] {
-            let out = std::process::Command::new(bin).args([flag, zero]).output().unwrap();
-            assert_eq!(out.status.code(), Some(2), "{flag} {zero}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = usage_error(&[flag, zero]);
             assert!(stderr.contains("must be longer than 0"), "{flag} {zero}: {stderr}");
         }
     }
@@ -732,7 +735,6 @@ fn a_unix_socket_that_does_not_exist_is_unreachable_and_a_long_path_is_refused()
 /// UDP and over TCP to a live server, where it used to panic in a load thread.
 #[test]
 fn a_rate_the_pacer_cannot_represent_is_refused_with_exit_2() {
-    let bin = env!("CARGO_BIN_EXE_loadgen");
     let server = TestServer::start(Behaviour::Echo, 64);
     for (addr, rate) in [
         ("udp:127.0.0.1:9", "1e-300"),
@@ -740,12 +742,7 @@ fn a_rate_the_pacer_cannot_represent_is_refused_with_exit_2() {
         (server.addr.as_str(), "1e-5"),
         (server.addr.as_str(), "1e30"),
     ] {
-        let out = std::process::Command::new(bin)
-            .args(["--addr", addr, "-c", "1", "--rate", rate, "-d", "1s", "--warmup", "0s"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{addr} --rate {rate}: {stderr}");
+        let stderr = usage_error(&["--addr", addr, "-c", "1", "--rate", rate, "-d", "1s", "--warmup", "0s"]);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{addr} --rate {rate}: {stderr}");
         assert!(stderr.contains("the pacer takes intervals from 1 ns to 1 day"), "{stderr}");
     }
@@ -793,13 +790,7 @@ fn failed_connections_by_kind_sum_to_their_total() {
 /// (exit 2), instead of a run that ends in the OOM killer.
 #[test]
 fn buffers_larger_than_memory_are_refused() {
-    let bin = env!("CARGO_BIN_EXE_loadgen");
-    let out = std::process::Command::new(bin)
-        .args(["--addr", "127.0.0.1:9", "-c", "1000000", "-s", "67108864", "-d", "1s"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = usage_error(&["--addr", "127.0.0.1:9", "-c", "1000000", "-s", "67108864", "-d", "1s"]);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("of buffers (3 per connection), more than the"), "{stderr}");
     // The arithmetic, against a given amount of memory.
