@@ -505,13 +505,13 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
         attempts,
     };
     merged.duration_secs = reports.iter().map(|r| r.duration_secs).fold(0.0, f64::max);
-    let requests_per_sec =
-        common_window_rate(reports).unwrap_or_else(|| reports.iter().map(|r| r.throughput.requests_per_sec).sum());
-    merged.throughput = Throughput {
-        requests_per_sec,
-        bytes_per_sec: requests_per_sec * f64::from(first.config.size),
-        target_requests_per_sec: merged.config.rate,
-    };
+    let (requests_per_sec, bytes_per_sec) = common_window_rates(reports).unwrap_or_else(|| {
+        (
+            reports.iter().map(|r| r.throughput.requests_per_sec).sum(),
+            reports.iter().map(|r| r.throughput.bytes_per_sec).sum(),
+        )
+    });
+    merged.throughput = Throughput { requests_per_sec, bytes_per_sec, target_requests_per_sec: merged.config.rate };
     merged.window_monotonic_ns = common_window(reports);
     merged.per_connection = PerConnection::of(reports.iter().flat_map(|r| r.per_connection.counts.clone()).collect());
     let threads: u64 = reports.iter().map(|r| r.client_cpu.threads).sum();
@@ -558,7 +558,8 @@ fn common_window(reports: &[Report]) -> Option<[u64; 2]> {
 /// if its messages were spread evenly over it). `None` when the parts share
 /// their window to within a millisecond (then each part's own rate is over
 /// that window and the rates add up exactly) or have no absolute times.
-fn common_window_rate(reports: &[Report]) -> Option<f64> {
+/// Messages and echoed bytes per second (each part's messages of its size).
+fn common_window_rates(reports: &[Report]) -> Option<(f64, f64)> {
     const SECOND: u64 = 1_000_000_000;
     let [open, close] = common_window(reports)?;
     let same = reports
@@ -568,7 +569,7 @@ fn common_window_rate(reports: &[Report]) -> Option<f64> {
     if same {
         return None;
     }
-    let mut completed = 0.0;
+    let (mut completed, mut bytes) = (0.0, 0.0);
     for r in reports {
         let [start, end] = r.window_monotonic_ns?;
         for entry in &r.timeline {
@@ -576,11 +577,14 @@ fn common_window_rate(reports: &[Report]) -> Option<f64> {
             let to = (from + SECOND).min(end);
             let overlap = to.min(close).saturating_sub(from.max(open));
             if to > from {
-                completed += entry.completed as f64 * overlap as f64 / (to - from) as f64;
+                let inside = entry.completed as f64 * overlap as f64 / (to - from) as f64;
+                completed += inside;
+                bytes += inside * f64::from(r.config.size);
             }
         }
     }
-    Some(completed / ((close - open) as f64 * 1e-9))
+    let secs = (close - open) as f64 * 1e-9;
+    Some((completed / secs, bytes / secs))
 }
 
 /// Writes a report (or any value) as pretty JSON to `path` atomically: a
