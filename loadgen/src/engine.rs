@@ -322,12 +322,8 @@ struct Connection {
     recorder: Rc<RefCell<Recorder>>,
     messages: Messages,
     seq: Cell<u64>,
-    /// Open loop: the intended send times.
-    schedule: RefCell<Option<Schedule>>,
-    /// Open loop: the thread's pacer, which ends the waits for them.
-    pacer: Option<Rc<AsyncPacer>>,
-    /// Open loop: the coordinated-omission correction's timeline.
-    timeline: Cell<ServerTimeline>,
+    /// Open loop: its schedule, pacer and timeline; `None` in closed loop.
+    open: Option<OpenLoop>,
     /// Open-loop churn: the next message's pacing, already waited for
     /// before its connection was made, and when that connect began.
     connected_for: Cell<Option<(Paced, Instant)>>,
@@ -338,6 +334,16 @@ struct Connection {
     settled: Cell<bool>,
     /// Echoes completed on this logical connection (any outcome).
     echoes: Cell<u64>,
+}
+
+/// What a connection has in open loop only.
+struct OpenLoop {
+    /// The intended send times.
+    schedule: RefCell<Schedule>,
+    /// The thread's pacer, which ends the waits for them.
+    pacer: Rc<AsyncPacer>,
+    /// The coordinated-omission correction's timeline.
+    timeline: Cell<ServerTimeline>,
 }
 
 impl Connection {
@@ -352,8 +358,11 @@ impl Connection {
         // Open loop: connection `id` sends every C/R seconds on average,
         // staggered by 1/R so the total is R evenly spread messages per
         // second. The schedule starts with the warm-up, when the clock starts.
-        let start = window.start;
-        let schedule = plan.rate.map(|rate| Schedule::new(plan.arrivals, plan.seed, start, id, plan.connections, rate));
+        let open = plan.rate.zip(pacer).map(|(rate, pacer)| OpenLoop {
+            schedule: RefCell::new(Schedule::new(plan.arrivals, plan.seed, window.start, id, plan.connections, rate)),
+            pacer,
+            timeline: Cell::default(),
+        });
         let messages = Messages::new(id, plan.size);
         let watch = Rc::new(Watch::default());
         Connection {
@@ -362,9 +371,7 @@ impl Connection {
             recorder,
             messages,
             seq: Cell::new(0),
-            schedule: RefCell::new(schedule),
-            pacer,
-            timeline: Cell::default(),
+            open,
             connected_for: Cell::new(None),
             watch,
             settled: Cell::new(false),
@@ -396,7 +403,7 @@ impl Connection {
             } else if served {
                 backoff.reset();
             }
-            if let (End::Budget, Some(_)) = (&end, &self.pacer) {
+            if let (End::Budget, Some(_)) = (&end, &self.open) {
                 // Open-loop churn: the connections, not only the messages,
                 // keep the schedule: wait for the next message's time, then
                 // connect and send it (its latency counts from that time,
@@ -440,7 +447,7 @@ impl Connection {
         let unread = self.plan.pipeline * self.plan.size;
         // In open loop, waiting for the next send time must not delay
         // reading an echo: one in flight at most for the in-turn path.
-        let in_turn = self.pacer.is_none() || self.plan.pipeline == 1;
+        let in_turn = self.open.is_none() || self.plan.pipeline == 1;
         if in_turn && unread <= SEQUENTIAL_MAX_UNREAD {
             self.exchange_in_turn(stream).await
         } else {
@@ -559,14 +566,14 @@ impl Connection {
     /// coordinated-omission correction. Closed loop: nothing to wait for,
     /// `None`.
     async fn wait_for_send_time(&self) -> Option<Paced> {
-        let intended = self.schedule.borrow_mut().as_mut()?.advance();
-        let pacer = self.pacer.as_ref()?;
+        let open = self.open.as_ref()?;
+        let intended = open.schedule.borrow_mut().advance();
         let ready = Instant::now();
         let free = ready <= intended;
         if free {
-            pacer.until(intended).await;
+            open.pacer.until(intended).await;
         }
-        Some(Paced { intended, start: self.timeline.get().start(intended), free })
+        Some(Paced { intended, start: open.timeline.get().start(intended), free })
     }
 
     /// Writes the next message into `buf` and notes when it leaves: `at`, if
@@ -596,10 +603,10 @@ impl Connection {
         let now = Instant::now();
         let mut recorder = self.recorder.borrow_mut();
         if self.messages.matches(head.seq, echo) {
-            if self.pacer.is_some() {
-                let mut timeline = self.timeline.get();
+            if let Some(open) = &self.open {
+                let mut timeline = open.timeline.get();
                 let (latency, raw) = timeline.echoed(head.intended, head.start, head.sent, now);
-                self.timeline.set(timeline);
+                open.timeline.set(timeline);
                 recorder.ok(self.slot, now, latency, Some(raw));
             } else {
                 recorder.ok(self.slot, now, now - head.sent, None);
