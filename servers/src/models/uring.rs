@@ -160,7 +160,7 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, SockFlag};
+use nix::sys::socket::SockFlag;
 use socket2::SockRef;
 use tracing::warn;
 
@@ -171,7 +171,7 @@ use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
 use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
 use crate::ready::Ready;
-use crate::ring::{self, BufferRing};
+use crate::ring::{self, BufferRing, InFlight, Pause, Token};
 use crate::shutdown::Shutdown;
 use crate::slab::Slab;
 use crate::transport::{Listener, Peer, tcp_options};
@@ -202,11 +202,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// `user_data` of the multishot accept; connections use their table index.
-const ACCEPT: u64 = u64::MAX;
-/// `user_data` of the accept back-off timer.
-const ACCEPT_PAUSE: u64 = u64::MAX - 1;
 
 /// The worker threads' names: `echo-uring-<id>`.
 const THREADS: &str = "echo-uring";
@@ -255,8 +250,9 @@ fn exit_if_failed(id: usize, ran: anyhow::Result<()>) {
 }
 
 /// The opcodes this model submits, with the kernel each first appeared in.
-const OPCODES: [(u8, &str); 4] = [
+const OPCODES: [(u8, &str); 5] = [
     (opcode::AcceptMulti::CODE, "accept (5.5; multishot 5.19)"),
+    (opcode::AsyncCancel::CODE, "async cancel (5.5)"),
     (opcode::Recv::CODE, "recv (5.6)"),
     (opcode::Send::CODE, "send (5.6)"),
     (opcode::Timeout::CODE, "timeout (5.4)"),
@@ -267,34 +263,37 @@ const OPCODES: [(u8, &str); 4] = [
 struct Conn {
     fd: OwnedFd,
     peer: Peer,
-    /// Its buffer is what the pending `Recv` writes into or the pending
-    /// `Send` reads from: the connection stays in the table until that
-    /// operation's CQE arrives.
+    /// Has no buffer while `op` is in flight: the operation owns it then.
     state: EchoState,
+    /// The key of its one operation in flight, if any ([`InFlight`]).
+    op: Option<u64>,
     /// Held until the connection is closed.
     _permit: Permit,
 }
 
-/// One worker: its ring, its listener, its connections. (No `Debug`:
-/// `IoUring` has none.)
+/// One worker: its ring, its listener, its connections, and their
+/// operations in flight. (No `Debug`: `IoUring` has none.)
 ///
-/// Never dropped while it has operations in flight: [`Worker::run`] returns
-/// only on a fatal error, and then the process exits at once — so the
-/// buffers the kernel may still write into are never freed under it.
+/// Dropped, it cancels what is in flight and waits for the CQEs (for a
+/// bounded time, [`DRAIN`]) before its buffers are freed; in the server it
+/// is never dropped ([`Worker::run`] returns only on a fatal error, and the
+/// process then exits, the kernel tearing down the ring).
 struct Worker {
     ring: IoUring,
+    /// The buffers lent to the kernel, by operation.
+    in_flight: InFlight,
     listener: Listener,
-    /// Live connections by slot; the slot is the `user_data` of their one
-    /// operation.
+    /// Live connections by slot; the slot is what their operations name.
     conns: Slab<Conn>,
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
     echo: EchoOptions,
-    /// The back-off of a `Timeout` SQE. Boxed so its address is stable; the
-    /// kernel reads it when the SQE is submitted, and only one such SQE is
-    /// ever queued at a time.
-    pause: Box<types::Timespec>,
+    /// The accept's back-off.
+    pause: Pause,
 }
+
+/// How long a dropped worker waits for its cancelled operations' CQEs.
+const DRAIN: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Builds the ring (in this, its only thread) and arms the accept.
@@ -305,8 +304,9 @@ impl Worker {
         echo: EchoOptions,
     ) -> anyhow::Result<Worker> {
         let ring = ring::new()?;
-        let mut worker =
-            Worker { ring, listener, conns: Slab::new(), limit, errors, echo, pause: Box::new(types::Timespec::new()) };
+        let conns = Slab::new();
+        let in_flight = InFlight::new();
+        let mut worker = Worker { ring, in_flight, listener, conns, limit, errors, echo, pause: Pause::default() };
         worker.arm_accept()?;
         worker.ring.submit().context("a worker cannot submit its first accept")?;
         Ok(worker)
@@ -319,10 +319,11 @@ impl Worker {
         loop {
             ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
-                match cqe.user_data() {
-                    ACCEPT => self.accepted(cqe.result(), cqe.flags())?,
-                    ACCEPT_PAUSE => self.arm_accept()?, // the back-off is over (-ETIME)
-                    index => self.completed(index as usize, cqe.result())?,
+                match Token::of(cqe.user_data()) {
+                    Token::Accept => self.accepted(cqe.result(), cqe.flags())?,
+                    Token::AcceptPause => self.arm_accept()?, // the back-off is over (-ETIME)
+                    Token::Op(key) => self.completed(key, cqe.result())?,
+                    token => warn!(?token, "an unexpected completion"),
                 }
             }
         }
@@ -332,9 +333,7 @@ impl Worker {
     ///
     /// # Safety
     ///
-    /// Every buffer (and timespec) `entry` points to must stay valid, and
-    /// not be moved or freed, until its CQE has arrived (for a timespec:
-    /// until it is submitted).
+    /// As [`ring::push`]: what `entry` points to stays valid until its CQE.
     unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
         // SAFETY: the caller's promise is this function's.
         unsafe { ring::push(&mut self.ring, entry) }
@@ -349,7 +348,7 @@ impl Worker {
         let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
             .flags(SockFlag::SOCK_CLOEXEC.bits())
             .build()
-            .user_data(ACCEPT);
+            .user_data(Token::Accept.user_data());
         // SAFETY: no buffer: multishot accept passes no address out. The
         // listener's descriptor lives in `self` as long as the ring.
         unsafe { self.push(entry) }
@@ -374,10 +373,9 @@ impl Worker {
             if pause.is_zero() {
                 self.arm_accept()?;
             } else {
-                *self.pause = types::Timespec::from(pause);
-                let entry = opcode::Timeout::new(&*self.pause).build().user_data(ACCEPT_PAUSE);
-                // SAFETY: `self.pause` is boxed in `self`, which outlives the
-                // ring's use; the kernel copies it when this SQE is
+                let entry = self.pause.entry(pause, Token::AcceptPause);
+                // SAFETY: the time is boxed in `self.pause`, which outlives
+                // the ring's use; the kernel copies it when this SQE is
                 // submitted, and it is not rewritten before then (one
                 // back-off at a time: the accept is not armed meanwhile).
                 unsafe { self.push(entry) }?;
@@ -402,18 +400,28 @@ impl Worker {
         let Some(permit) = self.limit.try_acquire(&peer) else {
             return Ok(()); // over the cap: `fd` is dropped, i.e. closed
         };
-        let conn = Conn { fd, peer, state: EchoState::new(self.echo), _permit: permit };
+        let conn = Conn { fd, peer, state: EchoState::new(self.echo), op: None, _permit: permit };
         let index = self.conns.insert(conn);
         self.advance(index)
     }
 
-    /// The CQE of connection `index`'s one operation (which one, its state
-    /// says: a receive if it was waiting to read, else a send).
-    fn completed(&mut self, index: usize, res: i32) -> anyhow::Result<()> {
+    /// The CQE of operation `key`: the buffer comes back to its connection,
+    /// whose state says what the operation was (a receive if it was
+    /// waiting to read, else a send).
+    fn completed(&mut self, key: usize, res: i32) -> anyhow::Result<()> {
+        let Some(done) = self.in_flight.complete(key) else {
+            warn!(key, "completion for no operation");
+            return Ok(());
+        };
+        // A connection that ended meanwhile: its buffer (and descriptor)
+        // are freed here, with `done`, now that the kernel is done.
+        let Some(index) = done.conn else { return Ok(()) };
         let Some(conn) = self.conns.get_mut(index) else {
             warn!(index, "completion for no connection");
             return Ok(());
         };
+        conn.op = None;
+        conn.state.restore(done.buf);
         let receiving = conn.state.next() == Next::Read;
         match res {
             n if n >= 0 && receiving => conn.state.received(n as usize),
@@ -431,17 +439,14 @@ impl Worker {
     fn advance(&mut self, index: usize) -> anyhow::Result<()> {
         let conn = self.conns.get_mut(index).expect("advance on a live connection");
         let fd = types::Fd(conn.fd.as_raw_fd());
-        let entry = match conn.state.next() {
+        let (entry, key) = match conn.state.next() {
             Next::Read => {
-                let buf = conn.state.read_buf();
-                opcode::Recv::new(fd, buf.as_mut_ptr(), buf.len() as u32).build()
+                let (buf, range) = conn.state.lend();
+                self.in_flight.receive(index, fd, buf, range)
             }
             Next::Write => {
-                let pending = conn.state.pending();
-                // MSG_NOSIGNAL: a peer gone away is an EPIPE result, not a SIGPIPE.
-                opcode::Send::new(fd, pending.as_ptr(), pending.len() as u32)
-                    .flags(MsgFlags::MSG_NOSIGNAL.bits())
-                    .build()
+                let (buf, range) = conn.state.lend();
+                self.in_flight.send(index, fd, buf, range)
             }
             Next::Work => {
                 // Inline, on this worker's thread: the ring is not entered
@@ -454,22 +459,44 @@ impl Worker {
                 return self.close(index, Ok(echoed));
             }
         };
-        // SAFETY: the buffer is the connection's EchoState buffer, a boxed
-        // slice whose address never changes; the connection (and so the
-        // buffer and the fd) stays in `self.conns` until this operation's
-        // CQE has arrived — `close` is only called from a completion or
-        // before any operation is posted — and nothing touches the buffer
-        // meanwhile: one operation per connection at a time.
-        unsafe { self.push(entry.user_data(index as u64)) }
+        conn.op = Some(key);
+        // SAFETY: the buffer is owned by `self.in_flight` until this
+        // operation's CQE (and leaked, not freed, if that never comes); the
+        // descriptor is the connection's until then, or the operation's if
+        // the connection ends first (`close`).
+        unsafe { self.push(entry) }
     }
 
-    /// Closes connection `index` (no operation in flight on it): a plain
-    /// close(2), as its `OwnedFd` drops, and its permit goes back.
+    /// Closes connection `index` and gives its permit back. Its descriptor
+    /// is closed (a plain close(2), as its `OwnedFd` drops) at once if no
+    /// operation is in flight on it — the usual case: a connection ends at
+    /// a completion — else it goes, with the buffer, to the operation,
+    /// which is cancelled, and is closed at the operation's CQE.
     fn close(&mut self, index: usize, result: io::Result<u64>) -> anyhow::Result<()> {
-        if let Some(conn) = self.conns.remove(index) {
-            log_end(&conn.peer, &result);
+        let Some(conn) = self.conns.remove(index) else { return Ok(()) };
+        log_end(&conn.peer, &result);
+        if let Some(cancel) = conn.op.and_then(|key| self.in_flight.abandon(key, conn.fd)) {
+            // SAFETY: a cancellation points to no memory.
+            unsafe { self.push(cancel) }?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Worker {
+    /// Ends every connection, cancels their operations and waits for the
+    /// CQEs, so that no buffer the kernel may still write into is freed.
+    fn drop(&mut self) {
+        let live: Vec<usize> = self.conns.keys().collect();
+        for index in live {
+            let ended = Err(io::Error::other("worker stopped"));
+            if let Err(err) = self.close(index, ended) {
+                warn!("{err:#}");
+            }
+        }
+        if let Err(err) = self.in_flight.drain(&mut self.ring, DRAIN) {
+            warn!("{err:#}");
+        }
     }
 }
 
@@ -487,11 +514,6 @@ pub const DATAGRAM_BUFFERS: u16 = 256;
 
 /// The buffer group id of a worker's buffer ring (one per ring).
 const BUFFER_GROUP: u16 = 0;
-
-/// `user_data` of the multishot receive; a send's is its buffer id.
-const RECEIVE: u64 = u64::MAX - 2;
-/// `user_data` of the receive back-off timer.
-const RECEIVE_PAUSE: u64 = u64::MAX - 3;
 
 /// Probes io_uring, binds one socket per worker, starts the workers (each
 /// builds its ring and buffer ring and arms its receive), announces, then
@@ -538,7 +560,7 @@ struct DatagramWorker {
     armed: bool,
     /// A receive back-off is running.
     paused: bool,
-    pause: Box<types::Timespec>,
+    pause: Pause,
 }
 
 impl DatagramWorker {
@@ -562,7 +584,7 @@ impl DatagramWorker {
             sending: 0,
             armed: false,
             paused: false,
-            pause: Box::new(types::Timespec::new()),
+            pause: Pause::default(),
         };
         worker.rearm()?;
         worker.ring.submit().context("a worker cannot submit its first receive")?;
@@ -577,10 +599,12 @@ impl DatagramWorker {
         loop {
             ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
-                match cqe.user_data() {
-                    RECEIVE => self.received(cqe.result(), cqe.flags())?,
-                    RECEIVE_PAUSE => self.paused = false, // the back-off is over (-ETIME)
-                    bid => self.sent(bid as u16, cqe.result()),
+                match Token::of(cqe.user_data()) {
+                    Token::Receive => self.received(cqe.result(), cqe.flags())?,
+                    Token::ReceivePause => self.paused = false, // the back-off is over (-ETIME)
+                    // A send's key is its buffer id.
+                    Token::Op(bid) => self.sent(bid as u16, cqe.result()),
+                    token => warn!(?token, "an unexpected completion"),
                 }
             }
             self.rearm()?;
@@ -604,7 +628,9 @@ impl DatagramWorker {
             return Ok(());
         }
         let socket = types::Fd(self.socket.as_raw_fd());
-        let entry = opcode::RecvMsgMulti::new(socket, self.buffers.template(), BUFFER_GROUP).build().user_data(RECEIVE);
+        let entry = opcode::RecvMsgMulti::new(socket, self.buffers.template(), BUFFER_GROUP)
+            .build()
+            .user_data(Token::Receive.user_data());
         // SAFETY: the template is boxed in `self.buffers` and the socket
         // lives in `self`, as long as the ring; the buffers are the
         // registered ring's.
@@ -628,8 +654,7 @@ impl DatagramWorker {
                     let pause = self.echo.receive_failed(&io::Error::from(errno));
                     if !pause.is_zero() {
                         self.paused = true;
-                        *self.pause = types::Timespec::from(pause);
-                        let entry = opcode::Timeout::new(&*self.pause).build().user_data(RECEIVE_PAUSE);
+                        let entry = self.pause.entry(pause, Token::ReceivePause);
                         // SAFETY: `self.pause` is boxed in `self`; one back-off at a time.
                         unsafe { self.push(entry) }?;
                     }
