@@ -36,11 +36,20 @@
 //!   A short send resubmits the rest. While a send is pending no receive is
 //!   posted, so a client that never reads stops being read from; TCP's (or
 //!   the Unix socket's) flow control holds the excess, not our memory.
+//! - the buffer **belongs to the operation in flight**: posting one moves
+//!   the buffer out of the connection's state into the worker's table of
+//!   operations ([`InFlight`]), as a raw pointer the kernel may write
+//!   through; only the operation's CQE moves it back. Meanwhile the
+//!   connection has no buffer at all, so no Rust code can touch (or free)
+//!   the memory the kernel holds. (Why this and not a provided buffer ring
+//!   as for datagrams: [`crate::ring::InFlight`]'s docs.)
 //! - on EOF (a receive of 0 bytes, i.e. the client's half-close: everything
 //!   received is echoed by then) or any error, the descriptor is closed with
-//!   a plain `close(2)` (dropping its `OwnedFd`) — no operation is in flight
-//!   on it at that moment, so there is nothing to cancel — and the
-//!   connection's slot under `--max-connections` is given back.
+//!   a plain `close(2)` (dropping its `OwnedFd`) and the connection's slot
+//!   under `--max-connections` is given back. A connection ends at a CQE,
+//!   so nothing is in flight on it then; one ended otherwise (a worker
+//!   dropped with live connections) leaves its buffer and descriptor to its
+//!   operation, which is cancelled, and both are freed at its CQE.
 //!
 //! What a connection costs: its buffer (`--buffer-size`), a slot in its
 //! worker's table (the fd, the peer, the [`EchoState`]), and in the kernel
@@ -54,17 +63,17 @@
 //! system calls. Bad at: portability (Linux only, and a recent kernel — see
 //! below), and it is the one model whose unsafe code is the whole design:
 //! the kernel writes into our buffers while no Rust reference says so.
-//! Every buffer handed to the kernel belongs to a connection kept in the
-//! worker's table until that operation's CQE has arrived. What every ring
-//! needs — building and probing it, entering it, queueing on it, and the
-//! memory lent to it for datagrams — is in [`crate::ring`]; this page is
-//! what the model does with its rings.
+//! What every ring needs — building and probing it, entering it, queueing
+//! on it, naming its requests (`user_data`), the memory lent to it, and the
+//! datagram worker — is in [`crate::ring`]; this page is what the model
+//! does with its rings.
 //!
 //! ## io_uring features used, and the kernel each needs
 //!
 //! | feature                                  | since |
 //! |------------------------------------------|-------|
 //! | `IORING_OP_TIMEOUT` (accept back-off)    | 5.4   |
+//! | `IORING_OP_ASYNC_CANCEL` (an abandoned operation) | 5.5 |
 //! | `IORING_FEAT_NODROP` (overflowing CQEs are kept, not lost) | 5.5 |
 //! | `IORING_OP_SEND`, `IORING_OP_RECV`       | 5.6   |
 //! | `IORING_REGISTER_PROBE` (start-up probe) | 5.6   |
@@ -74,6 +83,7 @@
 //! | multishot `IORING_OP_ACCEPT`            | 5.19  |
 //! | multishot `IORING_OP_RECVMSG` (UDP)      | 6.0   |
 //! | `IORING_SETUP_SINGLE_ISSUER`             | 6.0   |
+//! | `IORING_REGISTER_SYNC_CANCEL` (a dropped worker's drain) | 6.0 |
 //! | `IORING_SETUP_DEFER_TASKRUN`             | 6.1   |
 //!
 //! So: Linux 6.1 or later. SINGLE_ISSUER promises the kernel that one thread
@@ -105,8 +115,8 @@
 //!   that yields one CQE per datagram received, for as long as it lasts.
 //!   It names no buffer: each datagram goes into the next free buffer of
 //!   the worker's **provided buffer ring** (`IORING_REGISTER_PBUF_RING`), a
-//!   ring of [`DATAGRAM_BUFFERS`] buffers we register once and give back to
-//!   one at a time; the CQE says which buffer it took. The kernel writes
+//!   ring of [`DATAGRAM_BUFFERS`] buffers we register once and give back
+//!   to one at a time; the CQE says which buffer it took. The kernel writes
 //!   into it an `io_uring_recvmsg_out` header (lengths and flags: MSG_TRUNC
 //!   for a datagram larger than the buffer), the source address, then the
 //!   payload ([`BufferRing::arrived`] finds them). The buffers live in
@@ -135,7 +145,12 @@
 //! `io_uring unavailable here: cannot register a provided buffer ring`.
 //!
 //! What it costs: per worker, [`DATAGRAM_BUFFERS`] buffers of
-//! `--buffer-size` plus 45 bytes (header and address), allocated once.
+//! `--buffer-size` plus 45 bytes (header and address), allocated once. The
+//! worker's loop and its bookkeeping are [`DatagramWorker`].
+//!
+//! [`DATAGRAM_BUFFERS`]: ring::DATAGRAM_BUFFERS
+//! [`BufferRing::arrived`]: ring::BufferRing::arrived
+//! [`BufferRing`]: ring::BufferRing
 //!
 //! ## Work per message (`--work`)
 //!
@@ -152,15 +167,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, types};
 use nix::errno::Errno;
-use nix::sys::socket::SockFlag;
 use socket2::SockRef;
 use tracing::warn;
 
@@ -171,7 +185,7 @@ use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
 use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
 use crate::ready::Ready;
-use crate::ring::{self, BufferRing, InFlight, Pause, Token};
+use crate::ring::{self, Accept, DatagramWorker, InFlight, Token};
 use crate::shutdown::Shutdown;
 use crate::slab::Slab;
 use crate::transport::{Listener, Peer, tcp_options};
@@ -288,8 +302,8 @@ struct Worker {
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
     echo: EchoOptions,
-    /// The accept's back-off.
-    pause: Pause,
+    /// The multishot accept of `listener`, and its back-off.
+    accept: Accept,
 }
 
 /// How long a dropped worker waits for its cancelled operations' CQEs.
@@ -306,8 +320,9 @@ impl Worker {
         let ring = ring::new()?;
         let conns = Slab::new();
         let in_flight = InFlight::new();
-        let mut worker = Worker { ring, in_flight, listener, conns, limit, errors, echo, pause: Pause::default() };
-        worker.arm_accept()?;
+        let accept = Accept::new(listener.as_raw_fd());
+        let mut worker = Worker { ring, in_flight, listener, conns, limit, errors, echo, accept };
+        worker.accept.arm(&mut worker.ring)?;
         worker.ring.submit().context("a worker cannot submit its first accept")?;
         Ok(worker)
     }
@@ -320,68 +335,17 @@ impl Worker {
             ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
                 match Token::of(cqe.user_data()) {
-                    Token::Accept => self.accepted(cqe.result(), cqe.flags())?,
-                    Token::AcceptPause => self.arm_accept()?, // the back-off is over (-ETIME)
+                    Token::Accept => {
+                        if let Some(fd) = self.accept.accepted(&mut self.ring, cqe, &self.errors)? {
+                            self.admit(fd)?;
+                        }
+                    }
+                    Token::AcceptPause => self.accept.arm(&mut self.ring)?, // the back-off is over (-ETIME)
                     Token::Op(key) => self.completed(key, cqe.result())?,
                     token => warn!(?token, "an unexpected completion"),
                 }
             }
         }
-    }
-
-    /// Queues `entry`.
-    ///
-    /// # Safety
-    ///
-    /// As [`ring::push`]: what `entry` points to stays valid until its CQE.
-    unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
-        // SAFETY: the caller's promise is this function's.
-        unsafe { ring::push(&mut self.ring, entry) }
-    }
-
-    /// Queues the multishot accept on this worker's listener.
-    fn arm_accept(&mut self) -> anyhow::Result<()> {
-        // The listener is in blocking mode (as bound): io_uring tries the
-        // accept without blocking and, when nothing is pending, waits on a
-        // poll of the socket — no thread blocks. Accepted sockets are
-        // blocking too, for the same reason; close-on-exec like std's.
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .flags(SockFlag::SOCK_CLOEXEC.bits())
-            .build()
-            .user_data(Token::Accept.user_data());
-        // SAFETY: no buffer: multishot accept passes no address out. The
-        // listener's descriptor lives in `self` as long as the ring.
-        unsafe { self.push(entry) }
-    }
-
-    /// A CQE of the multishot accept: a new connection (`res` is its fd),
-    /// or an error, which ends the multishot.
-    fn accepted(&mut self, res: i32, flags: u32) -> anyhow::Result<()> {
-        let mut pause = Duration::ZERO;
-        if res >= 0 {
-            // SAFETY: the kernel just installed this descriptor for us;
-            // nothing else owns it.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            self.admit(fd)?;
-        } else {
-            pause = self.errors.backoff(&io::Error::from_raw_os_error(-res));
-        }
-        if !cqueue::more(flags) {
-            // The multishot ended (an error, or the kernel could not post a
-            // CQE): re-arm it, after the back-off for errors like EMFILE —
-            // re-arming at once would fail at once, forever.
-            if pause.is_zero() {
-                self.arm_accept()?;
-            } else {
-                let entry = self.pause.entry(pause, Token::AcceptPause);
-                // SAFETY: the time is boxed in `self.pause`, which outlives
-                // the ring's use; the kernel copies it when this SQE is
-                // submitted, and it is not rewritten before then (one
-                // back-off at a time: the accept is not armed meanwhile).
-                unsafe { self.push(entry) }?;
-            }
-        }
-        Ok(())
     }
 
     /// Configures an accepted socket, takes a slot under the cap (or closes
@@ -464,7 +428,7 @@ impl Worker {
         // operation's CQE (and leaked, not freed, if that never comes); the
         // descriptor is the connection's until then, or the operation's if
         // the connection ends first (`close`).
-        unsafe { self.push(entry) }
+        unsafe { ring::push(&mut self.ring, entry) }
     }
 
     /// Closes connection `index` and gives its permit back. Its descriptor
@@ -477,7 +441,7 @@ impl Worker {
         log_end(&conn.peer, &result);
         if let Some(cancel) = conn.op.and_then(|key| self.in_flight.abandon(key, conn.fd)) {
             // SAFETY: a cancellation points to no memory.
-            unsafe { self.push(cancel) }?;
+            unsafe { ring::push(&mut self.ring, cancel) }?;
         }
         Ok(())
     }
@@ -494,7 +458,7 @@ impl Drop for Worker {
                 warn!("{err:#}");
             }
         }
-        if let Err(err) = self.in_flight.drain(&mut self.ring, DRAIN) {
+        if let Err(err) = self.in_flight.drain(&mut self.ring, Instant::now() + DRAIN) {
             warn!("{err:#}");
         }
     }
@@ -506,14 +470,6 @@ const DATAGRAM_OPCODES: [(u8, &str); 3] = [
     (opcode::SendMsg::CODE, "sendmsg (5.3)"),
     (opcode::Timeout::CODE, "timeout (5.4)"),
 ];
-
-/// Buffers in each worker's provided buffer ring: how many datagrams a
-/// worker holds at once, received and not yet echoed (a power of two, as
-/// the kernel requires).
-pub const DATAGRAM_BUFFERS: u16 = 256;
-
-/// The buffer group id of a worker's buffer ring (one per ring).
-const BUFFER_GROUP: u16 = 0;
 
 /// Probes io_uring, binds one socket per worker, starts the workers (each
 /// builds its ring and buffer ring and arms its receive), announces, then
@@ -539,169 +495,4 @@ pub fn serve_datagrams(
     ready.announce()?;
     shutdown.wait();
     Ok(())
-}
-
-/// One datagram worker: its ring, socket and buffers. (No `Debug`:
-/// `IoUring` has none.)
-///
-/// Never dropped while operations are in flight, as for [`Worker`]: `run`
-/// returns only on a fatal error, and the process then exits.
-struct DatagramWorker {
-    /// First, so that it is dropped (the kernel letting go of the buffers)
-    /// before the buffers are freed.
-    ring: IoUring,
-    socket: std::net::UdpSocket,
-    echo: DatagramEcho,
-    /// The provided buffer ring, and the header of each buffer's echo.
-    buffers: BufferRing,
-    /// Buffers held by a send in flight.
-    sending: usize,
-    /// The multishot receive is active.
-    armed: bool,
-    /// A receive back-off is running.
-    paused: bool,
-    pause: Pause,
-}
-
-impl DatagramWorker {
-    /// Builds the ring (in this, its only thread), registers the buffer
-    /// ring and arms the receive.
-    fn new(socket: std::net::UdpSocket, echo: DatagramEcho) -> anyhow::Result<DatagramWorker> {
-        let ring = ring::new()?;
-        // Room for one byte more than --buffer-size, so that a datagram
-        // filling it is known to be too large (MSG_TRUNC says so too).
-        let buffers = BufferRing::new(DATAGRAM_BUFFERS, echo.receive_len()).context("no memory for the buffer ring")?;
-        // SAFETY: `buffers` is dropped after `ring` (the field order of
-        // `DatagramWorker`), whose drop unregisters the group.
-        unsafe { buffers.register(&ring, BUFFER_GROUP) }.map_err(|err| {
-            ring::unavailable(&format!("cannot register a provided buffer ring (Linux 5.19+): {err}"))
-        })?;
-        let mut worker = DatagramWorker {
-            ring,
-            socket,
-            echo,
-            buffers,
-            sending: 0,
-            armed: false,
-            paused: false,
-            pause: Pause::default(),
-        };
-        worker.rearm()?;
-        worker.ring.submit().context("a worker cannot submit its first receive")?;
-        Ok(worker)
-    }
-
-    /// Submits what is queued (the round's sends, a re-armed receive),
-    /// waits for completions, handles them; forever.
-    fn run(&mut self) -> anyhow::Result<()> {
-        let batch = (self.ring.params().sq_entries() / 2) as usize;
-        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
-        loop {
-            ring::enter(&mut self.ring, batch, &mut cqes)?;
-            for cqe in &cqes {
-                match Token::of(cqe.user_data()) {
-                    Token::Receive => self.received(cqe.result(), cqe.flags())?,
-                    Token::ReceivePause => self.paused = false, // the back-off is over (-ETIME)
-                    // A send's key is its buffer id.
-                    Token::Op(bid) => self.sent(bid as u16, cqe.result()),
-                    token => warn!(?token, "an unexpected completion"),
-                }
-            }
-            self.rearm()?;
-        }
-    }
-
-    /// Queues `entry`; as [`Worker::push`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Worker::push`]: what `entry` points to stays valid until its CQE.
-    unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
-        // SAFETY: the caller's promise is this function's.
-        unsafe { ring::push(&mut self.ring, entry) }
-    }
-
-    /// Arms the multishot receive if it is not active, no back-off runs and
-    /// the buffer ring has a buffer for it.
-    fn rearm(&mut self) -> anyhow::Result<()> {
-        if self.armed || self.paused || self.sending >= usize::from(DATAGRAM_BUFFERS) {
-            return Ok(());
-        }
-        let socket = types::Fd(self.socket.as_raw_fd());
-        let entry = opcode::RecvMsgMulti::new(socket, self.buffers.template(), BUFFER_GROUP)
-            .build()
-            .user_data(Token::Receive.user_data());
-        // SAFETY: the template is boxed in `self.buffers` and the socket
-        // lives in `self`, as long as the ring; the buffers are the
-        // registered ring's.
-        unsafe { self.push(entry) }?;
-        self.armed = true;
-        Ok(())
-    }
-
-    /// A CQE of the multishot receive: a datagram in a buffer of the ring,
-    /// or an error (which ends the multishot).
-    fn received(&mut self, res: i32, flags: u32) -> anyhow::Result<()> {
-        if !cqueue::more(flags) {
-            self.armed = false; // re-armed at the end of the round
-        }
-        if res < 0 {
-            match Errno::from_raw(-res) {
-                // The buffer ring is empty: every buffer waits for its echo.
-                // Re-armed when one comes back.
-                Errno::ENOBUFS | Errno::EINTR | Errno::EAGAIN => {}
-                errno => {
-                    let pause = self.echo.receive_failed(&io::Error::from(errno));
-                    if !pause.is_zero() {
-                        self.paused = true;
-                        let entry = self.pause.entry(pause, Token::ReceivePause);
-                        // SAFETY: `self.pause` is boxed in `self`; one back-off at a time.
-                        unsafe { self.push(entry) }?;
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let Some(bid) = cqueue::buffer_select(flags) else {
-            warn!("a received datagram without a buffer");
-            return Ok(());
-        };
-        // SAFETY: this CQE hands buffer `bid` to us; it goes back to the
-        // kernel only below (no echo) or once its echo's send has completed.
-        let Some(datagram) = (unsafe { self.buffers.arrived(bid, res as usize) }) else {
-            warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
-            self.buffers.give_back(bid);
-            return Ok(());
-        };
-        if !self.echo.received(datagram.len, datagram.cut, datagram.source) {
-            self.buffers.give_back(bid); // too large: dropped, counted
-            return Ok(());
-        }
-        let work = self.echo.work();
-        if !work.is_none() {
-            // Inline, as for streams: the ring waits for it.
-            // SAFETY: as for `arrived` above: buffer `bid` is ours until it
-            // is given back, which is not before its echo's send completes.
-            unsafe { self.buffers.with_payload(&datagram, |payload| work.run(payload)) };
-        }
-        let entry = self.buffers.echo(&datagram, types::Fd(self.socket.as_raw_fd()));
-        self.sending += 1;
-        // SAFETY: the send's header, its iovec and the buffer they point
-        // into are owned by `self.buffers` at fixed addresses, and stay put
-        // and untouched until this send's CQE: the buffer is given back to
-        // the kernel only then (`sent`).
-        unsafe { self.push(entry) }
-    }
-
-    /// The CQE of the echo held in buffer `bid`: count it, give the buffer back.
-    fn sent(&mut self, bid: u16, res: i32) {
-        let Some((len, to)) = self.buffers.echoed(bid) else {
-            warn!(bid, "completion for no send");
-            return;
-        };
-        let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
-        self.echo.sent(result, len, to);
-        self.sending -= 1;
-        self.buffers.give_back(bid);
-    }
 }

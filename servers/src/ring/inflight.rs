@@ -43,10 +43,9 @@
 
 use std::ops::Range;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context;
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use nix::sys::socket::MsgFlags;
 use tracing::warn;
 
@@ -160,42 +159,17 @@ impl InFlight {
         Some(opcode::AsyncCancel::new(key).build().user_data(Token::Cancel.user_data()))
     }
 
-    /// Cancels every request in flight on `ring` and reaps the CQEs, until
-    /// no operation of this table is in flight or `limit` has passed;
+    /// Cancels every request in flight on `ring` and reaps the CQEs until
+    /// no operation of this table is in flight ([`super::cancel_all`]);
     /// other CQEs are dropped. For a worker going away: what has not
-    /// completed by then is leaked when the table drops, never freed.
-    pub fn drain(&mut self, ring: &mut IoUring, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        // Submit what is queued, so that the cancellation sees it.
-        ring.submit().context("cannot submit before cancelling")?;
-        if !self.is_empty() {
-            let timeout = types::Timespec::from(limit);
-            // Synchronous (Linux 6.0): the cancelled requests' CQEs are
-            // posted by the time it returns. ENOENT: nothing left to cancel.
-            match ring.submitter().register_sync_cancel(Some(timeout), types::CancelBuilder::any().all()) {
-                Ok(()) => {}
-                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(err) => warn!(%err, "cannot cancel the requests in flight"),
+    /// completed by `deadline` is leaked when the table drops, never freed.
+    pub fn drain(&mut self, ring: &mut IoUring, deadline: Instant) -> anyhow::Result<()> {
+        let reap = |ops: &mut InFlight, cqe: &cqueue::Entry| {
+            if let Token::Op(key) = Token::of(cqe.user_data()) {
+                drop(ops.complete(key));
             }
-        }
-        while !self.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                anyhow::bail!("{} operations still in flight after {limit:?}", self.len());
-            }
-            let wait = types::Timespec::from(left);
-            match ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&wait)) {
-                Ok(_) => {}
-                Err(err) if matches!(err.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
-                Err(err) => return Err(err).context("cannot wait for the cancelled requests"),
-            }
-            for cqe in ring.completion() {
-                if let Token::Op(key) = Token::of(cqe.user_data()) {
-                    drop(self.complete(key));
-                }
-            }
-        }
-        Ok(())
+        };
+        super::cancel_all(ring, deadline, self, reap, InFlight::is_empty)
     }
 }
 
@@ -214,8 +188,7 @@ mod tests {
     use std::io::Write;
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::net::UnixStream;
-
-    use io_uring::cqueue;
+    use std::time::Duration;
 
     use super::*;
 
@@ -270,7 +243,7 @@ mod tests {
             peers.push(theirs);
         }
         assert_eq!(ops.len(), 8, "abandoned operations still own their buffers");
-        ops.drain(&mut ring, Duration::from_secs(10)).expect("every cancelled receive completes");
+        ops.drain(&mut ring, Instant::now() + Duration::from_secs(10)).expect("every cancelled receive completes");
         assert!(ops.is_empty());
     }
 

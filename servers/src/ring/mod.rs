@@ -1,6 +1,7 @@
 //! The io_uring plumbing of the `uring` model, apart from its page: how its
 //! rings are built and probed ([`new`], [`probe`]), how a worker enters one
-//! ([`enter`]) and queues requests on it ([`push`], [`Pause`]), what a
+//! ([`enter`]) and queues requests on it ([`push`], [`Pause`], the
+//! multishot [`Accept`]), what a
 //! CQE's `user_data` says ([`Token`]), and the memory the workers lend the
 //! kernel: each connection's buffer, owned by its operation in flight
 //! ([`InFlight`]), and the datagram workers' provided buffer ring
@@ -11,17 +12,22 @@
 //! buffer ring for datagrams — and which kernel brought each feature; this
 //! module is what every ring of it needs, written once.
 
+mod accept;
 mod buffers;
+mod datagrams;
 mod inflight;
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
+use tracing::warn;
 
+pub use self::accept::Accept;
 pub use self::buffers::{Arrived, BufferRing, Source};
+pub use self::datagrams::{BUFFERS as DATAGRAM_BUFFERS, DatagramWorker};
 pub use self::inflight::{Completed, InFlight};
 
 /// Submission queue entries per ring. A worker handles at most half this
@@ -170,6 +176,48 @@ impl Pause {
     pub fn entry(&mut self, duration: Duration, token: Token) -> squeue::Entry {
         *self.0 = types::Timespec::from(duration);
         opcode::Timeout::new(&*self.0).build().user_data(token.user_data())
+    }
+}
+
+/// Cancels every request in flight on `ring` (synchronous cancellation,
+/// Linux 6.0) and reaps CQEs, handing each to `reap` with `state`, until
+/// `settled(state)` or `deadline` (then an error). For a worker going away:
+/// what it lent the kernel may be freed only once this has returned `Ok`.
+pub fn cancel_all<S: ?Sized>(
+    ring: &mut IoUring,
+    deadline: Instant,
+    state: &mut S,
+    reap: impl Fn(&mut S, &cqueue::Entry),
+    settled: impl Fn(&S) -> bool,
+) -> anyhow::Result<()> {
+    // Submit what is queued, so that the cancellation sees it.
+    ring.submit().context("cannot submit before cancelling")?;
+    let timeout = types::Timespec::from(deadline.saturating_duration_since(Instant::now()));
+    match ring.submitter().register_sync_cancel(Some(timeout), types::CancelBuilder::any().all()) {
+        // ENOENT: nothing was in flight.
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(err) => warn!(%err, "cannot cancel the requests in flight"),
+    }
+    loop {
+        for cqe in ring.completion() {
+            reap(state, &cqe);
+        }
+        if settled(state) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!("requests still in flight after cancelling them all");
+        }
+        // Waits for a CQE (running the task work DEFER_TASKRUN defers),
+        // at most until the deadline.
+        let wait = types::Timespec::from(left);
+        match ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&wait)) {
+            Ok(_) => {}
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(err) => return Err(err).context("cannot wait for the cancelled requests"),
+        }
     }
 }
 
