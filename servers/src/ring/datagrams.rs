@@ -31,7 +31,7 @@ const BUFFER_GROUP: u16 = 0;
 /// One datagram worker: its ring, socket and buffers.
 ///
 /// Dropped, it cancels what is in flight and waits (for a bounded time,
-/// [`DRAIN`]) for the kernel to let go of its buffers before they are
+/// `DRAIN`) for the kernel to let go of its buffers before they are
 /// freed; in the server it is never dropped (`run` returns only on a fatal
 /// error, and the process then exits).
 pub struct DatagramWorker {
