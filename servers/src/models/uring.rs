@@ -21,7 +21,8 @@
 //! — is the thread-per-core one [`per_core`] writes once for this model
 //! and `reactors`. The main thread waits for SIGINT or SIGTERM and
 //! returns; the workers are detached and die with the process, whose exit
-//! closes the rings, the listeners and every connection.
+//! closes the rings, the listeners and every connection (the memory lent to
+//! the kernel goes with the process: nothing is freed under it before).
 //!
 //! Each worker keeps, per ring:
 //!
@@ -52,7 +53,8 @@
 //!   operation, which is cancelled, and both are freed at its CQE.
 //!
 //! What a connection costs: its buffer (`--buffer-size`), a slot in its
-//! worker's table (the fd, the peer, the [`EchoState`]), and in the kernel
+//! worker's table (the fd, the peer, the [`EchoState`]) and one in the
+//! table of operations in flight, and in the kernel
 //! the one pending request (an `io_kiocb` and a poll entry while the socket
 //! has nothing to read). No thread, no stack, no task. Between messages a
 //! connection costs nothing; one `io_uring_enter` submits many requests and

@@ -41,6 +41,8 @@ pub struct DatagramWorker {
     /// The provided buffer ring, and the header of each buffer's echo.
     /// Freed by the worker's drop only once the kernel has let go of it.
     buffers: ManuallyDrop<BufferRing>,
+    /// The buffer ring is registered with the ring.
+    registered: bool,
     /// Buffers held by a send in flight.
     sending: usize,
     /// The multishot receive is active.
@@ -68,6 +70,7 @@ impl DatagramWorker {
             socket,
             echo,
             buffers: ManuallyDrop::new(buffers),
+            registered: true,
             sending: 0,
             armed: false,
             paused: false,
@@ -208,11 +211,11 @@ impl fmt::Debug for DatagramWorker {
     }
 }
 
-impl Drop for DatagramWorker {
-    /// Cancels the receive and the sends in flight and reaps their CQEs,
-    /// then unregisters the buffer ring and frees it; if the kernel has not
-    /// let go of it in time, the buffers are leaked rather than freed.
-    fn drop(&mut self) {
+impl DatagramWorker {
+    /// Cancels the receive and the sends in flight, reaps their CQEs, then
+    /// unregisters the buffer ring: `Ok` once the kernel holds none of the
+    /// worker's memory. Idempotent.
+    fn release(&mut self) -> anyhow::Result<()> {
         let mut left = (&mut self.sending, &mut self.armed);
         let reap =
             |(sending, armed): &mut (&mut usize, &mut bool), cqe: &cqueue::Entry| match Token::of(cqe.user_data()) {
@@ -221,16 +224,48 @@ impl Drop for DatagramWorker {
                 _ => {}
             };
         let settled = |(sending, armed): &(&mut usize, &mut bool)| **sending == 0 && !**armed;
-        let drained =
-            super::cancel_all(&mut self.ring, Instant::now() + DRAIN, &mut left, reap, settled).and_then(|()| {
-                self.ring.submitter().unregister_buf_ring(BUFFER_GROUP).context("cannot unregister the buffer ring")
-            });
-        match drained {
+        super::cancel_all(&mut self.ring, Instant::now() + DRAIN, &mut left, reap, settled)?;
+        if self.registered {
+            self.ring.submitter().unregister_buf_ring(BUFFER_GROUP).context("cannot unregister the buffer ring")?;
+            self.registered = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DatagramWorker {
+    /// Frees the buffer ring once the kernel has let go of it
+    /// (`release`); if it has not in time, the buffers
+    /// are leaked rather than freed.
+    fn drop(&mut self) {
+        match self.release() {
             // SAFETY: no request is in flight and the group is unregistered:
             // the kernel holds no buffer, nor the ring of descriptors. Not
             // used again: this is the worker's drop.
             Ok(()) => unsafe { ManuallyDrop::drop(&mut self.buffers) },
             Err(err) => warn!("{err:#}; the datagram buffers are leaked, not freed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+    use crate::echo::EchoOptions;
+
+    /// A worker just built has its multishot receive in flight, writing
+    /// into the registered buffers: releasing it must end that receive and
+    /// take the buffers back before they may be freed (its drop, after).
+    #[test]
+    fn a_released_worker_holds_nothing_in_the_kernel() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let built = DatagramWorker::new(socket, DatagramEcho::new(EchoOptions::plain(64)));
+        let mut worker = built.unwrap_or_else(|err| panic!("{err:#}"));
+        assert!(worker.armed && worker.registered);
+        worker.release().expect("the receive is cancelled and the buffer ring unregistered");
+        assert!(!worker.armed && !worker.registered && worker.sending == 0);
+        worker.release().expect("a second release has nothing to do");
     }
 }

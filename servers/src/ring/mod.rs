@@ -1,11 +1,11 @@
 //! The io_uring plumbing of the `uring` model, apart from its page: how its
 //! rings are built and probed ([`new`], [`probe`]), how a worker enters one
 //! ([`enter`]) and queues requests on it ([`push`], [`Pause`], the
-//! multishot [`Accept`]), what a
-//! CQE's `user_data` says ([`Token`]), and the memory the workers lend the
-//! kernel: each connection's buffer, owned by its operation in flight
-//! ([`InFlight`]), and the datagram workers' provided buffer ring
-//! ([`BufferRing`]).
+//! multishot [`Accept`]), what a CQE's `user_data` says ([`Token`]), how a
+//! worker going away gets its memory back from the kernel ([`cancel_all`]),
+//! and the memory the workers lend it: each connection's buffer, owned by
+//! its operation in flight ([`InFlight`]), and the datagram workers'
+//! provided buffer ring ([`BufferRing`], used by [`DatagramWorker`]).
 //!
 //! The page (`models/uring.rs`) says what the model does with a ring —
 //! multishot accept, one operation in flight per connection, a provided
