@@ -234,9 +234,8 @@ impl DatagramWorker {
 }
 
 impl Drop for DatagramWorker {
-    /// Frees the buffer ring once the kernel has let go of it
-    /// (`release`); if it has not in time, the buffers
-    /// are leaked rather than freed.
+    /// Frees the buffer ring once the kernel has let go of it (`release`);
+    /// if it has not in time, the buffers are leaked rather than freed.
     fn drop(&mut self) {
         match self.release() {
             // SAFETY: no request is in flight and the group is unregistered:
