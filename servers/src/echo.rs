@@ -16,6 +16,7 @@
 //! written back, so closing the socket is all that is left.
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
@@ -155,6 +156,33 @@ impl EchoState {
     pub fn echoed(&self) -> u64 {
         self.echoed
     }
+
+    /// Takes the buffer out, for a driver that hands it to the kernel for
+    /// one operation (the `uring` model, [`crate::ring::InFlight`]): the
+    /// buffer, and the part of it that operation uses — the whole buffer
+    /// for [`Next::Read`], what is pending for [`Next::Write`]. Until
+    /// [`EchoState::restore`] gives it back the state has no buffer, so no
+    /// code can read or write the memory the kernel holds (asking for
+    /// [`EchoState::read_buf`], [`EchoState::pending`] or the work then
+    /// is a bug, and panics); the counters are untouched.
+    pub fn lend(&mut self) -> (Box<[u8]>, Range<usize>) {
+        let range = match self.next() {
+            Next::Read => 0..self.buf.len(),
+            next => {
+                debug_assert_eq!(next, Next::Write, "only a read or a write uses the buffer");
+                self.written..self.filled
+            }
+        };
+        (std::mem::take(&mut self.buf), range)
+    }
+
+    /// Puts back the buffer [`EchoState::lend`] took, once the operation
+    /// that used it has completed; then [`EchoState::received`] or
+    /// [`EchoState::wrote`] as usual.
+    pub fn restore(&mut self, buf: Box<[u8]>) {
+        debug_assert!(self.buf.is_empty(), "a buffer restored while the state has one");
+        self.buf = buf;
+    }
 }
 
 /// Echoes until the client half-closes; returns the bytes echoed. The
@@ -262,6 +290,24 @@ mod tests {
         assert_eq!(state.next(), Next::Read);
         assert_eq!(state.pending(), b"");
         assert_eq!(state.echoed(), 5);
+    }
+
+    /// A completion driver's view: the buffer goes out whole for a read,
+    /// comes back filled, goes out again with the pending part named.
+    #[test]
+    fn a_lent_buffer_comes_back_and_the_state_goes_on() {
+        let mut state = EchoState::new(EchoOptions::plain(8));
+        let (mut buf, range) = state.lend();
+        assert_eq!((buf.len(), range), (8, 0..8));
+        buf[..5].copy_from_slice(b"hello");
+        state.restore(buf);
+        state.received(5);
+        state.wrote(2);
+        let (buf, range) = state.lend();
+        assert_eq!(&buf[range.clone()], b"llo");
+        state.restore(buf);
+        state.wrote(range.len());
+        assert_eq!((state.next(), state.echoed()), (Next::Read, 5));
     }
 
     #[test]

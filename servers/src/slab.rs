@@ -49,6 +49,11 @@ impl<T> Slab<T> {
         value
     }
 
+    /// The indices of the live entries, in order.
+    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().enumerate().filter_map(|(index, entry)| entry.as_ref().map(|_| index))
+    }
+
     /// Live entries.
     pub fn len(&self) -> usize {
         self.entries.len() - self.free.len()
@@ -78,5 +83,6 @@ mod tests {
         assert_eq!(slab.len(), 2);
         assert_eq!(slab.get_mut(99), None);
         assert!(!slab.is_empty());
+        assert_eq!(slab.keys().collect::<Vec<_>>(), [a, b]);
     }
 }

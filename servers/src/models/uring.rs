@@ -21,7 +21,8 @@
 //! — is the thread-per-core one [`per_core`] writes once for this model
 //! and `reactors`. The main thread waits for SIGINT or SIGTERM and
 //! returns; the workers are detached and die with the process, whose exit
-//! closes the rings, the listeners and every connection.
+//! closes the rings, the listeners and every connection (the memory lent to
+//! the kernel goes with the process: nothing is freed under it before).
 //!
 //! Each worker keeps, per ring:
 //!
@@ -36,14 +37,24 @@
 //!   A short send resubmits the rest. While a send is pending no receive is
 //!   posted, so a client that never reads stops being read from; TCP's (or
 //!   the Unix socket's) flow control holds the excess, not our memory.
+//! - the buffer **belongs to the operation in flight**: posting one moves
+//!   the buffer out of the connection's state into the worker's table of
+//!   operations ([`InFlight`]), as a raw pointer the kernel may write
+//!   through; only the operation's CQE moves it back. Meanwhile the
+//!   connection has no buffer at all, so no Rust code can touch (or free)
+//!   the memory the kernel holds. (Why this and not a provided buffer ring
+//!   as for datagrams: [`crate::ring::InFlight`]'s docs.)
 //! - on EOF (a receive of 0 bytes, i.e. the client's half-close: everything
 //!   received is echoed by then) or any error, the descriptor is closed with
-//!   a plain `close(2)` (dropping its `OwnedFd`) — no operation is in flight
-//!   on it at that moment, so there is nothing to cancel — and the
-//!   connection's slot under `--max-connections` is given back.
+//!   a plain `close(2)` (dropping its `OwnedFd`) and the connection's slot
+//!   under `--max-connections` is given back. A connection ends at a CQE,
+//!   so nothing is in flight on it then; one ended otherwise (a worker
+//!   dropped with live connections) leaves its buffer and descriptor to its
+//!   operation, which is cancelled, and both are freed at its CQE.
 //!
 //! What a connection costs: its buffer (`--buffer-size`), a slot in its
-//! worker's table (the fd, the peer, the [`EchoState`]), and in the kernel
+//! worker's table (the fd, the peer, the [`EchoState`]) and one in the
+//! table of operations in flight, and in the kernel
 //! the one pending request (an `io_kiocb` and a poll entry while the socket
 //! has nothing to read). No thread, no stack, no task. Between messages a
 //! connection costs nothing; one `io_uring_enter` submits many requests and
@@ -54,17 +65,17 @@
 //! system calls. Bad at: portability (Linux only, and a recent kernel — see
 //! below), and it is the one model whose unsafe code is the whole design:
 //! the kernel writes into our buffers while no Rust reference says so.
-//! Every buffer handed to the kernel belongs to a connection kept in the
-//! worker's table until that operation's CQE has arrived. What every ring
-//! needs — building and probing it, entering it, queueing on it, and the
-//! memory lent to it for datagrams — is in [`crate::ring`]; this page is
-//! what the model does with its rings.
+//! What every ring needs — building and probing it, entering it, queueing
+//! on it, naming its requests (`user_data`), the memory lent to it, and the
+//! datagram worker — is in [`crate::ring`]; this page is what the model
+//! does with its rings.
 //!
 //! ## io_uring features used, and the kernel each needs
 //!
 //! | feature                                  | since |
 //! |------------------------------------------|-------|
 //! | `IORING_OP_TIMEOUT` (accept back-off)    | 5.4   |
+//! | `IORING_OP_ASYNC_CANCEL` (an abandoned operation) | 5.5 |
 //! | `IORING_FEAT_NODROP` (overflowing CQEs are kept, not lost) | 5.5 |
 //! | `IORING_OP_SEND`, `IORING_OP_RECV`       | 5.6   |
 //! | `IORING_REGISTER_PROBE` (start-up probe) | 5.6   |
@@ -74,6 +85,7 @@
 //! | multishot `IORING_OP_ACCEPT`            | 5.19  |
 //! | multishot `IORING_OP_RECVMSG` (UDP)      | 6.0   |
 //! | `IORING_SETUP_SINGLE_ISSUER`             | 6.0   |
+//! | `IORING_REGISTER_SYNC_CANCEL` (a dropped worker's drain) | 6.0 |
 //! | `IORING_SETUP_DEFER_TASKRUN`             | 6.1   |
 //!
 //! So: Linux 6.1 or later. SINGLE_ISSUER promises the kernel that one thread
@@ -105,8 +117,8 @@
 //!   that yields one CQE per datagram received, for as long as it lasts.
 //!   It names no buffer: each datagram goes into the next free buffer of
 //!   the worker's **provided buffer ring** (`IORING_REGISTER_PBUF_RING`), a
-//!   ring of [`DATAGRAM_BUFFERS`] buffers we register once and give back to
-//!   one at a time; the CQE says which buffer it took. The kernel writes
+//!   ring of [`DATAGRAM_BUFFERS`] buffers we register once and give back
+//!   to one at a time; the CQE says which buffer it took. The kernel writes
 //!   into it an `io_uring_recvmsg_out` header (lengths and flags: MSG_TRUNC
 //!   for a datagram larger than the buffer), the source address, then the
 //!   payload ([`BufferRing::arrived`] finds them). The buffers live in
@@ -135,7 +147,12 @@
 //! `io_uring unavailable here: cannot register a provided buffer ring`.
 //!
 //! What it costs: per worker, [`DATAGRAM_BUFFERS`] buffers of
-//! `--buffer-size` plus 45 bytes (header and address), allocated once.
+//! `--buffer-size` plus 45 bytes (header and address), allocated once. The
+//! worker's loop and its bookkeeping are [`DatagramWorker`].
+//!
+//! [`DATAGRAM_BUFFERS`]: ring::DATAGRAM_BUFFERS
+//! [`BufferRing::arrived`]: ring::BufferRing::arrived
+//! [`BufferRing`]: ring::BufferRing
 //!
 //! ## Work per message (`--work`)
 //!
@@ -152,15 +169,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, types};
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, SockFlag};
 use socket2::SockRef;
 use tracing::warn;
 
@@ -171,7 +187,7 @@ use crate::listen::{AcceptErrors, ConnectionLimit, Permit};
 use crate::models::{Datagrams, Model};
 use crate::per_core::{self, PerCore};
 use crate::ready::Ready;
-use crate::ring::{self, BufferRing};
+use crate::ring::{self, Accept, DatagramWorker, InFlight, Token};
 use crate::shutdown::Shutdown;
 use crate::slab::Slab;
 use crate::transport::{Listener, Peer, tcp_options};
@@ -202,11 +218,6 @@ pub struct Args {
     #[command(flatten)]
     pub udp: DatagramOptions,
 }
-
-/// `user_data` of the multishot accept; connections use their table index.
-const ACCEPT: u64 = u64::MAX;
-/// `user_data` of the accept back-off timer.
-const ACCEPT_PAUSE: u64 = u64::MAX - 1;
 
 /// The worker threads' names: `echo-uring-<id>`.
 const THREADS: &str = "echo-uring";
@@ -255,8 +266,9 @@ fn exit_if_failed(id: usize, ran: anyhow::Result<()>) {
 }
 
 /// The opcodes this model submits, with the kernel each first appeared in.
-const OPCODES: [(u8, &str); 4] = [
+const OPCODES: [(u8, &str); 5] = [
     (opcode::AcceptMulti::CODE, "accept (5.5; multishot 5.19)"),
+    (opcode::AsyncCancel::CODE, "async cancel (5.5)"),
     (opcode::Recv::CODE, "recv (5.6)"),
     (opcode::Send::CODE, "send (5.6)"),
     (opcode::Timeout::CODE, "timeout (5.4)"),
@@ -267,34 +279,37 @@ const OPCODES: [(u8, &str); 4] = [
 struct Conn {
     fd: OwnedFd,
     peer: Peer,
-    /// Its buffer is what the pending `Recv` writes into or the pending
-    /// `Send` reads from: the connection stays in the table until that
-    /// operation's CQE arrives.
+    /// Has no buffer while `op` is in flight: the operation owns it then.
     state: EchoState,
+    /// The key of its one operation in flight, if any ([`InFlight`]).
+    op: Option<u64>,
     /// Held until the connection is closed.
     _permit: Permit,
 }
 
-/// One worker: its ring, its listener, its connections. (No `Debug`:
-/// `IoUring` has none.)
+/// One worker: its ring, its listener, its connections, and their
+/// operations in flight. (No `Debug`: `IoUring` has none.)
 ///
-/// Never dropped while it has operations in flight: [`Worker::run`] returns
-/// only on a fatal error, and then the process exits at once — so the
-/// buffers the kernel may still write into are never freed under it.
+/// Dropped, it cancels what is in flight and waits for the CQEs (for a
+/// bounded time, [`DRAIN`]) before its buffers are freed; in the server it
+/// is never dropped ([`Worker::run`] returns only on a fatal error, and the
+/// process then exits, the kernel tearing down the ring).
 struct Worker {
     ring: IoUring,
+    /// The buffers lent to the kernel, by operation.
+    in_flight: InFlight,
     listener: Listener,
-    /// Live connections by slot; the slot is the `user_data` of their one
-    /// operation.
+    /// Live connections by slot; the slot is what their operations name.
     conns: Slab<Conn>,
     limit: ConnectionLimit,
     errors: Arc<AcceptErrors>,
     echo: EchoOptions,
-    /// The back-off of a `Timeout` SQE. Boxed so its address is stable; the
-    /// kernel reads it when the SQE is submitted, and only one such SQE is
-    /// ever queued at a time.
-    pause: Box<types::Timespec>,
+    /// The multishot accept of `listener`, and its back-off.
+    accept: Accept,
 }
+
+/// How long a dropped worker waits for its cancelled operations' CQEs.
+const DRAIN: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Builds the ring (in this, its only thread) and arms the accept.
@@ -305,9 +320,11 @@ impl Worker {
         echo: EchoOptions,
     ) -> anyhow::Result<Worker> {
         let ring = ring::new()?;
-        let mut worker =
-            Worker { ring, listener, conns: Slab::new(), limit, errors, echo, pause: Box::new(types::Timespec::new()) };
-        worker.arm_accept()?;
+        let conns = Slab::new();
+        let in_flight = InFlight::new();
+        let accept = Accept::new(listener.as_raw_fd());
+        let mut worker = Worker { ring, in_flight, listener, conns, limit, errors, echo, accept };
+        worker.accept.arm(&mut worker.ring)?;
         worker.ring.submit().context("a worker cannot submit its first accept")?;
         Ok(worker)
     }
@@ -319,71 +336,18 @@ impl Worker {
         loop {
             ring::enter(&mut self.ring, batch, &mut cqes)?;
             for cqe in &cqes {
-                match cqe.user_data() {
-                    ACCEPT => self.accepted(cqe.result(), cqe.flags())?,
-                    ACCEPT_PAUSE => self.arm_accept()?, // the back-off is over (-ETIME)
-                    index => self.completed(index as usize, cqe.result())?,
+                match Token::of(cqe.user_data()) {
+                    Token::Accept => {
+                        if let Some(fd) = self.accept.accepted(&mut self.ring, cqe, &self.errors)? {
+                            self.admit(fd)?;
+                        }
+                    }
+                    Token::AcceptPause => self.accept.arm(&mut self.ring)?, // the back-off is over (-ETIME)
+                    Token::Op(key) => self.completed(key, cqe.result())?,
+                    token => warn!(?token, "an unexpected completion"),
                 }
             }
         }
-    }
-
-    /// Queues `entry`.
-    ///
-    /// # Safety
-    ///
-    /// Every buffer (and timespec) `entry` points to must stay valid, and
-    /// not be moved or freed, until its CQE has arrived (for a timespec:
-    /// until it is submitted).
-    unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
-        // SAFETY: the caller's promise is this function's.
-        unsafe { ring::push(&mut self.ring, entry) }
-    }
-
-    /// Queues the multishot accept on this worker's listener.
-    fn arm_accept(&mut self) -> anyhow::Result<()> {
-        // The listener is in blocking mode (as bound): io_uring tries the
-        // accept without blocking and, when nothing is pending, waits on a
-        // poll of the socket — no thread blocks. Accepted sockets are
-        // blocking too, for the same reason; close-on-exec like std's.
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .flags(SockFlag::SOCK_CLOEXEC.bits())
-            .build()
-            .user_data(ACCEPT);
-        // SAFETY: no buffer: multishot accept passes no address out. The
-        // listener's descriptor lives in `self` as long as the ring.
-        unsafe { self.push(entry) }
-    }
-
-    /// A CQE of the multishot accept: a new connection (`res` is its fd),
-    /// or an error, which ends the multishot.
-    fn accepted(&mut self, res: i32, flags: u32) -> anyhow::Result<()> {
-        let mut pause = Duration::ZERO;
-        if res >= 0 {
-            // SAFETY: the kernel just installed this descriptor for us;
-            // nothing else owns it.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            self.admit(fd)?;
-        } else {
-            pause = self.errors.backoff(&io::Error::from_raw_os_error(-res));
-        }
-        if !cqueue::more(flags) {
-            // The multishot ended (an error, or the kernel could not post a
-            // CQE): re-arm it, after the back-off for errors like EMFILE —
-            // re-arming at once would fail at once, forever.
-            if pause.is_zero() {
-                self.arm_accept()?;
-            } else {
-                *self.pause = types::Timespec::from(pause);
-                let entry = opcode::Timeout::new(&*self.pause).build().user_data(ACCEPT_PAUSE);
-                // SAFETY: `self.pause` is boxed in `self`, which outlives the
-                // ring's use; the kernel copies it when this SQE is
-                // submitted, and it is not rewritten before then (one
-                // back-off at a time: the accept is not armed meanwhile).
-                unsafe { self.push(entry) }?;
-            }
-        }
-        Ok(())
     }
 
     /// Configures an accepted socket, takes a slot under the cap (or closes
@@ -402,18 +366,28 @@ impl Worker {
         let Some(permit) = self.limit.try_acquire(&peer) else {
             return Ok(()); // over the cap: `fd` is dropped, i.e. closed
         };
-        let conn = Conn { fd, peer, state: EchoState::new(self.echo), _permit: permit };
+        let conn = Conn { fd, peer, state: EchoState::new(self.echo), op: None, _permit: permit };
         let index = self.conns.insert(conn);
         self.advance(index)
     }
 
-    /// The CQE of connection `index`'s one operation (which one, its state
-    /// says: a receive if it was waiting to read, else a send).
-    fn completed(&mut self, index: usize, res: i32) -> anyhow::Result<()> {
+    /// The CQE of operation `key`: the buffer comes back to its connection,
+    /// whose state says what the operation was (a receive if it was
+    /// waiting to read, else a send).
+    fn completed(&mut self, key: usize, res: i32) -> anyhow::Result<()> {
+        let Some(done) = self.in_flight.complete(key) else {
+            warn!(key, "completion for no operation");
+            return Ok(());
+        };
+        // A connection that ended meanwhile: its buffer (and descriptor)
+        // are freed here, with `done`, now that the kernel is done.
+        let Some(index) = done.conn else { return Ok(()) };
         let Some(conn) = self.conns.get_mut(index) else {
             warn!(index, "completion for no connection");
             return Ok(());
         };
+        conn.op = None;
+        conn.state.restore(done.buf);
         let receiving = conn.state.next() == Next::Read;
         match res {
             n if n >= 0 && receiving => conn.state.received(n as usize),
@@ -431,17 +405,14 @@ impl Worker {
     fn advance(&mut self, index: usize) -> anyhow::Result<()> {
         let conn = self.conns.get_mut(index).expect("advance on a live connection");
         let fd = types::Fd(conn.fd.as_raw_fd());
-        let entry = match conn.state.next() {
+        let (entry, key) = match conn.state.next() {
             Next::Read => {
-                let buf = conn.state.read_buf();
-                opcode::Recv::new(fd, buf.as_mut_ptr(), buf.len() as u32).build()
+                let (buf, range) = conn.state.lend();
+                self.in_flight.receive(index, fd, buf, range)
             }
             Next::Write => {
-                let pending = conn.state.pending();
-                // MSG_NOSIGNAL: a peer gone away is an EPIPE result, not a SIGPIPE.
-                opcode::Send::new(fd, pending.as_ptr(), pending.len() as u32)
-                    .flags(MsgFlags::MSG_NOSIGNAL.bits())
-                    .build()
+                let (buf, range) = conn.state.lend();
+                self.in_flight.send(index, fd, buf, range)
             }
             Next::Work => {
                 // Inline, on this worker's thread: the ring is not entered
@@ -454,22 +425,44 @@ impl Worker {
                 return self.close(index, Ok(echoed));
             }
         };
-        // SAFETY: the buffer is the connection's EchoState buffer, a boxed
-        // slice whose address never changes; the connection (and so the
-        // buffer and the fd) stays in `self.conns` until this operation's
-        // CQE has arrived — `close` is only called from a completion or
-        // before any operation is posted — and nothing touches the buffer
-        // meanwhile: one operation per connection at a time.
-        unsafe { self.push(entry.user_data(index as u64)) }
+        conn.op = Some(key);
+        // SAFETY: the buffer is owned by `self.in_flight` until this
+        // operation's CQE (and leaked, not freed, if that never comes); the
+        // descriptor is the connection's until then, or the operation's if
+        // the connection ends first (`close`).
+        unsafe { ring::push(&mut self.ring, entry) }
     }
 
-    /// Closes connection `index` (no operation in flight on it): a plain
-    /// close(2), as its `OwnedFd` drops, and its permit goes back.
+    /// Closes connection `index` and gives its permit back. Its descriptor
+    /// is closed (a plain close(2), as its `OwnedFd` drops) at once if no
+    /// operation is in flight on it — the usual case: a connection ends at
+    /// a completion — else it goes, with the buffer, to the operation,
+    /// which is cancelled, and is closed at the operation's CQE.
     fn close(&mut self, index: usize, result: io::Result<u64>) -> anyhow::Result<()> {
-        if let Some(conn) = self.conns.remove(index) {
-            log_end(&conn.peer, &result);
+        let Some(conn) = self.conns.remove(index) else { return Ok(()) };
+        log_end(&conn.peer, &result);
+        if let Some(cancel) = conn.op.and_then(|key| self.in_flight.abandon(key, conn.fd)) {
+            // SAFETY: a cancellation points to no memory.
+            unsafe { ring::push(&mut self.ring, cancel) }?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Worker {
+    /// Ends every connection, cancels their operations and waits for the
+    /// CQEs, so that no buffer the kernel may still write into is freed.
+    fn drop(&mut self) {
+        let live: Vec<usize> = self.conns.keys().collect();
+        for index in live {
+            let ended = Err(io::Error::other("worker stopped"));
+            if let Err(err) = self.close(index, ended) {
+                warn!("{err:#}");
+            }
+        }
+        if let Err(err) = self.in_flight.drain(&mut self.ring, Instant::now() + DRAIN) {
+            warn!("{err:#}");
+        }
     }
 }
 
@@ -479,19 +472,6 @@ const DATAGRAM_OPCODES: [(u8, &str); 3] = [
     (opcode::SendMsg::CODE, "sendmsg (5.3)"),
     (opcode::Timeout::CODE, "timeout (5.4)"),
 ];
-
-/// Buffers in each worker's provided buffer ring: how many datagrams a
-/// worker holds at once, received and not yet echoed (a power of two, as
-/// the kernel requires).
-pub const DATAGRAM_BUFFERS: u16 = 256;
-
-/// The buffer group id of a worker's buffer ring (one per ring).
-const BUFFER_GROUP: u16 = 0;
-
-/// `user_data` of the multishot receive; a send's is its buffer id.
-const RECEIVE: u64 = u64::MAX - 2;
-/// `user_data` of the receive back-off timer.
-const RECEIVE_PAUSE: u64 = u64::MAX - 3;
 
 /// Probes io_uring, binds one socket per worker, starts the workers (each
 /// builds its ring and buffer ring and arms its receive), announces, then
@@ -517,166 +497,4 @@ pub fn serve_datagrams(
     ready.announce()?;
     shutdown.wait();
     Ok(())
-}
-
-/// One datagram worker: its ring, socket and buffers. (No `Debug`:
-/// `IoUring` has none.)
-///
-/// Never dropped while operations are in flight, as for [`Worker`]: `run`
-/// returns only on a fatal error, and the process then exits.
-struct DatagramWorker {
-    /// First, so that it is dropped (the kernel letting go of the buffers)
-    /// before the buffers are freed.
-    ring: IoUring,
-    socket: std::net::UdpSocket,
-    echo: DatagramEcho,
-    /// The provided buffer ring, and the header of each buffer's echo.
-    buffers: BufferRing,
-    /// Buffers held by a send in flight.
-    sending: usize,
-    /// The multishot receive is active.
-    armed: bool,
-    /// A receive back-off is running.
-    paused: bool,
-    pause: Box<types::Timespec>,
-}
-
-impl DatagramWorker {
-    /// Builds the ring (in this, its only thread), registers the buffer
-    /// ring and arms the receive.
-    fn new(socket: std::net::UdpSocket, echo: DatagramEcho) -> anyhow::Result<DatagramWorker> {
-        let ring = ring::new()?;
-        // Room for one byte more than --buffer-size, so that a datagram
-        // filling it is known to be too large (MSG_TRUNC says so too).
-        let buffers = BufferRing::new(DATAGRAM_BUFFERS, echo.receive_len()).context("no memory for the buffer ring")?;
-        // SAFETY: `buffers` is dropped after `ring` (the field order of
-        // `DatagramWorker`), whose drop unregisters the group.
-        unsafe { buffers.register(&ring, BUFFER_GROUP) }.map_err(|err| {
-            ring::unavailable(&format!("cannot register a provided buffer ring (Linux 5.19+): {err}"))
-        })?;
-        let mut worker = DatagramWorker {
-            ring,
-            socket,
-            echo,
-            buffers,
-            sending: 0,
-            armed: false,
-            paused: false,
-            pause: Box::new(types::Timespec::new()),
-        };
-        worker.rearm()?;
-        worker.ring.submit().context("a worker cannot submit its first receive")?;
-        Ok(worker)
-    }
-
-    /// Submits what is queued (the round's sends, a re-armed receive),
-    /// waits for completions, handles them; forever.
-    fn run(&mut self) -> anyhow::Result<()> {
-        let batch = (self.ring.params().sq_entries() / 2) as usize;
-        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
-        loop {
-            ring::enter(&mut self.ring, batch, &mut cqes)?;
-            for cqe in &cqes {
-                match cqe.user_data() {
-                    RECEIVE => self.received(cqe.result(), cqe.flags())?,
-                    RECEIVE_PAUSE => self.paused = false, // the back-off is over (-ETIME)
-                    bid => self.sent(bid as u16, cqe.result()),
-                }
-            }
-            self.rearm()?;
-        }
-    }
-
-    /// Queues `entry`; as [`Worker::push`].
-    ///
-    /// # Safety
-    ///
-    /// As [`Worker::push`]: what `entry` points to stays valid until its CQE.
-    unsafe fn push(&mut self, entry: squeue::Entry) -> anyhow::Result<()> {
-        // SAFETY: the caller's promise is this function's.
-        unsafe { ring::push(&mut self.ring, entry) }
-    }
-
-    /// Arms the multishot receive if it is not active, no back-off runs and
-    /// the buffer ring has a buffer for it.
-    fn rearm(&mut self) -> anyhow::Result<()> {
-        if self.armed || self.paused || self.sending >= usize::from(DATAGRAM_BUFFERS) {
-            return Ok(());
-        }
-        let socket = types::Fd(self.socket.as_raw_fd());
-        let entry = opcode::RecvMsgMulti::new(socket, self.buffers.template(), BUFFER_GROUP).build().user_data(RECEIVE);
-        // SAFETY: the template is boxed in `self.buffers` and the socket
-        // lives in `self`, as long as the ring; the buffers are the
-        // registered ring's.
-        unsafe { self.push(entry) }?;
-        self.armed = true;
-        Ok(())
-    }
-
-    /// A CQE of the multishot receive: a datagram in a buffer of the ring,
-    /// or an error (which ends the multishot).
-    fn received(&mut self, res: i32, flags: u32) -> anyhow::Result<()> {
-        if !cqueue::more(flags) {
-            self.armed = false; // re-armed at the end of the round
-        }
-        if res < 0 {
-            match Errno::from_raw(-res) {
-                // The buffer ring is empty: every buffer waits for its echo.
-                // Re-armed when one comes back.
-                Errno::ENOBUFS | Errno::EINTR | Errno::EAGAIN => {}
-                errno => {
-                    let pause = self.echo.receive_failed(&io::Error::from(errno));
-                    if !pause.is_zero() {
-                        self.paused = true;
-                        *self.pause = types::Timespec::from(pause);
-                        let entry = opcode::Timeout::new(&*self.pause).build().user_data(RECEIVE_PAUSE);
-                        // SAFETY: `self.pause` is boxed in `self`; one back-off at a time.
-                        unsafe { self.push(entry) }?;
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let Some(bid) = cqueue::buffer_select(flags) else {
-            warn!("a received datagram without a buffer");
-            return Ok(());
-        };
-        // SAFETY: this CQE hands buffer `bid` to us; it goes back to the
-        // kernel only below (no echo) or once its echo's send has completed.
-        let Some(datagram) = (unsafe { self.buffers.arrived(bid, res as usize) }) else {
-            warn!(bid, bytes = res, "cannot parse a received datagram's buffer; dropped");
-            self.buffers.give_back(bid);
-            return Ok(());
-        };
-        if !self.echo.received(datagram.len, datagram.cut, datagram.source) {
-            self.buffers.give_back(bid); // too large: dropped, counted
-            return Ok(());
-        }
-        let work = self.echo.work();
-        if !work.is_none() {
-            // Inline, as for streams: the ring waits for it.
-            // SAFETY: as for `arrived` above: buffer `bid` is ours until it
-            // is given back, which is not before its echo's send completes.
-            unsafe { self.buffers.with_payload(&datagram, |payload| work.run(payload)) };
-        }
-        let entry = self.buffers.echo(&datagram, types::Fd(self.socket.as_raw_fd()));
-        self.sending += 1;
-        // SAFETY: the send's header, its iovec and the buffer they point
-        // into are owned by `self.buffers` at fixed addresses, and stay put
-        // and untouched until this send's CQE: the buffer is given back to
-        // the kernel only then (`sent`).
-        unsafe { self.push(entry) }
-    }
-
-    /// The CQE of the echo held in buffer `bid`: count it, give the buffer back.
-    fn sent(&mut self, bid: u16, res: i32) {
-        let Some((len, to)) = self.buffers.echoed(bid) else {
-            warn!(bid, "completion for no send");
-            return;
-        };
-        let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
-        self.echo.sent(result, len, to);
-        self.sending -= 1;
-        self.buffers.give_back(bid);
-    }
 }

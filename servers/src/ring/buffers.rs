@@ -265,7 +265,9 @@ impl BufferRing {
         slot.header.msg_iov = &mut slot.iov;
         slot.header.msg_iovlen = 1;
         slot.to = datagram.source;
-        opcode::SendMsg::new(socket, &slot.header).build().user_data(u64::from(datagram.bid))
+        opcode::SendMsg::new(socket, &slot.header)
+            .build()
+            .user_data(super::Token::Op(usize::from(datagram.bid)).user_data())
     }
 
     /// The echo sent from buffer `bid`: its length and destination; `None`

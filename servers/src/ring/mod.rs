@@ -1,23 +1,34 @@
 //! The io_uring plumbing of the `uring` model, apart from its page: how its
 //! rings are built and probed ([`new`], [`probe`]), how a worker enters one
-//! ([`enter`]) and queues requests on it ([`push`]), and the memory its
-//! datagram workers lend the kernel ([`BufferRing`]).
+//! ([`enter`]) and queues requests on it ([`push`], [`Pause`], the
+//! multishot [`Accept`]), what a CQE's `user_data` says ([`Token`]), how a
+//! worker going away gets its memory back from the kernel ([`cancel_all`]),
+//! and the memory the workers lend it: each connection's buffer, owned by
+//! its operation in flight ([`InFlight`]), and the datagram workers'
+//! provided buffer ring ([`BufferRing`], used by [`DatagramWorker`]).
 //!
 //! The page (`models/uring.rs`) says what the model does with a ring —
 //! multishot accept, one operation in flight per connection, a provided
 //! buffer ring for datagrams — and which kernel brought each feature; this
 //! module is what every ring of it needs, written once.
 
+mod accept;
 mod buffers;
+mod datagrams;
+mod inflight;
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use io_uring::{IoUring, Probe, cqueue, squeue};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
+use tracing::warn;
 
+pub use self::accept::Accept;
 pub use self::buffers::{Arrived, BufferRing, Source};
+pub use self::datagrams::{BUFFERS as DATAGRAM_BUFFERS, DatagramWorker};
+pub use self::inflight::{Completed, InFlight};
 
 /// Submission queue entries per ring. A worker handles at most half this
 /// many completions between two submits, and each completion queues at most
@@ -98,6 +109,116 @@ pub unsafe fn push(ring: &mut IoUring, entry: squeue::Entry) -> anyhow::Result<(
     ring.submit().context("cannot submit a full submission queue")?;
     // SAFETY: as above.
     unsafe { ring.submission().push(&entry) }.map_err(|_| anyhow!("the submission queue stays full"))
+}
+
+/// What a CQE is the completion of, as its `user_data` says: one of a
+/// worker's standing requests, or an operation — a connection's receive or
+/// send ([`InFlight`]), a datagram's echo (by its buffer id) — under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// The multishot accept.
+    Accept,
+    /// The accept's back-off timer.
+    AcceptPause,
+    /// The datagram worker's multishot receive.
+    Receive,
+    /// The receive's back-off timer.
+    ReceivePause,
+    /// A cancellation (of an abandoned operation): nothing to do.
+    Cancel,
+    /// An operation, by its key.
+    Op(usize),
+}
+
+impl Token {
+    /// The standing requests take the top values; keys (table indices,
+    /// buffer ids) never get near them.
+    const FIRST_STANDING: u64 = u64::MAX - 4;
+
+    /// This token as a `user_data`.
+    pub fn user_data(self) -> u64 {
+        match self {
+            Token::Accept => u64::MAX,
+            Token::AcceptPause => u64::MAX - 1,
+            Token::Receive => u64::MAX - 2,
+            Token::ReceivePause => u64::MAX - 3,
+            Token::Cancel => Token::FIRST_STANDING,
+            Token::Op(key) => {
+                let key = key as u64;
+                assert!(key < Token::FIRST_STANDING, "operation key {key} out of range");
+                key
+            }
+        }
+    }
+
+    /// The token a CQE's `user_data` carries.
+    pub fn of(user_data: u64) -> Token {
+        match u64::MAX - user_data {
+            0 => Token::Accept,
+            1 => Token::AcceptPause,
+            2 => Token::Receive,
+            3 => Token::ReceivePause,
+            4 => Token::Cancel,
+            _ => Token::Op(user_data as usize),
+        }
+    }
+}
+
+/// A worker's back-off: the `Timeout` request that ends it, and the time it
+/// points to, boxed so that its address is stable. One back-off at a time
+/// per `Pause`: the kernel copies the time when the request is submitted,
+/// and [`Pause::entry`] is not called again before that.
+#[derive(Debug, Default)]
+pub struct Pause(Box<types::Timespec>);
+
+impl Pause {
+    /// A `Timeout` of `duration` whose CQE (-ETIME) carries `token`.
+    pub fn entry(&mut self, duration: Duration, token: Token) -> squeue::Entry {
+        *self.0 = types::Timespec::from(duration);
+        opcode::Timeout::new(&*self.0).build().user_data(token.user_data())
+    }
+}
+
+/// Cancels every request in flight on `ring` (synchronous cancellation,
+/// Linux 6.0) and reaps CQEs, handing each to `reap` with `state`, until
+/// `settled(state)` or `deadline` (then an error). For a worker going away:
+/// what it lent the kernel may be freed only once this has returned `Ok`.
+pub fn cancel_all<S: ?Sized>(
+    ring: &mut IoUring,
+    deadline: Instant,
+    state: &mut S,
+    reap: impl Fn(&mut S, &cqueue::Entry),
+    settled: impl Fn(&S) -> bool,
+) -> anyhow::Result<()> {
+    // Submit what is queued, so that the cancellation sees it.
+    ring.submit().context("cannot submit before cancelling")?;
+    let timeout = types::Timespec::from(deadline.saturating_duration_since(Instant::now()));
+    match ring.submitter().register_sync_cancel(Some(timeout), types::CancelBuilder::any().all()) {
+        // ENOENT: nothing was in flight.
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(err) => warn!(%err, "cannot cancel the requests in flight"),
+    }
+    loop {
+        for cqe in ring.completion() {
+            reap(state, &cqe);
+        }
+        if settled(state) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!("requests still in flight after cancelling them all");
+        }
+        // Waits for a CQE (running the task work DEFER_TASKRUN defers),
+        // at most until the deadline.
+        let wait = types::Timespec::from(left);
+        match ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&wait)) {
+            Ok(_) => {}
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(err) => return Err(err).context("cannot wait for the cancelled requests"),
+        }
+    }
 }
 
 /// The error every failed probe becomes: `io_uring unavailable here: <reason>`.
@@ -204,6 +325,14 @@ mod tests {
         assert!(reason(Errno::ENOSYS, None).contains("5.10.0-test"));
         assert!(reason(Errno::EINVAL, None).contains("DEFER_TASKRUN 6.1"));
         assert!(reason(Errno::ENOMEM, None).contains("RLIMIT_MEMLOCK"));
+    }
+
+    #[test]
+    fn tokens_survive_their_user_data() {
+        let tokens = [Token::Accept, Token::AcceptPause, Token::Receive, Token::ReceivePause, Token::Cancel];
+        for token in tokens.into_iter().chain([Token::Op(0), Token::Op(255), Token::Op(1 << 40)]) {
+            assert_eq!(Token::of(token.user_data()), token);
+        }
     }
 
     #[test]
