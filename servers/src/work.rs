@@ -427,21 +427,32 @@ mod tests {
     /// work, run just after one, takes 2 ms of the thread's CPU, ± 20 %, in
     /// the fastest of 7 runs (the calibration keeps its fastest sample too:
     /// interference only adds; the median read 2.49 ms under CI's load).
+    /// On a shared machine a neighbour can slow the runs and not the
+    /// calibration (or the other way round) for a while, so up to 5
+    /// attempts, each with a calibration of its own: a calibration that is
+    /// wrong fails all five.
     #[test]
     fn a_calibrated_loop_takes_the_asked_cpu_time() {
         let asked = Duration::from_millis(2);
-        let calibration = Calibration::measure();
         let payload = vec![0x5Au8; 64];
-        let mut took: Vec<Duration> = (0..7)
-            .map(|_| {
-                let start = thread_cpu_time();
-                std::hint::black_box(hash(std::hint::black_box(&payload), calibration.iterations(asked)));
-                thread_cpu_time() - start
-            })
-            .collect();
-        took.sort();
-        let ratio = took[0].as_secs_f64() / asked.as_secs_f64();
-        assert!((0.8..=1.2).contains(&ratio), "{:?} for {asked:?} ({took:?}, {calibration:?})", took[0]);
+        let mut attempts = Vec::new();
+        for _ in 0..5 {
+            let calibration = Calibration::measure();
+            let mut took: Vec<Duration> = (0..7)
+                .map(|_| {
+                    let start = thread_cpu_time();
+                    std::hint::black_box(hash(std::hint::black_box(&payload), calibration.iterations(asked)));
+                    thread_cpu_time() - start
+                })
+                .collect();
+            took.sort();
+            let ratio = took[0].as_secs_f64() / asked.as_secs_f64();
+            if (0.8..=1.2).contains(&ratio) {
+                return;
+            }
+            attempts.push((took[0], calibration));
+        }
+        panic!("no attempt took {asked:?} ± 20 %: {attempts:?}");
     }
 
     #[test]
