@@ -74,6 +74,8 @@ mod tests {
             colour: "#000000".into(),
             datagrams: None,
             datagram_batch: false,
+            blocks_at_once: None,
+            blocking_choice: false,
         }
     }
 

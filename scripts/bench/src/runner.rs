@@ -377,6 +377,8 @@ mod tests {
             colour: "#000000".into(),
             datagrams: Some("one thread".into()),
             datagram_batch: true,
+            blocks_at_once: None,
+            blocking_choice: false,
         });
         let load = LoadKey {
             rate: rate.map(Rate),
