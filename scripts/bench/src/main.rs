@@ -44,6 +44,7 @@ const EXAMPLES: &str = "Examples:
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
+  bench --scenarios work --models thread,reactor,tokio --work-levels block:1ms,block:5ms
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
   bench report results/<run>                   render a run's README and charts again
 
@@ -102,6 +103,11 @@ struct RunArgs {
     /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     udp_rates: Option<Rates>,
+    /// Work scenario: what each message costs the server, levels of cpu:DURATION (a compute
+    /// loop) or block:DURATION (a blocking call), e.g. cpu:50us,block:2ms [default:
+    /// cpu:20us,cpu:200us,block:1ms,block:10ms].
+    #[arg(long, value_delimiter = ',')]
+    work_levels: Vec<String>,
     /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
     /// within this (and ≥ 99 % of the offered rate is achieved).
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
@@ -276,6 +282,10 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     if let Some(Rates(rates)) = args.udp_rates {
         shape.udp_rates = rates;
+    }
+    if !args.work_levels.is_empty() {
+        shape.work_levels = scenarios::work::levels(&args.work_levels)
+            .map_err(|err| Usage(format!("--work-levels {}: {err}", args.work_levels.join(","))))?;
     }
     // One set given: the other gets the rest of the CPUs (all of them if
     // nothing is left); neither: the first half for the server.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::ScenarioId;
 use crate::models::Model;
+use crate::scenarios::work::Level;
 
 /// The shape of a matrix.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Shape {
     pub udp_rates: Vec<f64>,
     /// Repeats of the udp scenario (at most `repeat`).
     pub udp_repeat: u32,
+    /// The work scenario's levels (what each message costs the server).
+    pub work_levels: Vec<Level>,
 }
 
 impl Shape {
@@ -59,6 +62,7 @@ impl Shape {
             throughput_repeat: 1,
             udp_rates: Vec::new(),
             udp_repeat: 1,
+            work_levels: Vec::new(),
         }
     }
 
