@@ -525,21 +525,21 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
     let cpus = settings.server_cpus;
     doc.heading(2, "Requests that compute, requests that block (`--work`)");
     let windows: Vec<String> =
-        settings.levels.iter().zip(&settings.window_secs).map(|(l, w)| format!("{l}: {w} s")).collect();
+        settings.levels.iter().zip(&settings.window_secs).map(|(l, w)| format!("{l} {w} s")).collect();
     let _ = writeln!(
         doc,
         "Each message costs the server some work before its echo: `cpu:` a compute loop that long, `block:` a \
-         blocking call (`nanosleep`) that long. {} connections, {} B, closed loop, TCP, the server on {cpus} CPU(s); \
-         every model with its defaults, and a model that takes `--blocking` also with `--blocking inline` at the \
-         `block:` levels (the call on its worker thread instead of its blocking pool). Measured after {} s: {} \
-         (a long level gets a longer window, so that a model making one call at a time still counts ≥ {} \
-         messages). Figures are medians over {}, min–max in parentheses; *threads* is the server's peak.\n",
-        settings.connections,
-        settings.size,
-        settings.warmup_secs,
-        windows.join(", "),
-        MIN_MESSAGES,
-        repeats_words(settings.repeat),
+         blocking call (`nanosleep`) that long. {connections} connections, {size} B, closed loop, TCP, the server \
+         on {cpus} CPU(s); every model with its defaults, and a model that takes `--blocking` also with \
+         `--blocking inline` at the `block:` levels (the call on its worker thread instead of its blocking pool). \
+         Each cell measures, after a {warmup} s warm-up: {windows} (a long level gets a longer window, so that a \
+         model making one call at a time still counts ≥ {MIN_MESSAGES} messages). Figures are medians over \
+         {repeats}, min–max in parentheses; *threads* is the server's peak.\n",
+        connections = settings.connections,
+        size = settings.size,
+        windows = windows.join(", "),
+        warmup = settings.warmup_secs,
+        repeats = repeats_words(settings.repeat),
     );
     if !closed.groups.is_empty() {
         table(r, settings, &closed, doc);
@@ -598,7 +598,7 @@ fn table(r: &Report<'_>, settings: &WorkSettings, closed: &Closed<'_>, doc: &mut
 fn textbook(r: &Report<'_>, settings: &WorkSettings, closed: &Closed<'_>, doc: &mut Doc) {
     let cpus = settings.server_cpus;
     for &level in closed.levels.iter().filter(|l| l.kind == Kind::Block) {
-        doc.heading(3, &format!("The textbook, checked: {level}"));
+        doc.heading(3, &format!("The textbook, checked: {level}, {} connections", settings.connections));
         let _ = writeln!(
             doc,
             "A call takes {}, so a model answers at most (calls at once) × {} msg/s: thread and pool about \
@@ -650,7 +650,7 @@ fn which(closed: &Closed<'_>, doc: &mut Doc) {
     let figures = |variant: &str, at: &[usize]| -> String {
         let s = scores.iter().find(|s| s.variant == variant);
         at.iter()
-            .filter_map(|&i| Some(format!("{} at {}", count(s?.rate[i]?), closed.levels[i])))
+            .filter_map(|&i| Some(format!("{} msg/s at {}", count(s?.rate[i]?), closed.levels[i])))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -666,7 +666,7 @@ fn which(closed: &Closed<'_>, doc: &mut Doc) {
             .filter(|_| ranked.len() > 3)
             .map_or(String::new(), |(v, _)| format!("; fewest: `{v}` ({})", figures(v, &block)));
         lines.push(format!(
-            "- **For requests that block**: `{best}`, the most msg/s over the `block:` levels ({} msg/s); then {}{last}.",
+            "- **For requests that block**: `{best}`: {}, the most over the `block:` levels; then {}{last}.",
             figures(best, &block),
             others(&ranked, &block)
         ));
@@ -677,9 +677,8 @@ fn which(closed: &Closed<'_>, doc: &mut Doc) {
         let frugal = least_cpu(&scores, heaviest);
         if let (Some((best, _)), Some((least, cpu_us))) = (ranked.first(), frugal.first()) {
             lines.push(format!(
-                "- **For requests that compute**: `{best}`, the most msg/s at {} ({} msg/s); then {}. The least \
-                 server CPU per message there: `{least}` ({cpu_us:.1} µs).",
-                closed.levels[heaviest],
+                "- **For requests that compute**: `{best}`: {}, the most at the heaviest `cpu:` level; then {}. The \
+                 least server CPU per message there: `{least}` ({cpu_us:.1} µs).",
                 figures(best, &[heaviest]),
                 others(&ranked, &[heaviest])
             ));
