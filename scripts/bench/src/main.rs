@@ -65,8 +65,9 @@ struct RunArgs {
     /// A small matrix that finishes within 3 minutes on 2 CPUs.
     #[arg(long)]
     quick: bool,
-    /// Repeats per cell, interleaved across models [default: 3, the throughput
-    /// scenario 2; 1 with --quick]. Given, it applies to every scenario.
+    /// Repeats per cell, interleaved across models [default: 3, the throughput, udp and
+    /// work scenarios 2, the work scenario's ladder 1; 1 with --quick]. Given, it applies to
+    /// every scenario but the work ladder (at most 1).
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
     /// Models to run [default: every model the server registers; see
@@ -108,8 +109,9 @@ struct RunArgs {
     /// cpu:20us,cpu:200us,block:1ms,block:10ms].
     #[arg(long, value_delimiter = ',')]
     work_levels: Vec<String>,
-    /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
-    /// within this (and ≥ 99 % of the offered rate is achieved).
+    /// Latency, udp and work scenarios: a step is sustained while its CO-corrected p99 stays
+    /// within this (the work scenario's ladder: this plus its work per message) and ≥ 99 % of
+    /// the offered rate is achieved.
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
     slo_p99: Duration,
     /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
@@ -276,6 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         shape.repeat = repeat;
         shape.throughput_repeat = repeat;
         shape.udp_repeat = repeat;
+        shape.work_repeat = repeat;
     }
     if let Some(Rates(rates)) = args.rates {
         shape.rates = rates;

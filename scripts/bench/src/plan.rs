@@ -42,6 +42,8 @@ pub struct Shape {
     pub udp_repeat: u32,
     /// The work scenario's levels (what each message costs the server).
     pub work_levels: Vec<Level>,
+    /// Repeats of the work scenario's closed loop (at most `repeat`).
+    pub work_repeat: u32,
 }
 
 impl Shape {
@@ -63,6 +65,7 @@ impl Shape {
             udp_rates: Vec::new(),
             udp_repeat: 1,
             work_levels: Vec::new(),
+            work_repeat: 1,
         }
     }
 

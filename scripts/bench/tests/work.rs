@@ -76,10 +76,14 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     assert!(steps.iter().any(|c| c.spec.load.offered() == Some(echo_bench::scenarios::work::LADDER_RATES[0])));
 
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    // Inline, tokio makes as many calls at once as it has workers: one per server CPU.
+    let inline_row = format!("| tokio --blocking inline | {} |", settings.server_cpus);
     for words in [
         "## Requests that compute, requests that block",
         "### The textbook, checked: block:5ms, 100 connections",
-        "| tokio --blocking inline | 1 |",
+        "| reactor | 1 |",
+        "| tokio | 100 |",
+        &inline_row,
         "- **For requests that block**: `tokio`:",
         "### Latency against offered load at block:1ms",
         "](work.svg)",

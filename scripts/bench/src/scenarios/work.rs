@@ -47,7 +47,8 @@
 //! inline variant, at most 3 steps each, ≈ 25 cells (those limited to one
 //! call at a time stop at the second) × 1.4 ≈ 35 s. About 3.1 min in all.
 //! Not in `--quick`'s matrix (its 3 minutes are spent); `--quick
-//! --scenarios work` runs it with one repeat.
+//! --scenarios work` runs it with one repeat. The whole default matrix
+//! grows by these ≈ 3 min.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -79,7 +80,8 @@ use crate::stats::Stat;
 pub const CONNECTIONS: u32 = latency::CONNECTIONS;
 /// The default work levels: short and long compute, short and long blocking.
 pub const LEVELS: [&str; 4] = ["cpu:20us", "cpu:200us", "block:1ms", "block:10ms"];
-/// Repeats of the closed-loop cells in the default matrix.
+/// Repeats of the closed-loop cells in the default matrix (`--repeat`
+/// sets them too).
 pub const REPEAT: u32 = 2;
 /// The longest window (and warm-up) of a cell.
 pub const WINDOW: (Duration, Duration) = (Duration::from_secs(2), Duration::from_millis(250));
@@ -93,7 +95,7 @@ pub const LADDER_WORK: &str = "block:1ms";
 /// The ladder's offered rates, msg/s: half of what one thread blocking 1 ms
 /// a message can answer, then five and fifty times that.
 pub const LADDER_RATES: [f64; 3] = [500.0, 5_000.0, 50_000.0];
-/// Repeats of the ladder's steps.
+/// Repeats of the ladder's steps, whatever `--repeat` says (at most it).
 pub const LADDER_REPEAT: u32 = 1;
 /// The longest work the servers take (their `MAX_WORK`).
 pub const MAX_WORK: Duration = Duration::from_secs(1);
@@ -329,6 +331,7 @@ impl Scenario for Work {
 
     fn defaults(&self, shape: &mut Shape, quick: bool, _cpus: usize) -> bool {
         shape.work_levels = default_levels();
+        shape.work_repeat = if quick { 1 } else { REPEAT };
         !quick
     }
 
@@ -359,7 +362,7 @@ impl Scenario for Work {
     }
 
     fn repeats(&self, shape: &Shape) -> u32 {
-        REPEAT.min(shape.repeat)
+        shape.work_repeat.min(shape.repeat)
     }
 
     fn load_repeats(&self, shape: &Shape, keys: &[LoadKey]) -> u32 {
