@@ -62,7 +62,7 @@ use plotters::style::RGBColor;
 
 use super::latency;
 use crate::climb::{self, Climb, climbs_of};
-use crate::flags::Figure;
+use crate::flags::{Figure, FlagKind};
 use crate::load::{LoadKey, Name, Rate};
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
@@ -260,9 +260,9 @@ pub fn expectation(
 }
 
 /// Measured against expected msg/s, in words: "as expected", or below or
-/// above, and for below whether the server's CPUs were the limit (`busy`:
-/// CPUs its tree kept busy, of `cpus`).
-pub fn judge(measured: f64, expected: f64, busy: Option<f64>, cpus: u32) -> String {
+/// above, and for below what ran out: the server's CPUs (`busy`: CPUs its
+/// tree kept busy, of `cpus`), or the load generator (`client_bound`).
+pub fn judge(measured: f64, expected: f64, busy: Option<f64>, cpus: u32, client_bound: bool) -> String {
     let ratio = measured / expected;
     let percent = format!("{:.0} % of it", 100.0 * ratio);
     if (AS_EXPECTED.0..=AS_EXPECTED.1).contains(&ratio) {
@@ -272,6 +272,7 @@ pub fn judge(measured: f64, expected: f64, busy: Option<f64>, cpus: u32) -> Stri
         return format!("**above** ({percent})");
     }
     match busy {
+        _ if client_bound => format!("**below** ({percent}): the load generator ran out first (client-bound)"),
         Some(b) if b >= CPU_BOUND * f64::from(cpus) => {
             format!("**below** ({percent}): CPU-bound, {b:.2} of its {cpus} CPU(s) busy")
         }
@@ -557,7 +558,7 @@ fn table(r: &Report<'_>, settings: &WorkSettings, closed: &Closed<'_>, doc: &mut
     let id = TableId { scenario: Work.id(), transport: Transport::Tcp, part: None };
     doc.table_heading(3, "Closed loop by work level", id);
     let mut table = r.table([
-        "work:",
+        "work",
         "variant",
         "msg/s:",
         "textbook msg/s:",
@@ -608,7 +609,9 @@ fn textbook(r: &Report<'_>, settings: &WorkSettings, closed: &Closed<'_>, doc: &
              min(connections, workers) × that, one event loop about that, tokio with `spawn_blocking` about \
              connections × that within its blocking pool. The calls at once come from each model's declaration \
              (`blocks_at_once`, `echo-server list-models --json`), {} connections and the server's {cpus} CPU(s). \
-             *As expected* within {:.0}–{:.0} % of it; *CPU-bound* when the server kept ≥ {:.0} % of its CPUs busy.\n",
+             *As expected* within {:.0}–{:.0} % of it; *CPU-bound* when the server kept ≥ {:.0} % of its CPUs \
+             busy; *client-bound* when the cells carry that flag (a load generator thread busy most of the \
+             window).\n",
             fmt_us(level.duration.as_secs_f64() * 1e6),
             count(level.one_thread_rate()),
             settings.connections,
@@ -635,7 +638,8 @@ fn textbook(r: &Report<'_>, settings: &WorkSettings, closed: &Closed<'_>, doc: &
             };
             let measured = Stat::over(cells, rate).map(|s| s.median);
             let busy = Stat::over(cells, |c| c.server.map(|s| s.cpu_utilisation)).map(|s| s.median);
-            let verdict = measured.map_or("no figure".into(), |m| judge(m, e.rate, busy, cpus));
+            let client_bound = cells.iter().any(|c| c.flags.iter().any(|f| f.kind == FlagKind::ClientBound));
+            let verdict = measured.map_or("no figure".into(), |m| judge(m, e.rate, busy, cpus, client_bound));
             let measured = table.mark(throughput(cells), cells, &[Figure::Rate]);
             table.row([name, count(e.at_once as f64), e.how, count(e.rate), measured, verdict]);
         }
@@ -788,7 +792,7 @@ fn chart(r: &Report<'_>, dir: &Path) -> Result<Option<Chart>, String> {
             settings.connections
         ),
         subtitle: format!(
-            "{} B, TCP, server on {} CPU(s); {}, bars: min–max",
+            "{} B, TCP, server on {} CPU(s); {}",
             settings.size,
             settings.server_cpus,
             repeats_words(settings.repeat)
@@ -880,11 +884,14 @@ mod tests {
 
     #[test]
     fn the_verdict_says_how_far_and_why() {
-        assert!(judge(950.0, 1000.0, Some(0.1), 1).starts_with("as expected (95 %"));
-        assert!(judge(20_000.0, 100_000.0, Some(0.97), 1).contains("CPU-bound"));
-        assert!(judge(20_000.0, 100_000.0, Some(0.3), 1).contains("CPU to spare"));
-        assert!(judge(2_000.0, 1_000.0, None, 1).starts_with("**above**"));
-        assert!(judge(10.0, 1_000.0, None, 2).starts_with("**below** (1 %"));
+        assert!(judge(950.0, 1000.0, Some(0.1), 1, false).starts_with("as expected (95 %"));
+        assert!(judge(20_000.0, 100_000.0, Some(0.97), 1, false).contains("CPU-bound, 0.97 of its 1 CPU(s) busy"));
+        assert!(judge(20_000.0, 100_000.0, Some(0.3), 1, false).contains("CPU to spare"));
+        assert!(judge(20_000.0, 100_000.0, Some(0.97), 1, true).contains("the load generator ran out first"));
+        assert!(judge(2_000.0, 1_000.0, None, 1, true).starts_with("**above**"));
+        assert!(judge(10.0, 1_000.0, None, 2, false).starts_with("**below** (1 %"));
+        assert!(judge(1_900.0, 4_000.0, Some(1.85), 2, false).contains("CPU-bound"), "busy counts all its CPUs");
+        assert!(judge(1_900.0, 4_000.0, Some(0.95), 2, false).contains("CPU to spare"), "one CPU of two is not all");
     }
 
     #[test]
