@@ -74,6 +74,10 @@ pub struct LoadKey {
     /// `recvmmsg`/`sendmmsg`); none: one system call per datagram.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,
+    /// The work scenario: the server's `--blocking` (where tokio runs
+    /// `block:` work: `spawn` or `inline`); none: the model's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<Name>,
 }
 
 fn one_agent() -> u32 {
@@ -96,6 +100,7 @@ impl LoadKey {
             model,
             server_cpus: None,
             batch: None,
+            blocking: None,
         }
     }
 
@@ -135,12 +140,33 @@ impl LoadKey {
         self.other_axes().is_empty()
     }
 
-    /// The model as the cell ran it: `iterative`, or `iterative --batch 32`.
+    /// The model as the cell ran it: `iterative`, `iterative --batch 32`,
+    /// `tokio --blocking inline`.
     pub fn variant(&self) -> String {
-        match self.batch {
-            None => self.model.name().to_owned(),
-            Some(n) => format!("{} --batch {n}", self.model),
+        let mut words = self.model.name().to_owned();
+        if let Some(n) = self.batch {
+            words.push_str(&format!(" --batch {n}"));
         }
+        if let Some(blocking) = &self.blocking {
+            words.push_str(&format!(" --blocking {blocking}"));
+        }
+        words
+    }
+
+    /// The server's options for this load beside `--addr`: `--work`,
+    /// `--batch`, `--blocking` where the load sets them.
+    pub fn server_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.work != Name::none() {
+            args.extend(["--work".to_owned(), self.work.to_string()]);
+        }
+        if let Some(n) = self.batch {
+            args.extend(["--batch".to_owned(), n.to_string()]);
+        }
+        if let Some(blocking) = &self.blocking {
+            args.extend(["--blocking".to_owned(), blocking.to_string()]);
+        }
+        args
     }
 }
 
@@ -223,6 +249,8 @@ mod tests {
         let load = &spec.load;
         assert_eq!((load.link.0.as_ref(), load.agents, load.work.0.as_ref()), ("loopback", 1, "none"));
         assert_eq!((load.offered(), load.server_cpus, load.batch, spec.repeat), (Some(2000.0), None, None, 1));
+        assert_eq!(load.blocking, None);
+        assert!(load.server_args().is_empty(), "an old cell ran the server with its defaults");
         let again: CellSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
         assert_eq!(again, spec, "written and read back");
     }
@@ -238,7 +266,7 @@ mod tests {
         link.link = Name(Cow::Borrowed("veth"));
         let agents = LoadKey { agents: 2, ..base.load.clone() };
         let work = LoadKey { work: Name(Cow::Borrowed("hash")), ..base.load.clone() };
-        for other in [link, agents, work] {
+        for other in [link, agents, work.clone()] {
             assert_ne!(other, base.load);
         }
         assert_eq!(base.load.other_axes(), "");
@@ -249,6 +277,10 @@ mod tests {
             ..base.load.clone()
         };
         assert_eq!(all.other_axes(), ", over veth, 2 agents, work hash");
+        let inline = LoadKey { blocking: Some(Name(Cow::Borrowed("inline"))), ..work.clone() };
+        assert_ne!(inline, work, "a --blocking variant is a load of its own");
+        assert_eq!(inline.server_args(), ["--work", "hash", "--blocking", "inline"]);
+        assert_eq!(inline.variant(), "tokio --blocking inline");
         let step = LoadKey { rate: Some(Rate(1000.0)), ..base.load.clone() };
         assert_ne!(step, base.load);
         assert_eq!(step.climb(), base.load, "the steps of a climb share all but their rate");

@@ -44,6 +44,7 @@ const EXAMPLES: &str = "Examples:
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
+  bench --scenarios work --models thread,reactor,tokio --work-levels block:1ms,block:5ms
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
   bench report results/<run>                   render a run's README and charts again
 
@@ -64,8 +65,9 @@ struct RunArgs {
     /// A small matrix that finishes within 3 minutes on 2 CPUs.
     #[arg(long)]
     quick: bool,
-    /// Repeats per cell, interleaved across models [default: 3, the throughput
-    /// scenario 2; 1 with --quick]. Given, it applies to every scenario.
+    /// Repeats per cell, interleaved across models [default: 3, the throughput, udp and
+    /// work scenarios 2, the work scenario's ladder 1; 1 with --quick]. Given, it applies to
+    /// every scenario but the work ladder (at most 1).
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: Option<u32>,
     /// Models to run [default: every model the server registers; see
@@ -102,8 +104,14 @@ struct RunArgs {
     /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     udp_rates: Option<Rates>,
-    /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
-    /// within this (and ≥ 99 % of the offered rate is achieved).
+    /// Work scenario: what each message costs the server, levels of cpu:DURATION (a compute
+    /// loop) or block:DURATION (a blocking call), e.g. cpu:50us,block:2ms [default:
+    /// cpu:20us,cpu:200us,block:1ms,block:10ms].
+    #[arg(long, value_delimiter = ',')]
+    work_levels: Vec<String>,
+    /// Latency, udp and work scenarios: a step is sustained while its CO-corrected p99 stays
+    /// within this (the work scenario's ladder: this plus its work per message) and ≥ 99 % of
+    /// the offered rate is achieved.
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
     slo_p99: Duration,
     /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
@@ -270,12 +278,17 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         shape.repeat = repeat;
         shape.throughput_repeat = repeat;
         shape.udp_repeat = repeat;
+        shape.work_repeat = repeat;
     }
     if let Some(Rates(rates)) = args.rates {
         shape.rates = rates;
     }
     if let Some(Rates(rates)) = args.udp_rates {
         shape.udp_rates = rates;
+    }
+    if !args.work_levels.is_empty() {
+        shape.work_levels = scenarios::work::levels(&args.work_levels)
+            .map_err(|err| Usage(format!("--work-levels {}: {err}", args.work_levels.join(","))))?;
     }
     // One set given: the other gets the rest of the CPUs (all of them if
     // nothing is left); neither: the first half for the server.

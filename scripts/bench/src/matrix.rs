@@ -28,8 +28,8 @@ pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
 pub fn cells(shape: &Shape) -> Vec<CellSpec> {
     let mut loads = Vec::new();
     for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
-        let repeats = scenario.repeats(shape).min(shape.repeat);
-        loads.extend(scenario.loads(shape).into_iter().map(|keys| (repeats, keys)));
+        let repeats = |keys: &[_]| scenario.load_repeats(shape, keys).min(shape.repeat);
+        loads.extend(scenario.loads(shape).into_iter().map(|keys| (repeats(&keys), keys)));
     }
     let mut cells = Vec::new();
     for repeat in 0..shape.repeat {
@@ -74,6 +74,8 @@ mod tests {
             colour: "#000000".into(),
             datagrams: None,
             datagram_batch: false,
+            blocks_at_once: None,
+            blocking_choice: false,
         }
     }
 

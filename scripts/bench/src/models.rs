@@ -117,6 +117,8 @@ impl<'de> Deserialize<'de> for Model {
             colour: "".into(),
             datagrams: None,
             datagram_batch: false,
+            blocks_at_once: None,
+            blocking_choice: false,
         }))
     }
 }

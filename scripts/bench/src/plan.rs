@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::ScenarioId;
 use crate::models::Model;
+use crate::scenarios::work::Level;
 
 /// The shape of a matrix.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct Shape {
     pub udp_rates: Vec<f64>,
     /// Repeats of the udp scenario (at most `repeat`).
     pub udp_repeat: u32,
+    /// The work scenario's levels (what each message costs the server).
+    pub work_levels: Vec<Level>,
+    /// Repeats of the work scenario's closed loop (at most `repeat`).
+    pub work_repeat: u32,
 }
 
 impl Shape {
@@ -59,6 +64,8 @@ impl Shape {
             throughput_repeat: 1,
             udp_rates: Vec::new(),
             udp_repeat: 1,
+            work_levels: Vec::new(),
+            work_repeat: 1,
         }
     }
 

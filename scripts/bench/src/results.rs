@@ -87,6 +87,9 @@ pub struct Settings {
     /// The udp scenario's shape, when it ran.
     #[serde(default)]
     pub udp: Option<UdpSettings>,
+    /// The work scenario's shape, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkSettings>,
     pub quick: bool,
 }
 
@@ -119,6 +122,34 @@ pub struct Ladder {
 pub struct Excluded {
     pub model: String,
     pub reason: String,
+}
+
+/// The work scenario a run used, recorded in results.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkSettings {
+    /// The work levels of the closed loop, as the servers were given them
+    /// (`cpu:20us`, `block:1ms`), in the order the tables show them.
+    pub levels: Vec<String>,
+    pub connections: u32,
+    pub size: u32,
+    /// Repeats of each closed-loop cell.
+    pub repeat: u32,
+    /// Each level's measured window, s (long levels get a longer one), in
+    /// the order of `levels`.
+    pub window_secs: Vec<f64>,
+    pub warmup_secs: f64,
+    /// The server's CPUs: the workers of the models that start one per CPU.
+    pub server_cpus: u32,
+    /// The latency ladder's work level, its offered rates (msg/s,
+    /// ascending), repeats and SLO on the CO-corrected p99 (the run's SLO
+    /// plus the work itself), µs.
+    pub ladder_work: String,
+    pub ladder_rates: Vec<f64>,
+    pub ladder_repeat: u32,
+    pub ladder_window_secs: f64,
+    pub ladder_slo_p99_us: u64,
+    /// Models left off the ladder, and why.
+    pub ladder_excluded: Vec<Excluded>,
 }
 
 /// The udp scenario a run used, recorded in results.json.

@@ -64,7 +64,6 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     // The open-loop climbs (latency ladder, udp sustained rate) that have
     // stopped, each named by its load at no particular rate and its repeat.
     let mut stopped: HashSet<Climb> = HashSet::new();
-    let slo_p99_us = cfg.slo_p99.as_micros() as u64;
     let mut interrupted = false;
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
@@ -84,7 +83,9 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             break;
         }
         if let Some(climb) = climb {
-            if !climb::verdict(&cell, slo_p99_us).sustained() {
+            let slo = scenarios::of(&cell.spec.load.scenario)
+                .map_or(cfg.slo_p99, |s| s.slo_p99(&cell.spec.load, cfg.slo_p99));
+            if !climb::verdict(&cell, slo.as_micros() as u64).sustained() {
                 // The steps above will not run: one cell fewer each to wait for.
                 let ahead = specs[i + 1..].iter().filter(|s| climb_of(s).as_ref() == Some(&climb));
                 progress.skip(ahead.count());
@@ -145,6 +146,7 @@ fn settings(cfg: &RunConfig) -> Settings {
         scaling: None,
         ladder: None,
         udp: None,
+        work: None,
         quick: cfg.quick,
     };
     for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
@@ -250,7 +252,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 
 /// [`run_cell`] once the load generator's CPUs are set.
 fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
-    let args: Vec<String> = spec.load.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
+    let args = spec.load.server_args();
     let mut server = match Server::start(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus) {
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
@@ -377,6 +379,8 @@ mod tests {
             colour: "#000000".into(),
             datagrams: Some("one thread".into()),
             datagram_batch: true,
+            blocks_at_once: None,
+            blocking_choice: false,
         });
         let load = LoadKey {
             rate: rate.map(Rate),

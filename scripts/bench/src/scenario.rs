@@ -65,6 +65,14 @@ pub trait Scenario: Sync {
         shape.repeat
     }
 
+    /// How many times the cells of one of its loads (`keys`, as
+    /// [`Scenario::loads`] gave it) run: [`Scenario::repeats`], unless
+    /// the scenario runs some loads fewer times than others.
+    fn load_repeats(&self, shape: &Shape, keys: &[LoadKey]) -> u32 {
+        let _ = keys;
+        self.repeats(shape)
+    }
+
     /// What results.json records of it beside its cells.
     fn record(&self, cfg: &RunConfig, settings: &mut Settings) {
         let _ = (cfg, settings);
@@ -74,6 +82,14 @@ pub trait Scenario: Sync {
     fn note(&self, cpus: usize) -> Option<String> {
         let _ = cpus;
         None
+    }
+
+    /// The SLO on the CO-corrected p99 its open-loop steps of `load` are
+    /// judged against, given the run's (`--slo-p99`): the run's, unless
+    /// the load itself sets a floor under the latency (work per message).
+    fn slo_p99(&self, load: &LoadKey, run: Duration) -> Duration {
+        let _ = load;
+        run
     }
 
     /// The measured window of its cells.

@@ -57,6 +57,8 @@ fn model() -> Model {
         colour: "#000000".into(),
         datagrams: None,
         datagram_batch: false,
+        blocks_at_once: None,
+        blocking_choice: false,
     })
 }
 

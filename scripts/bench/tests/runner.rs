@@ -427,6 +427,21 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
                     assert!(!cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario));
                     continue;
                 }
+                if scenario.name() == "work" {
+                    // not in --quick's matrix; in the full one every model at every level, the
+                    // ladder without those the latency ladder leaves out
+                    let mine: Vec<_> =
+                        cells.iter().filter(|c| c.load.model == *model && c.load.scenario == scenario).collect();
+                    let levels = scenarios::work::LEVELS.len();
+                    assert_eq!(mine.iter().filter(|c| c.load.rate.is_none()).count() == 0, quick, "{model}");
+                    if !quick {
+                        let closed = mine.iter().filter(|c| c.load.rate.is_none() && c.load.blocking.is_none());
+                        assert_eq!(closed.count(), levels * scenarios::work::REPEAT as usize, "{model}");
+                        let on_ladder = mine.iter().any(|c| c.load.rate.is_some());
+                        assert_eq!(on_ladder, scenarios::latency::excluded(model).is_none(), "{model}");
+                    }
+                    continue;
+                }
                 if scenario.name() == "udp" {
                     // every datagram variant of a model that serves UDP, none of a stream-only one
                     let variants: std::collections::BTreeSet<Option<u32>> = cells

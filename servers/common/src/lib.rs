@@ -29,4 +29,4 @@ pub mod stream;
 pub mod tcpstat;
 
 pub use endpoint::{Endpoint, Transport};
-pub use model::ModelInfo;
+pub use model::{BlocksAtOnce, ModelInfo};

@@ -46,6 +46,52 @@ pub struct ModelInfo {
     /// derive it: the model's options include `--batch`.)
     #[serde(default)]
     pub datagram_batch: bool,
+    /// With default options, how many `--work block:` calls it runs at
+    /// once: what a blocking request's throughput rests on (absent in
+    /// declarations older than the field: not known).
+    #[serde(default)]
+    pub blocks_at_once: Option<BlocksAtOnce>,
+    /// Takes `--blocking spawn|inline` (absent in older declarations:
+    /// false); with `inline` its `block:` work runs on its worker threads,
+    /// one per CPU by default, like an event loop's. (The servers derive
+    /// it: the model's options include `--blocking`.)
+    #[serde(default)]
+    pub blocking_choice: bool,
+}
+
+/// How many `--work block:` calls a model runs at once with its default
+/// options, in terms of what the run gives it: its connections, its CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlocksAtOnce {
+    /// One per connection it serves at once (a thread, process or worker
+    /// each; `serves_at_once` caps it).
+    PerConnection,
+    /// One per connection, on a pool of at most this many threads (tokio's
+    /// blocking pool).
+    PerConnectionUpTo(u64),
+    /// One per worker thread, and it starts one worker per CPU it may run
+    /// on (an event loop or a coroutine scheduler per CPU, a pool sized to
+    /// the CPUs): a call blocks its worker and whatever else that worker
+    /// serves.
+    PerCpu,
+    /// This many, whatever the connections and CPUs (one event loop: 1).
+    Threads(u64),
+}
+
+impl BlocksAtOnce {
+    /// The calls run at once by a model declaring `self`, that serves
+    /// `serves_at_once` connections at once (`None`: all), under
+    /// `connections` connections on `cpus` CPUs.
+    pub fn at(self, connections: u64, serves_at_once: Option<u64>, cpus: u64) -> u64 {
+        let served = serves_at_once.map_or(connections, |n| n.min(connections));
+        match self {
+            BlocksAtOnce::PerConnection => served,
+            BlocksAtOnce::PerConnectionUpTo(pool) => served.min(pool),
+            BlocksAtOnce::PerCpu => cpus.min(served),
+            BlocksAtOnce::Threads(n) => n.min(served),
+        }
+    }
 }
 
 impl ModelInfo {
@@ -65,6 +111,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blocking_calls_at_once_follow_connections_and_cpus() {
+        use BlocksAtOnce::*;
+        assert_eq!(PerConnection.at(100, None, 2), 100);
+        assert_eq!(PerConnection.at(100, Some(16), 2), 16);
+        assert_eq!(PerConnection.at(10, Some(128), 2), 10);
+        assert_eq!(PerConnectionUpTo(512).at(100, None, 2), 100);
+        assert_eq!(PerConnectionUpTo(512).at(1000, None, 2), 512);
+        assert_eq!(PerCpu.at(100, None, 4), 4);
+        assert_eq!(PerCpu.at(2, None, 4), 2);
+        assert_eq!(Threads(1).at(100, None, 8), 1);
+        let json = serde_json::to_string(&[PerCpu, Threads(1)]).unwrap();
+        assert_eq!(json, r#"["per-cpu",{"threads":1}]"#);
+    }
+
+    #[test]
     fn colours() {
         let mut info = ModelInfo {
             name: "m".into(),
@@ -77,6 +138,8 @@ mod tests {
             colour: "#1f77b4".into(),
             datagrams: None,
             datagram_batch: false,
+            blocks_at_once: None,
+            blocking_choice: false,
         };
         assert_eq!(info.rgb(), (0x1f, 0x77, 0xb4));
         info.colour = "blue".into();

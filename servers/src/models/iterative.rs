@@ -109,6 +109,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: true,
     reuse_port: false,
     colour: "#8c564b",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnection,
     datagrams: Some(Datagrams {
         design: "One thread: blocking recvfrom, sendto, repeat; with --batch N, recvmmsg and sendmmsg",
         options: |args| &args.udp,

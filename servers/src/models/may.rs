@@ -79,6 +79,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#9467bd",
+    blocks_at_once: echo_common::BlocksAtOnce::PerCpu,
     datagrams: Some(Datagrams {
         design: "One may UdpSocket, one receive coroutine per worker thread",
         options: |args| &args.udp,

@@ -22,6 +22,8 @@
 //!   (`None`: it refuses `udp:`, exit 2). The datagram design sits in the
 //!   same file as the stream design, after it.
 //! - `datagram_batch`: its `Args` take `--batch` ([`BatchOption`]).
+//! - `blocking_choice`: its `Args` take `--blocking` (where tokio runs
+//!   `block:` work).
 //! - `child_processes`: it has a [`ChildMode`]: it re-runs this executable
 //!   as its children, and a process started with `--child-of`
 //!   ([`ChildOf`]) runs the child's side instead of a server.
@@ -31,7 +33,7 @@ use std::net::UdpSocket;
 use std::sync::LazyLock;
 
 use clap::Subcommand;
-use echo_common::ModelInfo;
+use echo_common::{BlocksAtOnce, ModelInfo};
 
 use crate::children::ChildOf;
 use crate::cli::Common;
@@ -60,6 +62,8 @@ pub struct Model<A: 'static> {
     pub reuse_port: bool,
     /// The model's colour in charts, `#rrggbb`.
     pub colour: &'static str,
+    /// With default options, how many `--work block:` calls it runs at once.
+    pub blocks_at_once: BlocksAtOnce,
     /// Its datagram design, or `None`: it serves streams only.
     pub datagrams: Option<Datagrams<A>>,
     /// Its child mode, if it runs copies of this executable as children.
@@ -106,6 +110,8 @@ impl<A: clap::Args> Model<A> {
             colour: Borrowed(self.colour),
             datagrams: self.datagrams.as_ref().map(|datagrams| Borrowed(datagrams.design)),
             datagram_batch: takes::<BatchOption>(&args),
+            blocks_at_once: Some(self.blocks_at_once),
+            blocking_choice: args.get_arguments().any(|arg| arg.get_long() == Some("blocking")),
         }
     }
 }
@@ -296,6 +302,7 @@ mod tests {
                 baseline: false,
                 reuse_port: false,
                 colour: "#000000",
+                blocks_at_once: BlocksAtOnce::PerConnection,
                 datagrams: None,
                 children: None,
             }
@@ -303,6 +310,19 @@ mod tests {
         assert!(model::<WithBatch>().info().datagram_batch);
         assert!(!model::<WithoutBatch>().info().datagram_batch);
         assert!(!model::<WithoutBatch>().info().child_processes);
+    }
+
+    /// `blocking_choice` is read off the options: the models that take
+    /// `--blocking`, and only they.
+    #[test]
+    fn the_blocking_choice_is_the_models_that_take_blocking() {
+        for info in ALL.iter() {
+            let command = Command::augment_subcommands(clap::Command::new("echo-server"));
+            let sub = command.find_subcommand(info.name.as_ref()).expect("a subcommand per model");
+            let takes = sub.get_arguments().any(|arg| arg.get_long() == Some("blocking"));
+            assert_eq!(info.blocking_choice, takes, "{}", info.name);
+        }
+        assert!(ALL.iter().any(|info| info.blocking_choice), "tokio takes --blocking");
     }
 
     /// `--child-of` runs the child's side of the models that have one.

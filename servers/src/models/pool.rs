@@ -73,6 +73,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#2ca02c",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnection,
     datagrams: Some(Datagrams {
         design: "--workers threads blocking in recvfrom on one shared socket",
         options: |args| &args.udp,

@@ -98,6 +98,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#e377c2",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnection,
     datagrams: None, // streams only: `--addr udp:…` is refused
     children: Some(ChildMode { of: |args| &args.child, main: child_main }),
 };

@@ -55,6 +55,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#1f77b4",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnection,
     datagrams: None, // streams only: `--addr udp:…` is refused
     children: Some(ChildMode { of: |args| &args.child, main: child_main }),
 };

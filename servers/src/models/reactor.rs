@@ -99,6 +99,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#17becf",
+    blocks_at_once: echo_common::BlocksAtOnce::Threads(1),
     datagrams: None, // streams only: `--addr udp:…` is refused
     children: None,
 };

@@ -104,6 +104,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#ffbb78",
+    blocks_at_once: echo_common::BlocksAtOnce::PerCpu,
     datagrams: None, // streams only: `--addr udp:…` is refused
     children: None,
 };

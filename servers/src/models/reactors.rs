@@ -114,6 +114,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: true,
     colour: "#aec7e8",
+    blocks_at_once: echo_common::BlocksAtOnce::PerCpu,
     datagrams: Some(Datagrams {
         design: "One SO_REUSEPORT socket and epoll per worker (the kernel hashes each flow to one socket); with --batch N, recvmmsg and sendmmsg",
         options: |args| &args.udp,

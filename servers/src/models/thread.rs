@@ -42,6 +42,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#ff7f0e",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnection,
     datagrams: None, // streams only: `--addr udp:…` is refused
     children: None,
 };

@@ -60,6 +60,11 @@ use crate::shutdown::Shutdown;
 use crate::transport::{Listener, TokioListener};
 use crate::work::Blocking;
 
+/// Threads of tokio's blocking pool, where `spawn_blocking` runs `block:`
+/// work: tokio's default, set explicitly so that the declaration
+/// (`blocks_at_once`) and the runtime say the same.
+pub const TOKIO_BLOCKING_POOL: u64 = 512;
+
 pub static MODEL: Model<Args> = Model {
     name: "tokio",
     summary: "One tokio task per connection on a multi-thread runtime",
@@ -68,6 +73,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: false,
     colour: "#d62728",
+    blocks_at_once: echo_common::BlocksAtOnce::PerConnectionUpTo(TOKIO_BLOCKING_POOL),
     datagrams: Some(Datagrams {
         design: "One tokio UdpSocket, one receive task per worker thread",
         options: |args| &args.udp,
@@ -96,6 +102,7 @@ pub struct Args {
 fn runtime(args: &Args) -> anyhow::Result<::tokio::runtime::Runtime> {
     Builder::new_multi_thread()
         .worker_threads(args.workers.get())
+        .max_blocking_threads(TOKIO_BLOCKING_POOL as usize)
         .thread_name("echo-tokio")
         .enable_io()
         .enable_time()

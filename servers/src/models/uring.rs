@@ -200,6 +200,7 @@ pub static MODEL: Model<Args> = Model {
     baseline: false,
     reuse_port: true,
     colour: "#7f7f7f",
+    blocks_at_once: echo_common::BlocksAtOnce::PerCpu,
     datagrams: Some(Datagrams {
         design: "One SO_REUSEPORT socket and io_uring per worker: multishot recvmsg into a provided buffer ring, sends batched per submit",
         options: |args| &args.udp,

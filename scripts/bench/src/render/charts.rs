@@ -36,6 +36,9 @@ pub enum XAxis {
     /// One evenly spaced slot per step, labelled with its value (the
     /// offered rates of a ladder): a point's x is its step's value.
     Steps(Vec<f64>),
+    /// One evenly spaced slot per category, labelled with its name (the
+    /// work levels of the work scenario): a point's x is its slot, 0 up.
+    Categories(Vec<String>),
 }
 
 /// The y axis of a line chart.
@@ -45,6 +48,9 @@ pub enum YAxis {
     Linear(fn(f64) -> String),
     /// Microseconds on a log scale, labelled at 1, 2 and 5 of every decade.
     LogMicros,
+    /// A count or a rate on a log scale (messages / s), labelled at 1, 2
+    /// and 5 of every decade.
+    LogCount,
 }
 
 /// A line chart: `lines` over the axes, `frame`'s rules across, the legend
@@ -105,9 +111,18 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
             mesh(&mut chart, frame, Some(steps.len()), &label, &|y| plot::axis_us(*y))?;
             draw(&mut chart, frame, lines, slot)?;
         }
-        (XAxis::Nines | XAxis::Steps(_), YAxis::Linear(_)) => {
-            return Err("percentile and step axes take a log latency axis".into());
+        (XAxis::Categories(names), YAxis::LogCount) => {
+            let label = |x: &f64| {
+                let i = x.round();
+                let at_slot = (x - i).abs() < 0.01 && i >= 0.0;
+                if at_slot { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+            };
+            let x_range = -0.5..names.len() as f64 - 0.5;
+            let mut chart = builder.build_cartesian_2d(x_range, log_y(y_lo, y_hi)).map_err(err)?;
+            mesh(&mut chart, frame, Some(names.len()), &label, &|y| fmt_count(*y))?;
+            draw(&mut chart, frame, lines, |x| x)?;
         }
+        (x, y) => return Err(format!("no chart draws {y:?} against {x:?}")),
     }
     if let Some(side) = side {
         plot::legend(&side, lines, frame)?;

@@ -27,6 +27,7 @@ register! {
     transport::Transports,
     scaling::Scaling,
     udp::Udp,
+    work::Work,
 }
 
 /// The scenario named `name`.

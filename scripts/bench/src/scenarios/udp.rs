@@ -499,6 +499,8 @@ mod tests {
             colour: "#000000".into(),
             datagrams: datagrams.then(|| "how".into()),
             datagram_batch: batch,
+            blocks_at_once: None,
+            blocking_choice: false,
         })
     }
 
