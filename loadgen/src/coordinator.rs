@@ -74,6 +74,9 @@ pub struct AgentReport {
     /// When its marks (window opened, closed) reached the coordinator, on
     /// the coordinator's clock (CLOCK_MONOTONIC, ns).
     pub marks_ns: [u64; 2],
+    /// When it marked them, by its own clock put on the coordinator's (ns):
+    /// the arrivals less the trip and the coordinator's own delays.
+    pub marked_ns: [u64; 2],
     /// Its report, on its own clock (latencies and `window_monotonic_ns`).
     pub report: Report,
 }
@@ -336,7 +339,8 @@ impl Coordinator {
 
         // The load: heartbeats and marks only, until the reports.
         let mut heard = vec![Instant::now(); count];
-        let mut marks: Vec<[Option<u64>; 2]> = vec![[None, None]; count];
+        // Per agent and edge: when the mark arrived, and when the agent made it (its clock).
+        let mut marks: Vec<[Option<(u64, u64)>; 2]> = vec![[None, None]; count];
         let mut reports: Vec<Option<Report>> = vec![None; count];
         let edges = [(Mark::Open, t0 + opts.warmup), (Mark::Close, t0 + opts.warmup + opts.duration)];
         let end = t0 + opts.warmup + opts.duration + opts.timeout + GRACE;
@@ -346,9 +350,9 @@ impl Coordinator {
                 let look = (Instant::now() + Duration::from_millis(250)).min(until);
                 match self.next(look, stop)? {
                     Some((index, Msg::Heartbeat { .. })) => heard[index] = Instant::now(),
-                    Some((index, Msg::Mark { mark, .. })) => {
+                    Some((index, Msg::Mark { mark, monotonic_ns })) => {
                         heard[index] = Instant::now();
-                        marks[index][mark as usize] = Some(clock::now_ns());
+                        marks[index][mark as usize] = Some((clock::now_ns(), monotonic_ns));
                     }
                     Some((index, Msg::Report { report })) => {
                         heard[index] = Instant::now();
@@ -381,24 +385,49 @@ impl Coordinator {
                 name: link.name.clone(),
                 host: link.host.clone(),
                 clock,
-                marks_ns: [begin, end],
+                marks_ns: [begin.0, end.0],
+                marked_ns: [clock.to_coordinator(begin.1), clock.to_coordinator(end.1)],
                 report,
             });
         }
-        let spread = |edge: usize| {
-            let at = agents.iter().map(|a| a.marks_ns[edge]);
-            at.clone().max().unwrap_or(0) - at.min().unwrap_or(0)
-        };
-        let skew_ns = spread(MarkKind::Begin as usize).max(spread(MarkKind::End as usize));
-        let window_ns = opts.duration.as_nanos() as f64;
-        let skew_flag = (skew_ns as f64 > SKEW_LIMIT * window_ns).then(|| {
-            format!(
-                "the agents' marks arrived up to {:.2} ms apart, more than {:.0} % of the {:.2} s window",
-                skew_ns as f64 * 1e-6,
-                100.0 * SKEW_LIMIT,
-                opts.duration.as_secs_f64()
-            )
-        });
+        let arrivals: Vec<[u64; 2]> = agents.iter().map(|a| a.marks_ns).collect();
+        let (skew_ns, skew_flag) = skew(&arrivals, opts.duration);
         Ok(Run { t0_ns, skew_ns, skew_flag, agents })
+    }
+}
+
+/// The skew of a run: the spread of its agents' mark arrivals (`[begin,
+/// end]` each, ns), the larger of the two edges; and a flag when it exceeds
+/// [`SKEW_LIMIT`] of the `window`.
+pub fn skew(arrivals: &[[u64; 2]], window: Duration) -> (u64, Option<String>) {
+    let spread = |edge: usize| {
+        let at = arrivals.iter().map(|a| a[edge]);
+        at.clone().max().unwrap_or(0) - at.min().unwrap_or(0)
+    };
+    let skew_ns = spread(MarkKind::Begin as usize).max(spread(MarkKind::End as usize));
+    let flag = (skew_ns as f64 > SKEW_LIMIT * window.as_nanos() as f64).then(|| {
+        format!(
+            "the agents' marks arrived up to {:.2} ms apart, more than {:.0} % of the {:.2} s window",
+            skew_ns as f64 * 1e-6,
+            100.0 * SKEW_LIMIT,
+            window.as_secs_f64()
+        )
+    });
+    (skew_ns, flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skew_above_one_percent_of_the_window_is_flagged() {
+        let window = Duration::from_secs(10);
+        // Begin marks 30 ms apart, end marks 120 ms apart: the skew is the larger.
+        let (skew, flag) = skew(&[[1_000_000_000, 11_000_000_000], [1_030_000_000, 11_120_000_000]], window);
+        assert_eq!(skew, 120_000_000);
+        assert!(flag.unwrap().contains("120.00 ms"));
+        let (skew, flag) = super::skew(&[[0, 10_000_000_000], [99_000_000, 10_050_000_000]], window);
+        assert_eq!((skew, flag), (99_000_000, None), "below 1 % of 10 s");
     }
 }
