@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # use loadgen::coordinator::{Coordinator, Mark};
-//! let mut coordinator = Coordinator::bind("127.0.0.1".parse().unwrap())?;
+//! let mut coordinator = Coordinator::bind("127.0.0.1".parse().unwrap()).map_err(|e| e.to_string())?;
 //! let addr = coordinator.addr(); // start the agents: loadgen agent --coordinator ADDR
 //! coordinator.accept(2, std::time::Duration::from_secs(10))?;
 //! let opts = loadgen::Opts { addr: "127.0.0.1:7000".into(), ..Default::default() };
@@ -137,6 +137,16 @@ pub struct Coordinator {
     links: Vec<Link>,
     incoming: mpsc::Receiver<(usize, Incoming)>,
     sender: mpsc::Sender<(usize, Incoming)>,
+}
+
+impl Drop for Coordinator {
+    /// Shuts every control channel down (the readers' copies too), so that
+    /// each agent reads the end of it and exits, whatever it was doing.
+    fn drop(&mut self) {
+        for link in &self.links {
+            let _ = link.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 impl Coordinator {
@@ -361,7 +371,10 @@ impl Coordinator {
                     Some((index, other)) => return Err(format!("{} said {other:?} during the load", self.who(index))),
                     None => {}
                 }
-                if let Some(index) = (0..count).find(|&i| reports[i].is_none() && heard[i].elapsed() > SILENCE) {
+                // Silence counts until an agent's window closes: then it may
+                // wait up to its timeout for the messages still in flight.
+                let silent = |i: usize| reports[i].is_none() && marks[i][1].is_none() && heard[i].elapsed() > SILENCE;
+                if let Some(index) = (0..count).find(|&i| silent(i)) {
                     return Err(format!("{} sent no heartbeat for {SILENCE:?} during the load", self.who(index)));
                 }
             }
