@@ -125,6 +125,17 @@ pub fn run(coordinator: &str, name: Option<String>) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the shape of `--coordinator`: `HOST:PORT` (`[IPv6]:PORT`), a
+/// port from 1 to 65535. Whether the host resolves is found when dialling.
+pub fn parse_coordinator(text: &str) -> Result<String, String> {
+    let bad = || format!("invalid coordinator {text:?}: expected HOST:PORT");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !host.is_empty() => Ok(text.to_owned()),
+        _ => Err(bad()),
+    }
+}
+
 /// Connects to `coordinator` (`HOST:PORT`), retrying while it is not yet
 /// listening, up to [`DIAL_TIMEOUT`].
 fn dial(coordinator: &str) -> Result<TcpStream, String> {

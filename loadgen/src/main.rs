@@ -57,7 +57,7 @@ enum Command {
     /// part of the load it gives, report back. Protocol: loadgen/README.md.
     Agent {
         /// The coordinator's address.
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "HOST:PORT", value_parser = loadgen::agent::parse_coordinator)]
         coordinator: String,
         /// The name this agent reports [default: the host name].
         #[arg(long)]

@@ -379,3 +379,14 @@ fn an_agent_with_a_shifted_clock_still_starts_on_time() {
     assert!(merged.window_monotonic_ns.is_some(), "the timelines line up: a common window");
     assert_eq!(merged.requests.ok, run.agents.iter().map(|a| a.report.requests.ok).sum::<u64>());
 }
+
+/// A malformed `--coordinator` is bad usage: one line, exit 2.
+#[test]
+fn a_malformed_coordinator_address_is_bad_usage() {
+    for bad in ["nonsense", "127.0.0.1:", ":4000", "127.0.0.1:99999"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen")).args(["agent", "--coordinator", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("expected HOST:PORT"), "{stderr}");
+    }
+}
