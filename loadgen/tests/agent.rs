@@ -390,3 +390,41 @@ fn a_malformed_coordinator_address_is_bad_usage() {
         assert!(stderr.contains("expected HOST:PORT"), "{stderr}");
     }
 }
+
+/// An agent that stops answering during the window (SIGSTOP: alive, but
+/// silent) fails the run once its heartbeats are missed, with the agent
+/// named; resumed, it finds the run aborted and exits by itself.
+#[test]
+fn a_silent_agent_fails_the_run_after_its_missed_heartbeats() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let echo = Echo::start();
+    let mut coordinator = Coordinator::bind(LOOPBACK.parse().unwrap()).unwrap();
+    let addr = coordinator.addr().to_string();
+    let mut agents = [Agent::start(&addr, "a", &[]), Agent::start(&addr, "b", &[])];
+    let stopped = Pid::from_raw(agents[1].child.id() as i32);
+    coordinator.accept(2, Duration::from_secs(10)).unwrap();
+    let mut opened = None;
+    let whole = Opts { rate: Some(500.0), ..opts(&echo.addr, 4, 10_000) };
+    let err = coordinator
+        .run(&whole, &|| false, |mark| {
+            if mark == Mark::Open {
+                kill(stopped, Signal::SIGSTOP).unwrap();
+                opened = Some(Instant::now());
+            }
+        })
+        .unwrap_err();
+    let silent_for = opened.expect("the window opened").elapsed();
+    kill(stopped, Signal::SIGCONT).unwrap();
+    assert!(err.contains("(b)") && err.contains("no heartbeat"), "{err}");
+    assert!(
+        // Silence counts from its last heartbeat, up to one period before the stop.
+        silent_for >= loadgen::coordinator::SILENCE - loadgen::agent::HEARTBEAT && silent_for < Duration::from_secs(6),
+        "failed {silent_for:?} into the window"
+    );
+    for agent in &mut agents {
+        let (status, stderr) = agent.wait(Duration::from_secs(5)).expect("every agent exits by itself");
+        assert_eq!(status.code(), Some(1), "agent {}: {stderr}", agent.name);
+    }
+}
