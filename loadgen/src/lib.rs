@@ -27,7 +27,9 @@
 //! # Ok::<(), loadgen::LoadError>(())
 //! ```
 
+pub mod agent;
 pub mod control;
+pub mod coordinator;
 pub mod cpu;
 pub mod datagram;
 pub mod engine;
@@ -36,6 +38,7 @@ pub mod kernel;
 pub mod message;
 pub mod opts;
 pub mod pacer;
+pub mod protocol;
 pub mod report;
 pub mod stats;
 
@@ -161,26 +164,29 @@ pub fn run_controlled(
     }
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let threads = opts.threads.map_or(cpus, |t| t as usize).clamp(1, connections);
+    let numbering = opts.numbering();
     let plan = Arc::new(Plan {
         endpoint: endpoint.clone(),
         size: opts.size as usize,
         pipeline: opts.pipeline as usize,
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
-        rate: opts.rate,
+        rate: numbering.rate,
         arrivals: opts.arrivals,
         seed: opts.seed,
         window: opts.window.unwrap_or(opts::DEFAULT_WINDOW) as usize,
         reconnect_every: opts.reconnect_every,
         close: opts.close,
-        connections,
+        // A part of a split load keeps the whole load's schedule.
+        connections: numbering.connections,
         warmup: opts.warmup,
     });
+    let ids = numbering.ids;
     let shared = Shared::new(threads);
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
-        // Connection i goes to thread i mod T.
-        let slots: Vec<u32> = (index..connections).step_by(threads).map(|i| i as u32).collect();
+        // The i-th connection goes to thread i mod T.
+        let slots: Vec<u32> = ids.iter().skip(index).step_by(threads).copied().collect();
         let (plan, shared) = (Arc::clone(&plan), Arc::clone(&shared));
         let handle = thread::Builder::new()
             .name(format!("loadgen-{index}"))
@@ -511,6 +517,19 @@ pub fn merge(reports: &[Report]) -> Result<Report, LoadError> {
             reports.iter().map(|r| r.throughput.bytes_per_sec).sum(),
         )
     });
+    // The parts of one split load merge back into that load's options.
+    if let Some(whole) = first.config.segment {
+        let parts: Vec<_> = reports.iter().filter_map(|r| r.config.segment).collect();
+        let mut indices: Vec<u32> = parts.iter().map(|s| s.index).collect();
+        indices.sort_unstable();
+        let same =
+            parts.iter().all(|s| (s.count, s.connections, s.rate) == (whole.count, whole.connections, whole.rate));
+        if same && indices == (0..whole.count).collect::<Vec<_>>() {
+            merged.config.connections = whole.connections;
+            merged.config.rate = whole.rate;
+        }
+        merged.config.segment = None;
+    }
     merged.throughput = Throughput { requests_per_sec, bytes_per_sec, target_requests_per_sec: merged.config.rate };
     merged.window_monotonic_ns = common_window(reports);
     merged.per_connection = PerConnection::of(reports.iter().flat_map(|r| r.per_connection.counts.clone()).collect());

@@ -22,7 +22,8 @@ use loadgen::Opts;
         loadgen --addr 127.0.0.1:7000 -c 100 --rate 20000 -d 10s        open loop, CO-corrected latency\n  \
         loadgen --addr 127.0.0.1:7000 -c 10 --reconnect-every 1 -d 5s   churn: a connection per message\n  \
         loadgen --addr udp:127.0.0.1:7000 -c 10 --timeout 100ms -d 5s   UDP: 10 flows, loss counted\n  \
-        loadgen merge a.json b.json --json all.json                     merge two loadgen processes",
+        loadgen merge a.json b.json --json all.json                     merge two loadgen processes\n  \
+        loadgen agent --coordinator 10.0.0.1:4000                       one of several, driven by the bench",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -52,6 +53,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: PathBuf,
     },
+    /// Run as an agent of a coordinator (the bench): dial it, take the
+    /// part of the load it gives, report back. Protocol: loadgen/README.md.
+    Agent {
+        /// The coordinator's address.
+        #[arg(long, value_name = "HOST:PORT", value_parser = loadgen::agent::parse_coordinator)]
+        coordinator: String,
+        /// The name this agent reports [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +89,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reports.push(loadgen::read_json(path).with_context(|| format!("cannot read {}", path.display()))?);
             }
             (loadgen::merge(&reports)?, Some(json))
+        }
+        Some(Command::Agent { coordinator, name }) => {
+            return loadgen::agent::run(&coordinator, name).map_err(|reason| anyhow::anyhow!("agent: {reason}"));
         }
         None if cli.control => {
             if let Some(path) = &cli.json {

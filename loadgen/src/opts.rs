@@ -94,6 +94,13 @@ pub struct Opts {
     #[serde(default)]
     pub close: Close,
 
+    /// Part of a load split between agents (`loadgen agent`): which part
+    /// this process runs. Never on the command line: a coordinator sets it
+    /// ([`Opts::split`]).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+
     /// Show a progress bar on stderr (only when stderr is a terminal).
     #[arg(skip = true)]
     #[serde(skip, default = "yes")]
@@ -142,8 +149,56 @@ impl Default for Opts {
             window: None,
             reconnect_every: None,
             close: Close::Orderly,
+            segment: None,
             progress: true,
         }
+    }
+}
+
+/// See [`Opts::numbering`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbering {
+    /// The numbers of the connections this process runs, in order.
+    pub ids: Vec<u32>,
+    /// The connections the schedules are drawn for.
+    pub connections: usize,
+    /// Open loop: the rate the schedules are drawn for, msg/s.
+    pub rate: Option<f64>,
+}
+
+/// One part of a load split between `count` loadgen processes, as a single
+/// generator would have run it: the whole load's connections are numbered
+/// `0..connections`, and part `index` runs those whose number `g` has
+/// `g mod count == index`. Each connection keeps its number, so its
+/// messages, its open-loop schedule (first send at `g / rate`, then every
+/// `connections / rate`) and its Poisson seed are the single generator's:
+/// the union of the parts' arrivals is that generator's arrivals, exactly.
+/// For part `index` that is a rate of `rate / count` (when `count` divides
+/// the connections) with its schedule shifted by `index / count` of its
+/// own interval between sends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// This part, from 0.
+    pub index: u32,
+    /// Parts in all.
+    pub count: u32,
+    /// The whole load's connections.
+    pub connections: u32,
+    /// Open loop: the whole load's rate, msg/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+impl Segment {
+    /// How many of `connections` numbered connections part `index` of
+    /// `count` runs: those with `g mod count == index`.
+    pub fn share(connections: u32, index: u32, count: u32) -> u32 {
+        connections / count + u32::from(index < connections % count)
+    }
+
+    /// The numbers (in the whole load) of this part's connections, in order.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + use<> {
+        (self.index..self.connections).step_by(self.count as usize)
     }
 }
 
@@ -171,7 +226,43 @@ impl Opts {
         if self.reconnect_every == Some(0) {
             return Err("--reconnect-every must be at least 1".into());
         }
+        if let Some(s) = &self.segment {
+            if s.count == 0 || s.index >= s.count || Segment::share(s.connections, s.index, s.count) != self.connections
+            {
+                return Err(format!(
+                    "part {} of {} of a load of {} connection(s) cannot run {} connection(s)",
+                    s.index, s.count, s.connections, self.connections
+                ));
+            }
+            if s.rate.is_some() != self.rate.is_some() {
+                return Err("a part of an open-loop load is open loop, and of a closed one closed".into());
+            }
+        }
         Ok(())
+    }
+
+    /// Splits this load between `count` processes (agents), as
+    /// [`Segment`] says: closed loop, the connections are divided; open
+    /// loop, each part also runs its connections' share of the rate, on
+    /// the single generator's schedule. Every part has at least one
+    /// connection.
+    pub fn split(&self, count: u32) -> Result<Vec<Opts>, String> {
+        if count == 0 || count > self.connections {
+            return Err(format!("cannot split {} connection(s) between {count} agent(s)", self.connections));
+        }
+        if self.segment.is_some() {
+            return Err("a part of a split load cannot be split again".into());
+        }
+        let parts = (0..count).map(|index| {
+            let connections = Segment::share(self.connections, index, count);
+            Opts {
+                connections,
+                rate: self.rate.map(|rate| rate * f64::from(connections) / f64::from(self.connections)),
+                segment: Some(Segment { index, count, connections: self.connections, rate: self.rate }),
+                ..self.clone()
+            }
+        });
+        Ok(parts.collect())
     }
 
     /// The command-line arguments that give these options (every one,
@@ -210,6 +301,22 @@ impl Opts {
             args.push("--close=reset".into());
         }
         args
+    }
+
+    /// How the engine numbers this run's connections and paces them: the
+    /// numbers of its connections, and the connections and rate (open loop)
+    /// its schedules are drawn for. Its own for a whole load; the whole
+    /// load's for a part of one ([`Segment`]), so that the parts send when
+    /// the whole would have.
+    pub fn numbering(&self) -> Numbering {
+        match &self.segment {
+            Some(s) => Numbering { ids: s.ids().collect(), connections: s.connections as usize, rate: s.rate },
+            None => Numbering {
+                ids: (0..self.connections).collect(),
+                connections: self.connections as usize,
+                rate: self.rate,
+            },
+        }
     }
 
     /// Closed or open loop, as a word for reports.
@@ -316,6 +423,7 @@ mod tests {
             window: Some(64),
             reconnect_every: Some(1),
             close: Close::Reset,
+            segment: None,
             progress: true,
         };
         for opts in [Opts::default(), every] {

@@ -31,10 +31,13 @@ pub enum FlagKind {
     /// of its send lateness above loadgen's limit): its own lateness, not
     /// the server's, delayed sends.
     SendLate,
+    /// Several agents: their marks of the window's edges reached the bench
+    /// further apart than the threshold share of the window.
+    AgentSkew,
 }
 
 impl FlagKind {
-    pub const ALL: [FlagKind; 7] = [
+    pub const ALL: [FlagKind; 8] = [
         FlagKind::ClientBound,
         FlagKind::BelowTargetRate,
         FlagKind::ConnectionsShort,
@@ -42,6 +45,7 @@ impl FlagKind {
         FlagKind::Spread,
         FlagKind::CpuUnmeasurable,
         FlagKind::SendLate,
+        FlagKind::AgentSkew,
     ];
 
     /// The short name, as in results.json.
@@ -54,6 +58,7 @@ impl FlagKind {
             FlagKind::Spread => "spread",
             FlagKind::CpuUnmeasurable => "cpu_unmeasurable",
             FlagKind::SendLate => "send_late",
+            FlagKind::AgentSkew => "agent_skew",
         }
     }
 }
@@ -81,6 +86,9 @@ pub const LITTLES_LAW: f64 = loadgen::report::LITTLE_TOLERANCE;
 /// Spread: (max − min) ÷ median of the headline figure over the repeats
 /// above this (the tables mark such a range ⚠ too).
 pub const SPREAD: f64 = 0.20;
+/// Agent skew: the spread of the agents' mark arrivals ÷ the window above
+/// this (the coordinator's limit).
+pub const AGENT_SKEW: f64 = loadgen::coordinator::SKEW_LIMIT;
 impl Flag {
     pub fn new(kind: FlagKind, figure: f64, threshold: f64, detail: String) -> Flag {
         Flag { kind, figure, threshold, detail }
@@ -103,7 +111,7 @@ pub enum Figure {
 /// The figure `kind` is about.
 pub fn figure(kind: FlagKind) -> Figure {
     match kind {
-        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread => Figure::Rate,
+        FlagKind::ClientBound | FlagKind::BelowTargetRate | FlagKind::Spread | FlagKind::AgentSkew => Figure::Rate,
         FlagKind::ConnectionsShort => Figure::Held,
         FlagKind::LittlesLaw | FlagKind::SendLate => Figure::Latency,
         FlagKind::CpuUnmeasurable => Figure::Cpu,

@@ -13,16 +13,20 @@
 //! [`load`] (a cell's load: every axis of it, one key), [`plan`] (what a
 //! run is asked to do), [`scenario`] (what a scenario is) and
 //! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
-//! cells, in which order), [`runner`] (one cell), [`server`], [`sampler`]
+//! cells, in which order), [`runner`] (one cell), [`loadpath`] and
+//! [`agents`] with [`hosts`] (loadgen as one process, or as several
+//! agents), [`server`], [`sampler`]
 //! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
 //! latency ladder, the udp sustained rate), [`results`] (the JSON),
 //! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
 //! and [`report`] (the README).
 
+pub mod agents;
 pub mod capacity;
 pub mod climb;
 pub mod flags;
+pub mod hosts;
 pub mod load;
 pub mod loadpath;
 pub mod matrix;

@@ -15,7 +15,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use echo_bench::matrix;
 use echo_bench::models;
-use echo_bench::plan::{LoadPath, RunConfig};
+use echo_bench::plan::{LoadHosts, LoadPath, RunConfig};
 use echo_bench::results::Results;
 use echo_bench::runner;
 use echo_bench::scenarios;
@@ -131,6 +131,11 @@ struct RunArgs {
     /// `in-process` (the loadgen library inside the bench, as before).
     #[arg(long, default_value = "process", value_parser = ["process", "in-process"])]
     load_path: String,
+    /// Run the load from several loadgen agents, the bench their
+    /// coordinator: local:N (N agents on this host), netns:N, or
+    /// ssh:HOST[,HOST…] [default: one loadgen process].
+    #[arg(long, value_name = "SPEC")]
+    load_hosts: Option<String>,
     /// Where run folders are created.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -231,6 +236,10 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     let available = available_cpus()?;
     let server_cpus = args.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;
     let client_cpus = args.client_cpus.as_deref().map(|t| cpus_flag("--client-cpus", t, &available)).transpose()?;
+    let load_hosts = match args.load_hosts.as_deref() {
+        None => None,
+        Some(spec) => Some(LoadHosts(Arc::from(echo_bench::hosts::parse(spec).map_err(Usage)?))),
+    };
     let server_bin = match args.server_bin {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("echo-server"),
@@ -251,6 +260,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             LoadPath::Process(bin)
         }
     };
+    if load_hosts.is_some() && load_path == LoadPath::InProcess {
+        return Err(Usage("--load-hosts drives loadgen agents: it needs --load-path process".into()).into());
+    }
     // The models come from the server's own registry, never from a list here.
     let catalogue = models::catalogue(&server_bin)?;
     // An unknown name is bad usage like any other bad option (exit 2), not a failed run.
@@ -322,6 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         available_cpus: available.clone(),
         server_bin,
         load_path,
+        load_hosts,
         results_root: args.results,
         quick,
         progress: !args.no_progress,

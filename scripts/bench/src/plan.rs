@@ -11,6 +11,7 @@ use std::time::Duration;
 use echo_common::Transport;
 use serde::{Deserialize, Serialize};
 
+use crate::hosts::Launcher;
 use crate::load::ScenarioId;
 use crate::models::Model;
 use crate::scenarios::work::Level;
@@ -89,6 +90,16 @@ pub enum LoadPath {
     InProcess,
 }
 
+/// The agents of `--load-hosts`, shared by every cell of the run.
+#[derive(Clone)]
+pub struct LoadHosts(pub Arc<dyn Launcher>);
+
+impl std::fmt::Debug for LoadHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.describe())
+    }
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -102,6 +113,9 @@ pub struct RunConfig {
     pub server_bin: PathBuf,
     /// How the load generator runs.
     pub load_path: LoadPath,
+    /// Several agents instead of one loadgen process (`--load-hosts`);
+    /// `None`: one process (or the library), as before.
+    pub load_hosts: Option<LoadHosts>,
     /// The folder that receives `<UTC timestamp>-<hostname>/`.
     pub results_root: PathBuf,
     pub quick: bool,

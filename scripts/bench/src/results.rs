@@ -14,6 +14,7 @@ use crate::load::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
+pub use loadgen::coordinator::AgentReport;
 
 /// Bumped whenever a field changes meaning or disappears. 2: `settings.models`
 /// holds the models' declarations, not their names; cells name their
@@ -79,6 +80,10 @@ pub struct Settings {
     /// (in-process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_path: Option<String>,
+    /// `--load-hosts` as given (`local:2`, …), when the load came from
+    /// several agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_hosts: Option<String>,
     /// The scaling scenario's steps and why they stop there, when it ran.
     #[serde(default)]
     pub scaling: Option<Scaling>,
@@ -199,6 +204,27 @@ pub struct Cell {
     /// nothing does.
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// Several agents (`--load-hosts`): each one's part as it reported it
+    /// (latencies and window on its own clock), with its host and clock;
+    /// `loadgen` is their exact merge, its totals the sum of theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentReport>,
+    /// Several agents: where they ran, and how closely they kept time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<Coordination>,
+}
+
+/// How a cell's agents were coordinated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coordination {
+    /// `--load-hosts` as given: `local:2`, …
+    pub hosts: String,
+    /// The start instant, on the bench's clock (CLOCK_MONOTONIC, ns).
+    pub t0_ns: u64,
+    /// The spread of the agents' mark arrivals, ns (the larger edge's).
+    pub skew_ns: u64,
+    /// The window, s (the skew is flagged above 1 % of it).
+    pub window_secs: f64,
 }
 
 impl Results {

@@ -18,7 +18,7 @@ use crate::matrix;
 use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
 use crate::report;
-use crate::results::{Cell, Environment, Results, Settings, utc_now};
+use crate::results::{Cell, Coordination, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::scenario::{Drive, Window};
 use crate::scenarios::{self, ALL};
@@ -143,6 +143,7 @@ fn settings(cfg: &RunConfig) -> Settings {
             LoadPath::Process(_) => "process".into(),
             LoadPath::InProcess => "in-process".into(),
         }),
+        load_hosts: cfg.load_hosts.as_ref().map(|h| h.0.describe()),
         scaling: None,
         ladder: None,
         udp: None,
@@ -229,6 +230,8 @@ fn blank(spec: CellSpec) -> Cell {
         server_cpu_us_per_msg: None,
         shutdown: None,
         flags: Vec::new(),
+        agents: Vec::new(),
+        coordination: None,
     }
 }
 
@@ -298,10 +301,32 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
             let edge =
                 || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
             let (mut opened, mut closed) = (None, None);
-            let result = match &cfg.load_path {
+            let result = match (&cfg.load_path, &cfg.load_hosts) {
+                // Several agents, the bench their coordinator: a cell of their
+                // exact merge, each one's part kept beside it.
+                (LoadPath::Process(bin), Some(hosts)) => {
+                    bar.set_message(label.clone());
+                    let stop = || cfg.interrupt.load(Ordering::SeqCst);
+                    cell.spec.load.agents = hosts.0.agents() as u32;
+                    crate::agents::run(hosts.0.as_ref(), bin, &opts, &stop, |mark| match mark {
+                        Mark::Open => opened = Some((Instant::now(), edge())),
+                        Mark::Close => closed = Some((Instant::now(), edge())),
+                    })
+                    .and_then(|run| {
+                        let merged = run.merged().map_err(|err| format!("cannot merge the agents' reports: {err}"))?;
+                        cell.coordination = Some(Coordination {
+                            hosts: hosts.0.describe(),
+                            t0_ns: run.t0_ns,
+                            skew_ns: run.skew_ns,
+                            window_secs: opts.duration.as_secs_f64(),
+                        });
+                        cell.agents = run.agents;
+                        Ok(merged)
+                    })
+                }
                 // The bench owns the window: it names the start, and is at
                 // each edge when loadgen's clock is.
-                LoadPath::Process(bin) => {
+                (LoadPath::Process(bin), None) => {
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
                     loadpath::run(bin, &opts, &stop, |mark| match mark {
@@ -309,7 +334,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                         Mark::Close => closed = Some((Instant::now(), edge())),
                     })
                 }
-                LoadPath::InProcess => loadgen::run_observed(&opts, &mut |event| match event {
+                (LoadPath::InProcess, _) => loadgen::run_observed(&opts, &mut |event| match event {
                     Event::Progress { rate, .. } => {
                         bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
                     }

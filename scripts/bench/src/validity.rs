@@ -4,7 +4,7 @@
 
 use loadgen::report::fmt_count;
 
-use crate::flags::{BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, SPREAD};
+use crate::flags::{AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, SPREAD};
 use crate::results::{Cell, Results};
 use crate::scenarios;
 use crate::stats::{self, Stat};
@@ -62,6 +62,24 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
                     fmt_count(capacity.held as f64),
                     fmt_count(capacity.requested as f64),
                     why.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(c) = cell.coordination.as_ref().filter(|c| c.window_secs > 0.0) {
+        let skew = c.skew_ns as f64 * 1e-9 / c.window_secs;
+        if skew > AGENT_SKEW {
+            flags.push(Flag::new(
+                FlagKind::AgentSkew,
+                skew,
+                AGENT_SKEW,
+                format!(
+                    "the {} agents' marks arrived up to {:.2} ms apart, {:.1} % of the {:.2} s window (> {:.0} %)",
+                    cell.agents.len(),
+                    c.skew_ns as f64 * 1e-6,
+                    100.0 * skew,
+                    c.window_secs,
+                    100.0 * AGENT_SKEW
                 ),
             ));
         }

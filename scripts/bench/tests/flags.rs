@@ -84,6 +84,8 @@ fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) ->
         server_cpu_us_per_msg: (ok > 0).then(|| 1e6 * 0.2 / ok as f64),
         loadgen: report,
         capacity: None,
+        agents: Vec::new(),
+        coordination: None,
         shutdown: None,
         flags: Vec::new(),
     }

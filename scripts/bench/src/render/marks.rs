@@ -75,6 +75,7 @@ pub fn mark(kind: FlagKind) -> &'static str {
         FlagKind::Spread => "⚠",
         FlagKind::CpuUnmeasurable => "∅",
         FlagKind::SendLate => "⧗",
+        FlagKind::AgentSkew => "≠",
     }
 }
 
@@ -88,6 +89,7 @@ pub fn words(kind: FlagKind) -> &'static str {
         FlagKind::Spread => "wide spread over repeats",
         FlagKind::CpuUnmeasurable => "server CPU not measurable",
         FlagKind::SendLate => "the load generator sent late",
+        FlagKind::AgentSkew => "agents out of step",
     }
 }
 
@@ -105,6 +107,10 @@ pub fn meaning(kind: FlagKind) -> &'static str {
         FlagKind::LittlesLaw => "connections in flight ≠ rate × mean latency: the rate and the latency disagree",
         FlagKind::Spread => "the repeats differ widely: the median is a rough figure",
         FlagKind::CpuUnmeasurable => "the server's CPU could not be measured over the window",
+        FlagKind::AgentSkew => {
+            "the agents' marks of the window's edges arrived more than 1 % of the window apart: their windows \
+             only partly overlap, and the rate is over the part they share"
+        }
         FlagKind::SendLate => {
             "the load generator could not hold its schedule (p99 send lateness above the smaller of 10 % of the \
              per-connection interval and 50 µs): part of the latency is the client's"

@@ -1,0 +1,74 @@
+//! The load path over several agents (`--load-hosts`): the bench is the
+//! coordinator ([`loadgen::coordinator`]). It listens, starts the agents
+//! through the [`Launcher`], gives each its part of the load, names T0 on
+//! each agent's clock, is at each edge of the window when the agents are
+//! (the runner reads the server's CPU there, as over [`crate::loadpath`]),
+//! and collects every agent's report. Any agent that fails makes the whole
+//! cell fail, with the agent and the reason named: never a partial sum.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use loadgen::Opts;
+use loadgen::coordinator::{self, Coordinator, Run};
+
+use crate::hosts::{AgentProcess, Launcher};
+use crate::loadpath::Mark;
+
+/// How long the agents have to dial the coordinator once started.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an agent has to exit once it said bye.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `opts` split between the agents `hosts` starts (`loadgen` is the
+/// local binary), calling `at_mark` at the window's edges; every agent's
+/// report, or why there is none (one line). `stop` is looked at while the
+/// load runs. Every agent process is gone when this returns.
+pub fn run(
+    hosts: &dyn Launcher,
+    loadgen: &Path,
+    opts: &Opts,
+    stop: &dyn Fn() -> bool,
+    mut at_mark: impl FnMut(Mark),
+) -> Result<Run, String> {
+    let mut coordinator = Coordinator::bind(hosts.coordinator_ip())
+        .map_err(|err| format!("cannot listen for agents on {}: {err}", hosts.coordinator_ip()))?;
+    let addr = coordinator.addr().to_string();
+    let mut processes: Vec<AgentProcess> = Vec::with_capacity(hosts.agents());
+    for index in 0..hosts.agents() {
+        let args: Vec<OsString> = ["agent", "--coordinator", &addr, "--name", &format!("agent-{index}")]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        processes.push(hosts.spawn(index, loadgen, &args)?);
+    }
+    let died = |processes: &mut [AgentProcess]| {
+        processes.iter_mut().enumerate().find_map(|(index, p)| {
+            p.child.try_wait().ok().flatten().map(|status| format!("agent {index} on {} exited ({status})", p.host))
+        })
+    };
+    if let Err(err) = coordinator.accept(hosts.agents(), ACCEPT_TIMEOUT) {
+        return Err(died(&mut processes).map_or(err.clone(), |why| format!("{err}: {why}")));
+    }
+    let run = coordinator.run(opts, stop, |mark| {
+        at_mark(match mark {
+            coordinator::Mark::Open => Mark::Open,
+            coordinator::Mark::Close => Mark::Close,
+        })
+    })?;
+    // Told bye: each exits 0 at once.
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    for (index, process) in processes.iter_mut().enumerate() {
+        loop {
+            match process.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => return Err(format!("agent {index} reported, then exited with {status}")),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => return Err(format!("agent {index} reported, then did not exit within {EXIT_TIMEOUT:?}")),
+                Err(err) => return Err(format!("agent {index}: {err}")),
+            }
+        }
+    }
+    Ok(run)
+}

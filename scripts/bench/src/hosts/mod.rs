@@ -1,0 +1,88 @@
+//! Where load-generator agents run and how they are started.
+//!
+//! `--load-hosts local:N | netns:N | ssh:HOST[,HOST…]` names them; [`parse`]
+//! turns it into a [`Launcher`]. The bench starts the agents through it
+//! (`loadgen agent --coordinator IP:PORT`), and drives them as a
+//! coordinator ([`crate::agents`]).
+
+pub mod local;
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::process::Child;
+
+/// A started agent process: killed and reaped when dropped.
+#[derive(Debug)]
+pub struct AgentProcess {
+    pub child: Child,
+    pub host: String,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        // Still running (the run failed, or it was never told `bye`): no
+        // agent outlives its cell.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Where load-generator agents run, and how they are started.
+pub trait Launcher: Send + Sync {
+    /// As the user gave it: `local:2`, `netns:2`, `ssh:a,b`.
+    fn describe(&self) -> String;
+    /// How many agents it starts.
+    fn agents(&self) -> usize;
+    /// The address the coordinator binds (port 0) so that every agent reaches it:
+    /// 127.0.0.1 for local, the bridge's address for netns, the address given for ssh.
+    fn coordinator_ip(&self) -> IpAddr;
+    /// The IP a server must listen on for the agents to reach it over the link
+    /// (127.0.0.1 for local; the bridge / server-namespace address for netns).
+    fn server_ip(&self) -> IpAddr;
+    /// Starts agent `index` (0-based) as `loadgen` + `args`
+    /// (args = ["agent", "--coordinator", "IP:PORT", …]); `loadgen` is the local binary path
+    /// (ssh copies or checks it on the remote host).
+    fn spawn(&self, index: usize, loadgen: &std::path::Path, args: &[OsString]) -> Result<AgentProcess, String>;
+}
+
+/// Parses `--load-hosts`: `local:N`, `netns:N` or `ssh:HOST[,HOST…]`; the
+/// error is one line.
+pub fn parse(spec: &str) -> Result<Box<dyn Launcher>, String> {
+    let expected = "expected local:N, netns:N or ssh:HOST[,HOST…]";
+    let count = |n: &str| match n.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("--load-hosts {spec:?}: {n:?} is not a number of agents ≥ 1 ({expected})")),
+    };
+    match spec.split_once(':') {
+        Some(("local", n)) => Ok(Box::new(local::LocalHosts::new(count(n)?))),
+        Some(("netns", n)) => {
+            count(n)?;
+            Err(format!("--load-hosts {spec:?}: network-namespace agents are not built yet"))
+        }
+        Some(("ssh", hosts)) => {
+            if hosts.split(',').any(str::is_empty) {
+                return Err(format!("--load-hosts {spec:?}: an empty host name ({expected})"));
+            }
+            Err(format!("--load-hosts {spec:?}: ssh agents are not built yet"))
+        }
+        _ => Err(format!("--load-hosts {spec:?}: {expected}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_hosts_parse_or_say_why_in_one_line() {
+        let local = parse("local:3").unwrap();
+        assert_eq!((local.describe(), local.agents()), ("local:3".to_owned(), 3));
+        assert!(local.coordinator_ip().is_loopback() && local.server_ip().is_loopback());
+        for bad in ["local:0", "local:x", "local", "lan:2", "", "ssh:a,,b", "netns:-1"] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
+            assert!(err.starts_with("--load-hosts ") && !err.contains('\n'), "{err}");
+        }
+    }
+}
