@@ -1,7 +1,9 @@
 //! The model × load matrix: which cells run, in which order. The loads are
 //! the scenarios' ([`crate::scenarios`]); the matrix interleaves them.
 
-use crate::load::CellSpec;
+use echo_common::Transport;
+
+use crate::load::{CellSpec, LoadKey, Name};
 use crate::models::Model;
 use crate::plan::Shape;
 use crate::scenarios::{self, ALL};
@@ -29,7 +31,9 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
     let mut loads = Vec::new();
     for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
         let repeats = scenario.repeats(shape).min(shape.repeat);
-        loads.extend(scenario.loads(shape).into_iter().map(|keys| (repeats, keys)));
+        let own = scenario.loads(shape);
+        let own = if scenario.sets_links() { own } else { over_links(shape, own) };
+        loads.extend(own.into_iter().map(|keys| (repeats, keys)));
     }
     let mut cells = Vec::new();
     for repeat in 0..shape.repeat {
@@ -40,6 +44,31 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
         }
     }
     cells
+}
+
+/// `loads` over each of the run's links, one link after the other: a TCP
+/// or UDP key at the default link once per link; a key of a Unix socket
+/// (which has no link) or one whose scenario set its link (the transport
+/// scenario's veth cells) once, with the first link.
+fn over_links(shape: &Shape, loads: Vec<Vec<LoadKey>>) -> Vec<Vec<LoadKey>> {
+    let links = if shape.links.is_empty() { vec![Name::loopback()] } else { shape.links.clone() };
+    let mut out = Vec::new();
+    for keys in loads {
+        for (i, link) in links.iter().enumerate() {
+            let over = |k: &LoadKey| {
+                if k.transport == Transport::Unix || k.link != Name::loopback() {
+                    (i == 0).then(|| k.clone())
+                } else {
+                    Some(LoadKey { link: link.clone(), ..k.clone() })
+                }
+            };
+            let keys: Vec<LoadKey> = keys.iter().filter_map(over).collect();
+            if !keys.is_empty() {
+                out.push(keys);
+            }
+        }
+    }
+    out
 }
 
 /// The scenarios of `shape` that a run announces before it starts, with

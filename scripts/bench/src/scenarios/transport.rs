@@ -125,7 +125,9 @@ impl Scenario for Transports {
         let mut rows = Vec::new();
         for model in &r.models {
             for pair in pairs.iter().filter(|p| p.model == model.name()) {
-                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else { continue };
+                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
+                    continue;
+                };
                 let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.unix).copied().collect();
                 rows.push(Row {
                     label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
@@ -186,13 +188,14 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
     let mut pairs: BTreeMap<LoadKey, TransportPair<'_>> = BTreeMap::new();
     for cell in mine {
         let load = &cell.spec.load;
-        let pair = pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
-            model: load.model.name().to_owned(),
-            colour: load.model.info().rgb(),
-            connections: load.connections,
-            tcp: Vec::new(),
-            unix: Vec::new(),
-        });
+        let pair =
+            pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
+                model: load.model.name().to_owned(),
+                colour: load.model.info().rgb(),
+                connections: load.connections,
+                tcp: Vec::new(),
+                unix: Vec::new(),
+            });
         match load.transport {
             Transport::Tcp => pair.tcp.push(cell),
             Transport::Unix => pair.unix.push(cell),
