@@ -169,6 +169,37 @@ mod tests {
     }
 
     #[test]
+    fn each_tcp_load_runs_over_each_link_a_unix_one_once_and_transport_adds_veth_to_its_pairs() {
+        let mut shape = shape(&["throughput", "transport"]);
+        shape.transports = vec![Transport::Tcp, Transport::Unix];
+        shape.links = vec![Name::loopback(), Name::veth()];
+        shape.connections = vec![10];
+        shape.repeat = 1;
+        let of = |scenario: &'static str| -> Vec<(String, Transport, String)> {
+            cells(&shape)
+                .iter()
+                .filter(|c| c.load.scenario == id(scenario) && c.load.connections != 1)
+                .map(|c| (c.load.model.name().to_owned(), c.load.transport, c.load.link.to_string()))
+                .collect()
+        };
+        let row = |m: &str, t, l: &str| (m.to_owned(), t, l.to_owned());
+        let (tcp, unix) = (Transport::Tcp, Transport::Unix);
+        let mut expected = Vec::new();
+        for (t, l) in [(tcp, "loopback"), (tcp, "veth"), (unix, "loopback")] {
+            expected.extend([row("a", t, l), row("b", t, l)]);
+        }
+        let mut throughput = of("throughput");
+        throughput.sort_by_key(|(m, t, l)| (*t, l.clone(), m.clone()));
+        assert_eq!(throughput, expected, "tcp over both links, unix once");
+        let transport: Vec<_> = of("transport");
+        let pairs: Vec<_> = ["a", "b"]
+            .into_iter()
+            .flat_map(|m| [row(m, tcp, "loopback"), row(m, unix, "loopback"), row(m, tcp, "veth")])
+            .collect();
+        assert_eq!(transport, pairs, "each model's three cells back to back");
+    }
+
+    #[test]
     fn ladder_steps_ascend_per_repeat_interleaved_and_skip_models_serving_too_few() {
         let models = [model("a", 10_000, None), model("one", 10_000, Some(1)), model("b", 10_000, Some(128))];
         let mut shape = default_shape(Model::listed(models), false, 2);
