@@ -131,6 +131,7 @@ fn settings(cfg: &RunConfig) -> Settings {
         models: shape.models.iter().map(|m| m.info().clone()).collect(),
         scenarios: shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
         transports: shape.transports.clone(),
+        links: shape.links.clone(),
         connections: shape.connections.clone(),
         sizes: shape.sizes.clone(),
         capacity: shape.capacity.clone(),
