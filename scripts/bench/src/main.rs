@@ -233,6 +233,12 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     let args = cli.run;
     let quick = args.quick;
+    // Namespaces and links that benches killed before they could remove
+    // them left behind (none where `ip` is missing or not permitted).
+    let swept = echo_bench::hosts::netns::sweep();
+    if !swept.is_empty() {
+        eprintln!("bench: removed what an earlier bench left: {}", swept.join(", "));
+    }
     // Every check on the command line before anything runs.
     let available = available_cpus()?;
     let server_cpus = args.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;

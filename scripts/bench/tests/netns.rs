@@ -301,3 +301,31 @@ fn bad_links_and_a_machine_without_ip_are_refused_with_exit_2() {
     assert!(stderr.contains("--link veth: ") && stderr.contains("`ip` (iproute2) is not installed here"), "{stderr}");
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing ran");
 }
+
+#[test]
+fn the_sweep_removes_what_dead_benches_left_and_keeps_a_live_ones_or_says_unavailable_here() {
+    if !netns_here("the_sweep_removes_what_dead_benches_left") {
+        return;
+    }
+    // A PID that was a process and is no more.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = format!("ea{}q", gone.id());
+    // This test's own PID is alive: its names are not leftovers (the letter
+    // `y` is one no topology of this process reaches in these tests).
+    let alive = format!("ea{}y", std::process::id());
+    for tag in [&dead, &alive] {
+        assert!(Command::new("ip").args(["netns", "add", &format!("{tag}-s")]).status().unwrap().success());
+        let bridge = format!("{tag}br");
+        assert!(Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]).status().unwrap().success());
+    }
+    // Another test's topology may sweep them first: either way, gone.
+    let removed = echo_bench::hosts::netns::sweep();
+    assert!(removed.iter().all(|r| !r.contains(&alive)), "{removed:?}");
+    assert_eq!(left_with(&dead), Vec::<String>::new());
+    let kept = left_with(&alive);
+    let _ = Command::new("ip").args(["netns", "del", &format!("{alive}-s")]).status();
+    let _ = Command::new("ip").args(["link", "del", &format!("{alive}br")]).status();
+    assert_eq!(kept.len(), 2, "a live bench's names are kept: {kept:?}");
+    assert_eq!(left_with(&alive), Vec::<String>::new());
+}
