@@ -329,6 +329,8 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             cpu_list(&shared)
         );
     }
+    // Installed before the namespaces are made: a signal from here on is the runner's.
+    let interrupt = install_signal_handlers()?;
     // The server's namespace, made before anything runs: a machine without
     // them is told so at once (exit 2), and it is removed when `config` goes.
     let veth = shape.links.contains(&Name::veth());
@@ -354,7 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         quick,
         progress: !args.no_progress,
         slo_p99: args.slo_p99,
-        interrupt: install_signal_handlers()?,
+        interrupt,
         topology,
     };
     // scripts/bench.sh says how it was called; otherwise, our own command line.

@@ -173,13 +173,15 @@ fn wait_for_leg(pid: u32) -> String {
     leg
 }
 
-/// The children of `pid` now.
+/// The children of `pid` now but the namespaces' guard (a shell).
 fn children(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
         let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
     }
+    let guard = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sh");
+    out.retain(|p| !guard(p));
     out
 }
 
@@ -328,4 +330,43 @@ fn the_sweep_removes_what_dead_benches_left_and_keeps_a_live_ones_or_says_unavai
     let _ = Command::new("ip").args(["link", "del", &format!("{alive}br")]).status();
     assert_eq!(kept.len(), 2, "a live bench's names are kept: {kept:?}");
     assert_eq!(left_with(&alive), Vec::<String>::new());
+}
+
+/// Waits (bounded) until nothing named after the bench `pid` is left.
+fn wait_gone(pid: u32, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = tags_of(pid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bench_that_exits_at_once_or_is_killed_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("a_bench_that_exits_at_once_or_is_killed_leaves_nothing") {
+        return;
+    }
+    for how in ["a second SIGINT", "SIGKILL"] {
+        let root = tempfile::tempdir().unwrap();
+        let mut child =
+            bench_veth(root.path(), "1,10", "2s", "2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        wait_for_leg(pid);
+        let bench = Pid::from_raw(pid as i32);
+        let status = if how == "SIGKILL" {
+            kill(bench, Signal::SIGKILL).unwrap();
+            wait_exit(&mut child, Duration::from_secs(10))
+        } else {
+            kill(bench, Signal::SIGINT).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            kill(bench, Signal::SIGINT).unwrap();
+            wait_exit(&mut child, Duration::from_secs(10))
+        };
+        assert!(!status.success(), "{how}: {status}");
+        // Its guard removes the topology once the bench is gone.
+        assert_eq!(wait_gone(pid, Duration::from_secs(5)), Vec::<String>::new(), "left 5 s after {how}");
+    }
 }

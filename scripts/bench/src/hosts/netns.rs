@@ -15,15 +15,18 @@
 //!
 //! Everything is made with `ip` (iproute2). [`Topology`]'s `Drop` removes
 //! it all, which covers the end of a run, a failed cell, an error and the
-//! first Ctrl-C (the runner returns and drops it); what a killed bench
-//! leaves, the next one removes at its start ([`sweep`]).
+//! first Ctrl-C (the runner returns and drops it). A bench that exits at
+//! once (a second Ctrl-C) or is killed cannot drop it: a guard process,
+//! started with the topology and reading a pipe from the bench, removes it
+//! when the pipe closes, however the bench ended. Whatever is left even so,
+//! the next bench removes at its start ([`sweep`]).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CloneFlags, setns};
@@ -152,6 +155,8 @@ pub struct Topology {
     subnet: u8,
     server: Option<Namespace>,
     agents: Vec<Namespace>,
+    /// Removes it all when the bench ends without dropping it.
+    guard: Option<Child>,
 }
 
 impl Topology {
@@ -167,10 +172,32 @@ impl Topology {
         let generation = NEXT.fetch_add(1, Ordering::SeqCst);
         let letter = char::from(b'a' + (generation % 26) as u8);
         let tag = format!("ea{}{letter}", std::process::id());
-        let mut topology = Topology { tag, subnet: 0, server: None, agents: Vec::new() };
+        let mut topology = Topology { tag, subnet: 0, server: None, agents: Vec::new(), guard: None };
+        topology.guard = Some(topology.start_guard(agents, server)?);
         // Built into `topology`, so that a failure half-way removes what was made.
         topology.build(agents, server)?;
         Ok(topology)
+    }
+
+    /// A shell in a process group of its own (a Ctrl-C at the terminal does
+    /// not reach it) that waits for its standard input, a pipe from the
+    /// bench, to close, then removes the namespaces and the bridge this
+    /// topology makes. The bench keeps the pipe's write end until it drops
+    /// the topology (or dies: the kernel closes it).
+    fn start_guard(&self, agents: usize, server: bool) -> Result<Child, String> {
+        let mut names: Vec<String> = (0..agents).map(|i| format!("{}-a{i}", self.tag)).collect();
+        if server {
+            names.push(format!("{}-s", self.tag));
+        }
+        let script = format!(
+            "read _ || true; for ns in {}; do ip netns del \"$ns\"; done; ip link del {}",
+            if names.is_empty() { "''".to_owned() } else { names.join(" ") },
+            self.bridge()
+        );
+        let mut command = Command::new("sh");
+        command.args(["-c", &script]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        command.process_group(0);
+        command.spawn().map_err(|err| format!("cannot start the namespaces' guard (sh): {err}"))
     }
 
     fn build(&mut self, agents: usize, server: bool) -> Result<(), String> {
@@ -297,6 +324,11 @@ impl Drop for Topology {
     fn drop(&mut self) {
         let tag = self.tag.clone();
         remove_where(|t, _| t == tag);
+        // Removed already: the guard has nothing left to do.
+        if let Some(mut guard) = self.guard.take() {
+            let _ = guard.kill();
+            let _ = guard.wait();
+        }
     }
 }
 
