@@ -175,7 +175,10 @@ impl Topology {
         let mut topology = Topology { tag, subnet: 0, server: None, agents: Vec::new(), guard: None };
         topology.guard = Some(topology.start_guard(agents, server)?);
         // Built into `topology`, so that a failure half-way removes what was made.
-        topology.build(agents, server)?;
+        topology.build(agents, server).map_err(|err| {
+            let root = if err.contains("not permitted") { " (it takes root)" } else { "" };
+            format!("cannot make network namespaces here{root}: {err}")
+        })?;
         Ok(topology)
     }
 

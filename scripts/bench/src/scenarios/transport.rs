@@ -40,8 +40,8 @@ impl Scenario for Transports {
     }
 
     fn about(&self) -> &'static str {
-        "TCP loopback against a Unix socket: 1 and 100 connections, 64 B, closed loop, the two transports back \
-         to back for each model"
+        "TCP loopback against a Unix socket (and TCP over veth with --link veth): 1 and 100 connections, 64 B, \
+         closed loop, the transports back to back for each model"
     }
 
     fn defaults(&self, shape: &mut Shape, quick: bool, _cpus: usize) -> bool {
