@@ -18,6 +18,14 @@ use echo_bench::results::Results;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// Says `line` on the test's stderr even when the harness captures output
+/// (it captures `eprintln!`, not writes to the stream): a skipped check is
+/// never silent.
+fn unavailable(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 const BENCH: &str = env!("CARGO_BIN_EXE_bench");
 
 fn sibling(name: &str) -> PathBuf {
@@ -32,7 +40,7 @@ fn netns_here(test: &str) -> bool {
     match Topology::new(0, false) {
         Ok(_) => true,
         Err(err) => {
-            eprintln!("{test}: UNAVAILABLE HERE (network namespaces): {err}");
+            unavailable(&format!("{test}: UNAVAILABLE HERE (network namespaces): {err}"));
             false
         }
     }
