@@ -18,7 +18,8 @@
 //! agents), [`server`], [`sampler`]
 //! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
 //! latency ladder, the udp sustained rate), [`results`] (the JSON),
-//! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
+//! [`stats`] (repeats grouped by load), [`hosts`] (where the load runs:
+//! namespaces, ssh), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
 //! and [`report`] (the README).
 

@@ -213,8 +213,9 @@ impl Ord for Rate {
 }
 
 /// The value of an axis that is named rather than counted: the link a
-/// load crosses (`loopback`, the only one so far), the work a server does
-/// per message besides the echo (`none`, the only one so far).
+/// load crosses (`loopback`, or `veth`: the server in a namespace of its
+/// own, reached over a veth pair and a bridge), the work a server does per
+/// message besides the echo (`none`, the only one so far).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Name(pub Cow<'static, str>);
@@ -223,6 +224,17 @@ impl Name {
     /// The link of every load so far.
     pub fn loopback() -> Name {
         Name(Cow::Borrowed("loopback"))
+    }
+
+    /// The server in a network namespace of its own, reached over a veth
+    /// pair and a bridge ([`crate::hosts::netns`]).
+    pub fn veth() -> Name {
+        Name(Cow::Borrowed("veth"))
+    }
+
+    /// The links `--link` takes, by name.
+    pub fn link_named(name: &str) -> Option<Name> {
+        [Name::loopback(), Name::veth()].into_iter().find(|n| n.0 == name)
     }
 
     /// The work of every load so far.

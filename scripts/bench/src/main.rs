@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
+use echo_bench::hosts::netns::Topology;
+use echo_bench::load::Name;
 use echo_bench::matrix;
 use echo_bench::models;
 use echo_bench::plan::{LoadHosts, LoadPath, RunConfig};
@@ -81,6 +83,13 @@ struct RunArgs {
     /// tcp, unix [default: tcp].
     #[arg(long, value_delimiter = ',', value_parser = stream_transport)]
     transports: Vec<Transport>,
+    /// The network between the load generator and the server, for TCP and
+    /// UDP cells: loopback, veth (the server in a network namespace of its
+    /// own, reached over a veth pair and a bridge: needs root and `ip`);
+    /// both: each load over each. The transport scenario adds veth cells
+    /// to its pairs when veth is given [default: loopback].
+    #[arg(long, value_delimiter = ',', value_parser = link_name)]
+    link: Vec<Name>,
     /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100,1000 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: Vec<u32>,
@@ -147,6 +156,11 @@ struct RunArgs {
 /// `--scenarios`' values: the registry's names, each with what it measures.
 fn scenario_names() -> PossibleValuesParser {
     PossibleValuesParser::new(scenarios::ALL.iter().map(|s| PossibleValue::new(s.name()).help(s.about())))
+}
+
+/// A `--link` value.
+fn link_name(text: &str) -> Result<Name, String> {
+    Name::link_named(text).ok_or_else(|| format!("{text:?} is not a link (expected loopback or veth)"))
 }
 
 /// `--rates` (a newtype: clap would take a bare Vec for a repeated option).
@@ -232,6 +246,12 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     let args = cli.run;
     let quick = args.quick;
+    // Namespaces and links that benches killed before they could remove
+    // them left behind (none where `ip` is missing or not permitted).
+    let swept = echo_bench::hosts::netns::sweep();
+    if !swept.is_empty() {
+        eprintln!("bench: removed what an earlier bench left: {}", swept.join(", "));
+    }
     // Every check on the command line before anything runs.
     let available = available_cpus()?;
     let server_cpus = args.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;
@@ -285,6 +305,15 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         shape.transports.sort();
         shape.transports.dedup();
     }
+    if !args.link.is_empty() {
+        // In the order given, each once.
+        shape.links.clear();
+        for link in args.link {
+            if !shape.links.contains(&link) {
+                shape.links.push(link);
+            }
+        }
+    }
     if let Some(repeat) = args.repeat {
         // An explicit --repeat applies to every scenario.
         shape.repeat = repeat;
@@ -325,6 +354,20 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             cpu_list(&shared)
         );
     }
+    // Installed before the namespaces are made: a signal from here on is the runner's.
+    let interrupt = install_signal_handlers()?;
+    // The server's namespace, made before anything runs: a machine without
+    // them is told so at once (exit 2), and it is removed when `config` goes.
+    let veth = shape.links.contains(&Name::veth());
+    if veth && shape.transports.contains(&Transport::Unix) {
+        eprintln!("bench: note: a Unix socket has no link: its cells run once; --link veth applies to TCP and UDP");
+    }
+    let topology = if veth {
+        let topology = Topology::new(0, true).map_err(|err| Usage(format!("--link veth: {err}")))?;
+        Some(Arc::new(topology))
+    } else {
+        None
+    };
     let config = RunConfig {
         shape,
         duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(2) }),
@@ -339,7 +382,8 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         quick,
         progress: !args.no_progress,
         slo_p99: args.slo_p99,
-        interrupt: install_signal_handlers()?,
+        interrupt,
+        topology,
     };
     // scripts/bench.sh says how it was called; otherwise, our own command line.
     let command =

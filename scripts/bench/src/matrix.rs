@@ -1,7 +1,9 @@
 //! The model × load matrix: which cells run, in which order. The loads are
 //! the scenarios' ([`crate::scenarios`]); the matrix interleaves them.
 
-use crate::load::CellSpec;
+use echo_common::Transport;
+
+use crate::load::{CellSpec, LoadKey, Name};
 use crate::models::Model;
 use crate::plan::Shape;
 use crate::scenarios::{self, ALL};
@@ -29,7 +31,9 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
     let mut loads = Vec::new();
     for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
         let repeats = |keys: &[_]| scenario.load_repeats(shape, keys).min(shape.repeat);
-        loads.extend(scenario.loads(shape).into_iter().map(|keys| (repeats(&keys), keys)));
+        let own = scenario.loads(shape);
+        let own = if scenario.sets_links() { own } else { over_links(shape, own) };
+        loads.extend(own.into_iter().map(|keys| (repeats(&keys), keys)));
     }
     let mut cells = Vec::new();
     for repeat in 0..shape.repeat {
@@ -40,6 +44,31 @@ pub fn cells(shape: &Shape) -> Vec<CellSpec> {
         }
     }
     cells
+}
+
+/// `loads` over each of the run's links, one link after the other: a TCP
+/// or UDP key at the default link once per link; a key of a Unix socket
+/// (which has no link) or one whose scenario set its link (the transport
+/// scenario's veth cells) once, with the first link.
+fn over_links(shape: &Shape, loads: Vec<Vec<LoadKey>>) -> Vec<Vec<LoadKey>> {
+    let links = if shape.links.is_empty() { vec![Name::loopback()] } else { shape.links.clone() };
+    let mut out = Vec::new();
+    for keys in loads {
+        for (i, link) in links.iter().enumerate() {
+            let over = |k: &LoadKey| {
+                if k.transport == Transport::Unix || k.link != Name::loopback() {
+                    (i == 0).then(|| k.clone())
+                } else {
+                    Some(LoadKey { link: link.clone(), ..k.clone() })
+                }
+            };
+            let keys: Vec<LoadKey> = keys.iter().filter_map(over).collect();
+            if !keys.is_empty() {
+                out.push(keys);
+            }
+        }
+    }
+    out
 }
 
 /// The scenarios of `shape` that a run announces before it starts, with
@@ -139,6 +168,37 @@ mod tests {
             .map(|c| c.load.connections)
             .collect();
         assert_eq!(capacity, [10_000, 1024], "b declares a cap of 1,024");
+    }
+
+    #[test]
+    fn each_tcp_load_runs_over_each_link_a_unix_one_once_and_transport_adds_veth_to_its_pairs() {
+        let mut shape = shape(&["throughput", "transport"]);
+        shape.transports = vec![Transport::Tcp, Transport::Unix];
+        shape.links = vec![Name::loopback(), Name::veth()];
+        shape.connections = vec![10];
+        shape.repeat = 1;
+        let of = |scenario: &'static str| -> Vec<(String, Transport, String)> {
+            cells(&shape)
+                .iter()
+                .filter(|c| c.load.scenario == id(scenario) && c.load.connections != 1)
+                .map(|c| (c.load.model.name().to_owned(), c.load.transport, c.load.link.to_string()))
+                .collect()
+        };
+        let row = |m: &str, t, l: &str| (m.to_owned(), t, l.to_owned());
+        let (tcp, unix) = (Transport::Tcp, Transport::Unix);
+        let mut expected = Vec::new();
+        for (t, l) in [(tcp, "loopback"), (tcp, "veth"), (unix, "loopback")] {
+            expected.extend([row("a", t, l), row("b", t, l)]);
+        }
+        let mut throughput = of("throughput");
+        throughput.sort_by_key(|(m, t, l)| (*t, l.clone(), m.clone()));
+        assert_eq!(throughput, expected, "tcp over both links, unix once");
+        let transport: Vec<_> = of("transport");
+        let pairs: Vec<_> = ["a", "b"]
+            .into_iter()
+            .flat_map(|m| [row(m, tcp, "loopback"), row(m, unix, "loopback"), row(m, tcp, "veth")])
+            .collect();
+        assert_eq!(transport, pairs, "each model's three cells back to back");
     }
 
     #[test]

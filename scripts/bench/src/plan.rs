@@ -12,7 +12,8 @@ use echo_common::Transport;
 use serde::{Deserialize, Serialize};
 
 use crate::hosts::Launcher;
-use crate::load::ScenarioId;
+use crate::hosts::netns::Topology;
+use crate::load::{Name, ScenarioId};
 use crate::models::Model;
 use crate::scenarios::work::Level;
 
@@ -25,6 +26,10 @@ pub struct Shape {
     pub scenarios: Vec<ScenarioId>,
     /// Transports of every scenario but `transport` (which always runs both).
     pub transports: Vec<Transport>,
+    /// Links of every scenario's TCP and UDP cells (a Unix socket has no
+    /// link: its cells run once, as `loopback`); the transport scenario
+    /// adds a veth cell to its pairs when this has `veth`.
+    pub links: Vec<Name>,
     pub connections: Vec<u32>,
     pub sizes: Vec<u32>,
     pub capacity: Vec<u32>,
@@ -55,6 +60,7 @@ impl Shape {
             models,
             scenarios: Vec::new(),
             transports: vec![Transport::Tcp],
+            links: vec![Name::loopback()],
             connections: Vec::new(),
             sizes: Vec::new(),
             capacity: Vec::new(),
@@ -125,6 +131,9 @@ pub struct RunConfig {
     pub slo_p99: Duration,
     /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
     pub interrupt: Arc<AtomicBool>,
+    /// The namespaces of a run with `veth` cells: the server's, on a
+    /// bridge with the bench (removed when the last holder drops it).
+    pub topology: Option<Arc<Topology>>,
 }
 
 impl RunConfig {

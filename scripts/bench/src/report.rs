@@ -8,20 +8,23 @@
 //! transport, then the others — in the registry's order, the charts, the
 //! failed cells, the environment, and the flags by kind.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::flags::SPREAD;
-use crate::load::ScenarioId;
+use crate::flags::{Figure, SPREAD};
+use crate::load::{Name, ScenarioId};
 use crate::render::doc::Doc;
+use crate::render::format::{count, grouped, show, us};
 use crate::render::marks;
+use crate::render::table::Table;
 use crate::results::{Cell, Results};
 use crate::scenario::{Chart, Claim, Column, Report, Scenario, Window, transports_of};
 use crate::scenarios::{self, ALL};
-use crate::stats;
+use crate::stats::{self, Stat};
 
 pub mod headline;
 pub mod summary;
@@ -47,10 +50,60 @@ fn by_place() -> Vec<&'static dyn Scenario> {
     scenarios
 }
 
+/// Whether `cell` ran over another link than loopback because the run
+/// asked for it (`--link`), not because its scenario compares links (the
+/// transport scenario's veth cells).
+fn off_link(cell: &Cell) -> bool {
+    cell.spec.load.link != Name::loopback() && scenarios::of(&cell.spec.load.scenario).is_none_or(|s| !s.sets_links())
+}
+
+/// The run as the scenarios' sections and charts read it: without the
+/// cells of [`off_link`], which [`off_link_section`] shows apart, so that a
+/// model's loopback and veth figures of one load are never drawn or listed
+/// as if they were repeats of one thing.
+fn main_view(results: &Results) -> Cow<'_, Results> {
+    if !results.cells.iter().any(off_link) {
+        return Cow::Borrowed(results);
+    }
+    let mut view = results.clone();
+    view.cells.retain(|c| !off_link(c));
+    Cow::Owned(view)
+}
+
+/// The cells of [`off_link`]: one row per load, its headline figures.
+fn off_link_section(results: &Results, doc: &mut Doc) {
+    let groups = stats::groups(results.cells.iter().filter(|c| c.ok && off_link(c)));
+    if groups.is_empty() {
+        return;
+    }
+    doc.heading(2, "Over other links (`--link`)");
+    doc.push_str(
+        "The cells run over a link other than loopback (`veth`: the server in a network namespace of its own, \
+         reached over a veth pair and a bridge); the sections above show the same loads over loopback. \
+         Medians over repeats.\n\n",
+    );
+    let lookup = scenarios::lookup();
+    let mut table = Table::new(&lookup, ["cell", "msg/s:", "server CPU µs/msg:", "p99:"]);
+    for (load, cells) in &groups {
+        let rate = Stat::over(cells, |c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec));
+        let cpu = Stat::over(cells, |c| c.server_cpu_us_per_msg);
+        let p99 = Stat::over(cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64));
+        let row = [
+            scenarios::describe(load),
+            table.mark(show(rate, count), cells, &[Figure::Rate]),
+            table.mark(show(cpu, |v| grouped(v, 2)), cells, &[Figure::Cpu]),
+            table.mark(show(p99, us), cells, &[Figure::Latency]),
+        ];
+        table.row(row);
+    }
+    doc.push_str(&table.finish());
+}
+
 /// Draws every chart the results allow: for each transport the charts of
 /// the per-transport scenarios, then those of the others.
 pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<Chart>> {
-    let r = report(results);
+    let view = main_view(results);
+    let r = report(&view);
     let plot_err = |e: String| io::Error::other(format!("cannot draw chart: {e}"));
     let mut out = Vec::new();
     let scenarios = by_place();
@@ -67,7 +120,8 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<Chart>> {
 
 /// The README of a run.
 pub fn markdown(results: &Results, charts: &[Chart]) -> String {
-    let r = report(results);
+    let view = main_view(results);
+    let r = report(&view);
     let s = &results.settings;
     let env = &results.environment;
     let mut doc = Doc::default();
@@ -103,6 +157,7 @@ pub fn markdown(results: &Results, charts: &[Chart]) -> String {
     for scenario in ALL.iter().filter(|s| !s.per_transport()) {
         scenario.section(&r, None, &mut doc);
     }
+    off_link_section(results, &mut doc);
 
     if !charts.is_empty() {
         doc.heading(2, "Charts");
@@ -159,7 +214,7 @@ fn summaries<'r>(r: &'r Report<'r>) -> (Vec<Column<'r>>, Vec<Claim>) {
 
 /// The claims of "which model for what" the run allows, in order.
 pub fn claims(results: &Results) -> Vec<Claim> {
-    summaries(&report(results)).1
+    summaries(&report(&main_view(results))).1
 }
 
 /// The scenarios the run has cells of (those the settings name, if it has

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
 use crate::flags::Flag;
-use crate::load::CellSpec;
+use crate::load::{CellSpec, Name};
 use crate::models::Model;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
@@ -65,6 +65,10 @@ pub struct Settings {
     pub scenarios: Vec<String>,
     /// Transports of every scenario but `transport`, which runs both.
     pub transports: Vec<Transport>,
+    /// Links of the TCP and UDP cells (`--link`); absent in results written
+    /// before links existed: loopback.
+    #[serde(default = "loopback_only")]
+    pub links: Vec<Name>,
     pub connections: Vec<u32>,
     pub sizes: Vec<u32>,
     pub capacity: Vec<u32>,
@@ -280,6 +284,11 @@ impl Environment {
 }
 
 /// Now, UTC, as `2026-11-25T15:40:00Z`.
+/// The links of results written before `--link` existed.
+fn loopback_only() -> Vec<Name> {
+    vec![Name::loopback()]
+}
+
 pub fn utc_now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use echo_common::Transport;
 use indicatif::ProgressBar;
 use loadgen::{Event, Opts};
 
 use crate::climb;
-use crate::load::{CellSpec, LoadKey};
+use crate::hosts::netns::{Namespace, Topology};
+use crate::load::{CellSpec, LoadKey, Name};
 use crate::loadpath::{self, Mark};
 use crate::matrix;
 use crate::plan::{LoadPath, RunConfig};
@@ -130,6 +132,7 @@ fn settings(cfg: &RunConfig) -> Settings {
         models: shape.models.iter().map(|m| m.info().clone()).collect(),
         scenarios: shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
         transports: shape.transports.clone(),
+        links: shape.links.clone(),
         connections: shape.connections.clone(),
         sizes: shape.sizes.clone(),
         capacity: shape.capacity.clone(),
@@ -238,14 +241,27 @@ fn blank(spec: CellSpec) -> Cell {
 /// One cell, start to finish. Never panics on a misbehaving server: every
 /// problem becomes the cell's failure reason.
 pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
-    let addr = server::listen_addr(spec.load.transport, &spec.load.model, sockets);
+    // Over veth, the server listens in its own namespace, on its address there.
+    let netns = if spec.load.link == Name::veth() && spec.load.transport != Transport::Unix {
+        match cfg.topology.as_deref().map(|t| (t, t.server())) {
+            Some((topology, Some(ns))) => Some((topology, ns)),
+            _ => return failed(spec, "a veth cell, but the run has no server namespace".into()),
+        }
+    } else if spec.load.link != Name::loopback() {
+        let why = format!("link {} is not one this bench has over {}", spec.load.link, spec.load.transport);
+        return failed(spec, why);
+    } else {
+        None
+    };
+    let ip = netns.map_or(std::net::Ipv4Addr::LOCALHOST, |(_, ns)| ns.ip);
+    let addr = server::listen_addr_on(spec.load.transport, &spec.load.model, sockets, ip);
     // The scaling scenario gives the server its own share of the machine,
     // and the load generator (this thread and those it starts) the rest.
     let (server_cpus, client_cpus) = cfg.cpus_for(spec.load.server_cpus);
     if let Err(err) = server::pin_current_thread(&client_cpus) {
         return failed(spec, format!("cannot pin the load generator to CPUs {client_cpus:?}: {err}"));
     }
-    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus);
+    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus, netns);
     if client_cpus != cfg.client_cpus {
         // Back to the run's own client set; it was set once, so this cannot fail now.
         let _ = server::pin_current_thread(&cfg.client_cpus);
@@ -254,12 +270,22 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 }
 
 /// [`run_cell`] once the load generator's CPUs are set.
-fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
+fn run_pinned(
+    cfg: &RunConfig,
+    spec: CellSpec,
+    bar: &ProgressBar,
+    addr: &str,
+    server_cpus: &[usize],
+    netns: Option<(&Topology, &Namespace)>,
+) -> Cell {
     let args = spec.load.server_args();
-    let mut server = match Server::start(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus) {
-        Ok(server) => server,
-        Err(reason) => return failed(spec, reason),
-    };
+    let mut server =
+        match Server::start_in(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus, netns.map(|(_, ns)| ns)) {
+            Ok(server) => server,
+            Err(reason) => return failed(spec, reason),
+        };
+    // The links' carrier counts, to tell whether one went down during the cell.
+    let carriers = netns.map(|(topology, _)| topology.carriers());
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
@@ -363,6 +389,11 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     let shutdown = server.stop();
     if let Some(err) = &samples.error {
         problems.push(format!("server not measurable: {err}"));
+    }
+    if let (Some((topology, _)), Some(before)) = (netns, &carriers) {
+        if let Some(down) = topology.went_down(before) {
+            problems.push(format!("{down} during the cell: its figures are not the link's"));
+        }
     }
     cell.server = sampler::summarise(&samples.samples, window.0, window.1, edges.as_ref().map(|(a, b)| (a, b)));
     if let (Some(stats), Some(report)) = (&cell.server, &cell.loadgen) {

@@ -60,6 +60,12 @@ pub trait Scenario: Sync {
     /// for every model before the next, repeat after repeat.
     fn loads(&self, shape: &Shape) -> Vec<Vec<LoadKey>>;
 
+    /// Whether its loads name their links themselves (`false`: each runs
+    /// over every link of the run, [`Shape::links`]).
+    fn sets_links(&self) -> bool {
+        false
+    }
+
     /// How many times each of its cells runs.
     fn repeats(&self, shape: &Shape) -> u32 {
         shape.repeat

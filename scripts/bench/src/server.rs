@@ -2,6 +2,7 @@
 //! verdict: did it exit 0 in time, and did anything of it remain?
 
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::hosts::netns::Namespace;
 use crate::models::Model;
 use crate::procfs;
 
@@ -66,10 +68,15 @@ pub fn cpu_set(cpus: &[usize]) -> std::io::Result<CpuSet> {
 /// Where a server of `transport` listens: port 0 on loopback, or a socket
 /// named after the model in `socket_dir`.
 pub fn listen_addr(transport: Transport, model: &Model, socket_dir: &Path) -> String {
+    listen_addr_on(transport, model, socket_dir, Ipv4Addr::LOCALHOST)
+}
+
+/// [`listen_addr`] on `ip` (a server namespace's address) for TCP and UDP.
+pub fn listen_addr_on(transport: Transport, model: &Model, socket_dir: &Path, ip: Ipv4Addr) -> String {
     match transport {
-        Transport::Tcp => "127.0.0.1:0".into(),
+        Transport::Tcp => format!("{ip}:0"),
         Transport::Unix => format!("unix:{}", socket_dir.join(format!("{model}.sock")).display()),
-        Transport::Udp => "udp:127.0.0.1:0".into(),
+        Transport::Udp => format!("udp:{ip}:0"),
     }
 }
 
@@ -77,6 +84,20 @@ impl Server {
     /// Starts `binary <model> --addr <addr> <args>` on `cpus` and waits
     /// for its `listening on` line.
     pub fn start(binary: &Path, model: &Model, addr: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
+        Server::start_in(binary, model, addr, args, cpus, None)
+    }
+
+    /// [`Server::start`] in the network namespace `netns` if given (the
+    /// namespace is entered between fork and exec, so the PID sampled is
+    /// the server's own).
+    pub fn start_in(
+        binary: &Path,
+        model: &Model,
+        addr: &str,
+        args: &[String],
+        cpus: &[usize],
+        netns: Option<&Namespace>,
+    ) -> Result<Server, String> {
         // The server's log goes to an unnamed temporary file: nothing reads
         // it while the server runs (it cannot block on a full pipe), and a
         // server that fails to start is reported with its own last words
@@ -94,6 +115,9 @@ impl Server {
                 Ok(file) => Stdio::from(file),
                 Err(_) => Stdio::null(),
             });
+        if let Some(netns) = netns {
+            netns.enter_on_exec(&mut command)?;
+        }
         let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
         // SAFETY: between fork and exec we only make three system calls,
         // sched_setaffinity, setpgid and prctl, which are async-signal-safe,

@@ -449,3 +449,42 @@ fn a_load_that_differs_in_any_axis_is_never_pooled() {
     let label = scenarios::label(&results.cells.last().unwrap().spec.load);
     assert!(label.ends_with(", 2 agents"), "{label}");
 }
+
+#[test]
+fn cells_over_another_link_are_shown_apart_and_the_transport_scenarios_veth_cells_in_its_section() {
+    use echo_bench::load::Name;
+    let base = fixture();
+    let mut results = base.clone();
+    // Every throughput and transport TCP cell again over veth, its rate doubled.
+    let extra: Vec<Cell> = base
+        .cells
+        .iter()
+        .filter(|c| {
+            c.spec.load.transport == Transport::Tcp
+                && ["throughput", "transport"].contains(&c.spec.load.scenario.name())
+        })
+        .map(|c| {
+            let mut cell = c.clone();
+            cell.spec.load.link = Name::veth();
+            if let Some(report) = cell.loadgen.as_mut() {
+                report.throughput.requests_per_sec *= 2.0;
+            }
+            cell
+        })
+        .collect();
+    assert!(!extra.is_empty(), "the fixture has TCP throughput and transport cells");
+    results.cells.extend(extra);
+    let (before, after) = (report::markdown(&base, &[]), report::markdown(&results, &[]));
+    // The throughput section is the loopback one: unchanged.
+    let section = |md: &str| md.split("## Throughput").nth(1).map(|s| s.split("\n## ").next().unwrap_or("").to_owned());
+    assert!(section(&before).is_some_and(|s| s.contains("| tokio ")), "the fixture's throughput section");
+    assert_eq!(section(&before), section(&after), "veth cells kept out of the loopback sections");
+    let apart = after.split("## Over other links (`--link`)").nth(1).expect("a section of their own");
+    let rows: Vec<&str> = apart.lines().filter(|l| l.starts_with("| throughput ")).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|l| l.contains(", over veth |")), "{rows:?}");
+    assert!(!apart.contains("| transport "), "the transport scenario's veth cells are in its own section");
+    let veth = after.split("### TCP over veth against TCP loopback").nth(1).expect("the transport veth table");
+    let table: Vec<&str> =
+        veth.lines().take_while(|l| !l.starts_with("## ")).filter(|l| l.contains(" 2.00× ")).collect();
+    assert!(!table.is_empty(), "veth ÷ tcp = 2 in the veth table: {veth}");
+}

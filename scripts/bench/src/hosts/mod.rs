@@ -6,9 +6,11 @@
 //! coordinator ([`crate::agents`]).
 
 pub mod local;
+pub mod netns;
+pub mod ssh;
 
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
 
 /// A started agent process: killed and reaped when dropped.
@@ -47,6 +49,16 @@ pub trait Launcher: Send + Sync {
     fn spawn(&self, index: usize, loadgen: &std::path::Path, args: &[OsString]) -> Result<AgentProcess, String>;
 }
 
+/// The local address this host would use to reach `peer`: what a
+/// coordinator binds so that an agent there can dial it. No packet is
+/// sent (a UDP socket's connect only picks a route).
+pub fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, String> {
+    let any: SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let socket = std::net::UdpSocket::bind(any).map_err(|err| format!("cannot open a socket: {err}"))?;
+    socket.connect(peer).map_err(|err| format!("no route to {peer}: {err}"))?;
+    socket.local_addr().map(|a| a.ip()).map_err(|err| err.to_string())
+}
+
 /// Parses `--load-hosts`: `local:N`, `netns:N` or `ssh:HOST[,HOST…]`; the
 /// error is one line.
 pub fn parse(spec: &str) -> Result<Box<dyn Launcher>, String> {
@@ -57,15 +69,13 @@ pub fn parse(spec: &str) -> Result<Box<dyn Launcher>, String> {
     };
     match spec.split_once(':') {
         Some(("local", n)) => Ok(Box::new(local::LocalHosts::new(count(n)?))),
-        Some(("netns", n)) => {
-            count(n)?;
-            Err(format!("--load-hosts {spec:?}: network-namespace agents are not built yet"))
-        }
+        Some(("netns", n)) => Ok(Box::new(netns::NetnsHosts::new(count(n)?)?)),
         Some(("ssh", hosts)) => {
             if hosts.split(',').any(str::is_empty) {
                 return Err(format!("--load-hosts {spec:?}: an empty host name ({expected})"));
             }
-            Err(format!("--load-hosts {spec:?}: ssh agents are not built yet"))
+            let hosts: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+            Ok(Box::new(ssh::SshHosts::new(&hosts)?))
         }
         _ => Err(format!("--load-hosts {spec:?}: {expected}")),
     }

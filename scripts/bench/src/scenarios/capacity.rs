@@ -99,7 +99,9 @@ impl Scenario for Capacity {
             .models
             .iter()
             .filter(|m| s.capacity.iter().any(|&n| u64::from(n) > m.default_max_connections))
-            .map(|m| format!("`{}` is capped at its {} connections", m.name, fmt_count(m.default_max_connections as f64)))
+            .map(|m| {
+                format!("`{}` is capped at its {} connections", m.name, fmt_count(m.default_max_connections as f64))
+            })
             .collect();
         let _ = writeln!(
             doc,
@@ -181,7 +183,9 @@ impl Scenario for Capacity {
             figure: Box::new(move |m, notes| {
                 // 1,000 idle connections, or the model's own cap if lower.
                 let held = m.capacity_for(SUMMARY_HELD);
-                let (_, cells) = r.groups_of(&me, Transport::Tcp).find(|(k, _)| k.model == *m && k.connections == held && k.at_defaults())?;
+                let (_, cells) = r
+                    .groups_of(&me, Transport::Tcp)
+                    .find(|(k, _)| k.model == *m && k.connections == held && k.at_defaults())?;
                 let pss = Stat::over(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib));
                 Some(notes.figure(show(pss, kib), cells, &[Figure::Held]))
             }),

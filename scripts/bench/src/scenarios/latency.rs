@@ -169,7 +169,8 @@ impl Scenario for Latency {
             .into_iter()
             .filter(|c| common.is_some_and(|(rate, _)| c.spec.load.offered() == Some(rate)))
             .collect();
-        let at = common.map_or("the latency scenario's load".into(), |(r, _)| format!("{} msg/s offered", fmt_count(r)));
+        let at =
+            common.map_or("the latency scenario's load".into(), |(r, _)| format!("{} msg/s offered", fmt_count(r)));
         let column = Column {
             heading: "p99 at a fixed load",
             intro: Some(format!("p99 latency at {at} (open loop)")),
@@ -374,7 +375,13 @@ fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Opti
             })
             .collect();
         if !points.is_empty() {
-            lines.push(Line { name: m.name().to_owned(), colour: series::colour(m), points, dashed: false, markers: true });
+            lines.push(Line {
+                name: m.name().to_owned(),
+                colour: series::colour(m),
+                points,
+                dashed: false,
+                markers: true,
+            });
         }
     }
     if lines.is_empty() {
@@ -473,5 +480,8 @@ fn spectrum(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<C
         },
     };
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::Nines, YAxis::LogMicros)?;
-    Ok(Some(Chart { title: format!("Latency percentile spectrum at {} msg/s, open loop{over}", fmt_count(rate)), file }))
+    Ok(Some(Chart {
+        title: format!("Latency percentile spectrum at {} msg/s, open loop{over}", fmt_count(rate)),
+        file,
+    }))
 }

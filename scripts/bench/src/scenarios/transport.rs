@@ -1,6 +1,9 @@
 //! The transport scenario: TCP loopback against a Unix domain socket, for
 //! every model, closed loop; the two cells of a model run back to back and
-//! each ratio is taken within such a pair.
+//! each ratio is taken within such a pair. With `--link veth`, a third
+//! cell follows them: TCP over veth (the server in a network namespace of
+//! its own, reached over a veth pair and a bridge), compared with TCP
+//! loopback the same way. A Unix socket has no link: it has no veth cell.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +13,7 @@ use echo_common::Transport;
 use loadgen::report::fmt_count;
 
 use crate::flags::Figure;
-use crate::load::LoadKey;
+use crate::load::{LoadKey, Name};
 use crate::plan::Shape;
 use crate::render::charts::{self, Frame, Row, Rule};
 use crate::render::doc::Doc;
@@ -37,8 +40,8 @@ impl Scenario for Transports {
     }
 
     fn about(&self) -> &'static str {
-        "TCP loopback against a Unix socket: 1 and 100 connections, 64 B, closed loop, the two transports back \
-         to back for each model"
+        "TCP loopback against a Unix socket (and TCP over veth with --link veth): 1 and 100 connections, 64 B, \
+         closed loop, the transports back to back for each model"
     }
 
     fn defaults(&self, shape: &mut Shape, quick: bool, _cpus: usize) -> bool {
@@ -49,14 +52,26 @@ impl Scenario for Transports {
 
     /// Over both stream transports whatever `--transports` says: each
     /// model over TCP and then over a Unix socket, so the two cells of a
-    /// pair are adjacent.
+    /// pair are adjacent; then over TCP across veth when the run's links
+    /// have it.
     fn loads(&self, shape: &Shape) -> Vec<Vec<LoadKey>> {
+        let veth = shape.links.contains(&Name::veth());
         let pair = |connections| {
             every_model(shape, |m| {
-                Transport::STREAMS.map(|t| LoadKey::new(self.id(), m.clone(), t, connections, SMALL)).to_vec()
+                let mut keys: Vec<LoadKey> =
+                    Transport::STREAMS.map(|t| LoadKey::new(self.id(), m.clone(), t, connections, SMALL)).to_vec();
+                if veth {
+                    let tcp = LoadKey::new(self.id(), m.clone(), Transport::Tcp, connections, SMALL);
+                    keys.push(LoadKey { link: Name::veth(), ..tcp });
+                }
+                keys
             })
         };
         shape.transport_connections.iter().map(|&n| pair(n)).collect()
+    }
+
+    fn sets_links(&self) -> bool {
+        true
     }
 
     fn window(&self) -> Window {
@@ -111,6 +126,9 @@ impl Scenario for Transports {
             table.row(row);
         }
         doc.push_str(&table.finish());
+        if pairs.iter().any(|p| !p.veth.is_empty()) {
+            veth_table(r, &pairs, doc);
+        }
     }
 
     /// unix ÷ tcp msg/s per model and connection count: a dot each, its
@@ -125,7 +143,9 @@ impl Scenario for Transports {
         let mut rows = Vec::new();
         for model in &r.models {
             for pair in pairs.iter().filter(|p| p.model == model.name()) {
-                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else { continue };
+                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
+                    continue;
+                };
                 let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.unix).copied().collect();
                 rows.push(Row {
                     label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
@@ -137,8 +157,9 @@ impl Scenario for Transports {
                 });
             }
         }
+        let mut drawn = veth_chart(r, &pairs, dir)?;
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(drawn);
         }
         let frame = Frame {
             title: "Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)".into(),
@@ -151,8 +172,84 @@ impl Scenario for Transports {
         };
         let file = "transport-ratio.svg".to_owned();
         charts::dots(&dir.join(&file), &frame, "unix msg/s ÷ tcp msg/s", |x| format!("{x:.1}×"), rows)?;
-        Ok(vec![Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file }])
+        drawn.insert(0, Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file });
+        Ok(drawn)
     }
+}
+
+/// The veth part of the section: TCP over veth against TCP loopback, per
+/// model and connection count, the ratios taken within each repeat.
+fn veth_table(r: &Report<'_>, pairs: &[TransportPair<'_>], doc: &mut Doc) {
+    doc.heading(3, "TCP over veth against TCP loopback");
+    doc.push_str(
+        "The same load over TCP with the server in a network namespace of its own, reached over a veth pair \
+         and a bridge (the path a packet takes between containers), run right after the model's loopback and \
+         Unix socket cells; veth ÷ tcp within each repeat, then the median. Below 1 for msg/s, above 1 for CPU \
+         per message: the link costs. A Unix socket has no link, so it has no veth cell.\n\n",
+    );
+    let mut table = r.table([
+        "connections:",
+        "model",
+        "tcp msg/s:",
+        "veth msg/s:",
+        "veth/tcp msg/s:",
+        "tcp CPU µs/msg:",
+        "veth CPU µs/msg:",
+        "veth/tcp CPU/msg:",
+    ]);
+    for pair in pairs.iter().filter(|p| !p.veth.is_empty()) {
+        let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
+        let cpu = |c: &Cell| c.server_cpu_us_per_msg;
+        let row = [
+            count(f64::from(pair.connections)),
+            pair.model.clone(),
+            table.mark(show(Stat::over(&pair.tcp, rate), count), &pair.tcp, &[Figure::Rate]),
+            table.mark(show(Stat::over(&pair.veth, rate), count), &pair.veth, &[Figure::Rate]),
+            show(pair.veth_ratio(rate), ratio),
+            table.mark(show(Stat::over(&pair.tcp, cpu), |v| grouped(v, 2)), &pair.tcp, &[Figure::Cpu]),
+            table.mark(show(Stat::over(&pair.veth, cpu), |v| grouped(v, 2)), &pair.veth, &[Figure::Cpu]),
+            show(pair.veth_ratio(cpu), ratio),
+        ];
+        table.row(row);
+    }
+    doc.push_str(&table.finish());
+}
+
+/// veth ÷ tcp msg/s per model and connection count, drawn as the unix ÷
+/// tcp chart is; nothing when the run has no veth cells.
+fn veth_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path) -> Result<Vec<Chart>, String> {
+    let mut rows = Vec::new();
+    for model in &r.models {
+        for pair in pairs.iter().filter(|p| p.model == model.name()) {
+            let Some(s) = pair.veth_ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
+                continue;
+            };
+            let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.veth).copied().collect();
+            rows.push(Row {
+                label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
+                colour: series::colour(model),
+                value: s.median,
+                range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
+                hollow: r.doubtful(&both, Figure::Rate),
+                text: r.lookup.notes().figure(ratio(s.median), &both, &[Figure::Rate]),
+            });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let frame = Frame {
+        title: "TCP over veth ÷ TCP loopback, msg/s (closed loop, 64 B)".into(),
+        subtitle: "per model and connection count: the median of the per-repeat ratios, whiskers: min–max; left \
+                   of 1, the veth link is slower"
+            .into(),
+        rules: vec![Rule { at: 1.0, label: "1×".into() }],
+        notes: series::hollow_notes(rows.iter().any(|d| d.hollow), "dot"),
+        ..Frame::default()
+    };
+    let file = "transport-veth-ratio.svg".to_owned();
+    charts::dots(&dir.join(&file), &frame, "veth msg/s ÷ tcp msg/s", |x| format!("{x:.2}×"), rows)?;
+    Ok(vec![Chart { title: "TCP over veth ÷ TCP loopback, msg/s".into(), file }])
 }
 
 /// One model's transport cells at one connection count: the TCP and Unix
@@ -164,39 +261,54 @@ pub struct TransportPair<'a> {
     pub connections: u32,
     pub tcp: Vec<&'a Cell>,
     pub unix: Vec<&'a Cell>,
+    /// TCP over veth (`--link veth`; empty otherwise).
+    pub veth: Vec<&'a Cell>,
 }
 
 impl TransportPair<'_> {
     /// unix ÷ tcp of `figure`, within each repeat that has both cells.
     pub fn ratio(&self, figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
-        let ratios = self.tcp.iter().filter_map(|t| {
-            let u = self.unix.iter().find(|u| u.spec.repeat == t.spec.repeat)?;
-            let (t, u) = (figure(t)?, figure(u)?);
-            (t > 0.0).then(|| u / t)
-        });
-        Stat::of(ratios.collect())
+        ratio_to_tcp(&self.tcp, &self.unix, figure)
+    }
+
+    /// veth ÷ tcp (loopback) of `figure`, within each repeat that has both cells.
+    pub fn veth_ratio(&self, figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
+        ratio_to_tcp(&self.tcp, &self.veth, figure)
     }
 }
 
+/// `other` ÷ `tcp` of `figure`, within each repeat that has both cells.
+fn ratio_to_tcp(tcp: &[&Cell], other: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
+    let ratios = tcp.iter().filter_map(|t| {
+        let o = other.iter().find(|o| o.spec.repeat == t.spec.repeat)?;
+        let (t, o) = (figure(t)?, figure(o)?);
+        (t > 0.0).then(|| o / t)
+    });
+    Stat::of(ratios.collect())
+}
+
 /// The transport scenario's pairs, by connections then model: the ok
-/// cells grouped by their load but for the transport, each group split by
-/// transport.
+/// cells grouped by their load but for the transport and link, each group
+/// split by transport and link.
 pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
     let mine = results.cells.iter().filter(|c| c.ok && c.spec.load.scenario == Transports.id());
     let mut pairs: BTreeMap<LoadKey, TransportPair<'_>> = BTreeMap::new();
     for cell in mine {
         let load = &cell.spec.load;
-        let pair = pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
+        let key = LoadKey { transport: Transport::Tcp, link: Name::loopback(), ..load.clone() };
+        let pair = pairs.entry(key).or_insert_with(|| TransportPair {
             model: load.model.name().to_owned(),
             colour: load.model.info().rgb(),
             connections: load.connections,
             tcp: Vec::new(),
             unix: Vec::new(),
+            veth: Vec::new(),
         });
-        match load.transport {
-            Transport::Tcp => pair.tcp.push(cell),
-            Transport::Unix => pair.unix.push(cell),
-            Transport::Udp => {}
+        match (load.transport, load.link == Name::veth()) {
+            (Transport::Tcp, false) => pair.tcp.push(cell),
+            (Transport::Tcp, true) => pair.veth.push(cell),
+            (Transport::Unix, _) => pair.unix.push(cell),
+            (Transport::Udp, _) => {}
         }
     }
     pairs.into_values().collect()

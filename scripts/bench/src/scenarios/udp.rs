@@ -378,7 +378,8 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
             }
             let stat = |f: &dyn Fn(&Cell) -> Option<f64>| Stat::over(&cells, f);
             let held = cells.iter().filter(|c| verdict(c, udp.slo_p99_us).sustained()).count();
-            let rcvbuf = |c: &Cell| report(c)?.datagrams.as_ref()?.kernel.as_ref().map(|k| k.counters.rcvbuf_errors as f64);
+            let rcvbuf =
+                |c: &Cell| report(c)?.datagrams.as_ref()?.kernel.as_ref().map(|k| k.counters.rcvbuf_errors as f64);
             steps.row([
                 name(v),
                 fmt_count(rate),

@@ -1,0 +1,380 @@
+//! Network namespaces end to end: a topology made and removed leaves
+//! nothing; the netns launcher's processes reach the bridge; a bench run
+//! over `--link veth` measures across it; a leg taken down mid-cell fails
+//! the cell with its name; Ctrl-C leaves no namespace, link or process;
+//! bad values are refused. Each test that needs root and `ip netns` says
+//! "unavailable here" on stderr where it cannot make namespaces.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use echo_bench::hosts::Launcher;
+use echo_bench::hosts::netns::{NetnsHosts, Topology};
+use echo_bench::results::Results;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Says `line` on the test's stderr even when the harness captures output
+/// (it captures `eprintln!`, not writes to the stream): a skipped check is
+/// never silent.
+fn unavailable(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(BENCH).with_file_name(name);
+    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
+    path
+}
+
+/// Whether this machine lets the tests make namespaces; if not, says so
+/// visibly and why.
+fn netns_here(test: &str) -> bool {
+    match Topology::new(0, false) {
+        Ok(_) => true,
+        Err(err) => {
+            unavailable(&format!("{test}: UNAVAILABLE HERE (network namespaces): {err}"));
+            false
+        }
+    }
+}
+
+/// `ip` output, for looking at what exists.
+fn ip(args: &[&str]) -> String {
+    let output = Command::new("ip").args(args).output().expect("ip runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The namespaces and links whose name starts with `tag`.
+fn left_with(tag: &str) -> Vec<String> {
+    let namespaces = ip(&["netns", "list"]);
+    let links = ip(&["-o", "link", "show"]);
+    let ns = namespaces.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with(tag));
+    let links = links.lines().filter_map(|l| l.split(": ").nth(1)).filter(|n| n.starts_with(tag));
+    ns.chain(links).map(str::to_owned).collect()
+}
+
+/// A tag prefix no later process of this run shares: `ea<pid>` followed by
+/// a letter (a bare prefix would also match `ea<pid>7…`).
+fn tags_of(pid: u32) -> Vec<String> {
+    let tag = format!("ea{pid}");
+    let all: Vec<String> = left_with(&tag);
+    all.into_iter().filter(|n| n[tag.len()..].starts_with(|c: char| c.is_ascii_lowercase())).collect()
+}
+
+#[test]
+fn a_topology_made_and_dropped_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("a_topology_made_and_dropped_leaves_nothing") {
+        return;
+    }
+    let topology = Topology::new(2, true).expect("a topology");
+    let tag = topology.tag().to_owned();
+    let made = left_with(&tag);
+    // 3 namespaces, their 3 root-side legs, the bridge.
+    assert_eq!(made.len(), 7, "{made:?}");
+    assert!(topology.subnet().starts_with("10.203.") && topology.subnet().ends_with(".0/24"), "{}", topology.subnet());
+    let addresses = ip(&["-4", "-o", "addr", "show", "dev", &topology.bridge()]);
+    assert!(addresses.contains(&format!("inet {}/24", topology.bridge_ip())), "{addresses}");
+    // The subnet is the bridge's alone: nothing else on this host is in it.
+    let all = ip(&["-4", "-o", "addr", "show"]);
+    let prefix = topology.subnet().trim_end_matches("0/24").to_owned();
+    assert_eq!(all.lines().filter(|l| l.contains(&format!("inet {prefix}"))).count(), 1, "{all}");
+    drop(topology);
+    assert_eq!(left_with(&tag), Vec::<String>::new(), "left after drop");
+}
+
+#[test]
+fn netns_agents_reach_the_coordinator_address_over_the_bridge_or_say_unavailable_here() {
+    if !netns_here("netns_agents_reach_the_coordinator_address_over_the_bridge") {
+        return;
+    }
+    let hosts = NetnsHosts::new(2).expect("two agent namespaces");
+    assert_eq!((hosts.describe().as_str(), hosts.agents()), ("netns:2", 2));
+    let listener = TcpListener::bind((hosts.coordinator_ip(), 0)).expect("bind the bridge address");
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    // Until the coordinator lands: a trivial process in each namespace
+    // dials the bridge address and says which agent it is.
+    let mut agents = Vec::new();
+    for i in 0..2 {
+        let script = format!("exec 3<>/dev/tcp/{}/{port} && echo agent{i} >&3", hosts.coordinator_ip());
+        let args: Vec<OsString> = ["-c", &script].iter().map(OsString::from).collect();
+        agents.push(hosts.spawn(i, Path::new("/bin/bash"), &args).expect("spawned"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        assert!(Instant::now() < deadline, "heard only {heard:?} within 10 s");
+        match listener.accept() {
+            Ok((mut stream, peer)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut said = String::new();
+                stream.read_to_string(&mut said).unwrap();
+                heard.push((said.trim().to_owned(), peer.ip()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    heard.sort();
+    let expected: Vec<(String, std::net::IpAddr)> =
+        hosts.topology().agents().iter().enumerate().map(|(i, ns)| (format!("agent{i}"), ns.ip.into())).collect();
+    assert_eq!(heard, expected, "each agent from its own namespace's address");
+    let tag = hosts.topology().tag().to_owned();
+    drop(agents);
+    drop(hosts);
+    assert_eq!(left_with(&tag), Vec::<String>::new());
+}
+
+/// `bench` over `--link veth` on one model, TCP, short windows.
+fn bench_veth(results: &Path, connections: &str, duration: &str, repeat: &str) -> Command {
+    let mut command = Command::new(BENCH);
+    command
+        .arg("--server-bin")
+        .arg(sibling("echo-server"))
+        .arg("--loadgen-bin")
+        .arg(sibling("loadgen"))
+        .arg("--results")
+        .arg(results)
+        .args(["--models", "tokio", "--scenarios", "throughput", "--link", "veth", "--sizes", "64"])
+        .args(["--connections", connections, "--repeat", repeat, "--duration", duration, "--warmup", "0.2s"])
+        .arg("--no-progress");
+    command
+}
+
+fn run_dir(root: &Path) -> PathBuf {
+    std::fs::read_dir(root).unwrap().flatten().next().expect("a run folder").path()
+}
+
+/// Waits (bounded) for `child` to exit.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bench still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (bounded) until the bench `pid` has its server's leg, `ea<pid>a-s`.
+fn wait_for_leg(pid: u32) -> String {
+    let leg = format!("ea{pid}a-s");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&format!("/sys/class/net/{leg}")).exists() {
+        assert!(Instant::now() < deadline, "no {leg} within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    leg
+}
+
+/// The children of `pid` now but the namespaces' guard (a shell).
+fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    let guard = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sh");
+    out.retain(|p| !guard(p));
+    out
+}
+
+#[test]
+fn a_veth_cell_measures_across_the_link_and_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("a_veth_cell_measures_across_the_link") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_veth(root.path(), "10", "0.5s", "1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let results = Results::load(&run_dir(root.path()).join("results.json")).expect("results");
+    assert_eq!(results.cells.len(), 1);
+    let cell = &results.cells[0];
+    assert_eq!(cell.spec.load.link.to_string(), "veth");
+    let rate = cell.loadgen.as_ref().map_or(0.0, |r| r.throughput.requests_per_sec);
+    assert!(cell.ok && rate > 0.0, "{:?} at {rate} msg/s", cell.failure);
+    assert!(cell.server_cpu_us_per_msg.is_some(), "the server's CPU was sampled");
+    assert!(stderr.contains("over veth"), "{stderr}");
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after the run");
+}
+
+#[test]
+fn a_leg_taken_down_mid_cell_fails_the_cell_by_name_or_says_unavailable_here() {
+    if !netns_here("a_leg_taken_down_mid_cell_fails_the_cell_by_name") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_veth(root.path(), "10", "2s", "1").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    let leg = wait_for_leg(pid);
+    // The server starts, the warm-up passes, the window is under way.
+    std::thread::sleep(Duration::from_millis(1200));
+    let down = Command::new("ip").args(["link", "set", &leg, "down"]).status().unwrap();
+    assert!(down.success());
+    let taken = Instant::now();
+    // loadgen's messages time out (5 s), the cell ends, the run reports.
+    let status = wait_exit(&mut child, Duration::from_secs(40));
+    assert_eq!(status.code(), Some(1), "a failed cell: exit 1");
+    assert!(taken.elapsed() < Duration::from_secs(40));
+    let results = Results::load(&run_dir(root.path()).join("results.json")).expect("results");
+    let cell = &results.cells[0];
+    let failure = cell.failure.as_deref().unwrap_or_default();
+    assert!(!cell.ok && failure.contains(&format!("link {leg} went down")), "{failure}");
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after the run");
+}
+
+#[test]
+fn sigint_during_a_veth_run_leaves_no_namespace_link_or_process_or_says_unavailable_here() {
+    if !netns_here("sigint_during_a_veth_run_leaves_nothing") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_veth(root.path(), "1,10", "2s", "2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    wait_for_leg(pid);
+    // A server and a loadgen running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut started = children(pid);
+    while started.len() < 2 {
+        assert!(Instant::now() < deadline, "no server and loadgen under way within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+        started = children(pid);
+    }
+    kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut alive: Vec<i32> = started.clone();
+    while !alive.is_empty() && Instant::now() < deadline {
+        alive.retain(|p| Path::new(&format!("/proc/{p}")).exists() && !zombie(*p));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(alive, Vec::<i32>::new(), "processes of the run left after SIGINT (of {started:?})");
+}
+
+/// Whether `pid` is a zombie (exited, not reaped yet by its new parent).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn bad_links_and_a_machine_without_ip_are_refused_with_exit_2() {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .arg("--server-bin")
+        .arg(sibling("echo-server"))
+        .arg("--results")
+        .arg(root.path())
+        .args(["--link", "wifi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.contains("--link") && first.contains("\"wifi\" is not a link"), "{stderr}");
+    // No `ip` on the PATH: one line, exit 2, nothing run.
+    let output = Command::new(BENCH)
+        .arg("--server-bin")
+        .arg(sibling("echo-server"))
+        .arg("--results")
+        .arg(root.path())
+        .args(["--link", "veth", "--models", "tokio", "--scenarios", "throughput"])
+        .env("PATH", root.path().join("no-such-dir"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("--link veth: ") && stderr.contains("`ip` (iproute2) is not installed here"), "{stderr}");
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing ran");
+}
+
+#[test]
+fn the_sweep_removes_what_dead_benches_left_and_keeps_a_live_ones_or_says_unavailable_here() {
+    if !netns_here("the_sweep_removes_what_dead_benches_left") {
+        return;
+    }
+    // A PID that was a process and is no more.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = format!("ea{}q", gone.id());
+    // This test's own PID is alive: its names are not leftovers (the letter
+    // `y` is one no topology of this process reaches in these tests).
+    let alive = format!("ea{}y", std::process::id());
+    for tag in [&dead, &alive] {
+        assert!(Command::new("ip").args(["netns", "add", &format!("{tag}-s")]).status().unwrap().success());
+        let bridge = format!("{tag}br");
+        assert!(Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]).status().unwrap().success());
+    }
+    // Another test's topology may sweep them first: either way, gone.
+    let removed = echo_bench::hosts::netns::sweep();
+    assert!(removed.iter().all(|r| !r.contains(&alive)), "{removed:?}");
+    assert_eq!(left_with(&dead), Vec::<String>::new());
+    let kept = left_with(&alive);
+    let _ = Command::new("ip").args(["netns", "del", &format!("{alive}-s")]).status();
+    let _ = Command::new("ip").args(["link", "del", &format!("{alive}br")]).status();
+    assert_eq!(kept.len(), 2, "a live bench's names are kept: {kept:?}");
+    assert_eq!(left_with(&alive), Vec::<String>::new());
+}
+
+/// Waits (bounded) until nothing named after the bench `pid` is left.
+fn wait_gone(pid: u32, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = tags_of(pid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bench_that_exits_at_once_or_is_killed_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("a_bench_that_exits_at_once_or_is_killed_leaves_nothing") {
+        return;
+    }
+    for how in ["a second SIGINT", "SIGKILL"] {
+        let root = tempfile::tempdir().unwrap();
+        let mut child =
+            bench_veth(root.path(), "1,10", "2s", "2").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        wait_for_leg(pid);
+        let bench = Pid::from_raw(pid as i32);
+        let status = if how == "SIGKILL" {
+            kill(bench, Signal::SIGKILL).unwrap();
+            wait_exit(&mut child, Duration::from_secs(10))
+        } else {
+            kill(bench, Signal::SIGINT).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            kill(bench, Signal::SIGINT).unwrap();
+            wait_exit(&mut child, Duration::from_secs(10))
+        };
+        assert!(!status.success(), "{how}: {status}");
+        // Its guard removes the topology once the bench is gone.
+        assert_eq!(wait_gone(pid, Duration::from_secs(5)), Vec::<String>::new(), "left 5 s after {how}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The ssh launcher end to end, against an `sshd` of the test's own: it
+//! runs in a network namespace the test makes, with a host key and an
+//! authorized key made in a temporary folder (scripts/ci-setup.sh installs
+//! openssh-server for CI). Where sshd or namespaces are missing, the test
+//! says "UNAVAILABLE HERE" on stderr, naming what is missing.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use echo_bench::hosts::Launcher;
+use echo_bench::hosts::netns::Topology;
+use echo_bench::hosts::ssh::{SshHosts, SshOptions};
+
+/// Says `line` on the test's stderr even when the harness captures output
+/// (it captures `eprintln!`, not writes to the stream): a skipped check is
+/// never silent.
+fn unavailable(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn loadgen() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_bench")).with_file_name("loadgen");
+    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
+    path
+}
+
+/// What this test needs that the machine may lack, or `None`.
+fn missing() -> Option<String> {
+    for tool in ["ssh", "scp", "ssh-keygen"] {
+        if Command::new(tool).arg("-V").stderr(Stdio::null()).stdout(Stdio::null()).status().is_err() {
+            return Some(format!("{tool} (openssh-client) is not installed"));
+        }
+    }
+    if !Path::new(SSHD).is_file() {
+        return Some(format!("{SSHD} (openssh-server) is not installed: scripts/ci-setup.sh installs it as root"));
+    }
+    Topology::new(0, false).err().map(|err| format!("network namespaces: {err}"))
+}
+
+/// Kills sshd when the test ends, however it ends.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success(), "ssh-keygen {}", path.display());
+}
+
+#[test]
+fn ssh_launcher_checks_copies_and_runs_loadgen_on_a_host_or_says_unavailable_here() {
+    if let Some(what) = missing() {
+        unavailable(&format!("ssh_launcher_end_to_end: UNAVAILABLE HERE: {what}"));
+        return;
+    }
+    let topology = Topology::new(1, false).expect("a namespace for sshd");
+    let host = &topology.agents()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("host_key"));
+    keygen(&d.join("id"));
+    std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::write(
+        d.join("sshd_config"),
+        format!(
+            "ListenAddress {ip}\nPort 22\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\n\
+             LogLevel ERROR\n",
+            ip = host.ip,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let me = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+    let config = d.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host agent0\n  HostName {ip}\n  User {me}\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n\
+             Host closed\n  HostName {ip}\n  Port 2222\n  User {me}\n  IdentityFile {d}/id\n  \
+             UserKnownHostsFile {d}/known_hosts\n  LogLevel ERROR\n",
+            ip = host.ip,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    // sshd wants its privilege-separation folder; made if missing, removed after.
+    let privsep = Path::new("/run/sshd");
+    let made_privsep = !privsep.exists() && std::fs::create_dir_all(privsep).is_ok();
+    let mut command = host.command(SSHD).expect("sshd in the namespace");
+    command.arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config")).stdin(Stdio::null()).stdout(Stdio::null());
+    let mut daemon = Daemon(command.stderr(Stdio::piped()).spawn().expect("sshd starts"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let at = SocketAddr::from((host.ip, 22));
+    while TcpStream::connect_timeout(&at, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            let mut said = String::new();
+            let _ = std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut said);
+            panic!("sshd exited ({status}): {said}");
+        }
+        assert!(Instant::now() < deadline, "sshd not listening on {at} within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let remote_dir = d.join("remote");
+    let options = SshOptions { config: Some(config.clone()), remote_dir: remote_dir.display().to_string() };
+    let hosts = SshHosts::with(&["agent0".to_owned()], options.clone()).expect("agent0 reached");
+    assert_eq!((hosts.describe().as_str(), hosts.agents()), ("ssh:agent0", 1));
+    assert_eq!(hosts.coordinator_ip(), std::net::IpAddr::V4(topology.bridge_ip()), "the address agent0 reaches us at");
+    assert_eq!(hosts.run("agent0", "echo hello").as_deref(), Ok("hello\n"), "a remote command");
+    // No loadgen there: copied; the same one: kept; another version: replaced.
+    assert_eq!(hosts.ensure_loadgen("agent0", &loadgen()), Ok(true), "copied when missing");
+    assert!(remote_dir.join("loadgen").is_file());
+    let again = SshHosts::with(&["agent0".to_owned()], options.clone()).unwrap();
+    assert_eq!(again.ensure_loadgen("agent0", &loadgen()), Ok(false), "kept when its version is the same");
+    std::fs::write(remote_dir.join("loadgen"), "#!/bin/sh\necho loadgen 0.0.0-other\n").unwrap();
+    let third = SshHosts::with(&["agent0".to_owned()], options.clone()).unwrap();
+    assert_eq!(third.ensure_loadgen("agent0", &loadgen()), Ok(true), "replaced when another version");
+    // An agent is the remote loadgen with the arguments given, quoted.
+    let args: Vec<OsString> = vec!["--version".into()];
+    let mut agent = third.spawn(0, &loadgen(), &args).expect("spawned");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the remote loadgen --version did not end within 15 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "remote loadgen --version: {status}");
+    assert_eq!(agent.host, "agent0");
+    // A host that cannot be reached: one line naming it.
+    let err = SshHosts::with(&["closed".to_owned()], options).unwrap_err();
+    assert!(err.starts_with("ssh:closed: cannot reach closed") && err.lines().count() == 1, "{err}");
+
+    drop((hosts, again, third, agent, daemon));
+    if made_privsep {
+        let _ = std::fs::remove_dir(privsep);
+    }
+    let tag = topology.tag().to_owned();
+    drop(topology);
+    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&tag), "links of {tag} left");
+}
