@@ -40,7 +40,7 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
-  bench                                        the full default matrix (≈ 27–29 min on 2 CPUs)
+  bench                                        the full default matrix (≈ 29–31 min on 2 CPUs)
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
@@ -61,7 +61,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// A small matrix that finishes within 3 minutes on 2 CPUs.
+    /// A small matrix that finishes within 3 minutes on 2 CPUs (its cells
+    /// and their time: `echo_bench::matrix::default_shape`).
     #[arg(long)]
     quick: bool,
     /// Repeats per cell, interleaved across models [default: 3, the throughput
@@ -79,7 +80,7 @@ struct RunArgs {
     /// tcp, unix [default: tcp].
     #[arg(long, value_delimiter = ',', value_parser = stream_transport)]
     transports: Vec<Transport>,
-    /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100,1000 with --quick].
+    /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: Vec<u32>,
     /// Throughput scenario: message sizes in bytes [default: 64,4096; 64 with --quick].
@@ -95,13 +96,17 @@ struct RunArgs {
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     warmup: Option<Duration>,
     /// Latency scenario: the ladder's offered rates in msg/s, the same for every
-    /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k,100k with --quick].
+    /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     rates: Option<Rates>,
     /// Udp scenario: the offered rates of its sustained-rate steps, datagrams/s
-    /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
+    /// [default: 10k,25k,50k,75k,100k,150k,200k; 50k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     udp_rates: Option<Rates>,
+    /// Cost scenario: the pinned offered rates in msg/s, the same for every model
+    /// [default: 5k,20k,50k; 20k with --quick].
+    #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
+    cost_rates: Option<Rates>,
     /// Latency and udp scenarios: a step is sustained while its CO-corrected p99 stays
     /// within this (and ≥ 99 % of the offered rate is achieved).
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
@@ -276,6 +281,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     if let Some(Rates(rates)) = args.udp_rates {
         shape.udp_rates = rates;
+    }
+    if let Some(Rates(rates)) = args.cost_rates {
+        shape.cost_rates = rates;
     }
     // One set given: the other gets the rest of the CPUs (all of them if
     // nothing is left); neither: the first half for the server.

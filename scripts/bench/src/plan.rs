@@ -39,6 +39,11 @@ pub struct Shape {
     pub udp_rates: Vec<f64>,
     /// Repeats of the udp scenario (at most `repeat`).
     pub udp_repeat: u32,
+    /// Flows and datagram sizes of the udp scenario's closed loop.
+    pub udp_flows: Vec<u32>,
+    pub udp_sizes: Vec<u32>,
+    /// The cost scenario's offered rates, msg/s, ascending.
+    pub cost_rates: Vec<f64>,
 }
 
 impl Shape {
@@ -59,6 +64,9 @@ impl Shape {
             throughput_repeat: 1,
             udp_rates: Vec::new(),
             udp_repeat: 1,
+            udp_flows: Vec::new(),
+            udp_sizes: Vec::new(),
+            cost_rates: Vec::new(),
         }
     }
 

@@ -63,8 +63,10 @@ pub const FLOWS: [u32; 2] = [1, 100];
 pub const SIZES: [u32; 2] = [64, 1400];
 /// Offered rates of the sustained-rate part, datagrams/s.
 pub const RATES: [f64; 7] = [10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0];
-/// `--quick`'s rates.
-pub const QUICK_RATES: [f64; 3] = [25_000.0, 75_000.0, 150_000.0];
+/// `--quick`'s rates: one step (see the budget at [`crate::matrix::default_shape`]).
+pub const QUICK_RATES: [f64; 1] = [50_000.0];
+/// `--quick`'s closed loop: 100 flows of 64 B only.
+pub const QUICK_CLOSED: ([u32; 1], [u32; 1]) = ([100], [64]);
 /// Flows of the sustained-rate part.
 pub const STEP_FLOWS: u32 = 100;
 /// `--batch` of the batching variants: datagrams per `recvmmsg`/`sendmmsg`.
@@ -90,6 +92,8 @@ impl Scenario for Udp {
 
     fn defaults(&self, shape: &mut Shape, quick: bool, _cpus: usize) -> bool {
         shape.udp_rates = if quick { QUICK_RATES.to_vec() } else { RATES.to_vec() };
+        (shape.udp_flows, shape.udp_sizes) =
+            if quick { (QUICK_CLOSED.0.to_vec(), QUICK_CLOSED.1.to_vec()) } else { (FLOWS.to_vec(), SIZES.to_vec()) };
         shape.udp_repeat = if quick { 1 } else { REPEAT };
         true
     }
@@ -105,8 +109,8 @@ impl Scenario for Udp {
             })
         };
         let mut loads = Vec::new();
-        for &size in &SIZES {
-            for &flows in &FLOWS {
+        for &size in &shape.udp_sizes {
+            for &flows in &shape.udp_flows {
                 loads.push(load(flows, size, None));
             }
         }
@@ -124,8 +128,8 @@ impl Scenario for Udp {
         let (window, warmup) = cfg.capped(STEP_WINDOW);
         let stream_only = cfg.shape.models.iter().filter(|m| variants(m).is_empty());
         settings.udp = Some(UdpSettings {
-            flows: FLOWS.to_vec(),
-            sizes: SIZES.to_vec(),
+            flows: cfg.shape.udp_flows.clone(),
+            sizes: cfg.shape.udp_sizes.clone(),
             rates: cfg.shape.udp_rates.clone(),
             step_flows: STEP_FLOWS,
             step_size: SMALL,
@@ -378,7 +382,8 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
             }
             let stat = |f: &dyn Fn(&Cell) -> Option<f64>| Stat::over(&cells, f);
             let held = cells.iter().filter(|c| verdict(c, udp.slo_p99_us).sustained()).count();
-            let rcvbuf = |c: &Cell| report(c)?.datagrams.as_ref()?.kernel.as_ref().map(|k| k.counters.rcvbuf_errors as f64);
+            let rcvbuf =
+                |c: &Cell| report(c)?.datagrams.as_ref()?.kernel.as_ref().map(|k| k.counters.rcvbuf_errors as f64);
             steps.row([
                 name(v),
                 fmt_count(rate),
