@@ -272,19 +272,22 @@ fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
     });
     set(&mut results, "capacity", "tokio", |c| c.flags.push(flag(FlagKind::ConnectionsShort, "test")));
     let dir = tempfile::tempdir().unwrap();
+    // Hollow markers are white inside (a circle or a polygon), the legend's sample of one aside.
     let hollow_circles = |svg: &str| {
-        let tags = svg.split("<circle").skip(1).map(|rest| rest.split('>').next().unwrap_or_default());
-        tags.filter(|tag| tag.contains("fill=\"none\"")).count()
+        let tags = svg.split('<').filter(|t| t.starts_with("circle") || t.starts_with("polygon"));
+        let white = tags.filter(|tag| tag.split('>').next().unwrap_or_default().contains("fill=\"#FFFFFF\"")).count();
+        white - usize::from(svg.contains("hollow: a flagged figure"))
     };
     report::draw_charts(&results, dir.path()).unwrap();
     let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
     // tokio client-bound at 100 connections, its capacity cells short.
     assert_eq!(hollow_circles(&read("throughput-64B.svg")), 1);
-    assert!(read("throughput-64B.svg").contains("hollow point: a flagged figure"));
+    assert!(read("throughput-64B.svg").contains("hollow: a flagged figure"), "the legend says what hollow means");
     assert_eq!(hollow_circles(&read("cpu-per-message-64B.svg")), 0, "client-bound is about the rate");
     let memory = read("memory-per-connection.svg");
     assert!(memory.contains("5.5 KiB §") && memory.contains("14.8 KiB"), "values printed, marks too");
-    assert!(memory.contains("hollow bar: a flagged figure"));
+    assert!(memory.contains("hollow dot: a flagged figure"));
+    assert_eq!(hollow_circles(&memory), 1, "tokio's one row held: its capacity cells are short");
     // Without flags: every point filled, no note.
     for cell in &mut results.cells {
         cell.flags.clear();
@@ -393,9 +396,12 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
     let charts = report::draw_charts(&results, dir.path()).unwrap();
     let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
     let ladder = read("latency-ladder.svg");
-    for label in ["SLO: p99 ≤ 1.00 ms", "2,000", "8,000", "32,000", "hollow point: a flagged figure"] {
+    // thread's 8k and 32k steps: only its first repeat reached them (its second stopped at 2k: no
+    // knee in every repeat, none ringed).
+    for label in ["SLO: p99 ≤ 1 ms", "2,000", "8,000", "32,000", "hollow: a flagged figure", "1/2"] {
         assert!(ladder.contains(label), "the ladder chart lacks {label:?}");
     }
+    assert!(!ladder.contains("knee"), "no model held a step in every repeat");
     let ratio = read("transport-ratio.svg");
     for label in ["thread, 1 conn.", "thread, 100 conn.", "tokio, 1 conn.", "tokio, 100 conn.", "1×"] {
         assert!(ratio.contains(label), "the ratio chart lacks {label:?}");
@@ -405,7 +411,7 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
         titles,
         [
             "Throughput vs connections, 64 B",
-            "Server CPU per message vs connections, 64 B",
+            "Server CPU per message by connections, 64 B",
             "p99 latency against offered load",
             "Latency percentile spectrum at 2,000 msg/s, open loop",
             "Server memory per idle connection (PSS)",
@@ -448,4 +454,43 @@ fn a_load_that_differs_in_any_axis_is_never_pooled() {
     assert_eq!(cpu(&results), cpu(&before), "the claims compare the loads at every default");
     let label = scenarios::label(&results.cells.last().unwrap().spec.load);
     assert!(label.ends_with(", 2 agents"), "{label}");
+}
+
+/// The reference run (results/20261126T145404Z-vm) renders again with this
+/// bench: every chart, the ladder's partial steps and knees marked, the
+/// udp latency chart in place of the flat loss one, memory on a log scale.
+#[test]
+fn the_reference_run_renders_again() {
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261126T145404Z-vm/results.json");
+    let mut results = Results::load(&run).expect("the reference run loads");
+    echo_bench::validity::annotate(&mut results);
+    let dir = tempfile::tempdir().unwrap();
+    report::write_report(&results, dir.path()).unwrap();
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+    let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    for chart in [
+        "throughput-64B.svg",
+        "cpu-per-message-64B.svg",
+        "latency-ladder.svg",
+        "latency-spectrum.svg",
+        "memory-per-connection.svg",
+        "churn.svg",
+        "transport-ratio.svg",
+        "udp-sustained-rate.svg",
+        "udp-p99.svg",
+    ] {
+        assert!(readme.contains(&format!("]({chart})")), "{chart} is linked");
+        assert!(read(chart).starts_with("<svg"), "{chart} is drawn");
+    }
+    assert!(!dir.path().join("udp-loss.svg").exists(), "the loss chart (0.00 % everywhere) is gone");
+    let ladder = read("latency-ladder.svg");
+    assert!(
+        ladder.contains("knee: highest rate held") && ladder.contains("2/3"),
+        "knees ringed, partial steps counted"
+    );
+    assert!(readme.contains("| 30,000 (2 of 3 repeats) |"), "the step table counts the repeats that ran a step");
+    let memory = read("memory-per-connection.svg");
+    assert!(memory.contains("≈ 0 KiB (-3.5 KiB measured)"), "a negative difference is ≈ 0, not a negative bar");
+    // Without cost cells, the closed loop's server CPU per message still leads.
+    assert!(readme.contains("- **Lowest server CPU per message**: `reactor`, 4.88 µs, at 100 connections"), "{readme}");
 }

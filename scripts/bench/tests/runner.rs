@@ -565,7 +565,7 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## UDP echo, loopback") && readme.contains("| iterative --batch 32 |"), "{readme}");
     assert!(readme.contains("Streams only, not run: `thread`."), "{readme}");
-    for chart in ["udp-sustained-rate.svg", "udp-loss.svg"] {
+    for chart in ["udp-sustained-rate.svg", "udp-p99.svg"] {
         assert!(dir.join(chart).is_file(), "{chart}");
         assert!(readme.contains(&format!("]({chart})")), "{chart} is linked");
     }

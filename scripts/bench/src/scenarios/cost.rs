@@ -328,8 +328,8 @@ fn chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Vec<Chart>,
         subtitle: format!("{SMALL} B; {}; log scales", repeats_words(repeats)),
         x_desc: "offered rate, messages / s".into(),
         y_desc: "server CPU per message (log)".into(),
-        rules: Vec::new(),
-        notes: series::hollow_notes(series::any_hollow(&lines), "point"),
+        notes: vec!["hollow: below the rate or sent".into(), "late too (‡, ⧗)".into()],
+        ..Frame::default()
     };
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::LogMicros)?;
     Ok(vec![Chart { title: format!("Server CPU per message against offered rate{over}"), file }])

@@ -12,7 +12,7 @@ use loadgen::report::fmt_count;
 use crate::flags::Figure;
 use crate::load::LoadKey;
 use crate::plan::Shape;
-use crate::render::charts::{self, Frame, Row, Rule};
+use crate::render::charts::{self, Frame, Row, Rule, Scale};
 use crate::render::doc::Doc;
 use crate::render::format::{count, grouped, ratio, show};
 use crate::render::series;
@@ -125,11 +125,14 @@ impl Scenario for Transports {
         let mut rows = Vec::new();
         for model in &r.models {
             for pair in pairs.iter().filter(|p| p.model == model.name()) {
-                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else { continue };
+                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
+                    continue;
+                };
                 let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.unix).copied().collect();
                 rows.push(Row {
                     label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
                     colour: series::colour(model),
+                    marker: series::marker(model),
                     value: s.median,
                     range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
                     hollow: r.doubtful(&both, Figure::Rate),
@@ -150,7 +153,13 @@ impl Scenario for Transports {
             ..Frame::default()
         };
         let file = "transport-ratio.svg".to_owned();
-        charts::dots(&dir.join(&file), &frame, "unix msg/s ÷ tcp msg/s", |x| format!("{x:.1}×"), rows)?;
+        charts::dots(
+            &dir.join(&file),
+            &frame,
+            &[("unix msg/s ÷ tcp msg/s".into(), rows)],
+            |x, d| format!("{x:.d$}×"),
+            Scale::Linear,
+        )?;
         Ok(vec![Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file }])
     }
 }
@@ -186,13 +195,14 @@ pub fn transport_pairs(results: &Results) -> Vec<TransportPair<'_>> {
     let mut pairs: BTreeMap<LoadKey, TransportPair<'_>> = BTreeMap::new();
     for cell in mine {
         let load = &cell.spec.load;
-        let pair = pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
-            model: load.model.name().to_owned(),
-            colour: load.model.info().rgb(),
-            connections: load.connections,
-            tcp: Vec::new(),
-            unix: Vec::new(),
-        });
+        let pair =
+            pairs.entry(LoadKey { transport: Transport::Tcp, ..load.clone() }).or_insert_with(|| TransportPair {
+                model: load.model.name().to_owned(),
+                colour: load.model.info().rgb(),
+                connections: load.connections,
+                tcp: Vec::new(),
+                unix: Vec::new(),
+            });
         match load.transport {
             Transport::Tcp => pair.tcp.push(cell),
             Transport::Unix => pair.unix.push(cell),
