@@ -494,3 +494,64 @@ fn the_reference_run_renders_again() {
     // Without cost cells, the closed loop's server CPU per message still leads.
     assert!(readme.contains("- **Lowest server CPU per message**: `reactor`, 4.88 µs, at 100 connections"), "{readme}");
 }
+
+/// The fixture's latency cells at 2,000 msg/s copied as cost cells at
+/// `rate`, each model's server CPU per message and achieved rate given
+/// (`(model, µs, achieved share of the rate)`), on schedule.
+fn cost_cells(results: &Results, rate: f64, figures: &[(&str, f64, f64)]) -> Vec<Cell> {
+    let latency = results.cells.iter().filter(|c| c.spec.load.scenario == of("latency"));
+    latency
+        .filter(|c| c.spec.load.offered() == Some(2000.0))
+        .filter_map(|c| {
+            let &(_, cpu, share) = figures.iter().find(|(m, ..)| *m == c.spec.load.model.name())?;
+            let mut cell = c.clone();
+            cell.spec.load.scenario = of("cost");
+            cell.spec.load.rate = Some(echo_bench::load::Rate(rate));
+            cell.server_cpu_us_per_msg = Some(cpu);
+            let report = cell.loadgen.as_mut().unwrap();
+            report.config.rate = Some(rate);
+            report.throughput.target_requests_per_sec = Some(rate);
+            report.throughput.requests_per_sec = rate * share;
+            report.send_lateness_us = None;
+            report.client_cpu.max_thread_utilisation = 0.1;
+            report.latency_us.mean = 1e6 * f64::from(report.config.connections) / report.throughput.requests_per_sec;
+            Some(cell)
+        })
+        .collect()
+}
+
+/// With cost cells, the summary's and the claim's server CPU per message
+/// are the cost scenario's at the highest rate every model held; a cell
+/// below its rate is marked in the table and hollow in the chart.
+#[test]
+fn the_server_cpu_headline_comes_from_the_cost_scenario_at_the_common_rate() {
+    let mut results = fixture();
+    let low = cost_cells(&results, 1000.0, &[("thread", 30.0, 1.0), ("tokio", 20.0, 1.0)]);
+    // At 4,000 tokio did not hold the rate: the cheapest there, but its CPU is another load's.
+    let high = cost_cells(&results, 4000.0, &[("thread", 10.0, 1.0), ("tokio", 5.0, 0.75)]);
+    results.cells.extend(low.into_iter().chain(high));
+    results.settings.cost = Some(echo_bench::results::CostSettings {
+        rates: vec![1000.0, 4000.0],
+        connections: 100,
+        size: 64,
+        window_secs: 0.5,
+        warmup_secs: 0.2,
+        excluded: Vec::new(),
+    });
+    echo_bench::validity::annotate(&mut results);
+    let all = claims(&results);
+    let cpu: Vec<&Claim> = all.iter().filter(|c| c.title == "Lowest server CPU per message").collect();
+    assert_eq!(cpu.len(), 1, "one claim: the cost scenario's, the closed loop's steps back");
+    assert_eq!(cpu[0].leader().unwrap().model, "tokio");
+    assert_eq!(cpu[0].leader().unwrap().stat.median, 20.0, "at 1,000 msg/s, the highest rate both held");
+    assert!(cpu[0].conditions.starts_with("at 1,000 msg/s offered (the highest rate every model held)"));
+    let readme = report::markdown(&results, &[]);
+    assert!(readme.contains("server CPU per message at 1,000 msg/s offered to 100 connections"), "{readme}");
+    let row =
+        readme.lines().find(|l| l.starts_with("| tokio | 20.00 | 5.00 ‡")).expect("tokio's cost row, 4,000 marked");
+    assert!(row.ends_with("| 2 of 4 cells |"), "{row}");
+    let dir = tempfile::tempdir().unwrap();
+    report::draw_charts(&results, dir.path()).unwrap();
+    let chart = std::fs::read_to_string(dir.path().join("cost.svg")).unwrap();
+    assert!(chart.contains("hollow: a flagged figure") && chart.contains("1,000") && chart.contains("4,000"));
+}
