@@ -206,16 +206,18 @@ fn at<'r>(r: &'r Report<'r>, transport: Transport, model: &Model, rate: f64) -> 
 
 /// The rate the summary and the claim quote over `transport`: the highest
 /// offered rate every model held in every repeat (no cell below its rate
-/// or sent late), else the lowest rate run; and whether every model held it.
+/// or sent late; a model with no cell at a rate, e.g. an interrupted run,
+/// did not hold it), else the lowest rate run; and whether every model
+/// held it.
 pub fn common_rate(r: &Report<'_>, transport: Transport) -> Option<(f64, bool)> {
     let rates = rates(r, transport);
+    let models: std::collections::BTreeSet<&Model> =
+        r.groups_of(&Cost.id(), transport).map(|(k, _)| &k.model).collect();
     let held = |rate: f64| {
-        let cells: Vec<&Cell> = r
-            .groups_of(&Cost.id(), transport)
-            .filter(|(k, _)| k.offered() == Some(rate))
-            .flat_map(|(_, c)| c.clone())
-            .collect();
-        !cells.is_empty() && !unsustained(&cells)
+        let at: Vec<_> = r.groups_of(&Cost.id(), transport).filter(|(k, _)| k.offered() == Some(rate)).collect();
+        let there: std::collections::BTreeSet<&Model> = at.iter().map(|(k, _)| &k.model).collect();
+        let cells: Vec<&Cell> = at.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        there == models && !unsustained(&cells)
     };
     match rates.iter().rev().find(|&&rate| held(rate)) {
         Some(&rate) => Some((rate, true)),
@@ -328,7 +330,7 @@ fn chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Vec<Chart>,
         subtitle: format!("{SMALL} B; {}; log scales", repeats_words(repeats)),
         x_desc: "offered rate, messages / s".into(),
         y_desc: "server CPU per message (log)".into(),
-        notes: vec!["hollow: below the rate or sent".into(), "late too (‡, ⧗)".into()],
+        notes: vec!["hollow too: below its rate, or".into(), "the load generator sent late".into()],
         ..Frame::default()
     };
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::LogMicros)?;
