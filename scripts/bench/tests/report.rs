@@ -402,6 +402,13 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
         assert!(ladder.contains(label), "the ladder chart lacks {label:?}");
     }
     assert!(!ladder.contains("knee"), "no model held a step in every repeat");
+    // The steps only thread's first repeat reached: counted in the table, dashed in the chart.
+    let readme = report::markdown(&results, &charts);
+    for step in ["| thread | 8,000 (1 of 2 repeats) |", "| thread | 32,000 (1 of 2 repeats) |"] {
+        assert!(readme.contains(step), "{step}");
+    }
+    assert!(readme.contains("| thread | 2,000 | "), "both repeats ran 2,000: no count");
+    assert!(ladder.contains("dashed, n/m: a step only n of"), "the chart says what the counts mean");
     let ratio = read("transport-ratio.svg");
     for label in ["thread, 1 conn.", "thread, 100 conn.", "tokio, 1 conn.", "tokio, 100 conn.", "1×"] {
         assert!(ratio.contains(label), "the ratio chart lacks {label:?}");

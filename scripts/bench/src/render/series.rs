@@ -115,14 +115,10 @@ pub fn repeats_words(repeats: u32) -> String {
     }
 }
 
-/// The legend's note on hollow points (or bars), when a chart has any.
+/// The note under a bar chart or a dot plot on its hollow bars or dots,
+/// when it has any (a line chart's legend draws a hollow sample itself).
 pub fn hollow_notes(any: bool, what: &str) -> Vec<String> {
     if any { vec![format!("hollow {what}: a flagged figure"), "(marks under its table)".into()] } else { Vec::new() }
-}
-
-/// Whether any point of `lines` is hollow.
-pub fn any_hollow(lines: &[Line]) -> bool {
-    lines.iter().any(|l| l.points.iter().any(|p| p.hollow))
 }
 
 /// `v` with at most `decimals` decimals, trailing zeros dropped: a label
@@ -130,10 +126,4 @@ pub fn any_hollow(lines: &[Line]) -> bool {
 pub fn axis_trimmed(v: f64, decimals: usize) -> String {
     let text = format!("{v:.decimals$}");
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
-}
-
-/// `v` with `decimals` decimals: an axis label (the axis picks as many as
-/// tell its ticks apart).
-pub fn axis_decimal(v: f64, decimals: usize) -> String {
-    format!("{v:.decimals$}")
 }

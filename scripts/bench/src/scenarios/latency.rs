@@ -49,7 +49,8 @@
 //! instead of 3 ([`super::throughput::THROUGHPUT_REPEAT`]): 88 cells of ≈ 3 s
 //! fewer, −4.4 min, 27.3–29.3 min at worst, ≈ 26–28 expected. A full run
 //! with the udp scenario and the 7-step ladder took 25.5 min; the two
-//! added steps cost ≈ 1 min more.
+//! added steps cost ≈ 1 min more. The cost scenario ([`super::cost`]) adds
+//! its ≈ 1.9 min: ≈ 28–30 min expected, 29.2–31.2 min at worst.
 
 use std::fmt::Write as _;
 use std::path::Path;
