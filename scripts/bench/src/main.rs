@@ -42,7 +42,7 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
-  bench                                        the full default matrix (≈ 27–29 min on 2 CPUs)
+  bench                                        the full default matrix (≈ 29–31 min on 2 CPUs)
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
@@ -64,7 +64,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// A small matrix that finishes within 3 minutes on 2 CPUs.
+    /// A small matrix that finishes within 3 minutes on 2 CPUs (its cells
+    /// and their time: `echo_bench::matrix::default_shape`).
     #[arg(long)]
     quick: bool,
     /// Repeats per cell, interleaved across models [default: 3, the throughput, udp and
@@ -90,7 +91,7 @@ struct RunArgs {
     /// to its pairs when veth is given [default: loopback].
     #[arg(long, value_delimiter = ',', value_parser = link_name)]
     link: Vec<Name>,
-    /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100,1000 with --quick].
+    /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: Vec<u32>,
     /// Throughput scenario: message sizes in bytes [default: 64,4096; 64 with --quick].
@@ -106,11 +107,11 @@ struct RunArgs {
     #[arg(long, value_parser = loadgen::opts::parse_duration)]
     warmup: Option<Duration>,
     /// Latency scenario: the ladder's offered rates in msg/s, the same for every
-    /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k,100k with --quick].
+    /// model, e.g. 10k,20k,40k [default: 10k,20k,30k,40k,50k,60k,80k,100k,130k; 20k,60k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     rates: Option<Rates>,
     /// Udp scenario: the offered rates of its sustained-rate steps, datagrams/s
-    /// [default: 10k,25k,50k,75k,100k,150k,200k; 25k,75k,150k with --quick].
+    /// [default: 10k,25k,50k,75k,100k,150k,200k; 50k with --quick].
     #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
     udp_rates: Option<Rates>,
     /// Work scenario: what each message costs the server, levels of cpu:DURATION (a compute
@@ -118,6 +119,10 @@ struct RunArgs {
     /// cpu:20us,cpu:200us,block:1ms,block:10ms].
     #[arg(long, value_delimiter = ',')]
     work_levels: Vec<String>,
+    /// Cost scenario: the pinned offered rates in msg/s, the same for every model
+    /// [default: 5k,20k,50k; 20k with --quick].
+    #[arg(long, value_parser = |t: &str| echo_bench::climb::parse_rates(t).map(Rates))]
+    cost_rates: Option<Rates>,
     /// Latency, udp and work scenarios: a step is sustained while its CO-corrected p99 stays
     /// within this (the work scenario's ladder: this plus its work per message) and ≥ 99 % of
     /// the offered rate is achieved.
@@ -326,6 +331,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     }
     if let Some(Rates(rates)) = args.udp_rates {
         shape.udp_rates = rates;
+    }
+    if let Some(Rates(rates)) = args.cost_rates {
+        shape.cost_rates = rates;
     }
     if !args.work_levels.is_empty() {
         shape.work_levels = scenarios::work::levels(&args.work_levels)

@@ -11,6 +11,27 @@ use crate::scenarios::{self, ALL};
 /// The default matrix over `models` (or the `--quick` one) on a machine
 /// where the run may use `cpus` CPUs: every scenario that is in the default
 /// matrix there, TCP only, each scenario's own defaults.
+///
+/// ## `--quick`'s budget: ≤ 3 minutes on the 2-CPU reference machine
+///
+/// Every `--quick` cell measures 1 s after 0.25 s; with server start,
+/// connects and stop a load cell takes ≈ 1.33 s, a capacity cell ≈ 2 s
+/// (its 1 s settle, then ≥ 0.6 s of stable memory readings). 11 models, 9
+/// of them serve 100 connections at once (the ladder's and the cost
+/// scenario's), 8 udp variants (6 datagram models, 2 also with `--batch`).
+///
+/// It took 217 s before: throughput 3 connection counts × 11 = 33 cells,
+/// ladder 3 rates × 9 (≈ 18 run: the climbs stop at 60k), churn 2 × 11 =
+/// 22, capacity 11, transport 11 pairs = 22, udp 4 closed-loop loads × 8 =
+/// 32 and 3 rates × 8 (≈ 20 run): ≈ 147 load cells × 1.33 + 11 × 2 ≈ 217 s.
+/// The udp closed loop (32 cells, ≈ 43 s) and the throughput scenario's
+/// 1,000-connection cells were where the time over 3 minutes went.
+///
+/// Now, at most (every climb step run): throughput 2 counts (1, 100) × 11 =
+/// 22, ladder 2 rates × 9 = 18, cost 1 rate × 9 = 9, churn 22, transport
+/// 22, udp 1 closed-loop load (100 flows, 64 B) × 8 + 1 rate × 8 = 16: 109
+/// load cells × 1.33 s ≈ 145 s, + capacity 11 × 2 s = 22 s: ≈ 167 s, under
+/// 3 minutes with ≈ 13 s to spare.
 pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
     let mut shape = Shape::empty(models);
     shape.repeat = if quick { 1 } else { 3 };
@@ -227,6 +248,69 @@ mod tests {
         assert_eq!(repeats.into_iter().collect::<Vec<_>>(), (0..THROUGHPUT_REPEAT).collect::<Vec<_>>());
     }
 
+    /// The reference machine's 11 models as `--quick` sees them: 9 serving
+    /// 100 connections at once, 6 serving datagrams, 2 of those with `--batch`.
+    fn reference_models() -> Vec<Model> {
+        let infos = (0..11).map(|i| ModelInfo {
+            serves_at_once: match i {
+                0 => Some(1),
+                1 => Some(16),
+                _ => None,
+            },
+            datagrams: (i < 6).then(|| "how".into()),
+            datagram_batch: i < 2,
+            ..model(&format!("m{i}"), 10_000, None)
+        });
+        Model::listed(infos)
+    }
+
+    #[test]
+    fn quick_fits_in_three_minutes_by_the_budget_of_its_cells() {
+        let cells = cells(&default_shape(reference_models(), true, 2));
+        let count = |name: &str| cells.iter().filter(|c| c.load.scenario.name() == name).count();
+        let counts: Vec<(&str, usize)> =
+            ["throughput", "cost", "latency", "churn", "capacity", "transport", "udp"].map(|n| (n, count(n))).to_vec();
+        assert_eq!(
+            counts,
+            [
+                ("throughput", 22),
+                ("cost", 9),
+                ("latency", 18),
+                ("churn", 22),
+                ("capacity", 11),
+                ("transport", 22),
+                ("udp", 16)
+            ]
+        );
+        // The per-cell times of default_shape's budget: every climb step run, the worst case.
+        let seconds = (cells.len() - count("capacity")) as f64 * 1.33 + count("capacity") as f64 * 2.0;
+        assert!(seconds <= 170.0, "{seconds} s");
+    }
+
+    #[test]
+    fn cost_cells_are_every_rate_for_every_model_serving_its_connections() {
+        let mut shape = default_shape(reference_models(), false, 2);
+        shape.scenarios = vec![id("cost")];
+        let cells = cells(&shape);
+        assert_eq!(shape.cost_rates, crate::scenarios::cost::DEFAULT_RATES);
+        assert_eq!(cells.len(), 9 * 3 * 3, "9 models × 3 rates × 3 repeats");
+        for model in ["m0", "m1"] {
+            assert!(cells.iter().all(|c| c.load.model.name() != model), "{model} serves too few at once");
+            let m = &shape.models[if model == "m0" { 0 } else { 1 }];
+            assert!(crate::scenarios::cost::excluded(m).is_some_and(|why| why.contains("backlog")));
+        }
+        let first: Vec<(String, f64)> = cells
+            .iter()
+            .filter(|c| c.repeat == 0)
+            .map(|c| (c.load.model.name().to_owned(), c.load.offered().unwrap()))
+            .take(10)
+            .collect();
+        assert_eq!(first[0], ("m2".to_owned(), 5000.0));
+        assert_eq!(first[8], ("m10".to_owned(), 5000.0));
+        assert_eq!(first[9], ("m2".to_owned(), 20_000.0), "each rate for every model, then the next");
+        assert!(cells.iter().all(|c| (c.load.connections, c.load.size) == (100, 64)));
+    }
+
     #[test]
     fn the_default_matrix_runs_scaling_only_on_large_machines() {
         let scaling = id("scaling");
@@ -237,6 +321,6 @@ mod tests {
         assert_eq!(big.scaling, [1, 2, 4]);
         let quick = default_shape(Vec::new(), true, 2);
         let names: Vec<&str> = quick.scenarios.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["throughput", "latency", "churn", "capacity", "transport", "udp"]);
+        assert_eq!(names, ["throughput", "cost", "latency", "churn", "capacity", "transport", "udp"]);
     }
 }

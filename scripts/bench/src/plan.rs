@@ -50,6 +50,11 @@ pub struct Shape {
     pub work_levels: Vec<Level>,
     /// Repeats of the work scenario's closed loop (at most `repeat`).
     pub work_repeat: u32,
+    /// Flows and datagram sizes of the udp scenario's closed loop.
+    pub udp_flows: Vec<u32>,
+    pub udp_sizes: Vec<u32>,
+    /// The cost scenario's offered rates, msg/s, ascending.
+    pub cost_rates: Vec<f64>,
 }
 
 impl Shape {
@@ -73,6 +78,9 @@ impl Shape {
             udp_repeat: 1,
             work_levels: Vec::new(),
             work_repeat: 1,
+            udp_flows: Vec::new(),
+            udp_sizes: Vec::new(),
+            cost_rates: Vec::new(),
         }
     }
 

@@ -265,7 +265,12 @@ fn windows_words(results: &Results, ran: &[&dyn Scenario]) -> String {
     let shorter: Vec<(String, String, f64, f64)> = caps
         .into_iter()
         .map(|((window, warmup), names, beside)| {
-            let alone = format!("{} cells", names.join(" and "));
+            // "cost, latency-ladder and udp cells".
+            let listed = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => names.join(""),
+            };
+            let alone = format!("{listed} cells");
             let beside = match (names.len(), beside) {
                 (1, Some(words)) => words.to_owned(),
                 _ => alone.clone(),

@@ -99,6 +99,10 @@ pub struct Settings {
     /// The work scenario's shape, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<WorkSettings>,
+
+    /// The cost scenario's shape, when it ran (absent in runs before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSettings>,
     pub quick: bool,
 }
 
@@ -126,7 +130,20 @@ pub struct Ladder {
     pub excluded: Vec<Excluded>,
 }
 
-/// A model the ladder leaves out.
+/// The cost scenario a run used, recorded in results.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostSettings {
+    /// Offered rates, msg/s, ascending.
+    pub rates: Vec<f64>,
+    pub connections: u32,
+    pub size: u32,
+    pub window_secs: f64,
+    pub warmup_secs: f64,
+    /// Models left out, and why.
+    pub excluded: Vec<Excluded>,
+}
+
+/// A model the ladder (or the cost scenario) leaves out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Excluded {
     pub model: String,

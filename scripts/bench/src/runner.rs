@@ -116,12 +116,14 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 /// An open-loop climb: its steps' load but for the rate, and the repeat.
 type Climb = (LoadKey, u32);
 
-/// The climb a cell is a step of (an open-loop cell: the latency ladder's,
-/// or the udp scenario's sustained-rate steps); `None` for any other cell.
+/// The climb a cell is a step of (an open-loop cell its scenario climbs:
+/// the latency ladder's, or the udp scenario's sustained-rate steps;
+/// [`crate::scenario::Scenario::climbs`]); `None` for any other cell.
 /// Any other axis tells climbs apart: a model's `--batch` variant climbs on
 /// its own, one stopping leaves the other going.
 fn climb_of(spec: &CellSpec) -> Option<Climb> {
-    spec.load.rate.is_some().then(|| (spec.load.climb(), spec.repeat))
+    let climbs = scenarios::of(&spec.load.scenario).map_or(spec.load.rate.is_some(), |s| s.climbs(&spec.load));
+    climbs.then(|| (spec.load.climb(), spec.repeat))
 }
 
 /// What results.json records of the run's shape: the shape's own fields,
@@ -151,6 +153,7 @@ fn settings(cfg: &RunConfig) -> Settings {
         ladder: None,
         udp: None,
         work: None,
+        cost: None,
         quick: cfg.quick,
     };
     for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
@@ -455,5 +458,6 @@ mod tests {
         assert_eq!(climb_of(&spec("udp", None, None)), None, "closed loop does not climb");
         assert_eq!(climb_of(&spec("throughput", None, None)), None);
         assert!(climb_of(&spec("latency", Some(10_000.0), None)).is_some_and(|c| c.0.scenario.name() == "latency"));
+        assert_eq!(climb_of(&spec("cost", Some(10_000.0), None)), None, "every cost rate runs");
     }
 }

@@ -79,6 +79,13 @@ pub trait Scenario: Sync {
         self.repeats(shape)
     }
 
+    /// Whether a cell of `load` is a step of an open-loop climb: the runner
+    /// skips the steps above the first one it failed (the latency ladder,
+    /// the udp sustained rate). By default every cell with an offered rate.
+    fn climbs(&self, load: &LoadKey) -> bool {
+        load.rate.is_some()
+    }
+
     /// What results.json records of it beside its cells.
     fn record(&self, cfg: &RunConfig, settings: &mut Settings) {
         let _ = (cfg, settings);

@@ -272,19 +272,22 @@ fn flagged_points_and_bars_are_drawn_hollow_and_values_printed() {
     });
     set(&mut results, "capacity", "tokio", |c| c.flags.push(flag(FlagKind::ConnectionsShort, "test")));
     let dir = tempfile::tempdir().unwrap();
+    // Hollow markers are white inside (a circle or a polygon), the legend's sample of one aside.
     let hollow_circles = |svg: &str| {
-        let tags = svg.split("<circle").skip(1).map(|rest| rest.split('>').next().unwrap_or_default());
-        tags.filter(|tag| tag.contains("fill=\"none\"")).count()
+        let tags = svg.split('<').filter(|t| t.starts_with("circle") || t.starts_with("polygon"));
+        let white = tags.filter(|tag| tag.split('>').next().unwrap_or_default().contains("fill=\"#FFFFFF\"")).count();
+        white - usize::from(svg.contains("hollow: a flagged figure"))
     };
     report::draw_charts(&results, dir.path()).unwrap();
     let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
     // tokio client-bound at 100 connections, its capacity cells short.
     assert_eq!(hollow_circles(&read("throughput-64B.svg")), 1);
-    assert!(read("throughput-64B.svg").contains("hollow point: a flagged figure"));
+    assert!(read("throughput-64B.svg").contains("hollow: a flagged figure"), "the legend says what hollow means");
     assert_eq!(hollow_circles(&read("cpu-per-message-64B.svg")), 0, "client-bound is about the rate");
     let memory = read("memory-per-connection.svg");
     assert!(memory.contains("5.5 KiB §") && memory.contains("14.8 KiB"), "values printed, marks too");
-    assert!(memory.contains("hollow bar: a flagged figure"));
+    assert!(memory.contains("hollow dot: a flagged figure"));
+    assert_eq!(hollow_circles(&memory), 1, "tokio's one row held: its capacity cells are short");
     // Without flags: every point filled, no note.
     for cell in &mut results.cells {
         cell.flags.clear();
@@ -393,9 +396,19 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
     let charts = report::draw_charts(&results, dir.path()).unwrap();
     let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
     let ladder = read("latency-ladder.svg");
-    for label in ["SLO: p99 ≤ 1.00 ms", "2,000", "8,000", "32,000", "hollow point: a flagged figure"] {
+    // thread's 8k and 32k steps: only its first repeat reached them (its second stopped at 2k: no
+    // knee in every repeat, none ringed).
+    for label in ["SLO: p99 ≤ 1 ms", "2,000", "8,000", "32,000", "hollow: a flagged figure", "1/2"] {
         assert!(ladder.contains(label), "the ladder chart lacks {label:?}");
     }
+    assert!(!ladder.contains("knee"), "no model held a step in every repeat");
+    // The steps only thread's first repeat reached: counted in the table, dashed in the chart.
+    let readme = report::markdown(&results, &charts);
+    for step in ["| thread | 8,000 (1 of 2 repeats) |", "| thread | 32,000 (1 of 2 repeats) |"] {
+        assert!(readme.contains(step), "{step}");
+    }
+    assert!(readme.contains("| thread | 2,000 | "), "both repeats ran 2,000: no count");
+    assert!(ladder.contains("dashed, n/m: a step only n of"), "the chart says what the counts mean");
     let ratio = read("transport-ratio.svg");
     for label in ["thread, 1 conn.", "thread, 100 conn.", "tokio, 1 conn.", "tokio, 100 conn.", "1×"] {
         assert!(ratio.contains(label), "the ratio chart lacks {label:?}");
@@ -405,7 +418,7 @@ fn the_ladder_and_the_ratio_are_drawn_by_the_kit() {
         titles,
         [
             "Throughput vs connections, 64 B",
-            "Server CPU per message vs connections, 64 B",
+            "Server CPU per message by connections, 64 B",
             "p99 latency against offered load",
             "Latency percentile spectrum at 2,000 msg/s, open loop",
             "Server memory per idle connection (PSS)",
@@ -487,4 +500,104 @@ fn cells_over_another_link_are_shown_apart_and_the_transport_scenarios_veth_cell
     let table: Vec<&str> =
         veth.lines().take_while(|l| !l.starts_with("## ")).filter(|l| l.contains(" 2.00× ")).collect();
     assert!(!table.is_empty(), "veth ÷ tcp = 2 in the veth table: {veth}");
+}
+
+/// The reference run (results/20261126T145404Z-vm) renders again with this
+/// bench: every chart, the ladder's partial steps and knees marked, the
+/// udp latency chart in place of the flat loss one, memory on a log scale.
+#[test]
+fn the_reference_run_renders_again() {
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261126T145404Z-vm/results.json");
+    let mut results = Results::load(&run).expect("the reference run loads");
+    echo_bench::validity::annotate(&mut results);
+    let dir = tempfile::tempdir().unwrap();
+    report::write_report(&results, dir.path()).unwrap();
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+    let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    for chart in [
+        "throughput-64B.svg",
+        "cpu-per-message-64B.svg",
+        "latency-ladder.svg",
+        "latency-spectrum.svg",
+        "memory-per-connection.svg",
+        "churn.svg",
+        "transport-ratio.svg",
+        "udp-sustained-rate.svg",
+        "udp-p99.svg",
+    ] {
+        assert!(readme.contains(&format!("]({chart})")), "{chart} is linked");
+        assert!(read(chart).starts_with("<svg"), "{chart} is drawn");
+    }
+    assert!(!dir.path().join("udp-loss.svg").exists(), "the loss chart (0.00 % everywhere) is gone");
+    let ladder = read("latency-ladder.svg");
+    assert!(
+        ladder.contains("knee: highest rate held") && ladder.contains("2/3"),
+        "knees ringed, partial steps counted"
+    );
+    assert!(readme.contains("| 30,000 (2 of 3 repeats) |"), "the step table counts the repeats that ran a step");
+    let memory = read("memory-per-connection.svg");
+    assert!(memory.contains("≈ 0 KiB (-3.5 KiB measured)"), "a negative difference is ≈ 0, not a negative bar");
+    // Without cost cells, the closed loop's server CPU per message still leads.
+    assert!(readme.contains("- **Lowest server CPU per message**: `reactor`, 4.88 µs, at 100 connections"), "{readme}");
+}
+
+/// The fixture's latency cells at 2,000 msg/s copied as cost cells at
+/// `rate`, each model's server CPU per message and achieved rate given
+/// (`(model, µs, achieved share of the rate)`), on schedule.
+fn cost_cells(results: &Results, rate: f64, figures: &[(&str, f64, f64)]) -> Vec<Cell> {
+    let latency = results.cells.iter().filter(|c| c.spec.load.scenario == of("latency"));
+    latency
+        .filter(|c| c.spec.load.offered() == Some(2000.0))
+        .filter_map(|c| {
+            let &(_, cpu, share) = figures.iter().find(|(m, ..)| *m == c.spec.load.model.name())?;
+            let mut cell = c.clone();
+            cell.spec.load.scenario = of("cost");
+            cell.spec.load.rate = Some(echo_bench::load::Rate(rate));
+            cell.server_cpu_us_per_msg = Some(cpu);
+            let report = cell.loadgen.as_mut().unwrap();
+            report.config.rate = Some(rate);
+            report.throughput.target_requests_per_sec = Some(rate);
+            report.throughput.requests_per_sec = rate * share;
+            report.send_lateness_us = None;
+            report.client_cpu.max_thread_utilisation = 0.1;
+            report.latency_us.mean = 1e6 * f64::from(report.config.connections) / report.throughput.requests_per_sec;
+            Some(cell)
+        })
+        .collect()
+}
+
+/// With cost cells, the summary's and the claim's server CPU per message
+/// are the cost scenario's at the highest rate every model held; a cell
+/// below its rate is marked in the table and hollow in the chart.
+#[test]
+fn the_server_cpu_headline_comes_from_the_cost_scenario_at_the_common_rate() {
+    let mut results = fixture();
+    let low = cost_cells(&results, 1000.0, &[("thread", 30.0, 1.0), ("tokio", 20.0, 1.0)]);
+    // At 4,000 tokio did not hold the rate: the cheapest there, but its CPU is another load's.
+    let high = cost_cells(&results, 4000.0, &[("thread", 10.0, 1.0), ("tokio", 5.0, 0.75)]);
+    results.cells.extend(low.into_iter().chain(high));
+    results.settings.cost = Some(echo_bench::results::CostSettings {
+        rates: vec![1000.0, 4000.0],
+        connections: 100,
+        size: 64,
+        window_secs: 0.5,
+        warmup_secs: 0.2,
+        excluded: Vec::new(),
+    });
+    echo_bench::validity::annotate(&mut results);
+    let all = claims(&results);
+    let cpu: Vec<&Claim> = all.iter().filter(|c| c.title == "Lowest server CPU per message").collect();
+    assert_eq!(cpu.len(), 1, "one claim: the cost scenario's, the closed loop's steps back");
+    assert_eq!(cpu[0].leader().unwrap().model, "tokio");
+    assert_eq!(cpu[0].leader().unwrap().stat.median, 20.0, "at 1,000 msg/s, the highest rate both held");
+    assert!(cpu[0].conditions.starts_with("at 1,000 msg/s offered (the highest rate every model held)"));
+    let readme = report::markdown(&results, &[]);
+    assert!(readme.contains("server CPU per message at 1,000 msg/s offered to 100 connections"), "{readme}");
+    let row =
+        readme.lines().find(|l| l.starts_with("| tokio | 20.00 | 5.00 ‡")).expect("tokio's cost row, 4,000 marked");
+    assert!(row.ends_with("| 2 of 4 cells |"), "{row}");
+    let dir = tempfile::tempdir().unwrap();
+    report::draw_charts(&results, dir.path()).unwrap();
+    let chart = std::fs::read_to_string(dir.path().join("cost.svg")).unwrap();
+    assert!(chart.contains("hollow: a flagged figure") && chart.contains("1,000") && chart.contains("4,000"));
 }

@@ -199,6 +199,49 @@ fn the_ladder_stops_a_model_at_its_first_failing_step_and_leaves_out_a_model_ser
     assert!(row.contains(" | none · none | repeat 1: 1,000 msg/s, "), "{row}");
 }
 
+/// The cost scenario, tiny: two models and a model it leaves out, two low
+/// rates, short windows. Every rate runs for every model (no climb), and
+/// each cell carries its offered rate and the server's CPU per message.
+#[test]
+fn the_cost_scenario_runs_every_rate_and_records_server_cpu_per_message() {
+    let root = tempfile::tempdir().unwrap();
+    // An SLO no cell can meet: a ladder would stop; the cost scenario does not.
+    let output = bench(&server_bin(), root.path())
+        .args(["--models", "iterative,thread,tokio", "--scenarios", "cost", "--cost-rates", "500,1k"])
+        .args(["--slo-p99", "1us", "--repeat", "1", "--duration", "0.5s", "--warmup", "0.1s", "--no-progress"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("4 cells, 0 failed"), "{stdout}");
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let cost = results.settings.cost.as_ref().expect("the cost scenario is recorded");
+    assert_eq!((cost.rates.as_slice(), cost.connections, cost.size), (&[500.0, 1000.0][..], 100, 64));
+    assert_eq!(cost.excluded.iter().map(|e| e.model.as_str()).collect::<Vec<_>>(), ["iterative"]);
+    let cells: Vec<(String, f64)> = results
+        .cells
+        .iter()
+        .map(|c| (c.spec.load.model.name().to_owned(), c.spec.load.offered().expect("an offered rate")))
+        .collect();
+    let expected = [("thread", 500.0), ("tokio", 500.0), ("thread", 1000.0), ("tokio", 1000.0)];
+    assert_eq!(cells, expected.map(|(m, r)| (m.to_owned(), r)));
+    for cell in &results.cells {
+        assert!(cell.ok, "{:?}", cell.failure);
+        let report = cell.loadgen.as_ref().unwrap();
+        assert_eq!(report.config.rate, cell.spec.load.offered(), "loadgen ran at the cell's rate");
+        assert_eq!(report.connections.requested, 100);
+        let server = cell.server.expect("the server's CPU over the window");
+        let per_msg = cell.server_cpu_us_per_msg.expect("server CPU per message");
+        assert!(per_msg > 0.0 && (per_msg - 1e6 * server.cpu_secs / report.requests.ok as f64).abs() < 1e-6);
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("## Server CPU per message at pinned rates, TCP loopback"), "{readme}");
+    assert!(readme.contains("`iterative` is left out: it serves 1 connection(s) at once"), "{readme}");
+    assert!(readme.contains("- **Lowest server CPU per message**: "), "the claim is the cost scenario's: {readme}");
+    assert!(dir.join("cost.svg").is_file(), "its chart");
+}
+
 #[test]
 fn report_rendering_matches_snapshot() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -422,7 +465,12 @@ fn every_registered_model_is_in_every_scenario_of_the_default_matrix() {
         let cells = echo_bench::matrix::cells(&echo_bench::matrix::default_shape(catalogue.clone(), quick, 16));
         for model in &catalogue {
             for scenario in scenarios::ALL.iter().map(|s| s.id()) {
-                if scenario.name() == "latency" && scenarios::latency::excluded(model).is_some() {
+                let left_out = match scenario.name() {
+                    "latency" => scenarios::latency::excluded(model),
+                    "cost" => scenarios::cost::excluded(model),
+                    _ => None,
+                };
+                if left_out.is_some() {
                     // left out of the ladder, with its reason in the results
                     assert!(!cells.iter().any(|c| c.load.model == *model && c.load.scenario == scenario));
                     continue;
@@ -532,7 +580,7 @@ fn the_udp_scenario_runs_every_datagram_variant_and_reports_loss() {
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("## UDP echo, loopback") && readme.contains("| iterative --batch 32 |"), "{readme}");
     assert!(readme.contains("Streams only, not run: `thread`."), "{readme}");
-    for chart in ["udp-sustained-rate.svg", "udp-loss.svg"] {
+    for chart in ["udp-sustained-rate.svg", "udp-p99.svg"] {
         assert!(dir.join(chart).is_file(), "{chart}");
         assert!(readme.contains(&format!("]({chart})")), "{chart} is linked");
     }

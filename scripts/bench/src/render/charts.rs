@@ -1,9 +1,12 @@
 //! The charts a run draws, three kinds of them: lines (a figure against a
 //! load, a line per model, min–max whiskers over repeats), bars (one
-//! figure per row, its value printed) and dot plots (a figure that is a
-//! ratio or a difference, a dot per row with its whisker, a reference line
-//! to read it against). A flagged figure is drawn hollow in all three; a
-//! line in doubt as a whole is dashed. How they are drawn is [`super::plot`].
+//! figure per row, its value printed) and dot plots (a dot per row with its
+//! whisker and its value printed, on a linear or a log scale, a reference
+//! line to read it against). A flagged figure is drawn hollow in all three;
+//! a line in doubt as a whole is dashed. Every series has a colour of a
+//! colour-blind-safe palette and a marker shape of its own
+//! ([`super::plot::style`]); no axis prints a label twice. How they are
+//! drawn is [`super::plot`].
 
 use std::path::Path;
 
@@ -11,14 +14,18 @@ use loadgen::report::fmt_count;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::plot::{self, Area, Chart2d, FONT, GREY, HEIGHT, WIDTH, err, log_ticks, mesh};
-pub use super::plot::{Frame, Line, Point, Rule};
+use super::plot::{
+    self, Area, Chart2d, FONT, GREY, HEIGHT, SPARSE_MARKERS, WIDTH, at_ticks, distinct_labels, err, linear_ticks,
+    log_floor, log_ticks, mesh,
+};
+pub use super::plot::{Frame, Line, Marker, Point, Rule};
 
 /// One row of a bar chart or a dot plot, its value printed beside it.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub label: String,
     pub colour: RGBColor,
+    pub marker: Marker,
     pub value: f64,
     pub range: Option<(f64, f64)>,
     pub hollow: bool,
@@ -44,8 +51,9 @@ pub enum XAxis {
 /// The y axis of a line chart.
 #[derive(Debug, Clone, Copy)]
 pub enum YAxis {
-    /// From 0, linear, labels printed by the function.
-    Linear(fn(f64) -> String),
+    /// From 0, linear, labels printed by the function with the decimals it
+    /// is given (as many as tell the ticks apart).
+    Linear(fn(f64, usize) -> String),
     /// Microseconds on a log scale, labelled at 1, 2 and 5 of every decade.
     LogMicros,
     /// A count or a rate on a log scale (messages / s), labelled at 1, 2
@@ -73,30 +81,34 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
     let (x_lo, x_hi) = (xs[0], xs[xs.len() - 1]);
     let mut builder = ChartBuilder::on(&plot);
     builder.margin(10).margin_right(24).x_label_area_size(44).y_label_area_size(84);
-    let log_y = |lo: f64, hi: f64| {
-        let (lo, hi) = (lo.max(1.0) * 0.85, hi.max(1.0) * 1.15);
-        (lo..hi).log_scale().with_key_points(log_ticks(lo, hi))
-    };
+    let (log_lo, log_hi) = (y_lo.max(1.0) * 0.85, y_hi.max(1.0) * 1.15);
+    let log_y = || (log_lo..log_hi).log_scale().with_key_points(log_ticks(log_lo, log_hi));
+    let ticks = log_ticks(log_lo, log_hi);
+    let us_labels = distinct_labels(&ticks, 0, plot::axis_us_at);
+    let us_label = at_ticks(ticks, us_labels);
     match (x, y) {
         (XAxis::LogAtPoints, YAxis::Linear(format)) => {
             let x_range = (x_lo.max(f64::MIN_POSITIVE) * 0.8..x_hi.max(x_lo * 2.0) * 1.25).log_scale();
-            // All zeros (no loss, say): a unit axis, the line drawn at 0.
+            // All zeros: a unit axis, the line drawn at 0.
             let top = if y_hi > 0.0 { y_hi * 1.1 } else { 1.0 };
-            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), 0.0..top).map_err(err)?;
-            mesh(&mut chart, frame, None, &|x| fmt_count(*x), &|y| format(*y))?;
+            let (ticks, decimals) = linear_ticks(0.0, top, 8);
+            let label = at_ticks(ticks.clone(), distinct_labels(&ticks, decimals, format));
+            let y_range = plot::Linear::new(0.0, top, ticks);
+            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), y_range).map_err(err)?;
+            mesh(&mut chart, frame, None, &|x| fmt_count(*x), &label)?;
             draw(&mut chart, frame, lines, |x| x)?;
         }
         (XAxis::Nines, YAxis::LogMicros) => {
             // Plotted at 1 / (1 − quantile): 10 at 90 %, 10,000 at 99.99 %, on a log scale.
             let x_range = (10.0..10_000.0).log_scale().with_key_points(vec![10.0, 100.0, 1_000.0, 10_000.0]);
-            let mut chart = builder.build_cartesian_2d(x_range, log_y(y_lo, y_hi)).map_err(err)?;
-            mesh(&mut chart, frame, None, &|x| plot::nines_label(x.log10()), &|y| plot::axis_us(*y))?;
+            let mut chart = builder.build_cartesian_2d(x_range, log_y()).map_err(err)?;
+            mesh(&mut chart, frame, None, &|x| plot::nines_label(x.log10()), &us_label)?;
             draw(&mut chart, frame, lines, |x| 10f64.powf(x))?;
         }
         (XAxis::LogAtPoints, YAxis::LogMicros) => {
             let x_range = (x_lo.max(f64::MIN_POSITIVE) * 0.8..x_hi.max(x_lo * 2.0) * 1.25).log_scale();
-            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), log_y(y_lo, y_hi)).map_err(err)?;
-            mesh(&mut chart, frame, None, &|x| fmt_count(*x), &|y| plot::axis_us(*y))?;
+            let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), log_y()).map_err(err)?;
+            mesh(&mut chart, frame, None, &|x| fmt_count(*x), &us_label)?;
             draw(&mut chart, frame, lines, |x| x)?;
         }
         (XAxis::Steps(steps), YAxis::LogMicros) => {
@@ -107,8 +119,8 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
                 if at_slot { steps.get(i as usize).map_or(String::new(), |s| fmt_count(*s)) } else { String::new() }
             };
             let x_range = -0.5..steps.len() as f64 - 0.5;
-            let mut chart = builder.build_cartesian_2d(x_range, log_y(y_lo, y_hi)).map_err(err)?;
-            mesh(&mut chart, frame, Some(steps.len()), &label, &|y| plot::axis_us(*y))?;
+            let mut chart = builder.build_cartesian_2d(x_range, log_y()).map_err(err)?;
+            mesh(&mut chart, frame, Some(steps.len()), &label, &us_label)?;
             draw(&mut chart, frame, lines, slot)?;
         }
         (XAxis::Categories(names), YAxis::LogCount) => {
@@ -118,7 +130,7 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
                 if at_slot { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
             };
             let x_range = -0.5..names.len() as f64 - 0.5;
-            let mut chart = builder.build_cartesian_2d(x_range, log_y(y_lo, y_hi)).map_err(err)?;
+            let mut chart = builder.build_cartesian_2d(x_range, log_y()).map_err(err)?;
             mesh(&mut chart, frame, Some(names.len()), &label, &|y| fmt_count(*y))?;
             draw(&mut chart, frame, lines, |x| x)?;
         }
@@ -159,10 +171,21 @@ where
             let Some((min, max)) = p.range else { continue };
             plot::whisker(chart, (x(p.x), min), (x(p.x), max), colour.mix(0.8).stroke_width(1), (4, 0))?;
         }
-        if line.markers {
-            for p in &line.points {
-                plot::point(chart, (x(p.x), p.y), colour, p.hollow)?;
+        let every = if line.markers { 1 } else { SPARSE_MARKERS };
+        for (i, p) in line.points.iter().enumerate() {
+            // Dense curves: a marker every `every` points (and every flagged one).
+            if i % every == 0 || p.hollow {
+                plot::point(chart, (x(p.x), p.y), (colour, line.marker), p.hollow)?;
             }
+        }
+        if let Some(p) = line.ring.and_then(|at| line.points.iter().find(|p| p.x == at)) {
+            let ring = EmptyElement::at((x(p.x), p.y)) + Circle::new((0, 0), 9, BLACK.stroke_width(1));
+            chart.draw_series([ring]).map_err(err)?;
+        }
+        for label in &line.labels {
+            let style = TextStyle::from((FONT, 11).into_font()).color(&colour).pos(Pos::new(HPos::Left, VPos::Bottom));
+            let at = EmptyElement::at((x(label.0), label.1)) + Text::new(label.2.clone(), (6, -4), style);
+            chart.draw_series([at]).map_err(err)?;
         }
     }
     Ok(())
@@ -172,15 +195,25 @@ where
 /// rows of every panel labelled on the left of the first; each bar's value
 /// printed at its end, its min–max range as a whisker; hollow bars flagged.
 pub fn bars(path: &Path, frame: &Frame, panels: &[(String, Vec<Row>)]) -> Result<(), String> {
-    rows(path, frame, panels, Mark::Bar, fmt_count)
+    rows(path, frame, panels, (Mark::Bar, Scale::Linear), super::format::grouped)
 }
 
-/// A dot plot: a dot per row at its value, its min–max range as a
-/// whisker, its value printed beside it, `frame`'s rules across (a dashed
-/// vertical line each, its label at the top), the x axis labelled by `x`;
-/// hollow dots flagged.
-pub fn dots(path: &Path, frame: &Frame, x_desc: &str, x: fn(f64) -> String, rows: Vec<Row>) -> Result<(), String> {
-    self::rows(path, frame, &[(x_desc.to_owned(), rows)], Mark::Dot, x)
+/// A dot plot, one panel per (x description, rows) as [`bars`]: a dot per
+/// row at its value (its row's marker), its min–max range as a whisker,
+/// its value printed beside it, `frame`'s rules across (a dashed vertical
+/// line each, its label at the top), the x axis on `scale` and labelled by
+/// `x` (given the decimals that tell the ticks apart); hollow dots flagged.
+/// On a log scale every panel shares one axis, and a value at or below its
+/// floor ([`plot::log_floor`] of the smallest positive value: zero, or a
+/// negative difference) is drawn at the floor: its printed text says what it is.
+pub fn dots(
+    path: &Path,
+    frame: &Frame,
+    panels: &[(String, Vec<Row>)],
+    x: fn(f64, usize) -> String,
+    scale: Scale,
+) -> Result<(), String> {
+    rows(path, frame, panels, (Mark::Dot, scale), x)
 }
 
 /// How a row shows its value.
@@ -190,12 +223,21 @@ enum Mark {
     Dot,
 }
 
+/// The value axis of a bar chart or a dot plot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scale {
+    /// From 0 (bars always).
+    Linear,
+    /// Log: values a factor apart stand as far apart anywhere on it.
+    Log,
+}
+
 fn rows(
     path: &Path,
     frame: &Frame,
     panels: &[(String, Vec<Row>)],
-    mark: Mark,
-    x: fn(f64) -> String,
+    kind: (Mark, Scale),
+    x: fn(f64, usize) -> String,
 ) -> Result<(), String> {
     let rows = panels.iter().map(|(_, b)| b.len()).max().unwrap_or(0);
     if rows == 0 {
@@ -211,7 +253,7 @@ fn rows(
         let (plot, notes) = area.split_vertically(h.saturating_sub(16 * frame.notes.len() as u32 + 8));
         (plot, Some(notes))
     };
-    draw_panels(&plot, frame, panels, rows, (mark, x))?;
+    draw_panels(&plot, frame, panels, rows, kind, x)?;
     if let Some(notes) = notes {
         for (i, note) in frame.notes.iter().enumerate() {
             let style = TextStyle::from((FONT, 11).into_font()).color(&GREY).pos(Pos::new(HPos::Left, VPos::Top));
@@ -221,14 +263,66 @@ fn rows(
     root.present().map_err(err)
 }
 
-/// The panels of a bar chart or dot plot: `mark` says how a row shows its
-/// value, `x_label` how the x axis is labelled.
+/// The extent of a panel's value axis: from, to, and how far right of a
+/// row's end its text starts.
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    lo: f64,
+    hi: f64,
+    scale: Scale,
+}
+
+impl Extent {
+    /// The extent of every panel: linear from 0 to 1.3 × the largest end
+    /// (each panel its own), log from the floor to the largest end of all
+    /// panels and room for the printed values.
+    fn of(panels: &[(String, Vec<Row>)], rows: &[Row], rules: &[Rule], scale: Scale) -> Extent {
+        let ends = |rows: &[Row]| {
+            let ends: Vec<f64> = rows.iter().map(|b| b.range.map_or(b.value, |r| r.1.max(b.value))).collect();
+            ends.into_iter().chain(rules.iter().map(|r| r.at)).fold(0.0f64, f64::max)
+        };
+        match scale {
+            Scale::Linear => {
+                let hi = ends(rows);
+                Extent { lo: 0.0, hi: if hi > 0.0 { hi * 1.3 } else { 1.0 }, scale }
+            }
+            Scale::Log => {
+                let all: Vec<Row> = panels.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
+                let lows = all.iter().flat_map(|b| [Some(b.value), b.range.map(|r| r.0)]).flatten();
+                let min_positive =
+                    lows.chain(rules.iter().map(|r| r.at)).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+                let lo = log_floor(min_positive);
+                let top = ends(&all).max(lo * 10.0);
+                // A quarter of the axis beyond the largest end, for its text.
+                let hi = top * (top / lo).powf(0.25);
+                Extent { lo, hi, scale }
+            }
+        }
+    }
+
+    /// Where a value stands: at the floor if below it.
+    fn at(&self, v: f64) -> f64 {
+        v.max(self.lo)
+    }
+
+    /// Where the text of a row ending at `end` starts.
+    fn text_at(&self, end: f64) -> f64 {
+        match self.scale {
+            Scale::Linear => end + self.hi * 0.015,
+            Scale::Log => self.at(end) * (self.hi / self.lo).powf(0.025),
+        }
+    }
+}
+
+/// The panels of a bar chart or dot plot: `kind` says how a row shows its
+/// value and on which scale, `x_label` how the x axis is labelled.
 fn draw_panels(
     area: &Area<'_>,
     frame: &Frame,
     panels: &[(String, Vec<Row>)],
     rows: usize,
-    (mark, x_label): (Mark, fn(f64) -> String),
+    (mark, scale): (Mark, Scale),
+    x_label: fn(f64, usize) -> String,
 ) -> Result<(), String> {
     let (width, _) = area.dim_in_pixel();
     let label_width = 150u32;
@@ -243,49 +337,93 @@ fn draw_panels(
         areas.extend(rest.split_evenly((1, panels.len() - 1)));
     }
     for (i, ((x_desc, bars), panel)) in panels.iter().zip(&areas).enumerate() {
-        let ends = bars.iter().map(|b| b.range.map_or(b.value, |r| r.1.max(b.value)));
-        let x_hi = ends.chain(frame.rules.iter().map(|r| r.at)).fold(0.0f64, f64::max);
-        let x_hi = if x_hi > 0.0 { x_hi * 1.3 } else { 1.0 };
+        let extent = Extent::of(panels, bars, &frame.rules, scale);
         let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-        // Row 0 at the top.
-        let y_of = |row: usize| (rows - 1 - row) as f64;
-        let mut chart = ChartBuilder::on(panel)
-            .margin(8)
-            .margin_right(16)
-            .x_label_area_size(40)
-            .y_label_area_size(if i == 0 { label_width } else { 8 })
-            .build_cartesian_2d(0.0..x_hi, -0.6..rows as f64 - 0.4)
-            .map_err(err)?;
+        let y_range = -0.6..rows as f64 - 0.4;
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(8).margin_right(16).x_label_area_size(40).y_label_area_size(if i == 0 {
+            label_width
+        } else {
+            8
+        });
+        let y_label = |y: &f64| {
+            // Labels at the rows only (whole numbers), and on the first panel.
+            if i > 0 || (y - y.round()).abs() > 0.01 || y.round() < 0.0 {
+                return String::new();
+            }
+            let row = rows as f64 - 1.0 - y.round();
+            labels.get(row as usize).cloned().unwrap_or_default()
+        };
+        let panel = Panel { frame, bars, rows, mark, extent, x_desc, y_label: &y_label };
+        match scale {
+            Scale::Linear => {
+                let (ticks, decimals) = linear_ticks(0.0, extent.hi, 5);
+                let label = at_ticks(ticks.clone(), distinct_labels(&ticks, decimals, x_label));
+                let x_range = plot::Linear::new(0.0, extent.hi, ticks);
+                let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(err)?;
+                panel.draw(&mut chart, &label)?;
+            }
+            Scale::Log => {
+                let ticks = log_ticks(extent.lo, extent.hi);
+                let decimals = (-extent.lo.log10().floor()).max(0.0) as usize;
+                let label = at_ticks(ticks.clone(), distinct_labels(&ticks, decimals, x_label));
+                let x_range = (extent.lo..extent.hi).log_scale().with_key_points(ticks);
+                let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(err)?;
+                panel.draw(&mut chart, &label)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One panel of rows, ready to draw on its chart.
+struct Panel<'a> {
+    frame: &'a Frame,
+    bars: &'a [Row],
+    rows: usize,
+    mark: Mark,
+    extent: Extent,
+    x_desc: &'a str,
+    y_label: &'a dyn Fn(&f64) -> String,
+}
+
+impl Panel<'_> {
+    fn draw<X>(
+        &self,
+        chart: &mut Chart2d<'_, '_, X, plotters::coord::types::RangedCoordf64>,
+        x_label: &dyn Fn(&f64) -> String,
+    ) -> Result<(), String>
+    where
+        X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let Panel { frame, bars, rows, mark, extent, x_desc, y_label } = self;
+        let rows = *rows;
         chart
             .configure_mesh()
             .max_light_lines(0)
             .disable_y_mesh()
-            .x_desc(x_desc.as_str())
-            .x_labels(5)
+            .x_desc(*x_desc)
             .y_labels(rows)
-            .x_label_formatter(&|x| x_label(*x))
-            .y_label_formatter(&|y| {
-                // Labels at the rows only (whole numbers), and on the first panel.
-                if i > 0 || (y - y.round()).abs() > 0.01 || y.round() < 0.0 {
-                    return String::new();
-                }
-                let row = rows as f64 - 1.0 - y.round();
-                labels.get(row as usize).cloned().unwrap_or_default()
-            })
+            .x_label_formatter(x_label)
+            .y_label_formatter(y_label)
             .draw()
             .map_err(err)?;
+        // Row 0 at the top.
+        let y_of = |row: usize| (rows - 1 - row) as f64;
+        let (bottom, top) = (-0.6, rows as f64 - 0.4);
         for rule in &frame.rules {
-            let (bottom, top) = (-0.6, rows as f64 - 0.4);
+            let at = extent.at(rule.at);
             chart
-                .draw_series(DashedLineSeries::new([(rule.at, bottom), (rule.at, top)], 8, 5, BLACK.stroke_width(1)))
+                .draw_series(DashedLineSeries::new([(at, bottom), (at, top)], 8, 5, BLACK.stroke_width(1)))
                 .map_err(err)?;
             let style = TextStyle::from((FONT, 11).into_font()).color(&GREY).pos(Pos::new(HPos::Left, VPos::Top));
-            chart.draw_series([Text::new(rule.label.clone(), (rule.at + x_hi * 0.01, top), style)]).map_err(err)?;
+            chart.draw_series([Text::new(rule.label.clone(), (extent.text_at(at), top), style)]).map_err(err)?;
         }
-        for (row, bar) in bars.iter().enumerate() {
+        // A row without a figure (NaN) keeps its place, empty.
+        for (row, bar) in bars.iter().enumerate().filter(|(_, b)| b.value.is_finite()) {
             let y = y_of(row);
-            if mark == Mark::Bar {
-                let rect = [(0.0, y - 0.32), (bar.value.max(0.0), y + 0.32)];
+            if *mark == Mark::Bar {
+                let rect = [(extent.lo, y - 0.32), (extent.at(bar.value), y + 0.32)];
                 if bar.hollow {
                     // An outline (a closed path: the SVG backend draws rectangles' strokes 1 px wide).
                     let [(x0, y0), (x1, y1)] = rect;
@@ -296,17 +434,21 @@ fn draw_panels(
                 }
             }
             if let Some((min, max)) = bar.range {
-                // The axis starts at 0: a range below it (a PSS delta of −0.0) is drawn from 0.
-                let (min, max) = (min.max(0.0), max.max(0.0));
-                plot::whisker(&mut chart, (min, y), (max, y), BLACK.stroke_width(1), (0, 4))?;
+                // A range below the axis's start (a PSS delta of −0.0) is drawn from it.
+                let (min, max) = (extent.at(min), extent.at(max));
+                if max > min {
+                    plot::whisker(chart, (min, y), (max, y), BLACK.stroke_width(1), (0, 4))?;
+                }
             }
-            if mark == Mark::Dot {
-                plot::point(&mut chart, (bar.value, y), bar.colour, bar.hollow)?;
+            if *mark == Mark::Dot {
+                plot::point(chart, (extent.at(bar.value), y), (bar.colour, bar.marker), bar.hollow)?;
             }
-            let end = bar.range.map_or(bar.value, |r| r.1.max(bar.value)).max(0.0);
+            let end = bar.range.map_or(bar.value, |r| r.1.max(bar.value));
             let style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-            chart.draw_series([Text::new(bar.text.clone(), (end + x_hi * 0.015, y), style)]).map_err(err)?;
+            chart
+                .draw_series([Text::new(bar.text.clone(), (extent.text_at(extent.at(end)), y), style)])
+                .map_err(err)?;
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use plotters::style::RGBColor;
 
-use super::charts::{Line, Point, Row};
+use super::charts::{Line, Marker, Point, Row};
 use super::marks::Lookup;
 use crate::flags::Figure;
 use crate::load::LoadKey;
@@ -12,10 +12,29 @@ use crate::models::Model;
 use crate::results::Cell;
 use crate::stats::Stat;
 
-/// A model's colour, as the server declares it.
+/// A model's colour and marker in every chart: by its place in the run
+/// ([`super::plot::style`]: a colour-blind-safe palette and a shape each,
+/// so that 11–13 series stay apart). The colour a model declares is not
+/// used: declared one by one, the colours were neither colour-blind safe
+/// nor distinct enough for a dozen lines.
+pub fn style(model: &Model) -> (RGBColor, Marker) {
+    super::plot::style(model.rank())
+}
+
+/// The colour and marker of the `i`th series of a chart whose series are
+/// not models (the udp scenario's variants).
+pub fn style_at(i: usize) -> (RGBColor, Marker) {
+    super::plot::style(i)
+}
+
+/// A model's colour ([`style`]).
 pub fn colour(model: &Model) -> RGBColor {
-    let (r, g, b) = model.info().rgb();
-    RGBColor(r, g, b)
+    style(model).0
+}
+
+/// A model's marker ([`style`]).
+pub fn marker(model: &Model) -> Marker {
+    style(model).1
 }
 
 /// One line per model (in `models`' order) of the median of `figure`
@@ -42,16 +61,26 @@ pub fn lines<'a>(
             })
             .collect();
         if !points.is_empty() {
-            lines.push(Line {
-                name: model.name().to_owned(),
-                colour: colour(model),
-                points,
-                dashed: false,
-                markers: true,
-            });
+            lines.push(line(model, points));
         }
     }
     lines
+}
+
+/// `model`'s line through `points`: its name, colour and marker, solid,
+/// a marker at every point.
+pub fn line(model: &Model, points: Vec<Point>) -> Line {
+    let (colour, marker) = style(model);
+    Line {
+        name: model.name().to_owned(),
+        colour,
+        marker,
+        points,
+        labels: Vec::new(),
+        ring: None,
+        dashed: false,
+        markers: true,
+    }
 }
 
 /// A bar of the median of `figure` over `cells`, its min–max range as a
@@ -60,7 +89,7 @@ pub fn lines<'a>(
 pub fn bar(
     lookup: &Lookup,
     label: String,
-    colour: RGBColor,
+    (colour, marker): (RGBColor, Marker),
     cells: &[&Cell],
     figure: impl Fn(&Cell) -> Option<f64>,
     shown: Figure,
@@ -70,6 +99,7 @@ pub fn bar(
     Some(Row {
         label,
         colour,
+        marker,
         value: s.median,
         range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
         hollow: lookup.doubtful(cells, shown),
@@ -85,18 +115,15 @@ pub fn repeats_words(repeats: u32) -> String {
     }
 }
 
-/// The legend's note on hollow points (or bars), when a chart has any.
+/// The note under a bar chart or a dot plot on its hollow bars or dots,
+/// when it has any (a line chart's legend draws a hollow sample itself).
 pub fn hollow_notes(any: bool, what: &str) -> Vec<String> {
     if any { vec![format!("hollow {what}: a flagged figure"), "(marks under its table)".into()] } else { Vec::new() }
 }
 
-/// Whether any point of `lines` is hollow.
-pub fn any_hollow(lines: &[Line]) -> bool {
-    lines.iter().any(|l| l.points.iter().any(|p| p.hollow))
-}
-
-/// Two decimals at most and no trailing zeros: an axis label.
-pub fn axis_decimal(v: f64) -> String {
-    let text = format!("{v:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+/// `v` with at most `decimals` decimals, trailing zeros dropped: a label
+/// of a log axis, whose ticks need different decimals (0.2, 0.5, 1, 2).
+pub fn axis_trimmed(v: f64, decimals: usize) -> String {
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
 }

@@ -13,7 +13,7 @@ use crate::capacity::{Capacity as Held, PROBE};
 use crate::flags::Figure;
 use crate::load::LoadKey;
 use crate::plan::Shape;
-use crate::render::charts::{self, Frame};
+use crate::render::charts::{self, Frame, Scale};
 use crate::render::doc::{Doc, TableId};
 use crate::render::format::{count, kib, show, transport_words};
 use crate::render::series::{self, hollow_notes, repeats_words};
@@ -26,6 +26,18 @@ const SUMMARY_HELD: u32 = 1000;
 
 #[derive(Debug)]
 pub struct Capacity;
+
+/// A chart's text for memory per connection: `4.1 KiB`, or `≈ 0 KiB` for
+/// a figure that prints as zero or below (`≈ 0 KiB (-3.5 measured)`).
+pub fn about_zero(v: f64) -> String {
+    if v < 0.05 {
+        let measured =
+            if v <= -0.05 { format!(" ({} measured)", kib(v).replace('\u{a0}', " ")) } else { String::new() };
+        format!("≈ 0 KiB{measured}")
+    } else {
+        kib(v).replace('\u{a0}', " ")
+    }
+}
 
 impl Scenario for Capacity {
     fn name(&self) -> &'static str {
@@ -142,20 +154,23 @@ impl Scenario for Capacity {
         doc.push_str(&table.finish());
     }
 
-    /// Memory per idle connection: a bar per model and count held, linear.
+    /// Memory per idle connection: a dot per model and count held, on a
+    /// log scale (from ≈ 0.4 KiB to ≈ 400 KiB a connection: on a linear one
+    /// every event loop sat on the axis); a figure at or below zero (the
+    /// server's memory fell while it held them: a negative difference) is
+    /// drawn at the axis's floor and printed `≈ 0`, with what was measured.
     fn charts(&self, r: &Report<'_>, transport: Option<Transport>, dir: &Path) -> Result<Vec<Chart>, String> {
         let Some(transport) = transport else { return Ok(Vec::new()) };
         let me = self.id();
-        let mut bars = Vec::new();
+        let mut rows = Vec::new();
         for model in &r.models {
             for (k, cells) in r.groups_of(&me, transport).filter(|(k, _)| k.model == *model) {
                 let label = format!("{}, {}", model.name(), fmt_count(f64::from(k.connections)));
                 let pss = |c: &Cell| c.capacity.as_ref().map(|c| c.pss_per_connection_kib);
-                let text = |v: f64| kib(v).replace('\u{a0}', " ");
-                bars.extend(series::bar(&r.lookup, label, series::colour(model), cells, pss, Figure::Held, text));
+                rows.extend(series::bar(&r.lookup, label, series::style(model), cells, pss, Figure::Held, about_zero));
             }
         }
-        if bars.is_empty() {
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
         let over = r.over(transport);
@@ -164,13 +179,19 @@ impl Scenario for Capacity {
         let frame = Frame {
             title: format!("Server memory (PSS) per idle connection{over}"),
             subtitle: format!(
-                "a row per model and idle connections held; linear scale; {}",
+                "a row per model and idle connections held; log scale; {}",
                 repeats.replace("bars", "whiskers")
             ),
-            notes: hollow_notes(bars.iter().any(|b| b.hollow), "bar"),
+            notes: hollow_notes(rows.iter().any(|b| b.hollow), "dot")
+                .into_iter()
+                .chain(
+                    ["≈ 0: no memory held per connection, or less than before (drawn at the axis's left end)".into()],
+                )
+                .collect(),
             ..Frame::default()
         };
-        charts::bars(&dir.join(&file), &frame, &[("KiB per connection (PSS)".into(), bars)])?;
+        let panels = [("KiB per connection (PSS), log".into(), rows)];
+        charts::dots(&dir.join(&file), &frame, &panels, series::axis_trimmed, Scale::Log)?;
         Ok(vec![Chart { title: format!("Server memory per idle connection (PSS){over}"), file }])
     }
 

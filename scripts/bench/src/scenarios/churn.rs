@@ -147,7 +147,7 @@ impl Scenario for Churn {
         let (mut accepts, mut cpu, mut clients) = (Vec::new(), Vec::new(), None);
         for (k, cells) in r.groups_of(&self.id(), transport).filter(|(k, _)| k.rate.is_none()) {
             clients = Some(k.connections);
-            let (name, colour) = (k.model.name().to_owned(), series::colour(&k.model));
+            let (name, colour) = (k.model.name().to_owned(), series::style(&k.model));
             let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
             accepts.extend(series::bar(&r.lookup, name.clone(), colour, cells, rate, Figure::Rate, fmt_count));
             let per_connection = |c: &Cell| c.server_cpu_us_per_msg;

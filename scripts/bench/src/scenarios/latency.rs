@@ -49,7 +49,8 @@
 //! instead of 3 ([`super::throughput::THROUGHPUT_REPEAT`]): 88 cells of ≈ 3 s
 //! fewer, −4.4 min, 27.3–29.3 min at worst, ≈ 26–28 expected. A full run
 //! with the udp scenario and the 7-step ladder took 25.5 min; the two
-//! added steps cost ≈ 1 min more.
+//! added steps cost ≈ 1 min more. The cost scenario ([`super::cost`]) adds
+//! its ≈ 1.9 min: ≈ 28–30 min expected, 29.2–31.2 min at worst.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -78,8 +79,9 @@ use crate::stats::Stat;
 /// above the fastest (≈ 150 k, where the load generator runs out first).
 pub const DEFAULT_RATES: [f64; 9] =
     [10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, 60_000.0, 80_000.0, 100_000.0, 130_000.0];
-/// `--quick`'s rates.
-pub const QUICK_RATES: [f64; 3] = [20_000.0, 60_000.0, 100_000.0];
+/// `--quick`'s rates (no model sustained 60,000 within the SLO in the
+/// reference run: a third step would not run).
+pub const QUICK_RATES: [f64; 2] = [20_000.0, 60_000.0];
 /// The default SLO on the CO-corrected p99.
 pub const DEFAULT_SLO_P99: Duration = Duration::from_millis(1);
 /// Connections of every step.
@@ -291,7 +293,8 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
          (coordinated omission corrected). The **knee** is the highest offered rate sustained, in every repeat for \
          the headline; *client-bound* when the step that failed above it had a load generator thread ≥ 90 % busy \
          (the client, maybe not the server, ran out). Step figures are medians over the repeats that ran the \
-         step, min–max in parentheses.\n",
+         step, min–max in parentheses; a step only some repeats reached says how many (`30,000 (2 of 3 \
+         repeats)`): its figures are of the repeats that did well enough to get there.\n",
         ladder.rates.iter().map(|r| fmt_count(*r)).collect::<Vec<_>>().join(", "),
         ladder.connections,
         ladder.size,
@@ -329,11 +332,18 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
         "flags",
     ]);
     for &m in &seen {
+        let repeats = climbs.iter().filter(|c| c.load.model == *m).count();
         for rate in rates(&climbs) {
             let cells = step(&climbs, m, rate);
             if cells.is_empty() {
                 continue;
             }
+            // A step not every repeat reached: its figures are of those that did.
+            let offered = if cells.len() < repeats {
+                format!("{} ({} of {repeats} repeats)", fmt_count(rate), cells.len())
+            } else {
+                fmt_count(rate)
+            };
             let load = |f: fn(&loadgen::Report) -> f64| load_stat(&cells, f);
             let sustained = cells.iter().filter(|c| verdict(c, slo).sustained()).count();
             let mut kinds: Vec<&str> = cells.iter().flat_map(|c| c.flags.iter().map(|f| f.kind.name())).collect();
@@ -341,7 +351,7 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
             kinds.dedup();
             steps.row([
                 m.name().to_owned(),
-                fmt_count(rate),
+                offered,
                 show(load(|r| r.throughput.requests_per_sec), fmt_count),
                 show(load(|r| r.latency_us.p50 as f64), us),
                 show(load(|r| r.latency_us.p99 as f64), us),
@@ -356,8 +366,12 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
 }
 
 /// p99 against offered rate over `transport`, into `dir`: a line per
-/// model, a slot per step (labelled with its rate), the min–max range of
-/// the repeats that ran the step, the SLO across; a point is hollow when
+/// model through the steps every one of its repeats ran, a slot per step
+/// (labelled with its rate), the min–max range of the repeats, the SLO
+/// across, its knee ringed (the highest rate it sustained in every repeat).
+/// The steps only some repeats reached (the others stopped below) follow
+/// dashed, each labelled with how many ran it (`2/3`): their median is of
+/// the repeats that did well enough to get there. A point is hollow when
 /// its step's cells carry a flag on their latency. None without a ladder.
 fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<Chart>, String> {
     let Some(ladder) = &r.results.settings.ladder else { return Ok(None) };
@@ -365,23 +379,43 @@ fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Opti
     let rates = rates(&climbs);
     let mut lines = Vec::new();
     for m in &r.models {
-        let points: Vec<Point> = rates
-            .iter()
-            .filter_map(|&rate| {
-                let cells = step(&climbs, m, rate);
-                let p99 = Stat::over(&cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64))?;
-                let range = (p99.n > 1).then_some((p99.min, p99.max));
-                Some(Point { x: rate, y: p99.median, range, hollow: r.doubtful(&cells, Figure::Latency) })
-            })
-            .collect();
-        if !points.is_empty() {
-            lines.push(Line {
-                name: m.name().to_owned(),
-                colour: series::colour(m),
-                points,
-                dashed: false,
-                markers: true,
-            });
+        let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| c.load.model == *m).collect();
+        let repeats = mine.len();
+        let (mut full, mut partial, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for &rate in &rates {
+            let cells = step(&climbs, m, rate);
+            let Some(p99) = Stat::over(&cells, |c| c.loadgen.as_ref().map(|r| r.latency_us.p99 as f64)) else {
+                continue;
+            };
+            let range = (p99.n > 1).then_some((p99.min, p99.max));
+            let point = Point { x: rate, y: p99.median, range, hollow: r.doubtful(&cells, Figure::Latency) };
+            if cells.len() < repeats {
+                labels.push((rate, p99.median, format!("{}/{repeats}", cells.len())));
+                partial.push(point);
+            } else if partial.is_empty() {
+                full.push(point);
+            } else {
+                // Every repeat ran it again above a partial step (an interrupted run): still partial company.
+                partial.push(point);
+            }
+        }
+        if full.is_empty() && partial.is_empty() {
+            continue;
+        }
+        let knee = climb::summary(&mine, ladder.rates.last().copied(), "msg/s").every;
+        if !partial.is_empty() {
+            // Dashed from the last step every repeat ran, in the model's style, not in the legend.
+            let joined = full.last().copied().into_iter().chain(partial).collect();
+            let mut rest = series::line(m, joined);
+            (rest.name, rest.dashed, rest.labels) = (String::new(), true, labels);
+            if let Some(first) = rest.points.first_mut().filter(|_| !full.is_empty()) {
+                first.range = None; // drawn with the full line
+            }
+            let line = Line { ring: knee, ..series::line(m, full) };
+            lines.push(line);
+            lines.push(rest);
+        } else {
+            lines.push(Line { ring: knee, ..series::line(m, full) });
         }
     }
     if lines.is_empty() {
@@ -389,6 +423,7 @@ fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Opti
     }
     let over = r.over(transport);
     let slo = ladder.slo_p99_us.max(1) as f64;
+    let partial = lines.iter().any(|l| !l.labels.is_empty());
     let frame = Frame {
         title: format!("p99 latency against offered load, open loop, {} connections{over}", ladder.connections),
         subtitle: format!(
@@ -397,8 +432,13 @@ fn ladder_chart(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Opti
         ),
         x_desc: "offered rate, messages / s (one ladder step each)".into(),
         y_desc: "CO-corrected p99 (log)".into(),
-        rules: vec![Rule { at: slo, label: format!("SLO: p99 ≤ {}", fmt_us(slo)) }],
-        notes: series::hollow_notes(series::any_hollow(&lines), "point"),
+        rules: vec![Rule { at: slo, label: format!("SLO: p99 ≤ {}", crate::render::plot::axis_us(slo)) }],
+        notes: if partial {
+            vec!["dashed, n/m: a step only n of".into(), "the m repeats reached".into()]
+        } else {
+            Vec::new()
+        },
+        ring: Some("knee: highest rate held".into()),
     };
     let file = format!("latency-ladder{}.svg", r.suffix(transport));
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::Steps(rates), YAxis::LogMicros)?;
@@ -446,7 +486,7 @@ fn spectrum(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<C
             .collect();
         let dashed = r.doubtful(&own, Figure::Latency) || r.doubtful(&own, Figure::Rate);
         let name = r.lookup.notes().figure(model.name().to_owned(), &own, &[Figure::Latency, Figure::Rate]);
-        lines.push(Line { name, colour: series::colour(model), points, dashed, markers: false });
+        lines.push(Line { name, dashed, markers: false, ..series::line(model, points) });
     }
     if lines.is_empty() {
         return Ok(None);
@@ -478,6 +518,7 @@ fn spectrum(r: &Report<'_>, transport: Transport, dir: &Path) -> Result<Option<C
         } else {
             Vec::new()
         },
+        ..Frame::default()
     };
     charts::lines(&dir.join(&file), &frame, &lines, XAxis::Nines, YAxis::LogMicros)?;
     Ok(Some(Chart {

@@ -21,6 +21,7 @@ macro_rules! register {
 
 register! {
     throughput::Throughput,
+    cost::Cost,
     latency::Latency,
     churn::Churn,
     capacity::Capacity,

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use echo_common::Transport;
-use loadgen::report::fmt_count;
 
 use crate::flags::Figure;
 use crate::load::LoadKey;
@@ -14,8 +13,8 @@ use crate::plan::{RunConfig, Shape};
 use crate::render::charts::{self, Frame, XAxis, YAxis};
 use crate::render::doc::Doc;
 use crate::render::figures::{errors, latency, server_cpu, throughput};
-use crate::render::format::{count, transport_words};
-use crate::render::series::{self, hollow_notes, repeats_words};
+use crate::render::format::{count, grouped, transport_words};
+use crate::render::series::{self, repeats_words};
 use crate::results::{Cell, Scaling as Recorded, Settings};
 use crate::scenario::{Chart, Report, SMALL, Scenario, every_model};
 
@@ -116,10 +115,9 @@ impl Scenario for Scaling {
             subtitle: repeats_words(r.results.settings.repeat),
             x_desc: "server CPUs".into(),
             y_desc: "messages / s".into(),
-            rules: Vec::new(),
-            notes: hollow_notes(series::any_hollow(&lines), "point"),
+            ..Frame::default()
         };
-        charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(fmt_count))?;
+        charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(grouped))?;
         Ok(vec![Chart { title: format!("Scaling with server CPUs{over}"), file }])
     }
 }

@@ -15,7 +15,7 @@ use loadgen::report::fmt_count;
 use crate::flags::Figure;
 use crate::load::{LoadKey, Name};
 use crate::plan::Shape;
-use crate::render::charts::{self, Frame, Row, Rule};
+use crate::render::charts::{self, Frame, Row, Rule, Scale};
 use crate::render::doc::Doc;
 use crate::render::format::{count, grouped, ratio, show};
 use crate::render::series;
@@ -150,6 +150,7 @@ impl Scenario for Transports {
                 rows.push(Row {
                     label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
                     colour: series::colour(model),
+                    marker: series::marker(model),
                     value: s.median,
                     range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
                     hollow: r.doubtful(&both, Figure::Rate),
@@ -171,7 +172,13 @@ impl Scenario for Transports {
             ..Frame::default()
         };
         let file = "transport-ratio.svg".to_owned();
-        charts::dots(&dir.join(&file), &frame, "unix msg/s ÷ tcp msg/s", |x| format!("{x:.1}×"), rows)?;
+        charts::dots(
+            &dir.join(&file),
+            &frame,
+            &[("unix msg/s ÷ tcp msg/s".into(), rows)],
+            |x, d| format!("{x:.d$}×"),
+            Scale::Linear,
+        )?;
         drawn.insert(0, Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file });
         Ok(drawn)
     }
@@ -228,6 +235,7 @@ fn veth_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path) -> Result
             rows.push(Row {
                 label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
                 colour: series::colour(model),
+                marker: series::marker(model),
                 value: s.median,
                 range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
                 hollow: r.doubtful(&both, Figure::Rate),
@@ -248,7 +256,13 @@ fn veth_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path) -> Result
         ..Frame::default()
     };
     let file = "transport-veth-ratio.svg".to_owned();
-    charts::dots(&dir.join(&file), &frame, "veth msg/s ÷ tcp msg/s", |x| format!("{x:.2}×"), rows)?;
+    charts::dots(
+        &dir.join(&file),
+        &frame,
+        &[("veth msg/s ÷ tcp msg/s".into(), rows)],
+        |x, d| format!("{x:.d$}×"),
+        Scale::Linear,
+    )?;
     Ok(vec![Chart { title: "TCP over veth ÷ TCP loopback, msg/s".into(), file }])
 }
 

@@ -40,7 +40,6 @@ use std::time::Duration;
 use echo_common::Transport;
 use loadgen::Opts;
 use loadgen::report::{fmt_count, fmt_us};
-use plotters::style::RGBColor;
 
 use super::latency::STEP_WINDOW;
 use crate::climb::{self, Climb, MAX_LOSS_PERCENT, climbs_of, verdict};
@@ -48,7 +47,7 @@ use crate::flags::{Figure, FlagKind};
 use crate::load::{LoadKey, Rate};
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
-use crate::render::charts::{self, Frame, Line, Point, Row, XAxis, YAxis};
+use crate::render::charts::{self, Frame, Line, Point, Row, Rule, XAxis, YAxis};
 use crate::render::doc::Doc;
 use crate::render::format::{range as show, us};
 use crate::render::marks;
@@ -63,8 +62,10 @@ pub const FLOWS: [u32; 2] = [1, 100];
 pub const SIZES: [u32; 2] = [64, 1400];
 /// Offered rates of the sustained-rate part, datagrams/s.
 pub const RATES: [f64; 7] = [10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0];
-/// `--quick`'s rates.
-pub const QUICK_RATES: [f64; 3] = [25_000.0, 75_000.0, 150_000.0];
+/// `--quick`'s rates: one step (see the budget at [`crate::matrix::default_shape`]).
+pub const QUICK_RATES: [f64; 1] = [50_000.0];
+/// `--quick`'s closed loop: 100 flows of 64 B only.
+pub const QUICK_CLOSED: ([u32; 1], [u32; 1]) = ([100], [64]);
 /// Flows of the sustained-rate part.
 pub const STEP_FLOWS: u32 = 100;
 /// `--batch` of the batching variants: datagrams per `recvmmsg`/`sendmmsg`.
@@ -90,6 +91,8 @@ impl Scenario for Udp {
 
     fn defaults(&self, shape: &mut Shape, quick: bool, _cpus: usize) -> bool {
         shape.udp_rates = if quick { QUICK_RATES.to_vec() } else { RATES.to_vec() };
+        (shape.udp_flows, shape.udp_sizes) =
+            if quick { (QUICK_CLOSED.0.to_vec(), QUICK_CLOSED.1.to_vec()) } else { (FLOWS.to_vec(), SIZES.to_vec()) };
         shape.udp_repeat = if quick { 1 } else { REPEAT };
         true
     }
@@ -105,8 +108,8 @@ impl Scenario for Udp {
             })
         };
         let mut loads = Vec::new();
-        for &size in &SIZES {
-            for &flows in &FLOWS {
+        for &size in &shape.udp_sizes {
+            for &flows in &shape.udp_flows {
                 loads.push(load(flows, size, None));
             }
         }
@@ -124,8 +127,8 @@ impl Scenario for Udp {
         let (window, warmup) = cfg.capped(STEP_WINDOW);
         let stream_only = cfg.shape.models.iter().filter(|m| variants(m).is_empty());
         settings.udp = Some(UdpSettings {
-            flows: FLOWS.to_vec(),
-            sizes: SIZES.to_vec(),
+            flows: cfg.shape.udp_flows.clone(),
+            sizes: cfg.shape.udp_sizes.clone(),
             rates: cfg.shape.udp_rates.clone(),
             step_flows: STEP_FLOWS,
             step_size: SMALL,
@@ -219,13 +222,6 @@ fn variants_run(results: &Results) -> BTreeSet<Variant> {
 
 fn name((model, batch): &Variant) -> String {
     LoadKey { batch: *batch, ..LoadKey::new(Udp.id(), model.clone(), Transport::Udp, 0, 0) }.variant()
-}
-
-/// The variant's colour: its model's, darker for the batching variant.
-fn colour((model, batch): &Variant) -> RGBColor {
-    let RGBColor(r, g, b) = series::colour(model);
-    let dim = |c: u8| (f64::from(c) * 0.6) as u8;
-    if batch.is_some() { RGBColor(dim(r), dim(g), dim(b)) } else { RGBColor(r, g, b) }
 }
 
 /// The ok closed-loop cells of one variant at `flows` × `size`, all repeats.
@@ -410,7 +406,7 @@ fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
 
     // Sustained rate per variant.
     let mut bars = Vec::new();
-    for v in &variants {
+    for (i, v) in variants.iter().enumerate() {
         let mine: Vec<&Climb<'_>> = climbs.iter().filter(|c| of(c, v)).collect();
         if mine.is_empty() {
             continue;
@@ -422,7 +418,8 @@ fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
         if bound {
             text.push_str(" †");
         }
-        bars.push(Row { label: name(v), colour: colour(v), value, range: None, hollow: bound, text });
+        let (colour, marker) = series::style_at(i);
+        bars.push(Row { label: name(v), colour, marker, value, range: None, hollow: bound, text });
     }
     let file = "udp-sustained-rate.svg".to_owned();
     let frame = Frame {
@@ -444,41 +441,80 @@ fn charts(r: &Report<'_>, dir: &Path) -> Result<Vec<Chart>, String> {
     charts::bars(&dir.join(&file), &frame, &[("datagrams / s".into(), bars)])?;
     out.push(Chart { title: "UDP: highest offered rate sustained".to_owned(), file });
 
-    // Loss against offered rate.
+    // p99 against offered rate, corrected and raw: the loss was 0.00 % at
+    // every step of the reference run, its chart a flat line; the latency
+    // is what tells the variants apart, and corrected against raw is what
+    // the pacer's schedule adds (the queueing a closed loop hides).
     let mut lines = Vec::new();
-    for v in &variants {
-        let points: Vec<Point> = udp
-            .rates
-            .iter()
-            .filter_map(|&rate| {
-                let cells = step(&climbs, v, rate);
-                let loss = Stat::over(&cells, |c| Some(report(c)?.datagrams.as_ref()?.loss_percent))?;
-                Some(Point {
-                    x: rate,
-                    y: loss.median,
-                    range: (loss.n > 1 && loss.min != loss.max).then_some((loss.min, loss.max)),
-                    hollow: r.doubtful(&cells, Figure::Rate) || r.doubtful(&cells, Figure::Latency),
-                })
-            })
-            .collect();
-        if !points.is_empty() {
-            lines.push(Line { name: name(v), colour: colour(v), points, dashed: false, markers: true });
+    let p99 = |raw: bool| {
+        move |c: &Cell| {
+            let report = report(c)?;
+            let latency = if raw { report.latency_raw_us.as_ref()? } else { &report.latency_us };
+            Some(latency.p99 as f64)
         }
+    };
+    for (i, v) in variants.iter().enumerate() {
+        let (colour, marker) = series::style_at(i);
+        let points = |raw: bool| -> Vec<Point> {
+            udp.rates
+                .iter()
+                .filter_map(|&rate| {
+                    let cells = step(&climbs, v, rate);
+                    let stat = Stat::over(&cells, p99(raw))?;
+                    Some(Point {
+                        x: rate,
+                        y: stat.median,
+                        range: (stat.n > 1 && stat.min != stat.max && !raw).then_some((stat.min, stat.max)),
+                        // The corrected point carries the flags: the raw line is its companion.
+                        hollow: !raw && (r.doubtful(&cells, Figure::Rate) || r.doubtful(&cells, Figure::Latency)),
+                    })
+                })
+                .collect()
+        };
+        let corrected = points(false);
+        if corrected.is_empty() {
+            continue;
+        }
+        let line = Line {
+            name: name(v),
+            colour,
+            marker,
+            points: corrected,
+            labels: Vec::new(),
+            ring: None,
+            dashed: false,
+            markers: true,
+        };
+        let raw = points(true);
+        if !raw.is_empty() {
+            // The raw p99, in the variant's style, dashed, named once in the legend's notes.
+            lines.push(Line { name: String::new(), points: raw, dashed: true, markers: false, ..line.clone() });
+        }
+        lines.push(line);
     }
-    let file = "udp-loss.svg".to_owned();
+    if lines.is_empty() {
+        return Ok(out);
+    }
+    let slo = udp.slo_p99_us.max(1) as f64;
+    let file = "udp-p99.svg".to_owned();
     let frame = Frame {
-        title: "UDP: loss against offered rate".into(),
+        title: "UDP: p99 latency against offered rate".into(),
         subtitle: format!(
-            "open loop, {} flows, {} B; median of the repeats that ran each step (a climb stops at its first failed step)",
+            "open loop, {} flows, {} B; delivered datagrams; median of the repeats that ran each step",
             udp.step_flows, udp.step_size
         ),
         x_desc: "offered datagrams / s".into(),
-        y_desc: "lost, % of datagrams".into(),
-        rules: Vec::new(),
-        notes: if series::any_hollow(&lines) { vec!["hollow point: a flagged step".into()] } else { Vec::new() },
+        y_desc: "p99 (log)".into(),
+        rules: vec![Rule { at: slo, label: format!("SLO: p99 ≤ {}", crate::render::plot::axis_us(slo)) }],
+        notes: if lines.iter().any(|l| l.dashed) {
+            vec!["solid: CO-corrected p99".into(), "dashed: raw p99 (from the".into(), "actual send time)".into()]
+        } else {
+            vec!["CO-corrected p99".into()]
+        },
+        ring: None,
     };
-    charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::Linear(|v| format!("{v:.2} %")))?;
-    out.push(Chart { title: "UDP: loss against offered rate".to_owned(), file });
+    charts::lines(&dir.join(&file), &frame, &lines, XAxis::LogAtPoints, YAxis::LogMicros)?;
+    out.push(Chart { title: "UDP: p99 latency against offered rate, corrected and raw".to_owned(), file });
     Ok(out)
 }
 

@@ -58,7 +58,6 @@ use std::time::Duration;
 use echo_common::{BlocksAtOnce, ModelInfo, Transport};
 use loadgen::Opts;
 use loadgen::report::{fmt_count, fmt_us};
-use plotters::style::RGBColor;
 
 use super::latency;
 use crate::climb::{self, Climb, climbs_of};
@@ -463,11 +462,11 @@ fn variant_name((model, blocking): &Variant) -> String {
     LoadKey { blocking: blocking.clone(), ..LoadKey::new(Work.id(), model.clone(), Transport::Tcp, 0, 0) }.variant()
 }
 
-/// The variant's colour: its model's, darker for `--blocking inline`.
-fn colour((model, blocking): &Variant) -> RGBColor {
-    let RGBColor(r, g, b) = series::colour(model);
-    let dim = |c: u8| (f64::from(c) * 0.6) as u8;
-    if blocking.is_some() { RGBColor(dim(r), dim(g), dim(b)) } else { RGBColor(r, g, b) }
+/// The variant's line through `points`: its model's colour and marker,
+/// dashed for `--blocking inline`.
+fn variant_line(v: &Variant, points: Vec<Point>) -> Line {
+    let line = series::line(&v.0, points);
+    Line { name: variant_name(v), dashed: v.1.is_some(), ..line }
 }
 
 /// The closed-loop groups of the run: each (level, variant) with its cells.
@@ -775,14 +774,13 @@ fn chart(r: &Report<'_>, dir: &Path) -> Result<Option<Chart>, String> {
             })
             .collect();
         if !points.is_empty() {
-            let dashed = v.1.is_some();
-            lines.push(Line { name: variant_name(v), colour: colour(v), points, dashed, markers: true });
+            lines.push(variant_line(v, points));
         }
     }
     if lines.is_empty() {
         return Ok(None);
     }
-    let mut notes = hollow_notes(series::any_hollow(&lines), "point");
+    let mut notes = hollow_notes(lines.iter().flat_map(|l| &l.points).any(|p| p.hollow), "point");
     if lines.iter().any(|l| l.dashed) {
         notes.push("dashed: --blocking inline".into());
     }
@@ -801,6 +799,7 @@ fn chart(r: &Report<'_>, dir: &Path) -> Result<Option<Chart>, String> {
         y_desc: "messages / s (log)".into(),
         rules: Vec::new(),
         notes,
+        ring: None,
     };
     let file = "work.svg".to_owned();
     let names = closed.levels.iter().map(Level::to_string).collect();
