@@ -9,7 +9,7 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
-use crate::flags::Flag;
+use crate::flags::{Flag, Note};
 use crate::load::CellSpec;
 use crate::models::Model;
 use crate::sampler::ServerStats;
@@ -168,6 +168,15 @@ pub struct Cell {
     /// nothing does.
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// CPUs the server was allotted: its quota (`--server-quota`) when it
+    /// ran throttled, else the number of its CPUs. Absent in runs before
+    /// it was recorded (then read from the settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allotment_cpus: Option<f64>,
+    /// What is worth knowing but puts no figure in doubt (both sides
+    /// saturated); recomputed with the flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
 impl Results {

@@ -227,6 +227,8 @@ fn blank(spec: CellSpec) -> Cell {
         server_cpu_us_per_msg: None,
         shutdown: None,
         flags: Vec::new(),
+        allotment_cpus: None,
+        notes: Vec::new(),
     }
 }
 
@@ -259,6 +261,7 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
     let mut cell = blank(spec.clone());
+    cell.allotment_cpus = Some(server_cpus.len() as f64);
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     let mut edges: Option<(Sample, Sample)> = None;
