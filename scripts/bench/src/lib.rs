@@ -14,7 +14,7 @@
 //! run is asked to do), [`scenario`] (what a scenario is) and
 //! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
 //! cells, in which order), [`runner`] (one cell), [`server`], [`sampler`]
-//! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
+//! and [`capacity`] (the server side), [`quota`] (its CPU quota), [`climb`] (open-loop climbs: the
 //! latency ladder, the udp sustained rate), [`results`] (the JSON),
 //! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
@@ -29,6 +29,7 @@ pub mod matrix;
 pub mod models;
 pub mod plan;
 pub mod progress;
+pub mod quota;
 pub mod render;
 pub mod report;
 pub mod results;

@@ -45,6 +45,7 @@ const EXAMPLES: &str = "Examples:
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
+  bench --server-quota none                    no CPU quota: the server may use all of its CPUs
   bench report results/<run>                   render a run's README and charts again
 
 Ctrl-C (or SIGTERM) stops the cell under way (its server is stopped, the cell dropped) and writes
@@ -112,6 +113,12 @@ struct RunArgs {
     /// CPUs for the load generator [default: the other half].
     #[arg(long)]
     client_cpus: Option<String>,
+    /// The server's CPU quota in the throughput and transport scenarios (a
+    /// cgroup per server), CPUs, e.g. 0.5; `none`: unthrottled. Without
+    /// cgroups here, the run says so and goes unthrottled [default: half the
+    /// load generator's CPUs, at most the server's: 0.5 with one CPU each].
+    #[arg(long, value_name = "CPUS|none", allow_negative_numbers = true)]
+    server_quota: Option<String>,
     /// The echo-server binary [default: next to this one].
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -300,6 +307,12 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             cpu_list(&shared)
         );
     }
+    let server_quota = match args.server_quota.as_deref() {
+        Some(text) => {
+            echo_bench::quota::parse(text, server_cpus.len()).map_err(|err| Usage(format!("--server-quota {err}")))?
+        }
+        None => Some(echo_bench::quota::default_cpus(server_cpus.len(), client_cpus.len())),
+    };
     let config = RunConfig {
         shape,
         duration: args.duration.unwrap_or(if quick { Duration::from_secs(1) } else { Duration::from_secs(2) }),
@@ -313,6 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         quick,
         progress: !args.no_progress,
         slo_p99: args.slo_p99,
+        server_quota,
         interrupt: install_signal_handlers()?,
     };
     // scripts/bench.sh says how it was called; otherwise, our own command line.

@@ -12,6 +12,7 @@ use crate::capacity::Capacity;
 use crate::flags::{Flag, Note};
 use crate::load::CellSpec;
 use crate::models::Model;
+use crate::quota::Throttling;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
 
@@ -88,6 +89,31 @@ pub struct Settings {
     #[serde(default)]
     pub udp: Option<UdpSettings>,
     pub quick: bool,
+    /// The server's CPU quota (`--server-quota`); absent in runs before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_quota: Option<QuotaSettings>,
+}
+
+/// The server's CPU quota of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaSettings {
+    /// The quota asked for, CPUs; `None`: `--server-quota none`.
+    pub cpus: Option<f64>,
+    /// Its period, µs.
+    pub period_us: Option<u64>,
+    /// How it was applied (`cgroup v1 cpu.cfs_quota_us under …`).
+    pub mechanism: Option<String>,
+    /// Why it could not be: the servers ran unthrottled.
+    pub unavailable: Option<String>,
+    /// The scenarios whose servers run under it.
+    pub scenarios: Vec<String>,
+}
+
+impl QuotaSettings {
+    /// Whether the servers of [`QuotaSettings::scenarios`] ran throttled.
+    pub fn applied(&self) -> bool {
+        self.cpus.is_some() && self.unavailable.is_none()
+    }
 }
 
 /// The scaling scenario's shape.
@@ -177,6 +203,10 @@ pub struct Cell {
     /// saturated); recomputed with the flags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,
+    /// The server's CPU quota and how often it ran out over the window,
+    /// when the cell ran throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Throttling>,
 }
 
 impl Results {

@@ -17,8 +17,9 @@ use crate::loadpath::{self, Mark};
 use crate::matrix;
 use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
+use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
-use crate::results::{Cell, Environment, Results, Settings, utc_now};
+use crate::results::{Cell, Environment, QuotaSettings, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::scenario::{Drive, Window};
 use crate::scenarios::{self, ALL};
@@ -49,10 +50,11 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
+    let (cgroups, quota) = rig(cfg);
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
         environment,
-        settings: settings(cfg),
+        settings: Settings { server_quota: quota, ..settings(cfg) },
         cells: Vec::new(),
         complete: false,
     };
@@ -76,7 +78,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
             continue; // counted off the total when the climb stopped
         }
         progress.bar.set_message(scenarios::label(&spec.load));
-        let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
+        let cell = run_cell(cfg, spec, &progress.bar, sockets.path(), cgroups.as_ref());
         if cfg.interrupt.load(Ordering::SeqCst) {
             // The signal came while it ran: its server was stopped under it
             // (or its figures would mix both): not a measurement.
@@ -108,6 +110,38 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     results.save(&json)?;
     report::write_report(&results, &dir)?;
     Ok(Outcome { dir, results, interrupted })
+}
+
+/// The server's CPU quota of a run: the cgroups its throttled servers run
+/// in (none when it has no quota, no scenario taking one, or no cgroups
+/// here), and what results.json records of it. Without cgroups it says so
+/// in one line, and the run goes on unthrottled.
+fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
+    let scenarios: Vec<String> =
+        ALL.iter().filter(|s| s.server_quota() && cfg.shape.runs(&s.id())).map(|s| s.name().to_owned()).collect();
+    if scenarios.is_empty() {
+        return (None, None);
+    }
+    let mut record =
+        QuotaSettings { cpus: cfg.server_quota, period_us: None, mechanism: None, unavailable: None, scenarios };
+    let Some(cpus) = cfg.server_quota else { return (None, Some(record)) };
+    let quota = Quota::new(cpus);
+    record.period_us = Some(quota.period_us);
+    match Cgroups::probe(quota) {
+        Ok(cgroups) => {
+            record.mechanism = Some(cgroups.mechanism());
+            (Some(cgroups), Some(record))
+        }
+        Err(why) => {
+            eprintln!(
+                "bench: server quota unavailable here ({why}): the servers of {} run unthrottled, and the report \
+                 says so",
+                record.scenarios.join(", ")
+            );
+            record.unavailable = Some(why);
+            (None, Some(record))
+        }
+    }
 }
 
 /// An open-loop climb: its steps' load but for the rate, and the repeat.
@@ -142,6 +176,7 @@ fn settings(cfg: &RunConfig) -> Settings {
             LoadPath::Process(_) => "process".into(),
             LoadPath::InProcess => "in-process".into(),
         }),
+        server_quota: None,
         scaling: None,
         ladder: None,
         udp: None,
@@ -229,12 +264,14 @@ fn blank(spec: CellSpec) -> Cell {
         flags: Vec::new(),
         allotment_cpus: None,
         notes: Vec::new(),
+        quota: None,
     }
 }
 
-/// One cell, start to finish. Never panics on a misbehaving server: every
-/// problem becomes the cell's failure reason.
-pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
+/// One cell, start to finish, its server in a cgroup of `cgroups` (under
+/// the run's quota) when its scenario takes one. Never panics on a
+/// misbehaving server: every problem becomes the cell's failure reason.
+pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path, cgroups: Option<&Cgroups>) -> Cell {
     let addr = server::listen_addr(spec.load.transport, &spec.load.model, sockets);
     // The scaling scenario gives the server its own share of the machine,
     // and the load generator (this thread and those it starts) the rest.
@@ -242,7 +279,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
     if let Err(err) = server::pin_current_thread(&client_cpus) {
         return failed(spec, format!("cannot pin the load generator to CPUs {client_cpus:?}: {err}"));
     }
-    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus);
+    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus, cgroups);
     if client_cpus != cfg.client_cpus {
         // Back to the run's own client set; it was set once, so this cannot fail now.
         let _ = server::pin_current_thread(&cfg.client_cpus);
@@ -251,23 +288,40 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
 }
 
 /// [`run_cell`] once the load generator's CPUs are set.
-fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, server_cpus: &[usize]) -> Cell {
-    let args: Vec<String> = spec.load.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
-    let mut server = match Server::start(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus) {
-        Ok(server) => server,
-        Err(reason) => return failed(spec, reason),
+fn run_pinned(
+    cfg: &RunConfig,
+    spec: CellSpec,
+    bar: &ProgressBar,
+    addr: &str,
+    server_cpus: &[usize],
+    cgroups: Option<&Cgroups>,
+) -> Cell {
+    let Some(scenario) = scenarios::of(&spec.load.scenario) else {
+        return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
     };
+    // Made before the server and dropped after it: removed once it is stopped.
+    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.server_quota())) {
+        (Some(cgroups), Some(cpus)) => match cgroups.create(Quota::new(cpus)) {
+            Ok(cgroup) => Some(cgroup),
+            Err(err) => return failed(spec, format!("cannot make the server's cgroup: {err}")),
+        },
+        _ => None,
+    };
+    let args: Vec<String> = spec.load.batch.map(|n| vec!["--batch".into(), n.to_string()]).unwrap_or_default();
+    let mut server =
+        match Server::start_in(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus, cgroup.as_ref()) {
+            Ok(server) => server,
+            Err(reason) => return failed(spec, reason),
+        };
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
     let mut cell = blank(spec.clone());
-    cell.allotment_cpus = Some(server_cpus.len() as f64);
+    // Its allotment: the quota, else its CPUs (what client_bound is read against).
+    cell.allotment_cpus = Some(cgroup.as_ref().map_or(server_cpus.len() as f64, |g| g.quota.cpus));
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     let mut edges: Option<(Sample, Sample)> = None;
-    let Some(scenario) = scenarios::of(&spec.load.scenario) else {
-        return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
-    };
     let (duration, warmup) = match scenario.window() {
         Window::Capped { at_most, .. } => cfg.capped(at_most),
         Window::Full | Window::Own => (cfg.duration, cfg.warmup),
@@ -298,6 +352,8 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
             // closes: its CPU over exactly the window the messages are counted in.
             let edge =
                 || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
+            // Its cgroup's throttling, read at the same instants.
+            let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);
             let result = match &cfg.load_path {
                 // The bench owns the window: it names the start, and is at
@@ -306,24 +362,32 @@ fn run_pinned(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, addr: &str, se
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
                     loadpath::run(bin, &opts, &stop, |mark| match mark {
-                        Mark::Open => opened = Some((Instant::now(), edge())),
-                        Mark::Close => closed = Some((Instant::now(), edge())),
+                        Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
+                        Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
                     })
                 }
                 LoadPath::InProcess => loadgen::run_observed(&opts, &mut |event| match event {
                     Event::Progress { rate, .. } => {
                         bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
                     }
-                    Event::WindowOpened => opened = Some((Instant::now(), edge())),
-                    Event::WindowClosed => closed = Some((Instant::now(), edge())),
+                    Event::WindowOpened => opened = Some((Instant::now(), edge(), throttle())),
+                    Event::WindowClosed => closed = Some((Instant::now(), edge(), throttle())),
                 })
                 .map_err(|err| err.to_string()),
             };
             match result {
                 Ok(report) => {
-                    if let (Some((open, a)), Some((close, b))) = (opened, closed) {
+                    if let (Some((open, a, qa)), Some((close, b, qb))) = (opened, closed) {
                         window = (open, close);
                         edges = a.zip(b);
+                        if let Some(cgroup) = &cgroup {
+                            match qa.zip(qb) {
+                                Some((qa, qb)) => cell.quota = Some(Throttling::between(cgroup.quota, qa, qb)),
+                                None => {
+                                    problems.push("the server's cgroup could not be read at the window's edges".into())
+                                }
+                            }
+                        }
                     }
                     cell.loadgen = Some(report);
                 }

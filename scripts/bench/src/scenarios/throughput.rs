@@ -66,6 +66,10 @@ impl Scenario for Throughput {
         shape.throughput_repeat.min(shape.repeat)
     }
 
+    fn server_quota(&self) -> bool {
+        true
+    }
+
     fn place(&self) -> u8 {
         10
     }

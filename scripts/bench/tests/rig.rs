@@ -1,0 +1,114 @@
+//! The rig around the cells: the server's CPU quota (a cgroup per server,
+//! its throttling recorded), the control cell, the environment of a run,
+//! and the `floor` and `overhead` measurements. Tiny runs, bounded in time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use echo_bench::results::Results;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+
+fn server_bin() -> PathBuf {
+    let path = Path::new(BENCH).with_file_name("echo-server");
+    assert!(path.is_file(), "{} missing: build it (cargo build -p echo-servers)", path.display());
+    path
+}
+
+fn run_dir(root: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
+    dirs.pop().unwrap()
+}
+
+/// A tiny run of `args` into a fresh folder: its output and its results.
+fn tiny_run(args: &[&str]) -> (Output, Results, String) {
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--results")
+        .arg(root.path())
+        .args(["--repeat", "1", "--duration", "0.5s", "--warmup", "0.1s", "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap();
+    let dir = run_dir(root.path());
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    (output, results, readme)
+}
+
+/// The bench's cgroups left behind by a run of process `pid`, if any.
+fn leftover_cgroups(pid: u32) -> Vec<PathBuf> {
+    let name = format!("echo-arena-bench-{pid}");
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"]
+        .iter()
+        .map(|root| Path::new(root).join(&name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+#[test]
+fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_is_unavailable() {
+    let (output, results, readme) = tiny_run(&[
+        "--models",
+        "reactor",
+        "--scenarios",
+        "throughput,latency",
+        "--connections",
+        "10",
+        "--sizes",
+        "64",
+        "--rates",
+        "2k",
+        "--server-quota",
+        "0.5",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let quota = results.settings.server_quota.clone().expect("the quota is recorded");
+    assert_eq!(quota.cpus, Some(0.5));
+    assert_eq!(quota.scenarios, ["throughput"], "the latency ladder runs unthrottled");
+    let throughput = results.cells.iter().find(|c| c.spec.load.scenario.name() == "throughput").unwrap();
+    let latency = results.cells.iter().find(|c| c.spec.load.scenario.name() == "latency").unwrap();
+    assert!(latency.quota.is_none(), "{:?}", latency.quota);
+    if let Some(why) = &quota.unavailable {
+        println!("server quota unavailable here: {why}");
+        assert!(stderr.contains("server quota unavailable here"), "one line says so: {stderr}");
+        assert!(throughput.quota.is_none());
+        assert_eq!(throughput.allotment_cpus, Some(1.0), "unthrottled: its CPUs");
+        assert!(readme.contains("**Server CPU quota unavailable here**"), "{readme}");
+        return;
+    }
+    let t = throughput.quota.expect("a throttled cell records its quota");
+    assert_eq!((t.cpus, t.period_us), (0.5, echo_bench::quota::period_for(0.5)));
+    let figures = (throughput.loadgen.as_ref().map(|r| r.throughput.requests_per_sec), throughput.server);
+    assert!(t.periods > 0, "{t:?}: no period with work in a loaded window? {figures:?}");
+    assert!(t.throttled_periods <= t.periods, "{t:?}");
+    assert_eq!(throughput.allotment_cpus, Some(0.5));
+    // The server kept at most its quota busy (a period's slack at the edges).
+    let used = throughput.server.expect("server figures").cpu_utilisation;
+    assert!(used <= 0.5 * 1.15, "the server used {used} CPUs under a quota of 0.5");
+    assert!(quota.mechanism.as_deref().is_some_and(|m| m.contains("cgroup")), "{quota:?}");
+    assert!(readme.contains("Server CPU quota: 0.5 CPU per 2 ms period"), "{readme}");
+    // The cgroups are gone with the run.
+    let pid = quota.mechanism.as_deref().and_then(|m| m.rsplit("echo-arena-bench-").next()?.parse::<u32>().ok());
+    assert!(leftover_cgroups(pid.expect("the parent names the run's process")).is_empty());
+}
+
+#[test]
+fn a_bad_quota_is_a_usage_error_of_one_line() {
+    for bad in ["0", "x", "-0.5", "99"] {
+        let output = Command::new(BENCH)
+            .args(["--server-bin"])
+            .arg(server_bin())
+            .args(["--server-quota", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
+        assert!(stderr.contains("--server-quota"), "{stderr}");
+    }
+}
