@@ -15,7 +15,8 @@
 //! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
 //! cells, in which order), [`runner`] (one cell), [`server`], [`sampler`]
 //! and [`capacity`] (the server side), [`quota`] (its CPU quota), [`climb`] (open-loop climbs: the
-//! latency ladder, the udp sustained rate), [`results`] (the JSON),
+//! latency ladder, the udp sustained rate), [`results`] (the JSON) and
+//! [`host`] (what of the machine it records),
 //! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
 //! and [`report`] (the README).
@@ -23,6 +24,7 @@
 pub mod capacity;
 pub mod climb;
 pub mod flags;
+pub mod host;
 pub mod load;
 pub mod loadpath;
 pub mod matrix;

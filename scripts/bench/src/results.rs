@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
 use crate::flags::{Flag, Note};
+use crate::host::{Sysctl, Tree};
 use crate::load::CellSpec;
 use crate::models::Model;
 use crate::quota::Throttling;
@@ -55,6 +56,19 @@ pub struct Environment {
     pub command: String,
     /// UTC, ISO 8601.
     pub started_at: String,
+    /// The CPU's vendor, family, model and stepping: what its model name
+    /// may leave out. Absent in runs before it (as every field below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_id: Option<String>,
+    /// The sysctls that move results ([`crate::host::SYSCTLS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<Sysctl>,
+    /// The working tree: its commit, and whether it had changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<Tree>,
+    /// The command with its CPU sets and quota explicit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduce: Option<String>,
 }
 
 /// The matrix's shape.
@@ -257,6 +271,10 @@ impl Environment {
             git_commit: loadgen_env.git_commit,
             command,
             started_at,
+            cpu_id: crate::host::cpu_id(),
+            sysctls: crate::host::sysctls(),
+            tree: crate::host::tree(),
+            reproduce: None,
         }
     }
 }

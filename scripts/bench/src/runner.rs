@@ -51,10 +51,12 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
     let (cgroups, quota) = rig(cfg);
+    let settings = Settings { server_quota: quota, ..settings(cfg) };
+    let reproduce = crate::host::reproduce(&environment.command, &settings);
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
-        environment,
-        settings: Settings { server_quota: quota, ..settings(cfg) },
+        environment: Environment { reproduce: Some(reproduce), ..environment },
+        settings,
         cells: Vec::new(),
         complete: false,
     };

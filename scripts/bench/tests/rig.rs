@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use echo_bench::results::Results;
 
@@ -49,22 +50,31 @@ fn leftover_cgroups(pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
+/// One tiny run that several tests read: reactor, throughput (throttled)
+/// and one latency step (not).
+fn shared() -> &'static (Output, Results, String) {
+    static RUN: OnceLock<(Output, Results, String)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        tiny_run(&[
+            "--models",
+            "reactor",
+            "--scenarios",
+            "throughput,latency",
+            "--connections",
+            "10",
+            "--sizes",
+            "64",
+            "--rates",
+            "2k",
+            "--server-quota",
+            "0.5",
+        ])
+    })
+}
+
 #[test]
 fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_is_unavailable() {
-    let (output, results, readme) = tiny_run(&[
-        "--models",
-        "reactor",
-        "--scenarios",
-        "throughput,latency",
-        "--connections",
-        "10",
-        "--sizes",
-        "64",
-        "--rates",
-        "2k",
-        "--server-quota",
-        "0.5",
-    ]);
+    let (output, results, readme) = shared();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let quota = results.settings.server_quota.clone().expect("the quota is recorded");
@@ -111,4 +121,47 @@ fn a_bad_quota_is_a_usage_error_of_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
         assert!(stderr.contains("--server-quota"), "{stderr}");
     }
+}
+
+#[test]
+fn the_environment_of_a_run_is_recorded_and_heads_its_readme() {
+    let (output, results, readme) = shared();
+    assert!(output.status.success());
+    let env = &results.environment;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':'));
+    if let Some((_, model)) = model {
+        assert_eq!(env.cpu_model, model.trim(), "the whole model name");
+        assert!(readme.contains(&format!("CPU: {}", model.trim())), "{readme}");
+    }
+    assert_eq!(env.sysctls.len(), echo_bench::host::SYSCTLS.len());
+    for sysctl in &env.sysctls {
+        let path = format!("/proc/sys/{}", sysctl.name.replace('.', "/"));
+        assert_eq!(sysctl.value.is_some(), Path::new(&path).exists(), "{sysctl:?}");
+        let shown = match &sysctl.value {
+            Some(v) => format!("`{}` = {v}", sysctl.name),
+            None => format!("`{}` unavailable here", sysctl.name),
+        };
+        assert!(readme.contains(&shown), "{shown} in {readme}");
+    }
+    // The test runs inside the repository's tree.
+    let tree = env.tree.as_ref().expect("a git tree");
+    assert_eq!(tree.commit.len(), 40);
+    assert!(readme.contains(if tree.dirty { "Tree: **dirty** at commit" } else { "Tree: clean at commit" }));
+    for name in ["io-uring=", "rayon=", "tokio=", "mio="] {
+        assert!(env.crates.iter().any(|c| c.starts_with(name)), "{name} in {:?}", env.crates);
+    }
+    let line = env.reproduce.as_deref().expect("a reproduce line");
+    let quota = if results.settings.server_quota.as_ref().is_some_and(|q| q.cpus.is_some()) { "0.5" } else { "none" };
+    let cpus = echo_bench::host::cpu_list;
+    assert!(
+        line.ends_with(&format!(
+            "--server-cpus {} --client-cpus {} --server-quota {quota}",
+            cpus(&results.settings.server_cpus),
+            cpus(&results.settings.client_cpus)
+        )),
+        "{line}"
+    );
+    assert_eq!(line.matches("--server-quota").count(), 1, "{line}");
+    assert!(readme.contains(&format!("Reproduce (from the repository root, at that commit): `{line}`")));
 }

@@ -48,6 +48,46 @@ fn quota_line(results: &Results) -> Option<String> {
     Some(line)
 }
 
+/// The environment that moves results, for runs that recorded it.
+fn environment_lines(results: &Results) -> Vec<String> {
+    let env = &results.environment;
+    if env.sysctls.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let id = env.cpu_id.as_deref().map_or(String::new(), |id| format!(" ({id})"));
+    lines.push(format!("CPU: {}{id}, {} online; kernel {}.", env.cpu_model, env.cpus_online, env.kernel));
+    let sysctls: Vec<String> = env
+        .sysctls
+        .iter()
+        .map(|s| match &s.value {
+            Some(value) => format!("`{}` = {value}", s.name),
+            None => format!("`{}` unavailable here", s.name),
+        })
+        .collect();
+    lines.push(format!("Sysctls: {}.", sysctls.join(", ")));
+    match &env.tree {
+        Some(tree) if tree.dirty => lines.push(format!(
+            "Tree: **dirty** at commit {} ({} changed, e.g. {}): the binaries may not be the commit's.",
+            short(&tree.commit),
+            if tree.changed.len() < 10 { format!("{} path(s)", tree.changed.len()) } else { "10+ paths".into() },
+            tree.changed.iter().take(3).map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        )),
+        Some(tree) => lines.push(format!("Tree: clean at commit {}.", short(&tree.commit))),
+        None => lines.push("Tree: not a git checkout (or no git here): commit unknown.".into()),
+    }
+    lines.push(format!("Built with {}; direct dependencies: {}.", env.rustc, env.crates.join(", ")));
+    if let Some(line) = &env.reproduce {
+        lines.push(format!("Reproduce (from the repository root, at that commit): `{line}`"));
+    }
+    lines
+}
+
+/// A commit's first 12 hex digits.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
 /// Writes the rig's lines into `doc` (nothing when the run recorded none).
 pub fn section(results: &Results, doc: &mut Doc) {
     let mut lines: Vec<String> = Vec::new();
@@ -62,6 +102,7 @@ pub fn section(results: &Results, doc: &mut Doc) {
             results.cells.len()
         ));
     }
+    lines.extend(environment_lines(results));
     if lines.is_empty() {
         return;
     }
