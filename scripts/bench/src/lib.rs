@@ -23,6 +23,7 @@
 
 pub mod capacity;
 pub mod climb;
+pub mod control;
 pub mod flags;
 pub mod host;
 pub mod load;

@@ -46,6 +46,7 @@ const EXAMPLES: &str = "Examples:
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
   bench --server-quota none                    no CPU quota: the server may use all of its CPUs
+  bench --control none                         no control cell (A/A) at the start, every 5 min and the end
   bench report results/<run>                   render a run's README and charts again
 
 Ctrl-C (or SIGTERM) stops the cell under way (its server is stopped, the cell dropped) and writes
@@ -119,6 +120,15 @@ struct RunArgs {
     /// load generator's CPUs, at most the server's: 0.5 with one CPU each].
     #[arg(long, value_name = "CPUS|none", allow_negative_numbers = true)]
     server_quota: Option<String>,
+    /// The control cell (reactor, or the run's first model; 100
+    /// connections, 64 B, closed loop, TCP), run at the start, every
+    /// --control-every and at the end; its drift heads the README. `none`:
+    /// no control cell.
+    #[arg(long, default_value = "on", value_parser = ["on", "none"])]
+    control: String,
+    /// How often the control cell runs between the start and the end, > 0.
+    #[arg(long, default_value = "5min", value_parser = positive_duration)]
+    control_every: Duration,
     /// The echo-server binary [default: next to this one].
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -327,6 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         progress: !args.no_progress,
         slo_p99: args.slo_p99,
         server_quota,
+        control_every: (args.control == "on").then_some(args.control_every),
         interrupt: install_signal_handlers()?,
     };
     // scripts/bench.sh says how it was called; otherwise, our own command line.

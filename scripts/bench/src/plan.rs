@@ -106,6 +106,9 @@ pub struct RunConfig {
     /// ([`crate::scenario::Scenario::server_quota`]), CPUs; `None`:
     /// unthrottled (`--server-quota none`).
     pub server_quota: Option<f64>,
+    /// How often the control cell runs (besides the start and the end);
+    /// `None`: no control cell (`--control none`).
+    pub control_every: Option<Duration>,
     /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
     pub interrupt: Arc<AtomicBool>,
 }

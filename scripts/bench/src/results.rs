@@ -9,6 +9,7 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
+use crate::control::Drift;
 use crate::flags::{Flag, Note};
 use crate::host::{Sysctl, Tree};
 use crate::load::CellSpec;
@@ -39,6 +40,10 @@ pub struct Results {
     pub cells: Vec<Cell>,
     /// Set once the whole matrix has run; false in an interrupted run.
     pub complete: bool,
+    /// How far the control cell moved over the run (recomputed with the
+    /// flags); absent without two control runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Drift>,
 }
 
 /// Where and with what the run was made.
@@ -106,6 +111,10 @@ pub struct Settings {
     /// The server's CPU quota (`--server-quota`); absent in runs before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_quota: Option<QuotaSettings>,
+    /// How often the control cell ran besides the start and the end, s;
+    /// absent: no control cell (or a run before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_every_secs: Option<f64>,
 }
 
 /// The server's CPU quota of a run.

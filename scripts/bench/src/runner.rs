@@ -15,16 +15,19 @@ use crate::climb;
 use crate::load::{CellSpec, LoadKey};
 use crate::loadpath::{self, Mark};
 use crate::matrix;
+use crate::models::Model;
 use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
 use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
 use crate::results::{Cell, Environment, QuotaSettings, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
+use crate::scenario::Scenario as _;
 use crate::scenario::{Drive, Window};
+use crate::scenarios::control::Control;
 use crate::scenarios::{self, ALL};
 use crate::server::{self, Server};
-use crate::{capacity, procfs, validity};
+use crate::{capacity, control, procfs, validity};
 
 /// A finished (or interrupted) run.
 #[derive(Debug)]
@@ -59,6 +62,7 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         settings,
         cells: Vec::new(),
         complete: false,
+        control: None,
     };
     results.save(&json)?;
 
@@ -70,6 +74,24 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let mut stopped: HashSet<Climb> = HashSet::new();
     let slo_p99_us = cfg.slo_p99.as_micros() as u64;
     let mut interrupted = false;
+    let mut control = cfg
+        .control_every
+        .zip(control::model(&cfg.shape.models))
+        .filter(|_| !specs.is_empty())
+        .map(|(every, model)| ControlPlan { model, every, last: None, n: 0 });
+    // Runs the control cell (at the start, when due, at the end); false if
+    // a signal came while it ran (the cell is dropped then).
+    let run_control = |plan: &mut ControlPlan, results: &mut Results, progress: &mut Progress| {
+        let spec = plan.next();
+        progress.add();
+        progress.bar.set_message(scenarios::label(&spec.load));
+        let cell = run_cell(cfg, spec, &progress.bar, sockets.path(), cgroups.as_ref());
+        if cfg.interrupt.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        record(results, cell, &json, progress)?;
+        anyhow::Ok(true)
+    };
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
             interrupted = true;
@@ -78,6 +100,12 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         let climb = climb_of(&spec);
         if climb.as_ref().is_some_and(|c| stopped.contains(c)) {
             continue; // counted off the total when the climb stopped
+        }
+        if let Some(plan) = control.as_mut().filter(|p| p.due()) {
+            if !run_control(plan, &mut results, &mut progress)? {
+                interrupted = true;
+                break;
+            }
         }
         progress.bar.set_message(scenarios::label(&spec.load));
         let cell = run_cell(cfg, spec, &progress.bar, sockets.path(), cgroups.as_ref());
@@ -95,16 +123,11 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
                 stopped.insert(climb);
             }
         }
-        if !cell.ok {
-            let label = scenarios::label(&cell.spec.load);
-            progress.bar.println(format!("FAILED {label}: {}", cell.failure.as_deref().unwrap_or("?")));
-        }
-        results.cells.push(cell);
-        validity::annotate(&mut results);
-        results.save(&json)?;
-        if let Some(cell) = results.cells.last() {
-            progress.done(cell);
-        }
+        record(&mut results, cell, &json, &mut progress)?;
+    }
+    // The control's last run, after the matrix's last cell.
+    if let Some(plan) = control.as_mut().filter(|_| !interrupted && !cfg.interrupt.load(Ordering::SeqCst)) {
+        interrupted = !run_control(plan, &mut results, &mut progress)?;
     }
     progress.bar.finish_and_clear();
     results.complete = !interrupted;
@@ -114,13 +137,55 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     Ok(Outcome { dir, results, interrupted })
 }
 
+/// Adds a finished cell to the run: its flags (and every other cell's
+/// spread) recomputed, results.json saved, the progress told.
+fn record(results: &mut Results, cell: Cell, json: &Path, progress: &mut Progress) -> anyhow::Result<()> {
+    if !cell.ok {
+        let label = scenarios::label(&cell.spec.load);
+        progress.bar.println(format!("FAILED {label}: {}", cell.failure.as_deref().unwrap_or("?")));
+    }
+    results.cells.push(cell);
+    validity::annotate(results);
+    results.save(json)?;
+    if let Some(cell) = results.cells.last() {
+        progress.done(cell);
+    }
+    Ok(())
+}
+
+/// When the control cell runs: at the start, then once `every` has passed
+/// since its last run began (looked at between cells), and at the end.
+struct ControlPlan {
+    model: Model,
+    every: Duration,
+    last: Option<Instant>,
+    n: u32,
+}
+
+impl ControlPlan {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|at| at.elapsed() >= self.every)
+    }
+
+    /// The next control cell's spec (its repeat counts the control's runs).
+    fn next(&mut self) -> CellSpec {
+        self.last = Some(Instant::now());
+        self.n += 1;
+        control::spec(self.model.clone(), self.n - 1)
+    }
+}
+
 /// The server's CPU quota of a run: the cgroups its throttled servers run
 /// in (none when it has no quota, no scenario taking one, or no cgroups
 /// here), and what results.json records of it. Without cgroups it says so
 /// in one line, and the run goes on unthrottled.
 fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
+    // The control cell runs beside the matrix's scenarios when it is on.
+    let runs = |s: &&&dyn crate::scenario::Scenario| {
+        cfg.shape.runs(&s.id()) || (s.id() == Control.id() && cfg.control_every.is_some())
+    };
     let scenarios: Vec<String> =
-        ALL.iter().filter(|s| s.server_quota() && cfg.shape.runs(&s.id())).map(|s| s.name().to_owned()).collect();
+        ALL.iter().filter(|s| s.server_quota()).filter(runs).map(|s| s.name().to_owned()).collect();
     if scenarios.is_empty() {
         return (None, None);
     }
@@ -179,6 +244,7 @@ fn settings(cfg: &RunConfig) -> Settings {
             LoadPath::InProcess => "in-process".into(),
         }),
         server_quota: None,
+        control_every_secs: cfg.control_every.map(|d| d.as_secs_f64()),
         scaling: None,
         ladder: None,
         udp: None,

@@ -12,7 +12,8 @@ use crate::scenarios;
 use crate::stats::{self, Stat};
 
 /// Recomputes every cell's flags from the cell's own data and, for
-/// [`FlagKind::Spread`], from the other repeats of the same load. Idempotent:
+/// [`FlagKind::Spread`], from the other repeats of the same load, and the
+/// control cell's drift ([`crate::control::drift`]). Idempotent:
 /// whatever flags the cells carried are replaced. The runner calls it after
 /// every cell; `bench report` calls it on a saved run.
 pub fn annotate(results: &mut Results) {
@@ -40,6 +41,7 @@ pub fn annotate(results: &mut Results) {
     for (i, flag) in spread_flags {
         results.cells[i].flags.push(flag);
     }
+    results.control = crate::control::drift(results);
 }
 
 /// The CPUs `cell`'s server was allotted: as the cell recorded it, else (a

@@ -21,6 +21,8 @@ fn server_bin() -> PathBuf {
 
 fn bench(results: &Path) -> Command {
     let mut command = Command::new(BENCH);
+    // No control cell: these tests count the matrix's cells.
+    command.args(["--control", "none"]);
     command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results);
     command
 }

@@ -86,6 +86,7 @@ fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) ->
         flags: Vec::new(),
         allotment_cpus: None,
         notes: Vec::new(),
+        quota: None,
     }
 }
 

@@ -79,7 +79,7 @@ fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_i
     assert!(output.status.success(), "{stderr}");
     let quota = results.settings.server_quota.clone().expect("the quota is recorded");
     assert_eq!(quota.cpus, Some(0.5));
-    assert_eq!(quota.scenarios, ["throughput"], "the latency ladder runs unthrottled");
+    assert_eq!(quota.scenarios, ["throughput", "control"], "the latency ladder runs unthrottled");
     let throughput = results.cells.iter().find(|c| c.spec.load.scenario.name() == "throughput").unwrap();
     let latency = results.cells.iter().find(|c| c.spec.load.scenario.name() == "latency").unwrap();
     assert!(latency.quota.is_none(), "{:?}", latency.quota);
@@ -164,4 +164,68 @@ fn the_environment_of_a_run_is_recorded_and_heads_its_readme() {
     );
     assert_eq!(line.matches("--server-quota").count(), 1, "{line}");
     assert!(readme.contains(&format!("Reproduce (from the repository root, at that commit): `{line}`")));
+}
+
+#[test]
+fn the_control_cell_runs_first_and_last_apart_from_the_throughput_cells_and_its_drift_heads_the_readme() {
+    let (output, results, readme) = shared();
+    assert!(output.status.success());
+    let names: Vec<&str> = results.cells.iter().map(|c| c.spec.load.scenario.name()).collect();
+    assert_eq!(names, ["control", "throughput", "latency", "control"], "a run shorter than --control-every");
+    let first = &results.cells[0];
+    assert_eq!((first.spec.load.model.name(), first.spec.load.connections, first.spec.load.size), ("reactor", 100, 64));
+    assert_eq!((first.spec.repeat, results.cells[3].spec.repeat), (0, 1), "the control's runs are counted");
+    assert_eq!(results.settings.control_every_secs, Some(300.0));
+    // Its drift, recomputed here from the two runs.
+    let rate = |i: usize| results.cells[i].loadgen.as_ref().unwrap().throughput.requests_per_sec;
+    let drift = results.control.as_ref().expect("the drift is recorded");
+    let expected = (rate(3) - rate(0)).abs() / rate(0);
+    assert!((drift.drift - expected).abs() < 1e-12, "{drift:?}");
+    assert_eq!(drift.runs.iter().map(|r| r.cell).collect::<Vec<_>>(), [0, 3]);
+    assert_eq!(drift.moved, expected > echo_bench::control::MOVED);
+    let top = readme.split("\n## ").next().unwrap();
+    assert!(top.contains(&echo_bench::control::words(drift)), "at the top: {top}");
+    // Never pooled with the throughput scenario's cells.
+    let groups = echo_bench::stats::groups(results.cells.iter());
+    let control = groups.iter().find(|(k, _)| k.scenario.name() == "control").expect("its own group");
+    assert_eq!(control.1.len(), 2);
+    assert!(groups.keys().filter(|k| k.scenario.name() == "throughput").all(|k| k.connections == 10));
+}
+
+#[test]
+fn a_control_every_of_no_time_runs_it_between_every_two_cells() {
+    let (output, results, _) = tiny_run(&[
+        "--models",
+        "reactor",
+        "--scenarios",
+        "throughput",
+        "--connections",
+        "1,10",
+        "--sizes",
+        "64",
+        "--control-every",
+        "1ms",
+        "--server-quota",
+        "none",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let names: Vec<&str> = results.cells.iter().map(|c| c.spec.load.scenario.name()).collect();
+    assert_eq!(names, ["control", "throughput", "control", "throughput", "control"]);
+    assert_eq!(results.control.as_ref().map(|d| d.runs.len()), Some(3));
+    assert!(results.cells.iter().all(|c| c.quota.is_none()), "--server-quota none: unthrottled");
+    // and none of it without a control
+    let (_, results, readme) = tiny_run(&[
+        "--models",
+        "reactor",
+        "--scenarios",
+        "throughput",
+        "--connections",
+        "1",
+        "--sizes",
+        "64",
+        "--control",
+        "none",
+    ]);
+    assert_eq!(results.cells.len(), 1);
+    assert!(results.control.is_none() && !readme.contains("Control cell"));
 }

@@ -91,6 +91,12 @@ fn short(commit: &str) -> &str {
 /// Writes the rig's lines into `doc` (nothing when the run recorded none).
 pub fn section(results: &Results, doc: &mut Doc) {
     let mut lines: Vec<String> = Vec::new();
+    if let Some(drift) = &results.control {
+        lines.push(crate::control::words(drift));
+    } else if results.settings.control_every_secs.is_some() {
+        let runs = results.cells.iter().filter(|c| c.spec.load.scenario.name() == "control" && c.ok).count();
+        lines.push(format!("Control cell: {runs} run(s) finished, too few to tell how far the machine moved."));
+    }
     if let Some(line) = quota_line(results) {
         lines.push(line);
     }

@@ -27,6 +27,7 @@ register! {
     transport::Transports,
     scaling::Scaling,
     udp::Udp,
+    control::Control,
 }
 
 /// The scenario named `name`.
