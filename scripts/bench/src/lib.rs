@@ -19,7 +19,8 @@
 //! [`host`] (what of the machine it records),
 //! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
-//! and [`report`] (the README).
+//! and [`report`] (the README); [`measure`] holds `bench floor` and
+//! `bench overhead`, two measurements beside the matrix.
 
 pub mod capacity;
 pub mod climb;
@@ -29,6 +30,7 @@ pub mod host;
 pub mod load;
 pub mod loadpath;
 pub mod matrix;
+pub mod measure;
 pub mod models;
 pub mod plan;
 pub mod progress;

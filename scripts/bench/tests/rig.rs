@@ -229,3 +229,86 @@ fn a_control_every_of_no_time_runs_it_between_every_two_cells() {
     assert_eq!(results.cells.len(), 1);
     assert!(results.control.is_none() && !readme.contains("Control cell"));
 }
+
+/// A binary of the examples next to the bench's, built by the caller.
+fn example(name: &str, package: &str) -> PathBuf {
+    let path = Path::new(BENCH).with_file_name("examples").join(name);
+    assert!(path.is_file(), "{} missing: build it (cargo build -p {package} --example {name})", path.display());
+    path
+}
+
+#[test]
+fn floor_and_overhead_refuse_bad_input_in_one_line_with_status_2() {
+    let cases: [&[&str]; 4] = [
+        &["floor", "nosuchmodel"],
+        &["floor", "--server-cpus", "999", "reactor"],
+        &["overhead", "--client-cpus", "x"],
+        &["overhead", "--server-cpus", "999"],
+    ];
+    for args in cases {
+        let output = Command::new(BENCH).args(args).arg("--server-bin").arg(server_bin()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing ran: {args:?}");
+    }
+}
+
+#[test]
+fn a_tiny_floor_prints_every_round_then_medians_and_ratios_to_the_floor() {
+    let output = Command::new(BENCH)
+        .args(["floor", "--repeat", "2", "--duration", "0.2s", "--warmup", "0.1s", "--connections", "10"])
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--floor-bin")
+        .arg(example("minimal_mio_echo", "echo-servers"))
+        .args(["reactor", "thread"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let (rounds, summary) = stdout.split_once("\n\n").expect("rounds, then the summary");
+    // A B C A B C: every server in each round, rounds interleaved.
+    let order: Vec<&str> = rounds.lines().skip(2).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(order, ["minimal-mio", "reactor", "thread", "minimal-mio", "reactor", "thread"], "{stdout}");
+    assert!(!rounds.contains("FAILED"), "{stdout}");
+    for name in ["minimal-mio", "reactor", "thread"] {
+        let row = summary.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"));
+        let ratio = row.split_whitespace().nth(4).unwrap();
+        let ratio: f64 = ratio.parse().unwrap_or_else(|_| panic!("a ratio to the floor: {row}"));
+        if name == "minimal-mio" {
+            assert_eq!(ratio, 1.0);
+        } else {
+            assert!(ratio > 0.0, "{row}");
+        }
+    }
+    assert!(summary.contains("× floor: median over rounds"), "{stdout}");
+}
+
+#[test]
+fn a_tiny_overhead_pairs_the_clients_and_prints_the_ratios() {
+    let output = Command::new(BENCH)
+        .args(["overhead", "--repeat", "2", "--duration", "0.2s", "--warmup", "0.1s", "--connections", "10"])
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--minimal-bin")
+        .arg(example("minimal_client", "loadgen"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let order: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && ["minimal", "loadgen"].contains(&w[0]) && w[1].parse::<u32>().is_ok())
+        .map(|w| w[0])
+        .collect();
+    assert_eq!(order, ["minimal", "loadgen", "minimal", "loadgen"], "{stdout}");
+    for line in ["loadgen / minimal throughput, per pair: ", "loadgen / minimal client CPU per message, per pair: "] {
+        let pairs = stdout.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("{line}: {stdout}"));
+        let ratios: Vec<f64> = pairs.split(", ").map(|r| r.parse().unwrap()).collect();
+        assert_eq!(ratios.len(), 2);
+        assert!(ratios.iter().all(|r| *r > 0.0), "{pairs}");
+    }
+    assert_eq!(stdout.matches("median ratio ").count(), 2, "{stdout}");
+}
