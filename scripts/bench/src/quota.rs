@@ -69,7 +69,8 @@ pub fn parse(text: &str, server_cpus: usize) -> Result<Option<f64>, String> {
     }
     let cpus: f64 =
         text.trim().parse().map_err(|_| format!("{text:?} is not a share of CPU such as 0.5, or `none` (no quota)"))?;
-    if !(cpus > 0.0) {
+    // NaN is not above 0 either.
+    if cpus.is_nan() || cpus <= 0.0 {
         return Err(format!("{text:?}: a quota must be above 0 (`none` runs the server unthrottled)"));
     }
     if cpus > server_cpus as f64 {
