@@ -81,7 +81,8 @@ fn tiny_matrix_end_to_end() {
             }
             _ => {
                 let report = cell.loadgen.as_ref().unwrap();
-                assert!(report.requests.ok > 0 && report.requests.errors() == 0, "{:?}", report.requests);
+                let (requests, quota) = (&report.requests, cell.quota);
+                assert!(requests.ok > 0 && requests.errors() == 0, "{:?}: {requests:?}, quota {quota:?}", cell.spec);
                 let server = cell.server.expect("server samples over the window");
                 assert!(server.samples >= 2, "{server:?}");
                 assert!(server.cpu_secs > 0.0, "{server:?}");
