@@ -18,6 +18,7 @@ use echo_bench::models;
 use echo_bench::plan::{LoadPath, RunConfig};
 use echo_bench::results::Results;
 use echo_bench::runner;
+use echo_bench::scenario::Scenario as _;
 use echo_bench::scenarios;
 use echo_common::Transport;
 use loadgen::report::fmt_count;
@@ -220,9 +221,11 @@ struct RunArgs {
     no_progress: bool,
 }
 
-/// `--scenarios`' values: the registry's names, each with what it measures.
+/// `--scenarios`' values: the registry's names, each with what it measures;
+/// not the control cell's, which `--control` runs beside the matrix.
 fn scenario_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(scenarios::ALL.iter().map(|s| PossibleValue::new(s.name()).help(s.about())))
+    let chosen = scenarios::ALL.iter().filter(|s| s.name() != scenarios::control::Control.name());
+    PossibleValuesParser::new(chosen.map(|s| PossibleValue::new(s.name()).help(s.about())))
 }
 
 /// `--rates` (a newtype: clap would take a bare Vec for a repeated option).

@@ -196,6 +196,12 @@ fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
     record.period_us = Some(quota.period_us);
     match Cgroups::probe(quota) {
         Ok(cgroups) => {
+            eprintln!(
+                "bench: server quota {cpus} CPU per {} ms period ({}) for {}",
+                quota.period_us as f64 / 1000.0,
+                cgroups.mechanism(),
+                record.scenarios.join(", ")
+            );
             record.mechanism = Some(cgroups.mechanism());
             (Some(cgroups), Some(record))
         }

@@ -1,7 +1,7 @@
 //! The control scenario: the A/A cell ([`crate::control`]) the runner runs
 //! at the start, every `--control-every` and at the end. It has no loads
-//! of its own in the matrix (`--scenarios control` adds none: `--control`
-//! says whether it runs); its cells are read for their msg/s, under the
+//! of its own in the matrix, and `--scenarios` does not offer it
+//! (`--control` says whether it runs); its cells are read for their msg/s, under the
 //! run's quota like the throughput scenario's, and its section lists them.
 
 use std::fmt::Write as _;
@@ -23,8 +23,7 @@ impl Scenario for Control {
     }
 
     fn about(&self) -> &'static str {
-        "The A/A control cell, run at the start, every --control-every and at the end (chosen by --control, \
-         not here)"
+        "The A/A control cell, run at the start, every --control-every and at the end (--control)"
     }
 
     fn defaults(&self, _shape: &mut Shape, _quick: bool, _cpus: usize) -> bool {
