@@ -81,9 +81,10 @@ pub fn drift(results: &Results) -> Option<Drift> {
     }
     let drift = runs.iter().map(|r| (r.msg_per_sec - first).abs() / first).fold(0.0, f64::max);
     let last = runs.last().map_or(first, |r| r.msg_per_sec);
-    let load = results.cells[runs[0].cell].spec.load.clone();
+    let load = &results.cells[runs[0].cell].spec.load;
+    let connections = fmt_count(f64::from(load.connections));
     Some(Drift {
-        load: crate::scenarios::describe(&load),
+        load: format!("{} {}, {connections} connections, {} B, closed loop", load.model, load.transport, load.size),
         runs,
         drift,
         end_to_end: (last - first) / first,
