@@ -1,7 +1,7 @@
 //! The minimal client loadgen is measured against: one tokio current-thread
 //! runtime, C connections, each writes S bytes and `read_exact`s them back
 //! in a loop, counting completions — no verification, no histogram, nothing
-//! else. `scripts/loadgen-overhead.sh` runs it and loadgen in turn.
+//! else. `bench overhead` (`scripts/bench.sh overhead`) runs it and loadgen in turn.
 //!
 //! ```text
 //! cargo run --release -p loadgen --example minimal_client -- ADDR CONNECTIONS SIZE DURATION_SECS WARMUP_SECS

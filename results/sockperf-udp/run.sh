@@ -3,7 +3,8 @@
 # echo-server iterative over UDP: 64 B, 5 s each, interleaved, 3 rounds;
 # servers on CPU 0, clients on CPU 1.
 set -u
-BIN=/work/main/target/release
+# The release binaries of the checkout this folder is in (results/sockperf-udp/).
+BIN=$(cd "$(dirname "$0")/../.." && pwd)/target/release
 taskset -c 0 sockperf server -i 127.0.0.1 -p 11111 > sp-server.log 2>&1 &
 sp=$!
 taskset -c 0 $BIN/echo-server iterative --addr udp:127.0.0.1:0 > es.out 2> es.err &

@@ -1,7 +1,7 @@
 //! The floor the `reactor` models are measured against: a textbook mio echo
 //! server in one function, with nothing of the contract (no connection cap,
 //! no accept back-off, no shutdown handling, no logging). It prints the same
-//! `listening on` line, so `scripts/server-floor.sh` starts it like a model.
+//! `listening on` line, so `bench floor` (`scripts/bench.sh floor`) starts it like a model.
 //!
 //! ```text
 //! cargo run --release -p echo-servers --example minimal_mio_echo -- 127.0.0.1:0

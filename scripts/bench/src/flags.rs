@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
     /// A load generator thread was busy for more than the threshold share of
-    /// the window: the client, not only the server, may have set the pace.
+    /// the window while the server used less than [`SERVER_BELOW_ALLOTMENT`]
+    /// of its allotted CPU: the client set the pace.
     ClientBound,
     /// An open-loop cell achieved less than the threshold share of its
     /// target rate.
@@ -80,6 +81,14 @@ pub struct Flag {
 pub const CLIENT_BOUND: f64 = loadgen::report::BUSY_CLIENT;
 /// Below target: achieved ÷ target rate under this (open loop; loadgen's).
 pub const BELOW_TARGET_RATE: f64 = loadgen::report::RATE_SHORTFALL;
+/// Client-bound needs the server below this share of its CPU allotment (its
+/// quota, or its CPUs when unthrottled): a server at its allotment was the
+/// limiter too, and a busy client beside it is a note
+/// ([`NoteKind::BothSaturated`]), not a flag. 90 %: the sampler reads the
+/// server's exact CPU clocks at the window's edges, so a saturated server
+/// reads within a few per cent of its allotment (a throttled one within a
+/// period's worth), never 10 % under it.
+pub const SERVER_BELOW_ALLOTMENT: f64 = 0.90;
 /// Little's law: |throughput × mean latency ÷ messages in flight − 1| above
 /// this (loadgen's; the figure is [`loadgen::Report::littles_law_offset`]).
 pub const LITTLES_LAW: f64 = loadgen::report::LITTLE_TOLERANCE;
@@ -92,6 +101,34 @@ pub const AGENT_SKEW: f64 = loadgen::coordinator::SKEW_LIMIT;
 impl Flag {
     pub fn new(kind: FlagKind, figure: f64, threshold: f64, detail: String) -> Flag {
         Flag { kind, figure, threshold, detail }
+    }
+}
+
+/// Something worth knowing about a cell that does not put its figures in
+/// doubt: recorded with it, counted in the README's header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub kind: NoteKind,
+    /// One line for a reader, with the figures that raised it.
+    pub detail: String,
+}
+
+/// One kind of note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A load generator thread was as busy as [`CLIENT_BOUND`] while the
+    /// server used at least [`SERVER_BELOW_ALLOTMENT`] of its allotment:
+    /// both sides were saturated, and the figure is the pair's.
+    BothSaturated,
+}
+
+impl NoteKind {
+    /// The short name, as in results.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoteKind::BothSaturated => "both_saturated",
+        }
     }
 }
 

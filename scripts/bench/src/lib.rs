@@ -15,25 +15,30 @@
 //! [`scenarios`] (each one, in a file of its own), [`matrix`] (which
 //! cells, in which order), [`runner`] (one cell), [`loadpath`] and
 //! [`agents`] with [`hosts`] (loadgen as one process, or as several
-//! agents), [`server`], [`sampler`]
-//! and [`capacity`] (the server side), [`climb`] (open-loop climbs: the
-//! latency ladder, the udp sustained rate), [`results`] (the JSON),
-//! [`stats`] (repeats grouped by load), [`hosts`] (where the load runs:
-//! namespaces, ssh), [`flags`] and [`validity`] (the
+//! agents: local, in namespaces, over ssh), [`server`], [`sampler`]
+//! and [`capacity`] (the server side), [`quota`] (its CPU quota), [`climb`]
+//! (open-loop climbs: the latency ladder, the udp sustained rate),
+//! [`results`] (the JSON) and [`host`] (what of the machine it records),
+//! [`stats`] (repeats grouped by load), [`flags`] and [`validity`] (the
 //! flags every cell carries), [`render`] (the kit of tables and charts)
-//! and [`report`] (the README).
+//! and [`report`] (the README); [`measure`] holds `bench floor` and
+//! `bench overhead`, two measurements beside the matrix.
 
 pub mod agents;
 pub mod capacity;
 pub mod climb;
+pub mod control;
 pub mod flags;
+pub mod host;
 pub mod hosts;
 pub mod load;
 pub mod loadpath;
 pub mod matrix;
+pub mod measure;
 pub mod models;
 pub mod plan;
 pub mod progress;
+pub mod quota;
 pub mod render;
 pub mod report;
 pub mod results;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
+use echo_bench::host::cpu_list;
 use echo_bench::hosts::netns::Topology;
 use echo_bench::load::Name;
 use echo_bench::matrix;
@@ -20,6 +21,7 @@ use echo_bench::models;
 use echo_bench::plan::{LoadHosts, LoadPath, RunConfig};
 use echo_bench::results::Results;
 use echo_bench::runner;
+use echo_bench::scenario::Scenario as _;
 use echo_bench::scenarios;
 use echo_common::Transport;
 use loadgen::report::fmt_count;
@@ -48,7 +50,11 @@ const EXAMPLES: &str = "Examples:
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s
   bench --scenarios work --models thread,reactor,tokio --work-levels block:1ms,block:5ms
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
+  bench --server-quota none                    no CPU quota: the server may use all of its CPUs
+  bench --control none                         no control cell (A/A) at the start, every 5 min and the end
   bench report results/<run>                   render a run's README and charts again
+  bench floor --repeat 3 reactor tokio         the event-loop models against the mio floor
+  bench overhead --repeat 11                   loadgen against the minimal client
 
 Ctrl-C (or SIGTERM) stops the cell under way (its server is stopped, the cell dropped) and writes
 results.json, the README and the charts of the finished cells (exit 130); a second one exits at once.";
@@ -60,6 +66,76 @@ enum Command {
         /// The run's folder, e.g. results/20261125T160000Z-vm.
         dir: PathBuf,
     },
+    /// How close the event-loop models come to a textbook mio echo server:
+    /// server CPU per message, msg/s and p99, interleaved rounds, medians
+    /// and each model's ratio to the floor.
+    Floor(FloorArgs),
+    /// Is loadgen as cheap as the simplest client? Both in turn against
+    /// one tokio server: msg/s and client CPU per message, medians and
+    /// per-pair ratios.
+    Overhead(OverheadArgs),
+}
+
+/// The CPUs and binaries `floor` and `overhead` share.
+#[derive(Debug, Args)]
+struct Rig {
+    /// CPUs for the server [default: the first half of the CPUs available].
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPUs for the client [default: the other half].
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// The echo-server binary [default: next to this one].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// The loadgen binary [default: next to this one].
+    #[arg(long)]
+    loadgen_bin: Option<PathBuf>,
+    /// Message size, bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    size: u32,
+    /// Warm-up of each run, ≥ 0.
+    #[arg(long, value_parser = loadgen::opts::parse_duration)]
+    warmup: Option<Duration>,
+    /// Measured time of each run, > 0.
+    #[arg(long, value_parser = positive_duration)]
+    duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+struct FloorArgs {
+    /// The models against the floor, each `MODEL[,OPTION…]` (`prefork,--workers,128`).
+    #[arg(default_values = ["reactor", "reactors", "tokio", "uring"])]
+    models: Vec<String>,
+    /// Rounds: every server once per connection count in each [default: 3].
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Connection counts.
+    #[arg(long, value_delimiter = ',', default_values = ["100", "1000"], value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: Vec<u32>,
+    /// Leave the floor out (nothing is divided by it).
+    #[arg(long)]
+    no_floor: bool,
+    /// The floor's binary [default: examples/minimal_mio_echo next to this one].
+    #[arg(long)]
+    floor_bin: Option<PathBuf>,
+    #[command(flatten)]
+    rig: Rig,
+}
+
+#[derive(Debug, Args)]
+struct OverheadArgs {
+    /// Pairs (minimal, loadgen) [default: 5].
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Connections of both clients.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// The minimal client's binary [default: examples/minimal_client next to this one].
+    #[arg(long)]
+    minimal_bin: Option<PathBuf>,
+    #[command(flatten)]
+    rig: Rig,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +210,21 @@ struct RunArgs {
     /// CPUs for the load generator [default: the other half].
     #[arg(long)]
     client_cpus: Option<String>,
+    /// The server's CPU quota in the throughput and transport scenarios (a
+    /// cgroup per server), CPUs, e.g. 0.5; `none`: unthrottled. Without
+    /// cgroups here, the run says so and goes unthrottled [default: half the
+    /// load generator's CPUs, at most the server's: 0.5 with one CPU each].
+    #[arg(long, value_name = "CPUS|none", allow_negative_numbers = true)]
+    server_quota: Option<String>,
+    /// The control cell (reactor, or the run's first model; 100
+    /// connections, 64 B, closed loop, TCP), run at the start, every
+    /// --control-every and at the end; its drift heads the README. `none`:
+    /// no control cell.
+    #[arg(long, default_value = "on", value_parser = ["on", "none"])]
+    control: String,
+    /// How often the control cell runs between the start and the end, > 0.
+    #[arg(long, default_value = "5min", value_parser = positive_duration)]
+    control_every: Duration,
     /// The echo-server binary [default: next to this one].
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -158,9 +249,11 @@ struct RunArgs {
     no_progress: bool,
 }
 
-/// `--scenarios`' values: the registry's names, each with what it measures.
+/// `--scenarios`' values: the registry's names, each with what it measures;
+/// not the control cell's, which `--control` runs beside the matrix.
 fn scenario_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(scenarios::ALL.iter().map(|s| PossibleValue::new(s.name()).help(s.about())))
+    let chosen = scenarios::ALL.iter().filter(|s| s.name() != scenarios::control::Control.name());
+    PossibleValuesParser::new(chosen.map(|s| PossibleValue::new(s.name()).help(s.about())))
 }
 
 /// A `--link` value.
@@ -248,6 +341,11 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         println!("wrote {}", dir.join("README.md").display());
         println!("{}", echo_bench::render::marks::console_line(&results));
         return Ok(Ended::AllOk);
+    }
+    match cli.command {
+        Some(Command::Floor(args)) => return floor(args).map(|()| Ended::AllOk),
+        Some(Command::Overhead(args)) => return overhead(args).map(|()| Ended::AllOk),
+        _ => {}
     }
     let args = cli.run;
     let quick = args.quick;
@@ -339,21 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         shape.work_levels = scenarios::work::levels(&args.work_levels)
             .map_err(|err| Usage(format!("--work-levels {}: {err}", args.work_levels.join(","))))?;
     }
-    // One set given: the other gets the rest of the CPUs (all of them if
-    // nothing is left); neither: the first half for the server.
-    let rest = |of: &[usize]| {
-        let rest: Vec<usize> = available.iter().copied().filter(|c| !of.contains(c)).collect();
-        if rest.is_empty() { available.clone() } else { rest }
-    };
-    let (server_cpus, client_cpus) = match (server_cpus, client_cpus) {
-        (Some(server), Some(client)) => (server, client),
-        (Some(server), None) => {
-            let client = rest(&server);
-            (server, client)
-        }
-        (None, Some(client)) => (rest(&client), client),
-        (None, None) => split_cpus(&available),
-    };
+    let (server_cpus, client_cpus) = cpu_sets(server_cpus, client_cpus, &available);
     let shared: Vec<usize> = server_cpus.iter().copied().filter(|c| client_cpus.contains(c)).collect();
     if !shared.is_empty() {
         eprintln!(
@@ -362,6 +446,12 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             cpu_list(&shared)
         );
     }
+    let server_quota = match args.server_quota.as_deref() {
+        Some(text) => {
+            echo_bench::quota::parse(text, server_cpus.len()).map_err(|err| Usage(format!("--server-quota {err}")))?
+        }
+        None => Some(echo_bench::quota::default_cpus(server_cpus.len(), client_cpus.len())),
+    };
     // Installed before the namespaces are made: a signal from here on is the runner's.
     let interrupt = install_signal_handlers()?;
     // The server's namespace, made before anything runs: a machine without
@@ -390,6 +480,8 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         quick,
         progress: !args.no_progress,
         slo_p99: args.slo_p99,
+        server_quota,
+        control_every: (args.control == "on").then_some(args.control_every),
         interrupt,
         topology,
     };
@@ -429,10 +521,114 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     })
 }
 
+/// A binary given, or the one named `name` next to this one; a missing one
+/// is an error saying how to build it.
+fn binary(given: Option<PathBuf>, name: &str, build: &str) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name(name),
+    };
+    if !path.is_file() {
+        bail!("no {name} at {} (build it: {build})", path.display());
+    }
+    Ok(path)
+}
+
+/// The server's and the client's CPUs of `floor` and `overhead`, as a run's.
+fn rig_cpus(rig: &Rig) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let available = available_cpus()?;
+    let server = rig.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;
+    let client = rig.client_cpus.as_deref().map(|t| cpus_flag("--client-cpus", t, &available)).transpose()?;
+    Ok(cpu_sets(server, client, &available))
+}
+
+/// `bench floor`.
+fn floor(args: FloorArgs) -> anyhow::Result<()> {
+    let (server_cpus, client_cpus) = rig_cpus(&args.rig)?;
+    let server_bin = binary(args.rig.server_bin, "echo-server", "cargo build --release -p echo-servers")?;
+    let catalogue = models::catalogue(&server_bin)?;
+    let mut specs = Vec::new();
+    for text in &args.models {
+        let spec: Vec<String> = text.split(',').map(str::to_owned).collect();
+        if !catalogue.iter().any(|m| m.name() == spec[0]) {
+            let names: Vec<&str> = catalogue.iter().map(|m| m.name()).collect();
+            return Err(Usage(format!("floor: no model {:?}; the server has {}", spec[0], names.join(", "))).into());
+        }
+        specs.push(spec);
+    }
+    let floor_bin = if args.no_floor {
+        None
+    } else {
+        let given = args.floor_bin.or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.join("examples").join("minimal_mio_echo"))
+        });
+        let build = "cargo build --release -p echo-servers --example minimal_mio_echo, or --no-floor";
+        Some(binary(given, "minimal_mio_echo", build)?)
+    };
+    let loadgen_bin = binary(args.rig.loadgen_bin, "loadgen", "cargo build --release -p loadgen")?;
+    echo_bench::measure::floor(&echo_bench::measure::Floor {
+        models: specs,
+        floor_bin,
+        server_bin,
+        loadgen_bin,
+        connections: args.connections,
+        size: args.rig.size,
+        repeats: args.repeat,
+        duration: args.rig.duration.unwrap_or(Duration::from_secs(5)),
+        warmup: args.rig.warmup.unwrap_or(Duration::from_millis(500)),
+        server_cpus,
+        client_cpus,
+    })
+}
+
+/// `bench overhead`.
+fn overhead(args: OverheadArgs) -> anyhow::Result<()> {
+    let (server_cpus, client_cpus) = rig_cpus(&args.rig)?;
+    let server_bin = binary(args.rig.server_bin, "echo-server", "cargo build --release -p echo-servers")?;
+    let loadgen_bin = binary(args.rig.loadgen_bin, "loadgen", "cargo build --release -p loadgen")?;
+    let given = args.minimal_bin.or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        Some(exe.parent()?.join("examples").join("minimal_client"))
+    });
+    let minimal_bin = binary(given, "minimal_client", "cargo build --release -p loadgen --example minimal_client")?;
+    echo_bench::measure::overhead(&echo_bench::measure::Overhead {
+        minimal_bin,
+        server_bin,
+        loadgen_bin,
+        connections: args.connections,
+        size: args.rig.size,
+        repeats: args.repeat,
+        duration: args.rig.duration.unwrap_or(Duration::from_secs(10)),
+        warmup: args.rig.warmup.unwrap_or(Duration::from_secs(2)),
+        server_cpus,
+        client_cpus,
+    })
+}
+
 /// The CPUs this process may run on.
 fn available_cpus() -> anyhow::Result<Vec<usize>> {
     let set = sched_getaffinity(Pid::from_raw(0)).context("cannot read the CPU affinity")?;
     Ok((0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect())
+}
+
+/// The server's and the client's CPUs: as given; one set given, the other
+/// gets the rest of the CPUs (all of them if nothing is left); neither: the
+/// first half for the server.
+fn cpu_sets(server: Option<Vec<usize>>, client: Option<Vec<usize>>, available: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let rest = |of: &[usize]| {
+        let rest: Vec<usize> = available.iter().copied().filter(|c| !of.contains(c)).collect();
+        if rest.is_empty() { available.to_vec() } else { rest }
+    };
+    match (server, client) {
+        (Some(server), Some(client)) => (server, client),
+        (Some(server), None) => {
+            let client = rest(&server);
+            (server, client)
+        }
+        (None, Some(client)) => (rest(&client), client),
+        (None, None) => split_cpus(available),
+    }
 }
 
 /// First half for the server, the rest for the client (both all of one CPU alone).
@@ -476,21 +672,6 @@ fn parse_cpus(text: &str) -> Option<Vec<usize>> {
     cpus.sort_unstable();
     cpus.dedup();
     (!cpus.is_empty()).then_some(cpus)
-}
-
-/// `0-3,6`.
-fn cpu_list(cpus: &[usize]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        parts.push(if j > i { format!("{}-{}", cpus[i], cpus[j]) } else { cpus[i].to_string() });
-        i = j + 1;
-    }
-    parts.join(",")
 }
 
 /// A `--transports` entry: a stream transport (udp is not a stream: the

@@ -137,6 +137,13 @@ pub struct RunConfig {
     /// The SLO of the open-loop climbs (the latency ladder, the udp
     /// sustained rate) on the CO-corrected p99.
     pub slo_p99: Duration,
+    /// The server's CPU quota in the scenarios that take one
+    /// ([`crate::scenario::Scenario::server_quota`]), CPUs; `None`:
+    /// unthrottled (`--server-quota none`).
+    pub server_quota: Option<f64>,
+    /// How often the control cell runs (besides the start and the end);
+    /// `None`: no control cell (`--control none`).
+    pub control_every: Option<Duration>,
     /// Set (by a SIGINT/SIGTERM handler) to stop after the current cell.
     pub interrupt: Arc<AtomicBool>,
     /// The namespaces of a run with `veth` cells: the server's, on a

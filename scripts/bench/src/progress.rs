@@ -39,6 +39,12 @@ impl Progress {
         self.bar.set_length(self.total as u64);
     }
 
+    /// A cell the matrix did not count (a control cell): one more to wait for.
+    pub fn add(&mut self) {
+        self.total += 1;
+        self.bar.set_length(self.total as u64);
+    }
+
     pub fn done(&mut self, cell: &Cell) {
         self.done += 1;
         self.bar.inc(1);

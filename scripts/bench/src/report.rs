@@ -27,6 +27,7 @@ use crate::scenarios::{self, ALL};
 use crate::stats::{self, Stat};
 
 pub mod headline;
+pub mod rig;
 pub mod summary;
 
 /// Writes README.md and the charts into `dir`.
@@ -144,6 +145,7 @@ pub fn markdown(results: &Results, charts: &[Chart]) -> String {
         s.server_cpus,
         s.client_cpus
     );
+    rig::section(results, &mut doc);
 
     // "Which model for what" goes here once the tables it links to are written.
     let opening = doc.as_str().len();

@@ -9,9 +9,12 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
-use crate::flags::Flag;
+use crate::control::Drift;
+use crate::flags::{Flag, Note};
+use crate::host::{Sysctl, Tree};
 use crate::load::{CellSpec, Name};
 use crate::models::Model;
+use crate::quota::Throttling;
 use crate::sampler::ServerStats;
 use crate::server::Shutdown;
 pub use loadgen::coordinator::AgentReport;
@@ -38,6 +41,10 @@ pub struct Results {
     pub cells: Vec<Cell>,
     /// Set once the whole matrix has run; false in an interrupted run.
     pub complete: bool,
+    /// How far the control cell moved over the run (recomputed with the
+    /// flags); absent without two control runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Drift>,
 }
 
 /// Where and with what the run was made.
@@ -55,6 +62,19 @@ pub struct Environment {
     pub command: String,
     /// UTC, ISO 8601.
     pub started_at: String,
+    /// The CPU's vendor, family, model and stepping: what its model name
+    /// may leave out. Absent in runs before it (as every field below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_id: Option<String>,
+    /// The sysctls that move results ([`crate::host::SYSCTLS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<Sysctl>,
+    /// The working tree: its commit, and whether it had changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<Tree>,
+    /// The command with its CPU sets and quota explicit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduce: Option<String>,
 }
 
 /// The matrix's shape.
@@ -104,6 +124,35 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostSettings>,
     pub quick: bool,
+    /// The server's CPU quota (`--server-quota`); absent in runs before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_quota: Option<QuotaSettings>,
+    /// How often the control cell ran besides the start and the end, s;
+    /// absent: no control cell (or a run before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_every_secs: Option<f64>,
+}
+
+/// The server's CPU quota of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaSettings {
+    /// The quota asked for, CPUs; `None`: `--server-quota none`.
+    pub cpus: Option<f64>,
+    /// Its period, µs.
+    pub period_us: Option<u64>,
+    /// How it was applied (`cgroup v1 cpu.cfs_quota_us under …`).
+    pub mechanism: Option<String>,
+    /// Why it could not be: the servers ran unthrottled.
+    pub unavailable: Option<String>,
+    /// The scenarios whose servers run under it.
+    pub scenarios: Vec<String>,
+}
+
+impl QuotaSettings {
+    /// Whether the servers of [`QuotaSettings::scenarios`] ran throttled.
+    pub fn applied(&self) -> bool {
+        self.cpus.is_some() && self.unavailable.is_none()
+    }
 }
 
 /// The scaling scenario's shape.
@@ -225,6 +274,19 @@ pub struct Cell {
     /// nothing does.
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// CPUs the server was allotted: its quota (`--server-quota`) when it
+    /// ran throttled, else the number of its CPUs. Absent in runs before
+    /// it was recorded (then read from the settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allotment_cpus: Option<f64>,
+    /// What is worth knowing but puts no figure in doubt (both sides
+    /// saturated); recomputed with the flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+    /// The server's CPU quota and how often it ran out over the window,
+    /// when the cell ran throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Throttling>,
     /// Several agents (`--load-hosts`): each one's part as it reported it
     /// (latencies and window on its own clock), with its host and clock;
     /// `loadgen` is their exact merge, its totals the sum of theirs.
@@ -296,6 +358,10 @@ impl Environment {
             git_commit: loadgen_env.git_commit,
             command,
             started_at,
+            cpu_id: crate::host::cpu_id(),
+            sysctls: crate::host::sysctls(),
+            tree: crate::host::tree(),
+            reproduce: None,
         }
     }
 }

@@ -17,15 +17,19 @@ use crate::hosts::netns::{Namespace, Topology};
 use crate::load::{CellSpec, LoadKey, Name};
 use crate::loadpath::{self, Mark};
 use crate::matrix;
+use crate::models::Model;
 use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
+use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
-use crate::results::{Cell, Coordination, Environment, Results, Settings, utc_now};
+use crate::results::{Cell, Coordination, Environment, QuotaSettings, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
+use crate::scenario::Scenario as _;
 use crate::scenario::{Drive, Window};
+use crate::scenarios::control::Control;
 use crate::scenarios::{self, ALL};
 use crate::server::{self, Server};
-use crate::{capacity, procfs, validity};
+use crate::{capacity, control, procfs, validity};
 
 /// A finished (or interrupted) run.
 #[derive(Debug)]
@@ -51,12 +55,16 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
 
     // The load runs on this thread and the threads it starts: pin them all.
     server::pin_current_thread(&cfg.client_cpus)?;
+    let (cgroups, quota) = rig(cfg);
+    let settings = Settings { server_quota: quota, ..settings(cfg) };
+    let reproduce = crate::host::reproduce(&environment.command, &settings);
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
-        environment,
-        settings: settings(cfg),
+        environment: Environment { reproduce: Some(reproduce), ..environment },
+        settings,
         cells: Vec::new(),
         complete: false,
+        control: None,
     };
     results.save(&json)?;
 
@@ -67,6 +75,24 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     // stopped, each named by its load at no particular rate and its repeat.
     let mut stopped: HashSet<Climb> = HashSet::new();
     let mut interrupted = false;
+    let mut control = cfg
+        .control_every
+        .zip(control::model(&cfg.shape.models))
+        .filter(|_| !specs.is_empty())
+        .map(|(every, model)| ControlPlan { model, every, last: None, n: 0 });
+    // Runs the control cell (at the start, when due, at the end); false if
+    // a signal came while it ran (the cell is dropped then).
+    let run_control = |plan: &mut ControlPlan, results: &mut Results, progress: &mut Progress| {
+        let spec = plan.next();
+        progress.add();
+        progress.bar.set_message(scenarios::label(&spec.load));
+        let cell = run_cell(cfg, spec, &progress.bar, sockets.path(), cgroups.as_ref());
+        if cfg.interrupt.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        record(results, cell, &json, progress)?;
+        anyhow::Ok(true)
+    };
     for (i, spec) in specs.iter().cloned().enumerate() {
         if cfg.interrupt.load(Ordering::SeqCst) {
             interrupted = true;
@@ -76,8 +102,14 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
         if climb.as_ref().is_some_and(|c| stopped.contains(c)) {
             continue; // counted off the total when the climb stopped
         }
+        if let Some(plan) = control.as_mut().filter(|p| p.due()) {
+            if !run_control(plan, &mut results, &mut progress)? {
+                interrupted = true;
+                break;
+            }
+        }
         progress.bar.set_message(scenarios::label(&spec.load));
-        let cell = run_cell(cfg, spec, &progress.bar, sockets.path());
+        let cell = run_cell(cfg, spec, &progress.bar, sockets.path(), cgroups.as_ref());
         if cfg.interrupt.load(Ordering::SeqCst) {
             // The signal came while it ran: its server was stopped under it
             // (or its figures would mix both): not a measurement.
@@ -94,16 +126,11 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
                 stopped.insert(climb);
             }
         }
-        if !cell.ok {
-            let label = scenarios::label(&cell.spec.load);
-            progress.bar.println(format!("FAILED {label}: {}", cell.failure.as_deref().unwrap_or("?")));
-        }
-        results.cells.push(cell);
-        validity::annotate(&mut results);
-        results.save(&json)?;
-        if let Some(cell) = results.cells.last() {
-            progress.done(cell);
-        }
+        record(&mut results, cell, &json, &mut progress)?;
+    }
+    // The control's last run, after the matrix's last cell.
+    if let Some(plan) = control.as_mut().filter(|_| !interrupted && !cfg.interrupt.load(Ordering::SeqCst)) {
+        interrupted = !run_control(plan, &mut results, &mut progress)?;
     }
     progress.bar.finish_and_clear();
     results.complete = !interrupted;
@@ -111,6 +138,86 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     results.save(&json)?;
     report::write_report(&results, &dir)?;
     Ok(Outcome { dir, results, interrupted })
+}
+
+/// Adds a finished cell to the run: its flags (and every other cell's
+/// spread) recomputed, results.json saved, the progress told.
+fn record(results: &mut Results, cell: Cell, json: &Path, progress: &mut Progress) -> anyhow::Result<()> {
+    if !cell.ok {
+        let label = scenarios::label(&cell.spec.load);
+        progress.bar.println(format!("FAILED {label}: {}", cell.failure.as_deref().unwrap_or("?")));
+    }
+    results.cells.push(cell);
+    validity::annotate(results);
+    results.save(json)?;
+    if let Some(cell) = results.cells.last() {
+        progress.done(cell);
+    }
+    Ok(())
+}
+
+/// When the control cell runs: at the start, then once `every` has passed
+/// since its last run began (looked at between cells), and at the end.
+struct ControlPlan {
+    model: Model,
+    every: Duration,
+    last: Option<Instant>,
+    n: u32,
+}
+
+impl ControlPlan {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|at| at.elapsed() >= self.every)
+    }
+
+    /// The next control cell's spec (its repeat counts the control's runs).
+    fn next(&mut self) -> CellSpec {
+        self.last = Some(Instant::now());
+        self.n += 1;
+        control::spec(self.model.clone(), self.n - 1)
+    }
+}
+
+/// The server's CPU quota of a run: the cgroups its throttled servers run
+/// in (none when it has no quota, no scenario taking one, or no cgroups
+/// here), and what results.json records of it. Without cgroups it says so
+/// in one line, and the run goes on unthrottled.
+fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
+    // The control cell runs beside the matrix's scenarios when it is on.
+    let runs = |s: &&&dyn crate::scenario::Scenario| {
+        cfg.shape.runs(&s.id()) || (s.id() == Control.id() && cfg.control_every.is_some())
+    };
+    let scenarios: Vec<String> =
+        ALL.iter().filter(|s| s.server_quota()).filter(runs).map(|s| s.name().to_owned()).collect();
+    if scenarios.is_empty() {
+        return (None, None);
+    }
+    let mut record =
+        QuotaSettings { cpus: cfg.server_quota, period_us: None, mechanism: None, unavailable: None, scenarios };
+    let Some(cpus) = cfg.server_quota else { return (None, Some(record)) };
+    let quota = Quota::new(cpus);
+    record.period_us = Some(quota.period_us);
+    match Cgroups::probe(quota) {
+        Ok(cgroups) => {
+            eprintln!(
+                "bench: server quota {cpus} CPU per {} ms period ({}) for {}",
+                quota.period_us as f64 / 1000.0,
+                cgroups.mechanism(),
+                record.scenarios.join(", ")
+            );
+            record.mechanism = Some(cgroups.mechanism());
+            (Some(cgroups), Some(record))
+        }
+        Err(why) => {
+            eprintln!(
+                "bench: server quota unavailable here ({why}): the servers of {} run unthrottled, and the report \
+                 says so",
+                record.scenarios.join(", ")
+            );
+            record.unavailable = Some(why);
+            (None, Some(record))
+        }
+    }
 }
 
 /// An open-loop climb: its steps' load but for the rate, and the repeat.
@@ -149,6 +256,8 @@ fn settings(cfg: &RunConfig) -> Settings {
             LoadPath::InProcess => "in-process".into(),
         }),
         load_hosts: cfg.load_hosts.as_ref().map(|h| h.0.describe()),
+        server_quota: None,
+        control_every_secs: cfg.control_every.map(|d| d.as_secs_f64()),
         scaling: None,
         ladder: None,
         udp: None,
@@ -238,12 +347,16 @@ fn blank(spec: CellSpec) -> Cell {
         flags: Vec::new(),
         agents: Vec::new(),
         coordination: None,
+        allotment_cpus: None,
+        notes: Vec::new(),
+        quota: None,
     }
 }
 
-/// One cell, start to finish. Never panics on a misbehaving server: every
-/// problem becomes the cell's failure reason.
-pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path) -> Cell {
+/// One cell, start to finish, its server in a cgroup of `cgroups` (under
+/// the run's quota) when its scenario takes one. Never panics on a
+/// misbehaving server: every problem becomes the cell's failure reason.
+pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path, cgroups: Option<&Cgroups>) -> Cell {
     // Over veth, the server listens in its own namespace, on its address there.
     let netns = if spec.load.link == Name::veth() && spec.load.transport != Transport::Unix {
         match cfg.topology.as_deref().map(|t| (t, t.server())) {
@@ -264,7 +377,7 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
     if let Err(err) = server::pin_current_thread(&client_cpus) {
         return failed(spec, format!("cannot pin the load generator to CPUs {client_cpus:?}: {err}"));
     }
-    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus, netns);
+    let cell = run_pinned(cfg, spec, bar, &addr, &server_cpus, netns, cgroups);
     if client_cpus != cfg.client_cpus {
         // Back to the run's own client set; it was set once, so this cannot fail now.
         let _ = server::pin_current_thread(&cfg.client_cpus);
@@ -280,25 +393,43 @@ fn run_pinned(
     addr: &str,
     server_cpus: &[usize],
     netns: Option<(&Topology, &Namespace)>,
+    cgroups: Option<&Cgroups>,
 ) -> Cell {
+    let Some(scenario) = scenarios::of(&spec.load.scenario) else {
+        return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
+    };
+    // Made before the server and dropped after it: removed once it is stopped.
+    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.server_quota())) {
+        (Some(cgroups), Some(cpus)) => match cgroups.create(Quota::new(cpus)) {
+            Ok(cgroup) => Some(cgroup),
+            Err(err) => return failed(spec, format!("cannot make the server's cgroup: {err}")),
+        },
+        _ => None,
+    };
     let args = spec.load.server_args();
-    let mut server =
-        match Server::start_in(&cfg.server_bin, &spec.load.model, addr, &args, server_cpus, netns.map(|(_, ns)| ns)) {
-            Ok(server) => server,
-            Err(reason) => return failed(spec, reason),
-        };
+    let mut server = match Server::start_in(
+        &cfg.server_bin,
+        &spec.load.model,
+        addr,
+        &args,
+        server_cpus,
+        netns.map(|(_, ns)| ns),
+        cgroup.as_ref(),
+    ) {
+        Ok(server) => server,
+        Err(reason) => return failed(spec, reason),
+    };
     // The links' carrier counts, to tell whether one went down during the cell.
     let carriers = netns.map(|(topology, _)| topology.carriers());
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
     let mut cell = blank(spec.clone());
+    // Its allotment: the quota, else its CPUs (what client_bound is read against).
+    cell.allotment_cpus = Some(cgroup.as_ref().map_or(server_cpus.len() as f64, |g| g.quota.cpus));
     let mut problems: Vec<String> = Vec::new();
     let mut window = (started, started);
     let mut edges: Option<(Sample, Sample)> = None;
-    let Some(scenario) = scenarios::of(&spec.load.scenario) else {
-        return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
-    };
     let (duration, warmup) = match scenario.window() {
         Window::Capped { at_most, .. } => cfg.capped(at_most),
         Window::Full | Window::Own => (cfg.duration, cfg.warmup),
@@ -329,6 +460,8 @@ fn run_pinned(
             // closes: its CPU over exactly the window the messages are counted in.
             let edge =
                 || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
+            // Its cgroup's throttling, read at the same instants.
+            let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);
             let result = match (&cfg.load_path, &cfg.load_hosts) {
                 // Several agents, the bench their coordinator: a cell of their
@@ -338,8 +471,8 @@ fn run_pinned(
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
                     cell.spec.load.agents = hosts.0.agents() as u32;
                     crate::agents::run(hosts.0.as_ref(), bin, &opts, &stop, |mark| match mark {
-                        Mark::Open => opened = Some((Instant::now(), edge())),
-                        Mark::Close => closed = Some((Instant::now(), edge())),
+                        Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
+                        Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
                     })
                     .and_then(|run| {
                         let merged = run.merged().map_err(|err| format!("cannot merge the agents' reports: {err}"))?;
@@ -359,24 +492,32 @@ fn run_pinned(
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
                     loadpath::run(bin, &opts, &stop, |mark| match mark {
-                        Mark::Open => opened = Some((Instant::now(), edge())),
-                        Mark::Close => closed = Some((Instant::now(), edge())),
+                        Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
+                        Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
                     })
                 }
                 (LoadPath::InProcess, _) => loadgen::run_observed(&opts, &mut |event| match event {
                     Event::Progress { rate, .. } => {
                         bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
                     }
-                    Event::WindowOpened => opened = Some((Instant::now(), edge())),
-                    Event::WindowClosed => closed = Some((Instant::now(), edge())),
+                    Event::WindowOpened => opened = Some((Instant::now(), edge(), throttle())),
+                    Event::WindowClosed => closed = Some((Instant::now(), edge(), throttle())),
                 })
                 .map_err(|err| err.to_string()),
             };
             match result {
                 Ok(report) => {
-                    if let (Some((open, a)), Some((close, b))) = (opened, closed) {
+                    if let (Some((open, a, qa)), Some((close, b, qb))) = (opened, closed) {
                         window = (open, close);
                         edges = a.zip(b);
+                        if let Some(cgroup) = &cgroup {
+                            match qa.zip(qb) {
+                                Some((qa, qb)) => cell.quota = Some(Throttling::between(cgroup.quota, qa, qb)),
+                                None => {
+                                    problems.push("the server's cgroup could not be read at the window's edges".into())
+                                }
+                            }
+                        }
                     }
                     cell.loadgen = Some(report);
                 }

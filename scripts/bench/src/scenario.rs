@@ -110,6 +110,14 @@ pub trait Scenario: Sync {
         Window::Full
     }
 
+    /// Whether its server runs under the run's CPU quota
+    /// (`--server-quota`): so for the scenarios that read a saturated
+    /// throughput, which then is the server's. The others run unthrottled
+    /// (a throttled period would add its own latency to a paced load).
+    fn server_quota(&self) -> bool {
+        false
+    }
+
     /// How a cell of `load` runs: `opts` (the load, its window) as they
     /// are, or tuned, or no load generator at all.
     fn drive(&self, load: &LoadKey, opts: Opts) -> Drive {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::hosts::netns::Namespace;
 use crate::models::Model;
 use crate::procfs;
+use crate::quota::Cgroup;
 
 /// How long a server may take to print `listening on`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,12 +85,13 @@ impl Server {
     /// Starts `binary <model> --addr <addr> <args>` on `cpus` and waits
     /// for its `listening on` line.
     pub fn start(binary: &Path, model: &Model, addr: &str, args: &[String], cpus: &[usize]) -> Result<Server, String> {
-        Server::start_in(binary, model, addr, args, cpus, None)
+        Server::start_in(binary, model, addr, args, cpus, None, None)
     }
 
     /// [`Server::start`] in the network namespace `netns` if given (the
     /// namespace is entered between fork and exec, so the PID sampled is
-    /// the server's own).
+    /// the server's own), and in `cgroup` (its CPU quota) from before it
+    /// executes: every process it forks is in it too.
     pub fn start_in(
         binary: &Path,
         model: &Model,
@@ -97,34 +99,46 @@ impl Server {
         args: &[String],
         cpus: &[usize],
         netns: Option<&Namespace>,
+        cgroup: Option<&Cgroup>,
     ) -> Result<Server, String> {
+        let mut command = Command::new(binary);
+        command.arg(model.name()).args(["--addr", addr]).args(args).env("RUST_LOG", "warn");
+        if let Some(netns) = netns {
+            netns.enter_on_exec(&mut command)?;
+        }
+        Server::launch(command, cpus, cgroup)
+    }
+
+    /// Runs `command` (a server that prints `listening on <endpoint>`
+    /// first) on `cpus`, in `cgroup` if given, and waits for that line.
+    pub fn launch(mut command: Command, cpus: &[usize], cgroup: Option<&Cgroup>) -> Result<Server, String> {
+        let binary = PathBuf::from(command.get_program());
         // The server's log goes to an unnamed temporary file: nothing reads
         // it while the server runs (it cannot block on a full pipe), and a
         // server that fails to start is reported with its own last words
         // ("io_uring unavailable here: …").
         let mut stderr = tempfile::tempfile().map_err(|e| format!("cannot create a log file: {e}"))?;
-        let mut command = Command::new(binary);
-        command
-            .arg(model.name())
-            .args(["--addr", addr])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(match stderr.try_clone() {
-                Ok(file) => Stdio::from(file),
-                Err(_) => Stdio::null(),
-            });
-        if let Some(netns) = netns {
-            netns.enter_on_exec(&mut command)?;
-        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(match stderr.try_clone() {
+            Ok(file) => Stdio::from(file),
+            Err(_) => Stdio::null(),
+        });
         let set = cpu_set(cpus).map_err(|e| format!("invalid server CPU set {cpus:?}: {e}"))?;
-        // SAFETY: between fork and exec we only make three system calls,
-        // sched_setaffinity, setpgid and prctl, which are async-signal-safe,
-        // allocate nothing and read only `set`, copied into the closure.
+        let procs = match cgroup.map(Cgroup::procs_fd) {
+            Some(None) => return Err("the server's cgroup is not open".into()),
+            Some(Some(fd)) => Some(fd),
+            None => None,
+        };
+        // SAFETY: between fork and exec we only make async-signal-safe
+        // system calls that allocate nothing: sched_setaffinity, setpgid,
+        // prctl, and a write of `0` (this process) to the cgroup's
+        // `cgroup.procs`, whose descriptor the `Cgroup` borrowed by this
+        // function keeps open until after the spawn (it closes on exec).
         unsafe {
             command.pre_exec(move || {
                 sched_setaffinity(Pid::from_raw(0), &set)?;
+                if let Some(fd) = procs {
+                    nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0")?;
+                }
                 // Its own process group: a Ctrl-C at the terminal reaches the
                 // runner (which stops the server itself after the current
                 // cell), not the server in the middle of its cell.

@@ -4,18 +4,24 @@
 
 use loadgen::report::fmt_count;
 
-use crate::flags::{AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, SPREAD};
-use crate::results::{Cell, Results};
+use crate::flags::{
+    AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, Note, NoteKind, SERVER_BELOW_ALLOTMENT,
+    SPREAD,
+};
+use crate::results::{Cell, Results, Settings};
 use crate::scenarios;
 use crate::stats::{self, Stat};
 
 /// Recomputes every cell's flags from the cell's own data and, for
-/// [`FlagKind::Spread`], from the other repeats of the same load. Idempotent:
+/// [`FlagKind::Spread`], from the other repeats of the same load, and the
+/// control cell's drift ([`crate::control::drift`]). Idempotent:
 /// whatever flags the cells carried are replaced. The runner calls it after
 /// every cell; `bench report` calls it on a saved run.
 pub fn annotate(results: &mut Results) {
     for cell in &mut results.cells {
-        cell.flags = cell_flags(cell);
+        let allotment = allotment(cell, &results.settings);
+        cell.flags = flags_within(cell, allotment);
+        cell.notes = notes_within(cell, allotment);
     }
     // Spread: the headline figure over the ok repeats of each load.
     let measured = results.cells.iter().enumerate().filter(|(_, c)| c.ok && scenarios::headline_value(c).is_some());
@@ -36,10 +42,58 @@ pub fn annotate(results: &mut Results) {
     for (i, flag) in spread_flags {
         results.cells[i].flags.push(flag);
     }
+    results.control = crate::control::drift(results);
 }
 
-/// The flags one cell earns on its own (every kind but spread).
+/// The CPUs `cell`'s server was allotted: as the cell recorded it, else (a
+/// run before it was recorded) its CPUs: the scaling step's, or the run's.
+pub fn allotment(cell: &Cell, settings: &Settings) -> f64 {
+    cell.allotment_cpus
+        .or(cell.spec.load.server_cpus.map(f64::from))
+        .unwrap_or(settings.server_cpus.len().max(1) as f64)
+}
+
+/// The server's share of its allotment over the window, if measured.
+fn server_share(cell: &Cell, allotment: f64) -> Option<f64> {
+    let server = cell.server.as_ref()?;
+    (allotment > 0.0 && server.cpu_secs > 0.0).then(|| server.cpu_utilisation / allotment)
+}
+
+/// The flags one cell earns on its own (every kind but spread), its
+/// allotment as it recorded it (see [`flags_within`]).
 pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
+    flags_within(cell, cell.allotment_cpus.unwrap_or(f64::INFINITY))
+}
+
+/// The notes one cell earns, its server allotted `allotment` CPUs: both
+/// sides saturated ([`NoteKind::BothSaturated`]).
+pub fn notes_within(cell: &Cell, allotment: f64) -> Vec<Note> {
+    let Some(report) = &cell.loadgen else { return Vec::new() };
+    let busiest = report.client_cpu.max_thread_utilisation;
+    let Some(share) = server_share(cell, allotment) else { return Vec::new() };
+    if busiest > CLIENT_BOUND && report.client_cpu.pacer_spin_secs == 0.0 && share >= SERVER_BELOW_ALLOTMENT {
+        return vec![Note {
+            kind: NoteKind::BothSaturated,
+            detail: format!(
+                "busiest loadgen thread {:.0} % busy and the server at {:.0} % of its {} CPU(s): both saturated",
+                100.0 * busiest,
+                100.0 * share,
+                cpus_words(allotment)
+            ),
+        }];
+    }
+    Vec::new()
+}
+
+/// `0.5`, `1`.
+fn cpus_words(cpus: f64) -> String {
+    format!("{}", (cpus * 100.0).round() / 100.0)
+}
+
+/// The flags one cell earns on its own (every kind but spread), its server
+/// allotted `allotment` CPUs (its quota, or its CPUs): `client_bound` needs
+/// the server below [`SERVER_BELOW_ALLOTMENT`] of it (or unmeasured).
+pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
     let mut flags = Vec::new();
     if let Some(capacity) = &cell.capacity {
         if capacity.held < capacity.requested {
@@ -88,13 +142,26 @@ pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
     let busiest = report.client_cpu.max_thread_utilisation;
     // A pacer that spun (open loop) kept its thread busy by design: whether
     // the client kept up is its lateness (`send_late`), not its busy time.
-    if busiest > CLIENT_BOUND && report.client_cpu.pacer_spin_secs == 0.0 {
+    // ... and only while the server had CPU to spare: a server at its
+    // allotment was a limiter as well (a note, not a flag).
+    let share = server_share(cell, allotment);
+    let spare = share.is_none_or(|s| s < SERVER_BELOW_ALLOTMENT);
+    if busiest > CLIENT_BOUND && report.client_cpu.pacer_spin_secs == 0.0 && spare {
+        let server = match share {
+            Some(share) if allotment.is_finite() => format!(
+                "while the server used {:.0} % of its {} CPU(s) (< {:.0} %)",
+                100.0 * share,
+                cpus_words(allotment),
+                100.0 * SERVER_BELOW_ALLOTMENT
+            ),
+            _ => "while the server's use of its CPUs is unknown".into(),
+        };
         flags.push(Flag::new(
             FlagKind::ClientBound,
             busiest,
             CLIENT_BOUND,
             format!(
-                "busiest loadgen thread {:.0} % busy (> {:.0} %): the client may have set the pace",
+                "busiest loadgen thread {:.0} % busy (> {:.0} %) {server}: the client set the pace",
                 100.0 * busiest,
                 100.0 * CLIENT_BOUND
             ),

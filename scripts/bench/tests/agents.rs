@@ -34,7 +34,7 @@ fn two_local_agents_make_one_cell_whose_totals_are_the_sum_of_theirs() {
         .arg(root.path())
         .args(["--models", "thread", "--scenarios", "throughput", "--transports", "tcp"])
         .args(["--connections", "5", "--sizes", "64", "--repeat", "1"])
-        .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress", "--load-hosts", "local:2"])
+        .args(["--duration", "1s", "--warmup", "0.2s", "--no-progress", "--load-hosts", "local:2", "--control", "none"])
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

@@ -78,6 +78,10 @@ fn bench_sh_says_what_comes_after_the_build() {
     let stderr = String::from_utf8_lossy(&report.stderr);
     assert!(!stderr.contains("starting the benchmark"), "report renders an existing run: {stderr}");
     assert!(stderr.contains("rendering the report of results/20261126T145404Z-vm"), "{stderr}");
+    for (command, said) in [("floor", "against the floor"), ("overhead", "against the minimal client")] {
+        let stderr = String::from_utf8_lossy(&bench_sh(&[command]).stderr).into_owned();
+        assert!(stderr.contains(said) && !stderr.contains("starting the benchmark"), "{command}: {stderr}");
+    }
     let run = bench_sh(&["--quick"]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("starting the benchmark"), "{stderr}");

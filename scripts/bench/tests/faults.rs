@@ -21,6 +21,8 @@ fn server_bin() -> PathBuf {
 
 fn bench(results: &Path) -> Command {
     let mut command = Command::new(BENCH);
+    // No control cell: these tests count the matrix's cells.
+    command.args(["--control", "none"]);
     command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results);
     command
 }
@@ -166,6 +168,11 @@ fn sigint_stops_the_cell_under_way_and_writes_the_report() {
     assert!(dir.join("throughput-64B.svg").is_file(), "the charts are written");
     // The server of the cell under way was stopped, not left behind.
     assert!(tree.iter().skip(1).all(|&pid| !echo_bench::procfs::alive(pid)), "a server outlived the run");
+    // and neither were its cgroups (the throughput servers run under a quota where cgroups exist).
+    let name = format!("echo-arena-bench-{}", child.id());
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
+        assert!(!Path::new(root).join(&name).exists(), "{root}/{name} left behind");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! a missed rate, connections short, Little's law, the server's CPU) at
 //! their thresholds, and the spread across the repeats of one load.
 use echo_bench::capacity::Capacity;
-use echo_bench::flags::{CLIENT_BOUND, FlagKind, LITTLES_LAW};
+use echo_bench::flags::{CLIENT_BOUND, FlagKind, LITTLES_LAW, NoteKind};
 use echo_bench::load::{CellSpec, LoadKey, Rate, ScenarioId};
 use echo_bench::models::Model;
 use echo_bench::results::{Cell, Results};
@@ -88,6 +88,9 @@ fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) ->
         coordination: None,
         shutdown: None,
         flags: Vec::new(),
+        allotment_cpus: None,
+        notes: Vec::new(),
+        quota: None,
     }
 }
 
@@ -339,4 +342,55 @@ fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempot
     annotate(&mut r);
     assert_eq!(r, once, "annotating again changes nothing");
     assert_eq!(echo_bench::render::marks::console_line(&r), "flags: 3 spread (cells; 3 of 5 cells carry at least one)");
+}
+
+/// A cell whose busiest loadgen thread was `busy` while its server kept
+/// `server` CPUs busy out of an allotment of `allotment`.
+fn busy_pair(busy: f64, server: f64, allotment: f64) -> Cell {
+    let mut report = sound();
+    report.client_cpu.max_thread_utilisation = busy;
+    let mut c = cell("throughput", 0, Some(report));
+    c.server =
+        Some(ServerStats { samples: 20, cpu_secs: server * 2.0, cpu_utilisation: server, ..ServerStats::default() });
+    c.allotment_cpus = Some(allotment);
+    c
+}
+
+#[test]
+fn client_bound_needs_a_busy_client_and_a_server_below_its_allotment() {
+    // The server at half its one CPU: the client set the pace, and the flag says both figures.
+    let mut r = results(vec![busy_pair(0.97, 0.5, 1.0)]);
+    annotate(&mut r);
+    let flag = r.cells[0].flags.iter().find(|f| f.kind == FlagKind::ClientBound).expect("client_bound");
+    assert_eq!((flag.figure, flag.threshold), (0.97, echo_bench::flags::CLIENT_BOUND));
+    assert!(flag.detail.contains("97 %") && flag.detail.contains("50 % of its 1 CPU(s)"), "{}", flag.detail);
+    assert!(r.cells[0].notes.is_empty());
+    // Against a quota of 0.5 CPU, 0.48 CPU busy is 96 % of the allotment: saturated.
+    let mut r = results(vec![busy_pair(0.97, 0.48, 0.5)]);
+    annotate(&mut r);
+    assert!(r.cells[0].flags.iter().all(|f| f.kind != FlagKind::ClientBound), "{:?}", r.cells[0].flags);
+    assert_eq!(r.cells[0].notes.len(), 1);
+    assert_eq!(r.cells[0].notes[0].kind, NoteKind::BothSaturated);
+    assert!(r.cells[0].notes[0].detail.contains("96 % of its 0.5 CPU(s)"), "{}", r.cells[0].notes[0].detail);
+    // Just under the threshold of the allotment: still the client's.
+    let mut r = results(vec![busy_pair(0.97, 0.44, 0.5)]);
+    annotate(&mut r);
+    assert!(r.cells[0].flags.iter().any(|f| f.kind == FlagKind::ClientBound));
+    // A calm client earns neither, whatever the server did.
+    let mut r = results(vec![busy_pair(0.5, 0.49, 0.5), busy_pair(0.5, 0.1, 0.5)]);
+    annotate(&mut r);
+    assert!(r.cells.iter().all(|c| c.flags.is_empty() && c.notes.is_empty()), "{:?}", r.cells[0].flags);
+}
+
+#[test]
+fn a_cell_without_a_recorded_allotment_is_read_against_the_runs_server_cpus() {
+    // The fixture's settings put the server on one CPU.
+    let mut old = busy_pair(0.97, 0.95, 1.0);
+    old.allotment_cpus = None;
+    let mut r = results(vec![old]);
+    annotate(&mut r);
+    assert!(r.cells[0].flags.is_empty() && r.cells[0].notes.len() == 1, "{:?}", r.cells[0].flags);
+    // and the count of both-saturated cells heads the README
+    let md = echo_bench::report::markdown(&r, &[]);
+    assert!(md.contains("Both sides saturated in 1 of 1 cells"), "{md}");
 }

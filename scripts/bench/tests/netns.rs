@@ -146,7 +146,7 @@ fn bench_veth(results: &Path, connections: &str, duration: &str, repeat: &str) -
         .arg(results)
         .args(["--models", "tokio", "--scenarios", "throughput", "--link", "veth", "--sizes", "64"])
         .args(["--connections", connections, "--repeat", repeat, "--duration", duration, "--warmup", "0.2s"])
-        .arg("--no-progress");
+        .args(["--no-progress", "--control", "none"]);
     command
 }
 

@@ -19,7 +19,11 @@ fn server_bin() -> PathBuf {
 
 fn bench(results: &Path) -> Command {
     let mut command = Command::new(BENCH);
-    command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results).arg("--no-progress");
+    command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results).args([
+        "--no-progress",
+        "--control",
+        "none",
+    ]);
     command
 }
 

@@ -4,8 +4,8 @@
 
 use loadgen::report::LatencySummary;
 
-use super::format::{count, grouped, show, us};
-use crate::results::Cell;
+use super::format::{count, grouped, range, show, us};
+use crate::results::{Cell, Settings};
 use crate::stats::Stat;
 
 /// A figure of the load generator's report, over a group's repeats.
@@ -26,6 +26,20 @@ pub fn latency(cells: &[&Cell], pick: fn(&LatencySummary) -> u64) -> String {
 /// Server CPU per message, µs, with `digits` decimals.
 pub fn server_cpu(cells: &[&Cell], digits: usize) -> String {
     show(Stat::over(cells, |c| c.server_cpu_us_per_msg), |v| grouped(v, digits))
+}
+
+/// The server's busy share of its allotment (its quota, or its CPUs), %:
+/// `98 % of 0.5 CPU` when every repeat had the same allotment.
+pub fn server_busy(cells: &[&Cell], settings: &Settings) -> String {
+    let allotment = |c: &Cell| crate::validity::allotment(c, settings);
+    let stat =
+        Stat::over(cells, |c| c.server.filter(|s| s.cpu_secs > 0.0).map(|s| 100.0 * s.cpu_utilisation / allotment(c)));
+    let of = cells.first().map(|c| allotment(c)).filter(|a| cells.iter().all(|c| allotment(c) == *a));
+    let shown = range(stat, |v| format!("{v:.0} %"));
+    match of {
+        Some(cpus) if shown != "–" => format!("{shown} of {} CPU", (cpus * 100.0).round() / 100.0),
+        _ => shown,
+    }
 }
 
 /// Requests that failed, timed out or came back wrong.

@@ -97,8 +97,8 @@ pub fn words(kind: FlagKind) -> &'static str {
 pub fn meaning(kind: FlagKind) -> &'static str {
     match kind {
         FlagKind::ClientBound => {
-            "a load generator thread was busy for nearly the whole window: the client, not only the server, set \
-             the pace, so the rate is a joint figure of both"
+            "a load generator thread was busy for nearly the whole window while the server had CPU to spare (under \
+             90 % of its allotment): the client set the pace, so the rate is the client's, not the server's"
         }
         FlagKind::BelowTargetRate => "the open loop did not reach its target rate: the latency is not at that load",
         FlagKind::ConnectionsShort => {

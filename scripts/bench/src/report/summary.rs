@@ -33,6 +33,15 @@ pub fn section(r: &Report<'_>, columns: &[Column<'_>], doc: &mut Doc) {
     let lead = if leads { ", led by what this machine measures of the server alone" } else { "" };
     doc.heading(2, "Summary by model (TCP loopback)");
     let _ = writeln!(doc, "From the tables below{lead}: {}.\n", said.join(", "));
+    // Its columns come from different scenarios, measured at different times.
+    if let Some(drift) = &r.results.control {
+        let _ = writeln!(
+            doc,
+            "The columns were measured at different times of the run: the control cell moved {:.1} % over it{}.\n",
+            100.0 * drift.drift,
+            if drift.moved { ", more than the 10 % a comparison across them can bear" } else { "" }
+        );
+    }
     let headings = kept.iter().map(|&i| format!("{}:", columns[i].heading));
     let mut table = Table::with_notes(std::iter::once("model".to_owned()).chain(headings), notes);
     for (name, mut row) in rows {

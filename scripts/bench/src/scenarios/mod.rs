@@ -29,6 +29,7 @@ register! {
     scaling::Scaling,
     udp::Udp,
     work::Work,
+    control::Control,
 }
 
 /// The scenario named `name`.

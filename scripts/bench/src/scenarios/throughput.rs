@@ -14,7 +14,7 @@ use crate::models::Model;
 use crate::plan::Shape;
 use crate::render::charts::{self, Frame, Row, Scale, XAxis, YAxis};
 use crate::render::doc::{Doc, TableId};
-use crate::render::figures::{errors, latency, load_stat, server_cpu, throughput};
+use crate::render::figures::{errors, latency, load_stat, server_busy, server_cpu, throughput};
 use crate::render::format::{count, grouped, kib, show, transport_words};
 use crate::render::series::{self, axis_trimmed, hollow_notes, repeats_words};
 use crate::results::{Cell, Settings};
@@ -66,6 +66,10 @@ impl Scenario for Throughput {
         shape.throughput_repeat.min(shape.repeat)
     }
 
+    fn server_quota(&self) -> bool {
+        true
+    }
+
     fn place(&self) -> u8 {
         10
     }
@@ -85,7 +89,8 @@ impl Scenario for Throughput {
         doc.push_str(
             "Each connection sends a message and waits for its echo, again and again. `starved`: connections \
              that got no echo in the measured window. Server CPU is user + system time of the server's whole \
-             process tree over the window, per completed message.\n\n",
+             process tree over the window, per completed message; `server busy`: its CPU over the window as \
+             a share of its allotment (its quota, or its CPUs when unthrottled).\n\n",
         );
         for size in sizes(r, transport) {
             let id = TableId { scenario: me.clone(), transport, part: Some(size) };
@@ -95,6 +100,7 @@ impl Scenario for Throughput {
                 "model",
                 "msg/s:",
                 "server CPU µs/msg:",
+                "server busy:",
                 "p50:",
                 "p99:",
                 "p99.9:",
@@ -108,6 +114,7 @@ impl Scenario for Throughput {
                     k.model.name().to_owned(),
                     table.mark(throughput(cells), cells, &[Figure::Rate]),
                     table.mark(server_cpu(cells, 2), cells, &[Figure::Cpu]),
+                    server_busy(cells, &r.results.settings),
                     latency(cells, |l| l.p50),
                     table.mark(latency(cells, |l| l.p99), cells, &[Figure::Latency]),
                     latency(cells, |l| l.p99_9),

@@ -82,6 +82,10 @@ impl Scenario for Transports {
         false
     }
 
+    fn server_quota(&self) -> bool {
+        true
+    }
+
     fn place(&self) -> u8 {
         60
     }
