@@ -394,7 +394,9 @@ impl Launcher for NetnsHosts {
     fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
         let ns = self.topology.agents.get(index).ok_or_else(|| format!("no agent {index} in {}", self.describe()))?;
         let mut command = ns.command(loadgen)?;
-        command.args(args).stdin(Stdio::null());
+        // As local agents: their reasons travel over the protocol; their own
+        // output would only interleave with the bench's progress lines.
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: prctl is one async-signal-safe system call: if the bench
         // dies, its agents go too.
         unsafe {
