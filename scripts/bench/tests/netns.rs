@@ -4,8 +4,9 @@
 //! the cell with its name; Ctrl-C leaves no namespace, link or process;
 //! bad values are refused; `--load-hosts netns:N` runs agents in
 //! namespaces of their own (with `--link veth`, in the server's topology),
-//! and an agent's leg taken down fails its cell. Each test that needs root and `ip netns` says
-//! "unavailable here" on stderr where it cannot make namespaces.
+//! an agent's leg taken down fails its cell, and Ctrl-C leaves none of it.
+//! Each test that needs root and `ip netns` says "unavailable here" on
+//! stderr where it cannot make namespaces.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -524,4 +525,28 @@ fn an_agents_leg_taken_down_mid_cell_fails_the_cell_by_name_or_says_unavailable_
     assert!(cell.loadgen.is_none() && cell.agents.is_empty(), "never a partial sum");
     assert_eq!(still_running(&started), Vec::<i32>::new(), "processes of the run left (of {started:?})");
     assert_eq!(tags_of(pid), Vec::<String>::new(), "left after the run");
+}
+
+#[test]
+fn sigint_during_a_run_of_agents_in_namespaces_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("sigint_during_a_run_of_agents_in_namespaces_leaves_nothing") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_agents(root.path(), 2, "loopback", "3s").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    // The server and both agents running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut started = children(pid);
+    while started.len() < 3 {
+        assert!(Instant::now() < deadline, "no server and two agents under way within 30 s: {started:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        started = children(pid);
+    }
+    kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after SIGINT");
+    assert_eq!(still_running(&started), Vec::<i32>::new(), "processes of the run left after SIGINT (of {started:?})");
 }
