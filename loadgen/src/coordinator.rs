@@ -152,7 +152,14 @@ impl Drop for Coordinator {
 impl Coordinator {
     /// Listens on `ip`, port 0 (see [`Coordinator::addr`]).
     pub fn bind(ip: IpAddr) -> io::Result<Coordinator> {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+        Coordinator::bind_at(SocketAddr::new(ip, 0))
+    }
+
+    /// Listens on `addr`: a fixed port, for agents started by someone
+    /// else (a Kubernetes Job, a firewall with one port open) that must
+    /// know it in advance; port 0 picks one.
+    pub fn bind_at(addr: SocketAddr) -> io::Result<Coordinator> {
+        let listener = TcpListener::bind(addr)?;
         let (sender, incoming) = mpsc::channel();
         Ok(Coordinator { listener, links: Vec::new(), incoming, sender })
     }

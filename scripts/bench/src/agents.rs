@@ -30,10 +30,23 @@ pub fn run(
     loadgen: &Path,
     opts: &Opts,
     stop: &dyn Fn() -> bool,
+    at_mark: impl FnMut(Mark),
+) -> Result<Run, String> {
+    run_on(hosts, 0, loadgen, opts, stop, at_mark)
+}
+
+/// [`run`] with the coordinator on `port` of the launcher's
+/// [`Launcher::coordinator_ip`] (`--coordinator-port`; 0: any free one).
+pub fn run_on(
+    hosts: &dyn Launcher,
+    port: u16,
+    loadgen: &Path,
+    opts: &Opts,
+    stop: &dyn Fn() -> bool,
     mut at_mark: impl FnMut(Mark),
 ) -> Result<Run, String> {
-    let mut coordinator = Coordinator::bind(hosts.coordinator_ip())
-        .map_err(|err| format!("cannot listen for agents on {}: {err}", hosts.coordinator_ip()))?;
+    let at = std::net::SocketAddr::new(hosts.coordinator_ip(), port);
+    let mut coordinator = Coordinator::bind_at(at).map_err(|err| format!("cannot listen for agents on {at}: {err}"))?;
     let addr = coordinator.addr().to_string();
     let mut processes: Vec<AgentProcess> = Vec::with_capacity(hosts.agents());
     for index in 0..hosts.agents() {

@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use echo_bench::host::cpu_list;
+use echo_bench::hosts::HostsSpec;
 use echo_bench::hosts::netns::Topology;
 use echo_bench::load::Name;
 use echo_bench::matrix;
@@ -52,6 +53,9 @@ const EXAMPLES: &str = "Examples:
   bench --server-cpus 0 --client-cpus 1        pin the server and the load generator
   bench --server-quota none                    no CPU quota: the server may use all of its CPUs
   bench --control none                         no control cell (A/A) at the start, every 5 min and the end
+  bench --load-hosts ssh:client1,client2 --scenarios throughput
+                                               the load from two client hosts (keys set up for ssh)
+  bench --link veth --load-hosts netns:2       two agents in namespaces, the server in its own
   bench report results/<run>                   render a run's README and charts again
   bench floor --repeat 3 reactor tokio         the event-loop models against the mio floor
   bench overhead --repeat 11                   loadgen against the minimal client
@@ -163,8 +167,9 @@ struct RunArgs {
     /// The network between the load generator and the server, for TCP and
     /// UDP cells: loopback, veth (the server in a network namespace of its
     /// own, reached over a veth pair and a bridge: needs root and `ip`);
-    /// both: each load over each. The transport scenario adds veth cells
-    /// to its pairs when veth is given [default: loopback].
+    /// both: each load over each. With --load-hosts netns:N the server's
+    /// namespace joins the agents' bridge. The transport scenario adds veth
+    /// cells to its pairs when veth is given [default: loopback].
     #[arg(long, value_delimiter = ',', value_parser = link_name)]
     link: Vec<Name>,
     /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100 with --quick].
@@ -236,11 +241,22 @@ struct RunArgs {
     /// `in-process` (the loadgen library inside the bench, as before).
     #[arg(long, default_value = "process", value_parser = ["process", "in-process"])]
     load_path: String,
-    /// Run the load from several loadgen agents, the bench their
-    /// coordinator: local:N (N agents on this host), netns:N, or
-    /// ssh:HOST[,HOST…] [default: one loadgen process].
+    /// Run each cell's load from several `loadgen agent`s, the bench their
+    /// coordinator (counts and histograms merged exactly; one agent failing
+    /// fails the cell): local:N (N processes on this host), netns:N (each in
+    /// a network namespace of its own on a bridge with this host: needs root
+    /// and `ip`; on this host's CPUs, so it checks correctness and overhead,
+    /// not scaling), or ssh:HOST[,HOST…] (one agent per host, over OpenSSH in
+    /// batch mode; loadgen copied over if missing; the server listens on the
+    /// address the first host reaches this one at). See
+    /// scripts/bench/README.md [default: one loadgen process].
     #[arg(long, value_name = "SPEC")]
     load_hosts: Option<String>,
+    /// The port the coordinator of --load-hosts listens on, for agents
+    /// behind a firewall or started by someone else (scripts/k8s); 0: any
+    /// free port.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    coordinator_port: u16,
     /// Where run folders are created.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -359,10 +375,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     let available = available_cpus()?;
     let server_cpus = args.server_cpus.as_deref().map(|t| cpus_flag("--server-cpus", t, &available)).transpose()?;
     let client_cpus = args.client_cpus.as_deref().map(|t| cpus_flag("--client-cpus", t, &available)).transpose()?;
-    let load_hosts = match args.load_hosts.as_deref() {
-        None => None,
-        Some(spec) => Some(LoadHosts(Arc::from(echo_bench::hosts::parse(spec).map_err(Usage)?))),
-    };
+    // Read now, made later: namespaces and ssh sessions only once every
+    // usage check has passed.
+    let load_hosts = args.load_hosts.as_deref().map(HostsSpec::parse).transpose().map_err(Usage)?;
     let server_bin = match args.server_bin {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("echo-server"),
@@ -383,6 +398,9 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
             LoadPath::Process(bin)
         }
     };
+    if load_hosts.is_none() && args.coordinator_port != 0 {
+        return Err(Usage("--coordinator-port is the coordinator's of --load-hosts: give --load-hosts".into()).into());
+    }
     if load_hosts.is_some() && load_path == LoadPath::InProcess {
         return Err(Usage("--load-hosts drives loadgen agents: it needs --load-path process".into()).into());
     }
@@ -460,11 +478,23 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     if veth && shape.transports.contains(&Transport::Unix) {
         eprintln!("bench: note: a Unix socket has no link: its cells run once; --link veth applies to TCP and UDP");
     }
-    let topology = if veth {
-        let topology = Topology::new(0, true).map_err(|err| Usage(format!("--link veth: {err}")))?;
-        Some(Arc::new(topology))
-    } else {
-        None
+    // The agents' launcher: `netns:N` makes its namespaces here, with the
+    // server's among them for --link veth (one topology), ssh dials every
+    // host once.
+    let load_hosts = match &load_hosts {
+        Some(spec) => {
+            let launcher = spec.launch(veth).map_err(|err| Usage(format!("--load-hosts: {err}")))?;
+            Some(LoadHosts(Arc::from(launcher)))
+        }
+        None => None,
+    };
+    let topology = match load_hosts.as_ref().and_then(|hosts| hosts.0.topology()) {
+        Some(shared) => Some(shared),
+        None if veth => {
+            let topology = Topology::new(0, true).map_err(|err| Usage(format!("--link veth: {err}")))?;
+            Some(Arc::new(topology))
+        }
+        None => None,
     };
     let config = RunConfig {
         shape,
@@ -476,6 +506,7 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
         server_bin,
         load_path,
         load_hosts,
+        coordinator_port: args.coordinator_port,
         results_root: args.results,
         quick,
         progress: !args.no_progress,

@@ -130,6 +130,8 @@ pub struct RunConfig {
     /// Several agents instead of one loadgen process (`--load-hosts`);
     /// `None`: one process (or the library), as before.
     pub load_hosts: Option<LoadHosts>,
+    /// The port the coordinator of `load_hosts` listens on (0: any free one).
+    pub coordinator_port: u16,
     /// The folder that receives `<UTC timestamp>-<hostname>/`.
     pub results_root: PathBuf,
     pub quick: bool,

@@ -369,7 +369,12 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
     } else {
         None
     };
-    let ip = netns.map_or(std::net::Ipv4Addr::LOCALHOST, |(_, ns)| ns.ip);
+    // Otherwise where the agents reach it (`--load-hosts`), or loopback.
+    let agents_reach = match (&cfg.load_path, &cfg.load_hosts) {
+        (LoadPath::Process(_), Some(hosts)) => hosts.0.server_ip(),
+        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+    };
+    let ip = netns.map_or(agents_reach, |(_, ns)| ns.ip.into());
     let addr = server::listen_addr_on(spec.load.transport, &spec.load.model, sockets, ip);
     // The scaling scenario gives the server its own share of the machine,
     // and the load generator (this thread and those it starts) the rest.
@@ -419,8 +424,14 @@ fn run_pinned(
         Ok(server) => server,
         Err(reason) => return failed(spec, reason),
     };
-    // The links' carrier counts, to tell whether one went down during the cell.
-    let carriers = netns.map(|(topology, _)| topology.carriers());
+    // The links' carrier counts, to tell whether one went down during the
+    // cell: the server's namespace and its bridge, or the agents' legs.
+    let agents_topology = match (&cfg.load_path, &cfg.load_hosts) {
+        (LoadPath::Process(_), Some(hosts)) => hosts.0.topology(),
+        _ => None,
+    };
+    let watched = netns.map(|(topology, _)| topology).or(agents_topology.as_deref());
+    let carriers = watched.map(|topology| (topology, topology.carriers()));
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let sampler = Sampler::start(server.pid());
     let started = Instant::now();
@@ -470,7 +481,8 @@ fn run_pinned(
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
                     cell.spec.load.agents = hosts.0.agents() as u32;
-                    crate::agents::run(hosts.0.as_ref(), bin, &opts, &stop, |mark| match mark {
+                    let port = cfg.coordinator_port;
+                    crate::agents::run_on(hosts.0.as_ref(), port, bin, &opts, &stop, |mark| match mark {
                         Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
                         Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
                     })
@@ -534,7 +546,7 @@ fn run_pinned(
     if let Some(err) = &samples.error {
         problems.push(format!("server not measurable: {err}"));
     }
-    if let (Some((topology, _)), Some(before)) = (netns, &carriers) {
+    if let Some((topology, before)) = &carriers {
         if let Some(down) = topology.went_down(before) {
             problems.push(format!("{down} during the cell: its figures are not the link's"));
         }

@@ -2,7 +2,7 @@
 //! verdict: did it exit 0 in time, and did anything of it remain?
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,15 +69,17 @@ pub fn cpu_set(cpus: &[usize]) -> std::io::Result<CpuSet> {
 /// Where a server of `transport` listens: port 0 on loopback, or a socket
 /// named after the model in `socket_dir`.
 pub fn listen_addr(transport: Transport, model: &Model, socket_dir: &Path) -> String {
-    listen_addr_on(transport, model, socket_dir, Ipv4Addr::LOCALHOST)
+    listen_addr_on(transport, model, socket_dir, Ipv4Addr::LOCALHOST.into())
 }
 
-/// [`listen_addr`] on `ip` (a server namespace's address) for TCP and UDP.
-pub fn listen_addr_on(transport: Transport, model: &Model, socket_dir: &Path, ip: Ipv4Addr) -> String {
+/// [`listen_addr`] on `ip` (a server namespace's address, or one the
+/// load hosts reach) for TCP and UDP.
+pub fn listen_addr_on(transport: Transport, model: &Model, socket_dir: &Path, ip: IpAddr) -> String {
+    let at = SocketAddr::new(ip, 0);
     match transport {
-        Transport::Tcp => format!("{ip}:0"),
+        Transport::Tcp => at.to_string(),
         Transport::Unix => format!("unix:{}", socket_dir.join(format!("{model}.sock")).display()),
-        Transport::Udp => format!("udp:{ip}:0"),
+        Transport::Udp => format!("udp:{at}"),
     }
 }
 

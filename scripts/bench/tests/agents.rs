@@ -1,6 +1,6 @@
 //! The bench over several loadgen agents (`--load-hosts`): a tiny run with
-//! two agents on this host, an agent killed during the window, and the
-//! refusal of a bad value.
+//! two agents on this host, an agent killed during the window, the
+//! refusal of a bad value, and the coordinator's fixed port.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -72,6 +72,38 @@ fn a_bad_load_hosts_value_is_one_line_and_exit_2() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(stderr.contains("--load-hosts"), "{stderr}");
     }
+}
+
+#[test]
+fn the_coordinator_listens_on_the_port_given_and_the_port_needs_load_hosts() {
+    // The port taken: a bench that uses it cannot listen there, and says so in the cell.
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let output = Command::new(BENCH)
+        .arg("--server-bin")
+        .arg(sibling("echo-server"))
+        .arg("--loadgen-bin")
+        .arg(sibling("loadgen"))
+        .arg("--results")
+        .arg(root.path())
+        .args(["--models", "thread", "--scenarios", "throughput", "--transports", "tcp"])
+        .args(["--connections", "2", "--sizes", "64", "--repeat", "1", "--duration", "0.2s", "--warmup", "0s"])
+        .args(["--no-progress", "--load-hosts", "local:1", "--coordinator-port", &port])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a failed cell: {}", String::from_utf8_lossy(&output.stderr));
+    let dir = std::fs::read_dir(root.path()).unwrap().flatten().next().unwrap().path();
+    let results = Results::load(&dir.join("results.json")).unwrap();
+    let failure = results.cells[0].failure.as_deref().unwrap_or_default();
+    assert!(failure.contains(&format!("cannot listen for agents on 127.0.0.1:{port}")), "{failure}");
+    drop(taken);
+    // Without --load-hosts there is no coordinator: bad usage, nothing run.
+    let output = Command::new(BENCH).args(["--coordinator-port", "7070"]).arg("--results").arg(root.path()).output();
+    let output = output.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim_end().lines().count() == 1 && stderr.contains("--coordinator-port"), "{stderr}");
 }
 
 /// Agents on this host, the second of which is killed (SIGKILL) `after`

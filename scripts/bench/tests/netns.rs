@@ -2,8 +2,11 @@
 //! nothing; the netns launcher's processes reach the bridge; a bench run
 //! over `--link veth` measures across it; a leg taken down mid-cell fails
 //! the cell with its name; Ctrl-C leaves no namespace, link or process;
-//! bad values are refused. Each test that needs root and `ip netns` says
-//! "unavailable here" on stderr where it cannot make namespaces.
+//! bad values are refused; `--load-hosts netns:N` runs agents in
+//! namespaces of their own (with `--link veth`, in the server's topology),
+//! an agent's leg taken down fails its cell, and Ctrl-C leaves none of it.
+//! Each test that needs root and `ip netns` says "unavailable here" on
+//! stderr where it cannot make namespaces.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -136,6 +139,13 @@ fn netns_agents_reach_the_coordinator_address_over_the_bridge_or_say_unavailable
 
 /// `bench` over `--link veth` on one model, TCP, short windows.
 fn bench_veth(results: &Path, connections: &str, duration: &str, repeat: &str) -> Command {
+    let mut command = bench_on(results, connections, duration, repeat);
+    command.args(["--link", "veth"]);
+    command
+}
+
+/// `bench` on one model, TCP, short windows, its link not given yet.
+fn bench_on(results: &Path, connections: &str, duration: &str, repeat: &str) -> Command {
     let mut command = Command::new(BENCH);
     command
         .arg("--server-bin")
@@ -144,7 +154,7 @@ fn bench_veth(results: &Path, connections: &str, duration: &str, repeat: &str) -
         .arg(sibling("loadgen"))
         .arg("--results")
         .arg(results)
-        .args(["--models", "tokio", "--scenarios", "throughput", "--link", "veth", "--sizes", "64"])
+        .args(["--models", "tokio", "--scenarios", "throughput", "--sizes", "64"])
         .args(["--connections", connections, "--repeat", repeat, "--duration", duration, "--warmup", "0.2s"])
         .args(["--no-progress", "--control", "none"]);
     command
@@ -377,4 +387,166 @@ fn a_bench_that_exits_at_once_or_is_killed_leaves_nothing_or_says_unavailable_he
         // Its guard removes the topology once the bench is gone.
         assert_eq!(wait_gone(pid, Duration::from_secs(5)), Vec::<String>::new(), "left 5 s after {how}");
     }
+}
+
+/// `bench` with `--load-hosts netns:AGENTS` over `link`, on one model, TCP,
+/// short windows.
+fn bench_agents(results: &Path, agents: usize, link: &str, duration: &str) -> Command {
+    let mut command = bench_on(results, "4", duration, "1");
+    command.args(["--link", link, "--load-hosts", &format!("netns:{agents}")]);
+    command
+}
+
+/// Runs `command` to its end (bounded), noting every process the bench
+/// started (its children but the guard) while it ran: its exit status,
+/// stderr and those PIDs.
+fn run_watching(command: &mut Command, limit: Duration) -> (u32, std::process::ExitStatus, String, Vec<i32>) {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    // Read on a thread of its own: a full pipe must not stall the bench.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + limit;
+    let mut seen: Vec<i32> = Vec::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bench still running after {limit:?}");
+        }
+        for p in children(pid) {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (pid, status, reader.join().unwrap_or_default(), seen)
+}
+
+/// Waits (bounded) until none of `pids` is running; those still running.
+fn still_running(pids: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut alive: Vec<i32> = pids.to_vec();
+    while !alive.is_empty() && Instant::now() < deadline {
+        alive.retain(|p| Path::new(&format!("/proc/{p}")).exists() && !zombie(*p));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    alive
+}
+
+/// One cell of `netns:agents` over `link`: measured by every agent, its
+/// totals the sum of theirs, the link and hosts recorded, and nothing of
+/// the run (namespace, link, process) left.
+fn agents_in_namespaces_measure(agents: usize, link: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let (pid, status, stderr, started) =
+        run_watching(&mut bench_agents(root.path(), agents, link, "0.5s"), Duration::from_secs(60));
+    assert!(status.success(), "{status}: {stderr}");
+    let results = Results::load(&run_dir(root.path()).join("results.json")).expect("results");
+    let hosts = format!("netns:{agents}");
+    assert_eq!(results.settings.load_hosts.as_deref(), Some(hosts.as_str()));
+    assert_eq!(results.cells.len(), 1);
+    let cell = &results.cells[0];
+    assert!(cell.ok, "{:?}", cell.failure);
+    assert_eq!(cell.spec.load.link.to_string(), link, "the link is recorded");
+    assert_eq!(cell.spec.load.agents as usize, agents);
+    assert_eq!(cell.coordination.as_ref().map(|c| c.hosts.as_str()), Some(hosts.as_str()));
+    assert_eq!(cell.agents.len(), agents, "each agent's report is kept");
+    let merged = cell.loadgen.as_ref().expect("a merged report");
+    let sum = |f: &dyn Fn(&loadgen::Report) -> u64| cell.agents.iter().map(|a| f(&a.report)).sum::<u64>();
+    assert!(cell.agents.iter().all(|a| a.report.requests.ok > 0), "every agent measured");
+    assert_eq!(merged.requests.ok, sum(&|r| r.requests.ok), "totals are the sum of the agents'");
+    assert_eq!(merged.latency_us.count, sum(&|r| r.latency_us.count), "histograms added exactly");
+    assert!(cell.server_cpu_us_per_msg.is_some(), "the server's CPU was read at the window's marks");
+    // The server and every agent were seen running, and are gone.
+    assert!(started.len() > agents, "the server and {agents} agent(s) seen: {started:?}");
+    assert_eq!(still_running(&started), Vec::<i32>::new(), "processes of the run left (of {started:?})");
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after the run");
+}
+
+#[test]
+fn two_agents_in_namespaces_measure_one_cell_and_leave_nothing_or_say_unavailable_here() {
+    if !netns_here("two_agents_in_namespaces_measure_one_cell") {
+        return;
+    }
+    agents_in_namespaces_measure(2, "loopback");
+}
+
+#[test]
+fn an_agent_in_a_namespace_loads_a_server_over_veth_in_one_topology_or_says_unavailable_here() {
+    if !netns_here("an_agent_in_a_namespace_loads_a_server_over_veth") {
+        return;
+    }
+    agents_in_namespaces_measure(1, "veth");
+}
+
+#[test]
+fn an_agents_leg_taken_down_mid_cell_fails_the_cell_by_name_or_says_unavailable_here() {
+    if !netns_here("an_agents_leg_taken_down_mid_cell_fails_the_cell_by_name") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_agents(root.path(), 1, "loopback", "3s").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    // The agent's leg, on the bridge with the bench (and the server).
+    let leg = format!("ea{pid}a-a0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&format!("/sys/class/net/{leg}")).exists() {
+        assert!(Instant::now() < deadline, "no {leg} within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The agent is running: wait for it, then into its window.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while children(pid).len() < 2 {
+        assert!(Instant::now() < deadline, "no server and agent under way within 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let started = children(pid);
+    let down = Command::new("ip").args(["link", "set", &leg, "down"]).status().unwrap();
+    assert!(down.success());
+    // The agent's heartbeats stop: the coordinator gives up on it, the cell ends.
+    let status = wait_exit(&mut child, Duration::from_secs(40));
+    assert_eq!(status.code(), Some(1), "a failed cell: exit 1");
+    let results = Results::load(&run_dir(root.path()).join("results.json")).expect("results");
+    let cell = &results.cells[0];
+    let failure = cell.failure.as_deref().unwrap_or_default();
+    assert!(!cell.ok && failure.contains(&format!("link {leg} went down")), "{failure}");
+    assert!(failure.contains("agent"), "the agent is named: {failure}");
+    assert!(cell.loadgen.is_none() && cell.agents.is_empty(), "never a partial sum");
+    assert_eq!(still_running(&started), Vec::<i32>::new(), "processes of the run left (of {started:?})");
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after the run");
+}
+
+#[test]
+fn sigint_during_a_run_of_agents_in_namespaces_leaves_nothing_or_says_unavailable_here() {
+    if !netns_here("sigint_during_a_run_of_agents_in_namespaces_leaves_nothing") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut child =
+        bench_agents(root.path(), 2, "loopback", "3s").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    // The server and both agents running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut started = children(pid);
+    while started.len() < 3 {
+        assert!(Instant::now() < deadline, "no server and two agents under way within 30 s: {started:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        started = children(pid);
+    }
+    kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(tags_of(pid), Vec::<String>::new(), "left after SIGINT");
+    assert_eq!(still_running(&started), Vec::<i32>::new(), "processes of the run left after SIGINT (of {started:?})");
 }

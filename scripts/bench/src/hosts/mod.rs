@@ -12,6 +12,9 @@ pub mod ssh;
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
+use std::sync::Arc;
+
+use netns::Topology;
 
 /// A started agent process: killed and reaped when dropped.
 #[derive(Debug)]
@@ -47,6 +50,12 @@ pub trait Launcher: Send + Sync {
     /// (args = ["agent", "--coordinator", "IP:PORT", …]); `loadgen` is the local binary path
     /// (ssh copies or checks it on the remote host).
     fn spawn(&self, index: usize, loadgen: &std::path::Path, args: &[OsString]) -> Result<AgentProcess, String>;
+    /// The namespaces the agents run in, if the bench made them (netns):
+    /// the runner watches their links during a cell, and a `--link veth`
+    /// server shares them.
+    fn topology(&self) -> Option<Arc<Topology>> {
+        None
+    }
 }
 
 /// The local address this host would use to reach `peer`: what a
@@ -59,26 +68,64 @@ pub fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, String> {
     socket.local_addr().map(|a| a.ip()).map_err(|err| err.to_string())
 }
 
-/// Parses `--load-hosts`: `local:N`, `netns:N` or `ssh:HOST[,HOST…]`; the
-/// error is one line.
-pub fn parse(spec: &str) -> Result<Box<dyn Launcher>, String> {
-    let expected = "expected local:N, netns:N or ssh:HOST[,HOST…]";
-    let count = |n: &str| match n.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("--load-hosts {spec:?}: {n:?} is not a number of agents ≥ 1 ({expected})")),
-    };
-    match spec.split_once(':') {
-        Some(("local", n)) => Ok(Box::new(local::LocalHosts::new(count(n)?))),
-        Some(("netns", n)) => Ok(Box::new(netns::NetnsHosts::new(count(n)?)?)),
-        Some(("ssh", hosts)) => {
-            if hosts.split(',').any(str::is_empty) {
-                return Err(format!("--load-hosts {spec:?}: an empty host name ({expected})"));
+/// A `--load-hosts` value, read but not acted on: nothing is made and no
+/// host is dialled until [`HostsSpec::launch`], so that a usage error found
+/// later on the command line leaves nothing behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostsSpec {
+    /// `local:N`.
+    Local(usize),
+    /// `netns:N`.
+    Netns(usize),
+    /// `ssh:HOST[,HOST…]`.
+    Ssh(Vec<String>),
+}
+
+impl HostsSpec {
+    /// Reads `local:N`, `netns:N` or `ssh:HOST[,HOST…]`; the error is one line.
+    pub fn parse(spec: &str) -> Result<HostsSpec, String> {
+        let expected = "expected local:N, netns:N or ssh:HOST[,HOST…]";
+        let count = |n: &str| match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("--load-hosts {spec:?}: {n:?} is not a number of agents ≥ 1 ({expected})")),
+        };
+        match spec.split_once(':') {
+            Some(("local", n)) => Ok(HostsSpec::Local(count(n)?)),
+            Some(("netns", n)) => {
+                let n = count(n)?;
+                if n > netns::MAX_AGENTS {
+                    return Err(format!("--load-hosts {spec:?}: at most {} agent namespaces", netns::MAX_AGENTS));
+                }
+                Ok(HostsSpec::Netns(n))
             }
-            let hosts: Vec<String> = hosts.split(',').map(str::to_owned).collect();
-            Ok(Box::new(ssh::SshHosts::new(&hosts)?))
+            Some(("ssh", hosts)) => {
+                if hosts.split(',').any(str::is_empty) {
+                    return Err(format!("--load-hosts {spec:?}: an empty host name ({expected})"));
+                }
+                Ok(HostsSpec::Ssh(hosts.split(',').map(str::to_owned).collect()))
+            }
+            _ => Err(format!("--load-hosts {spec:?}: {expected}")),
         }
-        _ => Err(format!("--load-hosts {spec:?}: {expected}")),
     }
+
+    /// Makes the launcher: the namespaces of `netns:N` (with a server
+    /// namespace too if `server_namespace`, for `--link veth`: one
+    /// topology for both), or every ssh host dialled once. One line naming
+    /// what failed; whatever was made is removed.
+    pub fn launch(&self, server_namespace: bool) -> Result<Box<dyn Launcher>, String> {
+        Ok(match self {
+            HostsSpec::Local(n) => Box::new(local::LocalHosts::new(*n)),
+            HostsSpec::Netns(n) => Box::new(netns::NetnsHosts::with_server(*n, server_namespace)?),
+            HostsSpec::Ssh(hosts) => Box::new(ssh::SshHosts::new(hosts)?),
+        })
+    }
+}
+
+/// Parses `--load-hosts` and makes its launcher at once ([`HostsSpec`]
+/// then [`HostsSpec::launch`], a netns topology with a server namespace);
+/// the error is one line.
+pub fn parse(spec: &str) -> Result<Box<dyn Launcher>, String> {
+    HostsSpec::parse(spec)?.launch(true)
 }
 
 #[cfg(test)]
@@ -90,9 +137,14 @@ mod tests {
         let local = parse("local:3").unwrap();
         assert_eq!((local.describe(), local.agents()), ("local:3".to_owned(), 3));
         assert!(local.coordinator_ip().is_loopback() && local.server_ip().is_loopback());
-        for bad in ["local:0", "local:x", "local", "lan:2", "", "ssh:a,,b", "netns:-1"] {
+        for bad in ["local:0", "local:x", "local", "lan:2", "", "ssh:a,,b", "netns:-1", "netns:0", "netns:201"] {
             let err = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
             assert!(err.starts_with("--load-hosts ") && !err.contains('\n'), "{err}");
+            let err = HostsSpec::parse(bad).err().unwrap_or_else(|| panic!("{bad:?} read"));
+            assert!(err.starts_with("--load-hosts ") && !err.contains('\n'), "{err}");
         }
+        // Read, nothing made yet.
+        assert_eq!(HostsSpec::parse("netns:2"), Ok(HostsSpec::Netns(2)));
+        assert_eq!(HostsSpec::parse("ssh:a,b"), Ok(HostsSpec::Ssh(vec!["a".into(), "b".into()])));
     }
 }

@@ -27,6 +27,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CloneFlags, setns};
@@ -337,19 +338,27 @@ impl Drop for Topology {
 
 /// `--load-hosts netns:N`: N agents, each in a namespace of its own, on a
 /// bridge with the bench; the coordinator binds the bridge's address. The
-/// topology also has a server namespace, for `--link veth`.
+/// topology may also have a server namespace, for `--link veth`: one
+/// topology serves both ([`Launcher::topology`]).
 #[derive(Debug)]
 pub struct NetnsHosts {
-    topology: Topology,
+    topology: Arc<Topology>,
 }
 
 impl NetnsHosts {
-    /// Makes the namespaces of `n` agents (1 to [`MAX_AGENTS`]).
+    /// Makes the namespaces of `n` agents (1 to [`MAX_AGENTS`]) and a
+    /// server namespace.
     pub fn new(n: usize) -> Result<NetnsHosts, String> {
+        NetnsHosts::with_server(n, true)
+    }
+
+    /// Makes the namespaces of `n` agents (1 to [`MAX_AGENTS`]), and a
+    /// server namespace if `server`.
+    pub fn with_server(n: usize, server: bool) -> Result<NetnsHosts, String> {
         if n == 0 || n > MAX_AGENTS {
             return Err(format!("netns:{n}: the number of agents must be 1 to {MAX_AGENTS}"));
         }
-        Ok(NetnsHosts { topology: Topology::new(n, true)? })
+        Ok(NetnsHosts { topology: Arc::new(Topology::new(n, server)?) })
     }
 
     /// Its namespaces, bridge and legs.
@@ -378,10 +387,16 @@ impl Launcher for NetnsHosts {
         IpAddr::V4(self.topology.bridge_ip())
     }
 
+    fn topology(&self) -> Option<Arc<Topology>> {
+        Some(Arc::clone(&self.topology))
+    }
+
     fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
         let ns = self.topology.agents.get(index).ok_or_else(|| format!("no agent {index} in {}", self.describe()))?;
         let mut command = ns.command(loadgen)?;
-        command.args(args).stdin(Stdio::null());
+        // As local agents: their reasons travel over the protocol; their own
+        // output would only interleave with the bench's progress lines.
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: prctl is one async-signal-safe system call: if the bench
         // dies, its agents go too.
         unsafe {
