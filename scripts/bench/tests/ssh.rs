@@ -213,7 +213,7 @@ fn a_bench_run_with_ssh_load_hosts_measures_with_the_remote_agents_report_or_say
         .arg(results.path())
         .args(["--models", "tokio", "--scenarios", "throughput", "--transports", "tcp", "--sizes", "64"])
         .args(["--connections", "4", "--repeat", "1", "--duration", "0.5s", "--warmup", "0.2s"])
-        .args(["--no-progress", "--load-hosts", "ssh:agent0"])
+        .args(["--no-progress", "--control", "none", "--load-hosts", "ssh:agent0"])
         .env("ECHO_BENCH_SSH_CONFIG", &sshd.config)
         .env("ECHO_BENCH_REMOTE_DIR", &remote_dir)
         .stdin(Stdio::null())
