@@ -22,7 +22,6 @@ use echo_bench::models;
 use echo_bench::plan::{LoadHosts, LoadPath, RunConfig};
 use echo_bench::results::Results;
 use echo_bench::runner;
-use echo_bench::scenario::Scenario as _;
 use echo_bench::scenarios;
 use echo_common::Transport;
 use loadgen::report::fmt_count;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use echo_common::Transport;
@@ -22,12 +22,11 @@ use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
 use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
-use crate::results::{Cell, Coordination, Environment, QuotaSettings, Results, Settings, utc_now};
+use crate::results::{Cell, Coordination, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
 use crate::scenario::Scenario as _;
 use crate::scenario::{Drive, Window};
-use crate::scenarios::control::Control;
-use crate::scenarios::{self, ALL};
+use crate::scenarios;
 use crate::server::{self, Server};
 use crate::{capacity, control, procfs, validity};
 
