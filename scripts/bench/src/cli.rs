@@ -190,7 +190,7 @@ pub struct RunArgs {
     /// within this (the work scenario's ladder: this plus its work per message) and ≥ 99 % of
     /// the offered rate is achieved.
     #[arg(long, default_value = "1ms", value_parser = positive_duration)]
-    slo_p99: Duration,
+    pub slo_p99: Duration,
     /// CPUs for the server, e.g. 0 or 0-3 [default: the first half of the CPUs available].
     #[arg(long)]
     pub server_cpus: Option<String>,

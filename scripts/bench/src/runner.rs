@@ -24,7 +24,6 @@ use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
 use crate::results::{Cell, Coordination, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
-use crate::scenario::Scenario as _;
 use crate::scenario::{Drive, Window};
 use crate::scenarios;
 use crate::server::{self, Server};
