@@ -344,7 +344,7 @@ pub struct Drift {
     pub drift: f64,
     /// The last run's msg/s against the first's (−0.03: 3 % lower).
     pub end_to_end: f64,
-    /// `drift` is above [`MOVED`].
+    /// `drift` is above [`crate::control::MOVED`].
     pub moved: bool,
 }
 
