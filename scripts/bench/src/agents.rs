@@ -35,6 +35,13 @@ pub fn run(
     run_on(hosts, 0, loadgen, opts, stop, at_mark)
 }
 
+/// How many of `launched` agents drive a load of `connections`: each
+/// needs a connection of its own, so at most one per connection (and at
+/// least one).
+pub fn count(launched: usize, connections: u32) -> u32 {
+    (launched.min(connections as usize) as u32).max(1)
+}
+
 /// [`run`] with the coordinator on `port` of the launcher's
 /// [`Launcher::coordinator_ip`] (`--coordinator-port`; 0: any free one).
 pub fn run_on(
@@ -48,8 +55,11 @@ pub fn run_on(
     let at = std::net::SocketAddr::new(hosts.coordinator_ip(), port);
     let mut coordinator = Coordinator::bind_at(at).map_err(|err| format!("cannot listen for agents on {at}: {err}"))?;
     let addr = coordinator.addr().to_string();
-    let mut processes: Vec<AgentProcess> = Vec::with_capacity(hosts.agents());
-    for index in 0..hosts.agents() {
+    // At most one agent per connection, the split checked before any starts.
+    let agents = count(hosts.agents(), opts.connections) as usize;
+    opts.split(agents as u32)?;
+    let mut processes: Vec<AgentProcess> = Vec::with_capacity(agents);
+    for index in 0..agents {
         let args: Vec<OsString> = ["agent", "--coordinator", &addr, "--name", &format!("agent-{index}")]
             .into_iter()
             .map(OsString::from)
@@ -61,7 +71,7 @@ pub fn run_on(
             p.child.try_wait().ok().flatten().map(|status| format!("agent {index} on {} exited ({status})", p.host))
         })
     };
-    if let Err(err) = coordinator.accept(hosts.agents(), ACCEPT_TIMEOUT) {
+    if let Err(err) = coordinator.accept(agents, ACCEPT_TIMEOUT) {
         return Err(died(&mut processes).map_or(err.clone(), |why| format!("{err}: {why}")));
     }
     let run = coordinator.run(opts, stop, |mark| {
@@ -84,4 +94,18 @@ pub fn run_on(
         }
     }
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_one_agent_per_connection_and_at_least_one() {
+        assert_eq!(count(2, 1), 1);
+        assert_eq!(count(2, 5), 2);
+        assert_eq!(count(4, 3), 3);
+        assert_eq!(count(0, 3), 1);
+        assert!(Opts { connections: 1, ..Opts::default() }.split(count(2, 1)).is_ok());
+    }
 }

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use echo_common::Transport;
 use loadgen::report::fmt_count;
-use serde::{Deserialize, Serialize};
 
-use crate::load::{CellSpec, LoadKey};
+use crate::load::{CellSpec, LoadKey, ScenarioId};
 use crate::models::Model;
 use crate::results::Results;
+pub use crate::results::{ControlRun, Drift};
 use crate::scenario::SMALL;
-use crate::scenarios::control::Control;
 
+/// The control cells' scenario ([`crate::scenarios::control`]).
+pub const SCENARIO: ScenarioId = ScenarioId::new("control");
 /// The model the control runs when the run has it.
 pub const MODEL: &str = "reactor";
 /// Its connections.
@@ -36,38 +37,14 @@ pub fn model(models: &[Model]) -> Option<Model> {
 
 /// The `n`th control cell (from 0) of a run whose control model is `model`.
 pub fn spec(model: Model, n: u32) -> CellSpec {
-    let load = LoadKey::new(crate::scenario::Scenario::id(&Control), model, Transport::Tcp, CONNECTIONS, SMALL);
+    let load = LoadKey::new(SCENARIO, model, Transport::Tcp, CONNECTIONS, SMALL);
     CellSpec { load, repeat: n }
-}
-
-/// How far the control moved over a run, as results.json records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Drift {
-    /// The control's load, in words.
-    pub load: String,
-    /// Each control run: where it stood among the run's cells, and its msg/s.
-    pub runs: Vec<ControlRun>,
-    /// The largest distance of a later run's msg/s from the first run's,
-    /// as a share of the first's.
-    pub drift: f64,
-    /// The last run's msg/s against the first's (−0.03: 3 % lower).
-    pub end_to_end: f64,
-    /// `drift` is above [`MOVED`].
-    pub moved: bool,
-}
-
-/// One control run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ControlRun {
-    /// Its index among the run's cells (0: before every other cell).
-    pub cell: usize,
-    pub msg_per_sec: f64,
 }
 
 /// The drift of `results`' control cells (ok ones, with a rate); `None`
 /// with fewer than two.
 pub fn drift(results: &Results) -> Option<Drift> {
-    let id = crate::scenario::Scenario::id(&Control);
+    let id = SCENARIO;
     let runs: Vec<ControlRun> = results
         .cells
         .iter()

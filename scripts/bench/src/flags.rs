@@ -121,6 +121,9 @@ pub enum NoteKind {
     /// server used at least [`SERVER_BELOW_ALLOTMENT`] of its allotment:
     /// both sides were saturated, and the figure is the pair's.
     BothSaturated,
+    /// The cell's scenario takes the server's CPU quota, the run asked for
+    /// one, and this machine could not apply it: its server ran unthrottled.
+    Unthrottled,
 }
 
 impl NoteKind {
@@ -128,6 +131,7 @@ impl NoteKind {
     pub fn name(self) -> &'static str {
         match self {
             NoteKind::BothSaturated => "both_saturated",
+            NoteKind::Unthrottled => "unthrottled",
         }
     }
 }

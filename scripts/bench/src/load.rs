@@ -134,10 +134,12 @@ impl LoadKey {
     }
 
     /// Whether the axes most loads leave at their defaults are at them: the
-    /// load the summary and the claims compare models on (over a link, with
-    /// several agents or with work, a model's figures are another load's).
+    /// load the summary and the claims compare models on (over a link or
+    /// with work, a model's figures are another load's). The agents are not
+    /// among them: `--load-hosts` drives every cell of a run from the same
+    /// agents, and the summary compares the models under that load.
     pub fn at_defaults(&self) -> bool {
-        self.other_axes().is_empty()
+        self.link == Name::loopback() && self.work == Name::none()
     }
 
     /// The model as the cell ran it: `iterative`, `iterative --batch 32`,

@@ -8,6 +8,10 @@ use crate::models::Model;
 use crate::plan::Shape;
 use crate::scenarios::{self, ALL};
 
+/// The measured window of a load cell by default (without `--quick`); its
+/// warm-up is 0.5 s.
+pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The default matrix over `models` (or the `--quick` one) on a machine
 /// where the run may use `cpus` CPUs: every scenario that is in the default
 /// matrix there, TCP only, each scenario's own defaults.
@@ -32,6 +36,16 @@ use crate::scenarios::{self, ALL};
 /// 22, udp 1 closed-loop load (100 flows, 64 B) × 8 + 1 rate × 8 = 16: 109
 /// load cells × 1.33 s ≈ 145 s, + capacity 11 × 2 s = 22 s: ≈ 167 s, under
 /// 3 minutes with ≈ 13 s to spare.
+///
+/// ## The default run's budget: ≈ 30 minutes on 2 CPUs
+///
+/// With 2 s windows the full default matrix came to ≈ 32–35 min: the
+/// 28–30 min of the matrix before (see the latency scenario's notes), the
+/// work scenario's ≈ 3.1 min and ≈ 7 control cells. The closed-loop cells
+/// that take the whole window ([`WINDOW`]: throughput 8 loads × 11 models
+/// × 2 repeats = 176, churn 2 × 11 × 3 = 66, control ≈ 7: ≈ 249 cells)
+/// measure 1.5 s now: 249 × 0.5 s ≈ 2.1 min less, ≈ 30–33 min in all (the
+/// open-loop scenarios cap their own windows and are unchanged).
 pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
     let mut shape = Shape::empty(models);
     shape.repeat = if quick { 1 } else { 3 };

@@ -151,6 +151,10 @@ pub struct RunConfig {
     /// The namespaces of a run with `veth` cells: the server's, on a
     /// bridge with the bench (removed when the last holder drops it).
     pub topology: Option<Arc<Topology>>,
+    /// `--keep-cpus-awake on`: idle CPUs are asked to stay awake for the run.
+    pub keep_cpus_awake: bool,
+    /// What came of it, for the environment ([`crate::host::cpu_wakeup_words`]).
+    pub cpu_wakeup: String,
 }
 
 impl RunConfig {

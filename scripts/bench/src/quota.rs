@@ -31,6 +31,9 @@ use serde::{Deserialize, Serialize};
 pub const PERIOD_US: u64 = 2_000;
 /// The smallest quota the kernel accepts per period, µs.
 pub const MIN_QUOTA_US: u64 = 1_000;
+/// The longest period the kernel accepts, µs (1 s): it sets the smallest
+/// quota, [`MIN_QUOTA_US`] per such period.
+pub const MAX_PERIOD_US: u64 = 1_000_000;
 /// The prefix of the bench's parent cgroups.
 const PREFIX: &str = "echo-arena-bench-";
 
@@ -72,6 +75,14 @@ pub fn parse(text: &str, server_cpus: usize) -> Result<Option<f64>, String> {
     // NaN is not above 0 either.
     if cpus.is_nan() || cpus <= 0.0 {
         return Err(format!("{text:?}: a quota must be above 0 (`none` runs the server unthrottled)"));
+    }
+    // Smaller, its period would exceed the kernel's longest: refused there.
+    let smallest = MIN_QUOTA_US as f64 / MAX_PERIOD_US as f64;
+    if cpus < smallest {
+        return Err(format!(
+            "{text:?} is too small: the kernel's longest period ({} s) takes at least {smallest} CPU",
+            MAX_PERIOD_US / 1_000_000
+        ));
     }
     if cpus > server_cpus as f64 {
         return Err(format!(
@@ -351,6 +362,15 @@ mod tests {
         }
         assert_eq!(default_cpus(1, 1), 0.5);
         assert_eq!(default_cpus(1, 4), 1.0);
+    }
+
+    #[test]
+    fn a_quota_whose_period_the_kernel_would_refuse_is_refused() {
+        let err = parse("0.0005", 1).unwrap_err();
+        assert!(err.contains("too small"), "{err}");
+        assert!(period_for(0.0005) > MAX_PERIOD_US);
+        assert_eq!(parse("0.001", 1), Ok(Some(0.001)));
+        assert!(period_for(0.001) <= MAX_PERIOD_US);
     }
 
     #[test]

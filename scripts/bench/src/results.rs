@@ -9,9 +9,7 @@ use echo_common::{ModelInfo, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
-use crate::control::Drift;
 use crate::flags::{Flag, Note};
-use crate::host::{Sysctl, Tree};
 use crate::load::{CellSpec, Name};
 use crate::models::Model;
 use crate::quota::Throttling;
@@ -75,6 +73,39 @@ pub struct Environment {
     /// The command with its CPU sets and quota explicit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reproduce: Option<String>,
+    /// What the run did about idle CPUs' wake-up latency
+    /// (`--keep-cpus-awake`): `held awake: PM QoS cpu_dma_latency 0 µs`,
+    /// `not held (--keep-cpus-awake off)` or `unavailable here: <why>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_wakeup: Option<String>,
+    /// The cpuidle driver (`/sys/devices/system/cpu/cpuidle/current_driver`);
+    /// `unavailable here` where the kernel has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuidle_driver: Option<String>,
+    /// The cpuidle governor (`current_governor`), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuidle_governor: Option<String>,
+}
+
+/// One sysctl and its value (`None`: this kernel has no such file, or it
+/// cannot be read: "unavailable here").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sysctl {
+    /// Dotted, as `sysctl` names it: `net.core.somaxconn`.
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// The working tree the run was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// `git rev-parse HEAD`.
+    pub commit: String,
+    /// `git status --porcelain` said anything: the binaries may not be the
+    /// commit's.
+    pub dirty: bool,
+    /// The first few paths it named.
+    pub changed: Vec<String>,
 }
 
 /// The matrix's shape.
@@ -131,6 +162,10 @@ pub struct Settings {
     /// absent: no control cell (or a run before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_every_secs: Option<f64>,
+    /// `--keep-cpus-awake on`: the run asked to keep idle CPUs awake (what
+    /// came of it: [`Environment::cpu_wakeup`]); false in runs before it.
+    #[serde(default)]
+    pub keep_cpus_awake: bool,
 }
 
 /// The server's CPU quota of a run.
@@ -297,6 +332,30 @@ pub struct Cell {
     pub coordination: Option<Coordination>,
 }
 
+/// How far the control moved over a run, as results.json records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// The control's load, in words.
+    pub load: String,
+    /// Each control run: where it stood among the run's cells, and its msg/s.
+    pub runs: Vec<ControlRun>,
+    /// The largest distance of a later run's msg/s from the first run's,
+    /// as a share of the first's.
+    pub drift: f64,
+    /// The last run's msg/s against the first's (−0.03: 3 % lower).
+    pub end_to_end: f64,
+    /// `drift` is above [`crate::control::MOVED`].
+    pub moved: bool,
+}
+
+/// One control run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlRun {
+    /// Its index among the run's cells (0: before every other cell).
+    pub cell: usize,
+    pub msg_per_sec: f64,
+}
+
 /// How a cell's agents were coordinated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Coordination {
@@ -345,33 +404,12 @@ impl Results {
     }
 }
 
-impl Environment {
-    pub fn detect(command: String, started_at: String) -> Environment {
-        let loadgen_env = loadgen::env::Environment::detect();
-        Environment {
-            hostname: loadgen_env.hostname,
-            kernel: loadgen_env.kernel,
-            cpu_model: loadgen_env.cpu_model,
-            cpus_online: loadgen_env.cpus_online,
-            rustc: env!("BENCH_RUSTC_VERSION").to_owned(),
-            crates: env!("BENCH_CRATE_VERSIONS").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            git_commit: loadgen_env.git_commit,
-            command,
-            started_at,
-            cpu_id: crate::host::cpu_id(),
-            sysctls: crate::host::sysctls(),
-            tree: crate::host::tree(),
-            reproduce: None,
-        }
-    }
-}
-
-/// Now, UTC, as `2026-11-25T15:40:00Z`.
 /// The links of results written before `--link` existed.
 fn loopback_only() -> Vec<Name> {
     vec![Name::loopback()]
 }
 
+/// Now, UTC, as `2026-11-25T15:40:00Z`.
 pub fn utc_now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

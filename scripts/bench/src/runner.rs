@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use echo_common::Transport;
@@ -22,14 +22,15 @@ use crate::plan::{LoadPath, RunConfig};
 use crate::progress::Progress;
 use crate::quota::{Cgroups, Quota, Throttling};
 use crate::report;
-use crate::results::{Cell, Coordination, Environment, QuotaSettings, Results, Settings, utc_now};
+use crate::results::{Cell, Coordination, Environment, Results, Settings, utc_now};
 use crate::sampler::{self, Sample, Sampler};
-use crate::scenario::Scenario as _;
 use crate::scenario::{Drive, Window};
-use crate::scenarios::control::Control;
-use crate::scenarios::{self, ALL};
+use crate::scenarios;
 use crate::server::{self, Server};
 use crate::{capacity, control, procfs, validity};
+
+mod setup;
+use setup::{CURRENT_SERVER, Watcher, blank, failed, rig, settings};
 
 /// A finished (or interrupted) run.
 #[derive(Debug)]
@@ -60,7 +61,11 @@ pub fn run(cfg: &RunConfig, command: String) -> anyhow::Result<Outcome> {
     let reproduce = crate::host::reproduce(&environment.command, &settings);
     let mut results = Results {
         schema_version: crate::results::SCHEMA_VERSION,
-        environment: Environment { reproduce: Some(reproduce), ..environment },
+        environment: Environment {
+            reproduce: Some(reproduce),
+            cpu_wakeup: Some(cfg.cpu_wakeup.clone()),
+            ..environment
+        },
         settings,
         cells: Vec::new(),
         complete: false,
@@ -178,48 +183,6 @@ impl ControlPlan {
     }
 }
 
-/// The server's CPU quota of a run: the cgroups its throttled servers run
-/// in (none when it has no quota, no scenario taking one, or no cgroups
-/// here), and what results.json records of it. Without cgroups it says so
-/// in one line, and the run goes on unthrottled.
-fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
-    // The control cell runs beside the matrix's scenarios when it is on.
-    let runs = |s: &&&dyn crate::scenario::Scenario| {
-        cfg.shape.runs(&s.id()) || (s.id() == Control.id() && cfg.control_every.is_some())
-    };
-    let scenarios: Vec<String> =
-        ALL.iter().filter(|s| s.server_quota()).filter(runs).map(|s| s.name().to_owned()).collect();
-    if scenarios.is_empty() {
-        return (None, None);
-    }
-    let mut record =
-        QuotaSettings { cpus: cfg.server_quota, period_us: None, mechanism: None, unavailable: None, scenarios };
-    let Some(cpus) = cfg.server_quota else { return (None, Some(record)) };
-    let quota = Quota::new(cpus);
-    record.period_us = Some(quota.period_us);
-    match Cgroups::probe(quota) {
-        Ok(cgroups) => {
-            eprintln!(
-                "bench: server quota {cpus} CPU per {} ms period ({}) for {}",
-                quota.period_us as f64 / 1000.0,
-                cgroups.mechanism(),
-                record.scenarios.join(", ")
-            );
-            record.mechanism = Some(cgroups.mechanism());
-            (Some(cgroups), Some(record))
-        }
-        Err(why) => {
-            eprintln!(
-                "bench: server quota unavailable here ({why}): the servers of {} run unthrottled, and the report \
-                 says so",
-                record.scenarios.join(", ")
-            );
-            record.unavailable = Some(why);
-            (None, Some(record))
-        }
-    }
-}
-
 /// An open-loop climb: its steps' load but for the rate, and the repeat.
 type Climb = (LoadKey, u32);
 
@@ -233,130 +196,24 @@ fn climb_of(spec: &CellSpec) -> Option<Climb> {
     climbs.then(|| (spec.load.climb(), spec.repeat))
 }
 
-/// What results.json records of the run's shape: the shape's own fields,
-/// and each scenario's records.
-fn settings(cfg: &RunConfig) -> Settings {
-    let shape = &cfg.shape;
-    let mut settings = Settings {
-        models: shape.models.iter().map(|m| m.info().clone()).collect(),
-        scenarios: shape.scenarios.iter().map(|s| s.name().to_owned()).collect(),
-        transports: shape.transports.clone(),
-        links: shape.links.clone(),
-        connections: shape.connections.clone(),
-        sizes: shape.sizes.clone(),
-        capacity: shape.capacity.clone(),
-        repeat: shape.repeat,
-        throughput_repeat: shape.throughput_repeat.min(shape.repeat),
-        duration_secs: cfg.duration.as_secs_f64(),
-        warmup_secs: cfg.warmup.as_secs_f64(),
-        server_cpus: cfg.server_cpus.clone(),
-        client_cpus: cfg.client_cpus.clone(),
-        load_path: Some(match cfg.load_path {
-            LoadPath::Process(_) => "process".into(),
-            LoadPath::InProcess => "in-process".into(),
-        }),
-        load_hosts: cfg.load_hosts.as_ref().map(|h| h.0.describe()),
-        server_quota: None,
-        control_every_secs: cfg.control_every.map(|d| d.as_secs_f64()),
-        scaling: None,
-        ladder: None,
-        udp: None,
-        work: None,
-        cost: None,
-        quick: cfg.quick,
-    };
-    for scenario in ALL.iter().filter(|s| shape.runs(&s.id())) {
-        scenario.record(cfg, &mut settings);
-    }
-    settings
-}
-
-/// The PID of the server of the cell under way (0: none), for [`Watcher`].
-static CURRENT_SERVER: AtomicI32 = AtomicI32::new(0);
-
-/// Watches the interrupt flag during a run: on the first signal it stops
-/// the server of the cell under way (SIGTERM), so that cell ends within its
-/// window instead of running its course; the runner then drops it (a
-/// failed cell after a signal is not a measurement) and writes the report.
-struct Watcher {
-    done: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watcher {
-    fn start(interrupt: Arc<AtomicBool>) -> Watcher {
-        let done = Arc::new(AtomicBool::new(false));
-        let finished = Arc::clone(&done);
-        let handle = std::thread::spawn(move || {
-            let mut stopped = 0;
-            while !finished.load(Ordering::SeqCst) {
-                if interrupt.load(Ordering::SeqCst) {
-                    if stopped == 0 {
-                        eprintln!(
-                            "bench: stopping: the cell under way is dropped, the report of the finished cells is \
-                             being written (a second signal exits at once)"
-                        );
-                        stopped = -1;
-                    }
-                    // The server of our own cell, still registered as running;
-                    // also one registered after the signal (its start was under
-                    // way): each is stopped once.
-                    let pid = CURRENT_SERVER.load(Ordering::SeqCst);
-                    if pid > 0 && pid != stopped {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-                        stopped = pid;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Watcher { done, handle: Some(handle) }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
 fn sanitize(text: &str) -> String {
     let clean: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     if clean.is_empty() { "host".into() } else { clean }
 }
 
-fn failed(spec: CellSpec, reason: String) -> Cell {
-    Cell { failure: Some(reason), ..blank(spec) }
-}
-
-/// A cell with nothing recorded yet.
-fn blank(spec: CellSpec) -> Cell {
-    Cell {
-        spec,
-        ok: false,
-        failure: None,
-        loadgen: None,
-        capacity: None,
-        server: None,
-        server_cpu_us_per_msg: None,
-        shutdown: None,
-        flags: Vec::new(),
-        agents: Vec::new(),
-        coordination: None,
-        allotment_cpus: None,
-        notes: Vec::new(),
-        quota: None,
-    }
-}
-
 /// One cell, start to finish, its server in a cgroup of `cgroups` (under
 /// the run's quota) when its scenario takes one. Never panics on a
 /// misbehaving server: every problem becomes the cell's failure reason.
-pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Path, cgroups: Option<&Cgroups>) -> Cell {
+pub fn run_cell(
+    cfg: &RunConfig,
+    mut spec: CellSpec,
+    bar: &ProgressBar,
+    sockets: &Path,
+    cgroups: Option<&Cgroups>,
+) -> Cell {
+    // Set first, so a cell that fails early is of the same load as its
+    // repeats that ran.
+    spec.load.agents = agents_of(cfg, &spec.load);
     // Over veth, the server listens in its own namespace, on its address there.
     let netns = if spec.load.link == Name::veth() && spec.load.transport != Transport::Unix {
         match cfg.topology.as_deref().map(|t| (t, t.server())) {
@@ -388,6 +245,22 @@ pub fn run_cell(cfg: &RunConfig, spec: CellSpec, bar: &ProgressBar, sockets: &Pa
         let _ = server::pin_current_thread(&cfg.client_cpus);
     }
     cell
+}
+
+/// How many agents drive a cell of `load`: with `--load-hosts`, the
+/// launcher's, at most one per connection (an agent needs one); 1 without,
+/// and for a scenario that drives no load generator (capacity holds its idle
+/// connections from the bench itself, whatever the hosts).
+pub fn agents_of(cfg: &RunConfig, load: &LoadKey) -> u32 {
+    let Some(hosts) = cfg.load_hosts.as_ref().filter(|_| matches!(cfg.load_path, LoadPath::Process(_))) else {
+        return 1;
+    };
+    let drives =
+        scenarios::of(&load.scenario).is_some_and(|s| matches!(s.drive(load, Opts::default()), Drive::Load(_)));
+    if !drives {
+        return 1;
+    }
+    crate::agents::count(hosts.0.agents(), load.connections)
 }
 
 /// [`run_cell`] once the load generator's CPUs are set.
@@ -474,19 +347,22 @@ fn run_pinned(
             // Its cgroup's throttling, read at the same instants.
             let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);
+            // At each edge of the window: the instant, the server's tree and its throttling.
+            let mut mark = |mark: Mark| {
+                let reading = Some((Instant::now(), edge(), throttle()));
+                match mark {
+                    Mark::Open => opened = reading,
+                    Mark::Close => closed = reading,
+                }
+            };
             let result = match (&cfg.load_path, &cfg.load_hosts) {
                 // Several agents, the bench their coordinator: a cell of their
                 // exact merge, each one's part kept beside it.
                 (LoadPath::Process(bin), Some(hosts)) => {
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
-                    cell.spec.load.agents = hosts.0.agents() as u32;
                     let port = cfg.coordinator_port;
-                    crate::agents::run_on(hosts.0.as_ref(), port, bin, &opts, &stop, |mark| match mark {
-                        Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
-                        Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
-                    })
-                    .and_then(|run| {
+                    crate::agents::run_on(hosts.0.as_ref(), port, bin, &opts, &stop, &mut mark).and_then(|run| {
                         let merged = run.merged().map_err(|err| format!("cannot merge the agents' reports: {err}"))?;
                         cell.coordination = Some(Coordination {
                             hosts: hosts.0.describe(),
@@ -503,17 +379,14 @@ fn run_pinned(
                 (LoadPath::Process(bin), None) => {
                     bar.set_message(label.clone());
                     let stop = || cfg.interrupt.load(Ordering::SeqCst);
-                    loadpath::run(bin, &opts, &stop, |mark| match mark {
-                        Mark::Open => opened = Some((Instant::now(), edge(), throttle())),
-                        Mark::Close => closed = Some((Instant::now(), edge(), throttle())),
-                    })
+                    loadpath::run(bin, &opts, &stop, &mut mark)
                 }
                 (LoadPath::InProcess, _) => loadgen::run_observed(&opts, &mut |event| match event {
                     Event::Progress { rate, .. } => {
                         bar.set_message(format!("{label}: {} msg/s", loadgen::report::fmt_count(rate)))
                     }
-                    Event::WindowOpened => opened = Some((Instant::now(), edge(), throttle())),
-                    Event::WindowClosed => closed = Some((Instant::now(), edge(), throttle())),
+                    Event::WindowOpened => mark(Mark::Open),
+                    Event::WindowClosed => mark(Mark::Close),
                 })
                 .map_err(|err| err.to_string()),
             };

@@ -22,9 +22,19 @@ pub fn annotate(results: &mut Results) {
         let allotment = allotment(cell, &results.settings);
         cell.flags = flags_within(cell, allotment);
         cell.notes = notes_within(cell, allotment);
+        if let Some(note) = unthrottled(cell, &results.settings) {
+            cell.notes.push(note);
+        }
     }
-    // Spread: the headline figure over the ok repeats of each load.
-    let measured = results.cells.iter().enumerate().filter(|(_, c)| c.ok && scenarios::headline_value(c).is_some());
+    // Spread: the headline figure over the ok repeats of each load. The
+    // control cell's runs are repeats of one key taken apart in time: how
+    // far they moved is its drift, reported on its own.
+    let control = crate::control::SCENARIO;
+    let measured = results
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.ok && c.spec.load.scenario != control && scenarios::headline_value(c).is_some());
     let mut spread_flags = Vec::new();
     for members in stats::by_load(measured.map(|(i, c)| (&c.spec.load, i))).into_values() {
         let values = members.iter().filter_map(|&i| scenarios::headline_value(&results.cells[i])).collect();
@@ -60,9 +70,9 @@ fn server_share(cell: &Cell, allotment: f64) -> Option<f64> {
 }
 
 /// The flags one cell earns on its own (every kind but spread), its
-/// allotment as it recorded it (see [`flags_within`]).
-pub fn cell_flags(cell: &Cell) -> Vec<Flag> {
-    flags_within(cell, cell.allotment_cpus.unwrap_or(f64::INFINITY))
+/// allotment as [`annotate`] takes it ([`allotment`]; see [`flags_within`]).
+pub fn cell_flags(cell: &Cell, settings: &Settings) -> Vec<Flag> {
+    flags_within(cell, allotment(cell, settings))
 }
 
 /// The notes one cell earns, its server allotted `allotment` CPUs: both
@@ -83,6 +93,21 @@ pub fn notes_within(cell: &Cell, allotment: f64) -> Vec<Note> {
         }];
     }
     Vec::new()
+}
+
+/// [`NoteKind::Unthrottled`], when `cell`'s scenario takes the run's
+/// quota and the machine could not apply it.
+fn unthrottled(cell: &Cell, settings: &Settings) -> Option<Note> {
+    let quota = settings.server_quota.as_ref()?;
+    let cpus = quota.cpus?;
+    let why = quota.unavailable.as_deref()?;
+    quota.scenarios.iter().any(|s| *s == cell.spec.load.scenario.name()).then(|| Note {
+        kind: NoteKind::Unthrottled,
+        detail: format!(
+            "asked for a server quota of {} CPU, unavailable here ({why}): ran unthrottled",
+            cpus_words(cpus)
+        ),
+    })
 }
 
 /// `0.5`, `1`.

@@ -103,6 +103,12 @@ fn kinds(cell: &Cell) -> Vec<FlagKind> {
     cell.flags.iter().map(|f| f.kind).collect()
 }
 
+/// The flags `cell` earns on its own in a run of [`results`]'s settings
+/// (its server on one CPU).
+fn own_flags(cell: &Cell) -> Vec<echo_bench::flags::Flag> {
+    cell_flags(cell, &results(Vec::new()).settings)
+}
+
 fn results(cells: Vec<Cell>) -> Results {
     let json = json!({
         "schema_version": echo_bench::results::SCHEMA_VERSION,
@@ -133,7 +139,7 @@ fn a_busy_client_thread_flags_client_bound_at_the_threshold() {
     for (busy, flagged) in [(0.89, false), (0.90, false), (0.91, true), (0.97, true)] {
         let mut report = sound();
         report.client_cpu.max_thread_utilisation = busy;
-        let flags = cell_flags(&cell("throughput", 0, Some(report)));
+        let flags = own_flags(&cell("throughput", 0, Some(report)));
         assert_eq!(flags.iter().any(|f| f.kind == FlagKind::ClientBound), flagged, "{busy}");
         if let Some(f) = flags.first() {
             assert_eq!((f.figure, f.threshold), (busy, CLIENT_BOUND));
@@ -149,7 +155,7 @@ fn a_spinning_pacer_is_busy_without_being_client_bound() {
     let mut report = sound();
     report.client_cpu.max_thread_utilisation = 0.99;
     report.client_cpu.pacer_spin_secs = 0.4;
-    let flags = cell_flags(&cell("latency", 0, Some(report)));
+    let flags = own_flags(&cell("latency", 0, Some(report)));
     assert!(flags.iter().all(|f| f.kind != FlagKind::ClientBound), "{flags:?}");
 }
 
@@ -157,12 +163,12 @@ fn a_spinning_pacer_is_busy_without_being_client_bound() {
 fn an_open_loop_cell_short_of_its_rate_is_flagged_with_its_share() {
     // the case: 45,816 of 60,414 msg/s
     let short = cell("latency", 0, Some(report(100, 100, 0, 45_816.0, Some(60_414.0))));
-    let flags = cell_flags(&short);
+    let flags = own_flags(&short);
     let flag = flags.iter().find(|f| f.kind == FlagKind::BelowTargetRate).expect("below target");
     assert!((flag.figure - 45_816.0 / 60_414.0).abs() < 1e-9);
     assert!(flag.detail.contains("45,816 of 60,414") && flag.detail.contains("75.8 %"), "{}", flag.detail);
     let met = cell("latency", 0, Some(report(100, 100, 0, 59_900.0, Some(60_000.0))));
-    assert!(cell_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
+    assert!(own_flags(&met).iter().all(|f| f.kind != FlagKind::BelowTargetRate), "99.8 % is on target");
 }
 
 /// The pacer's lateness: p99 above the smaller of 10 % of the interval
@@ -176,7 +182,7 @@ fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
         let mut late = report.latency_us;
         late.p99 = p99;
         report.send_lateness_us = Some(late);
-        let flags = cell_flags(&cell("latency", 0, Some(report)));
+        let flags = own_flags(&cell("latency", 0, Some(report)));
         let flag = flags.iter().find(|f| f.kind == FlagKind::SendLate);
         assert_eq!(flag.is_some(), flagged, "{rate} msg/s, p99 {p99} µs");
         if let Some(flag) = flag {
@@ -184,7 +190,7 @@ fn an_open_loop_cell_whose_client_sent_late_is_flagged() {
             assert!(flag.detail.contains(&format!("{p99} µs > {limit} µs")), "{}", flag.detail);
         }
     }
-    assert!(cell_flags(&cell("throughput", 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
+    assert!(own_flags(&cell("throughput", 0, Some(sound()))).iter().all(|f| f.kind != FlagKind::SendLate));
 }
 
 #[test]
@@ -192,7 +198,7 @@ fn connections_short_splits_refused_closed_and_never_served() {
     // pool at 1,000: every connection accepted, 872 waiting in its queue
     let mut pool = report(1000, 1000, 872, 100_000.0, None);
     pool.latency_us.mean = 128.0 / 100_000.0 * 1e6; // Little's law holds for the 128 served
-    let flags = cell_flags(&cell("throughput", 0, Some(pool)));
+    let flags = own_flags(&cell("throughput", 0, Some(pool)));
     let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
     assert_eq!((flag.figure, flag.threshold), (128.0, 1000.0));
     assert!(
@@ -207,7 +213,7 @@ fn connections_short_splits_refused_closed_and_never_served() {
     capped.connections.failed = 50;
     capped.connections.attempts.refused = 30;
     capped.connections.attempts.dropped_before_first_echo = 20;
-    let flags = cell_flags(&cell("throughput", 0, Some(capped)));
+    let flags = own_flags(&cell("throughput", 0, Some(capped)));
     let flag = flags.iter().find(|f| f.kind == FlagKind::ConnectionsShort).expect("short");
     assert!(flag.detail.contains("30 refused") && flag.detail.contains("20 closed by the server"), "{}", flag.detail);
 }
@@ -238,12 +244,12 @@ fn capacity_short_of_held_connections_is_flagged() {
     let mut c = cell("capacity", 0, None);
     let capacity = |held| Capacity { not_served: 0, ..held_of(10_000, 10_000, held) };
     c.capacity = Some(capacity(1_152));
-    let flags = cell_flags(&c);
+    let flags = own_flags(&c);
     assert_eq!(flags.len(), 1);
     assert_eq!((flags[0].kind, flags[0].figure), (FlagKind::ConnectionsShort, 1_152.0));
     assert!(flags[0].detail.contains("8,848 closed by the server"), "{}", flags[0].detail);
     c.capacity = Some(capacity(10_000));
-    assert!(cell_flags(&c).is_empty());
+    assert!(own_flags(&c).is_empty());
 }
 
 #[test]
@@ -259,7 +265,7 @@ fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
     let capacity = held_of;
     let detail = |mut c: Cell, capacity: Capacity| {
         c.capacity = Some(capacity);
-        let flags = cell_flags(&c);
+        let flags = own_flags(&c);
         assert_eq!(flags.len(), 1, "{flags:?}");
         flags[0].detail.clone()
     };
@@ -287,12 +293,12 @@ fn capacity_connections_waiting_in_the_backlog_are_not_called_closed() {
 fn littles_law_figure_is_computed_and_flagged_above_ten_percent() {
     let mut off = sound();
     off.latency_us.mean = 115.0; // 1e6 msg/s × 115 µs = 115 in flight for 100
-    let flags = cell_flags(&cell("throughput", 0, Some(off.clone())));
+    let flags = own_flags(&cell("throughput", 0, Some(off.clone())));
     let flag = flags.iter().find(|f| f.kind == FlagKind::LittlesLaw).expect("littles law");
     assert!((flag.figure - 0.15).abs() < 1e-9, "{}", flag.figure);
     off.latency_us.mean = 109.0;
     assert!(off.littles_law_offset().is_some_and(|f| f < LITTLES_LAW));
-    assert!(cell_flags(&cell("throughput", 0, Some(off))).is_empty());
+    assert!(own_flags(&cell("throughput", 0, Some(off))).is_empty());
     // open loop: not applicable
     assert_eq!(report(100, 100, 0, 50_000.0, Some(50_000.0)).littles_law_offset(), None);
 }
@@ -302,12 +308,12 @@ fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
     let mut none = cell("throughput", 0, Some(sound()));
     none.server = None;
     none.server_cpu_us_per_msg = None;
-    assert_eq!(kinds(&Cell { flags: cell_flags(&none), ..none }), [FlagKind::CpuUnmeasurable]);
+    assert_eq!(kinds(&Cell { flags: own_flags(&none), ..none }), [FlagKind::CpuUnmeasurable]);
     // the `process` model's "user 0.0 s, sys 0.0 s with 101 processes"
     let mut zero = cell("throughput", 0, Some(sound()));
     zero.server = Some(ServerStats { samples: 10, cpu_secs: 0.0, ..ServerStats::default() });
     zero.server_cpu_us_per_msg = Some(0.0);
-    let flags = cell_flags(&zero);
+    let flags = own_flags(&zero);
     assert_eq!(flags.len(), 1);
     assert!(flags[0].detail.contains("0.000 s for 20,000 messages"), "{}", flags[0].detail);
 }
@@ -342,6 +348,54 @@ fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempot
     annotate(&mut r);
     assert_eq!(r, once, "annotating again changes nothing");
     assert_eq!(echo_bench::render::marks::console_line(&r), "flags: 3 spread (cells; 3 of 5 cells carry at least one)");
+}
+
+#[test]
+fn the_control_cells_runs_carry_no_spread_flag_their_drift_is_reported_on_its_own() {
+    let cells: Vec<Cell> = [100_000.0, 130_000.0, 90_000.0]
+        .into_iter()
+        .enumerate()
+        .map(|(i, rps)| {
+            let mut r = sound();
+            r.throughput.requests_per_sec = rps;
+            r.latency_us.mean = 100.0 * 1_000_000.0 / rps;
+            cell("control", i as u32, Some(r))
+        })
+        .collect();
+    let mut r = results(cells);
+    annotate(&mut r);
+    assert!(r.cells.iter().all(|c| c.flags.is_empty()), "{:?}", r.cells.iter().map(kinds).collect::<Vec<_>>());
+    assert!(r.control.is_some_and(|d| d.moved), "the drift says it moved");
+}
+
+#[test]
+fn a_cell_that_asked_for_a_quota_the_machine_could_not_apply_carries_an_unthrottled_note() {
+    let mut r = results(vec![cell("throughput", 0, Some(sound())), cell("latency", 0, Some(sound()))]);
+    r.settings.server_quota = Some(echo_bench::results::QuotaSettings {
+        cpus: Some(0.5),
+        period_us: Some(2000),
+        mechanism: None,
+        unavailable: Some("no cgroup here".into()),
+        scenarios: vec!["throughput".into()],
+    });
+    annotate(&mut r);
+    let noted = |c: &Cell| c.notes.iter().any(|n| n.kind == NoteKind::Unthrottled);
+    assert!(noted(&r.cells[0]), "{:?}", r.cells[0].notes);
+    assert!(!noted(&r.cells[1]), "the latency scenario asked for no quota");
+    r.settings.server_quota.as_mut().unwrap().unavailable = None;
+    annotate(&mut r);
+    assert!(!noted(&r.cells[0]), "applied: throttled");
+}
+
+#[test]
+fn a_cells_own_flags_take_its_allotment_as_annotate_does() {
+    // A busy client while the server keeps its one CPU busy: not client-bound.
+    let c = busy_pair(0.97, 1.0, 1.0);
+    let c = Cell { allotment_cpus: None, ..c };
+    assert!(own_flags(&c).iter().all(|f| f.kind != FlagKind::ClientBound), "{:?}", own_flags(&c));
+    let mut r = results(vec![c.clone()]);
+    annotate(&mut r);
+    assert_eq!(own_flags(&c), r.cells[0].flags);
 }
 
 /// A cell whose busiest loadgen thread was `busy` while its server kept

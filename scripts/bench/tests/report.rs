@@ -149,6 +149,27 @@ fn each_claim_picks_the_model_with_the_best_figure() {
 }
 
 #[test]
+fn a_run_from_several_agents_keeps_its_summary_and_claims() {
+    let one = fixture();
+    let mut agents = one.clone();
+    for cell in &mut agents.cells {
+        cell.spec.load.agents = 2;
+    }
+    let (before, after) = (claims(&one), claims(&agents));
+    let titles = |c: &[Claim]| c.iter().map(|c| c.title).collect::<Vec<_>>();
+    assert_eq!(titles(&after), titles(&before), "every claim is still made");
+    for title in titles(&before) {
+        assert_eq!(leader(&after, title), leader(&before, title), "{title}");
+    }
+    let summary = |r: &Results| {
+        let readme = report::markdown(r, &[]);
+        readme.lines().filter(|l| l.starts_with('|')).take(4).map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert!(!summary(&agents).is_empty());
+    assert_eq!(summary(&agents), summary(&one), "the summary's table is the same");
+}
+
+#[test]
 fn a_flagged_leader_is_said_flagged_and_the_best_unflagged_is_named() {
     let mut results = fixture();
     assert!(!report::markdown(&results, &[]).contains("Flagged"));
@@ -442,7 +463,9 @@ fn a_load_that_differs_in_any_axis_is_never_pooled() {
         .filter(|c| c.spec.load.scenario == of("throughput"))
         .map(|c| {
             let mut copy = c.clone();
-            copy.spec.load.agents = 2;
+            // Work per message: another load (the agents are not an axis the
+            // claims leave out: a run's cells all come from the same agents).
+            copy.spec.load.work = echo_bench::load::Name(std::borrow::Cow::Borrowed("hash"));
             copy.server_cpu_us_per_msg = copy.server_cpu_us_per_msg.map(|v| v * 100.0);
             copy
         })
@@ -460,7 +483,7 @@ fn a_load_that_differs_in_any_axis_is_never_pooled() {
     let cpu = |results: &Results| claims(results)[0].ranked.iter().map(|e| e.stat).collect::<Vec<_>>();
     assert_eq!(cpu(&results), cpu(&before), "the claims compare the loads at every default");
     let label = scenarios::label(&results.cells.last().unwrap().spec.load);
-    assert!(label.ends_with(", 2 agents"), "{label}");
+    assert!(label.ends_with(", work hash"), "{label}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use echo_bench::flags::NoteKind;
 use echo_bench::results::Results;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_bench");
@@ -89,6 +90,9 @@ fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_i
         assert!(throughput.quota.is_none());
         assert_eq!(throughput.allotment_cpus, Some(1.0), "unthrottled: its CPUs");
         assert!(readme.contains("**Server CPU quota unavailable here**"), "{readme}");
+        let note = |c: &echo_bench::results::Cell| c.notes.iter().any(|n| n.kind == NoteKind::Unthrottled);
+        assert!(note(throughput), "a cell that asked for the quota says it ran unthrottled: {:?}", throughput.notes);
+        assert!(!note(latency), "the latency ladder asks for none");
         return;
     }
     let t = throughput.quota.expect("a throttled cell records its quota");
@@ -109,7 +113,7 @@ fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_i
 
 #[test]
 fn a_bad_quota_is_a_usage_error_of_one_line() {
-    for bad in ["0", "x", "-0.5", "99"] {
+    for bad in ["0", "x", "-0.5", "99", "0.0001"] {
         let output = Command::new(BENCH)
             .args(["--server-bin"])
             .arg(server_bin())
@@ -152,17 +156,37 @@ fn the_environment_of_a_run_is_recorded_and_heads_its_readme() {
         assert!(env.crates.iter().any(|c| c.starts_with(name)), "{name} in {:?}", env.crates);
     }
     let line = env.reproduce.as_deref().expect("a reproduce line");
-    let quota = if results.settings.server_quota.as_ref().is_some_and(|q| q.cpus.is_some()) { "0.5" } else { "none" };
+    // The quota the servers ran under: none when it could not be applied.
+    let quota = if results.settings.server_quota.as_ref().is_some_and(|q| q.applied()) { "0.5" } else { "none" };
     let cpus = echo_bench::host::cpu_list;
     assert!(
         line.ends_with(&format!(
-            "--server-cpus {} --client-cpus {} --server-quota {quota}",
+            "--server-cpus {} --client-cpus {} --server-quota {quota} --keep-cpus-awake on",
             cpus(&results.settings.server_cpus),
             cpus(&results.settings.client_cpus)
         )),
         "{line}"
     );
     assert_eq!(line.matches("--server-quota").count(), 1, "{line}");
+    // Idle CPUs: kept awake by default, or one line says why not.
+    assert!(results.settings.keep_cpus_awake);
+    let wakeup = env.cpu_wakeup.as_deref().expect("what was done about idle CPUs");
+    let held = std::fs::OpenOptions::new().write(true).open(echo_bench::host::CPU_DMA_LATENCY).is_ok();
+    if held {
+        assert_eq!(wakeup, "held awake: PM QoS cpu_dma_latency 0 µs");
+    } else {
+        assert!(wakeup.starts_with("unavailable here: "), "{wakeup}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("idle CPUs not kept awake"));
+    }
+    let (driver, governor) = echo_bench::host::cpuidle();
+    let driver = driver.unwrap_or_else(|| "unavailable here".into());
+    let governor = governor.unwrap_or_else(|| "unavailable here".into());
+    assert_eq!(env.cpuidle_driver.as_deref(), Some(driver.as_str()));
+    assert_eq!(env.cpuidle_governor.as_deref(), Some(governor.as_str()));
+    assert!(
+        readme.contains(&format!("Idle CPUs: {wakeup}; cpuidle driver {driver}, governor {governor}.")),
+        "{readme}"
+    );
     assert!(readme.contains(&format!("Reproduce (from the repository root, at that commit): `{line}`")));
 }
 

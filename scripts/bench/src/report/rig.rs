@@ -66,6 +66,14 @@ fn environment_lines(results: &Results) -> Vec<String> {
         })
         .collect();
     lines.push(format!("Sysctls: {}.", sysctls.join(", ")));
+    if let Some(wakeup) = &env.cpu_wakeup {
+        let unknown = "unavailable here";
+        lines.push(format!(
+            "Idle CPUs: {wakeup}; cpuidle driver {}, governor {}.",
+            env.cpuidle_driver.as_deref().unwrap_or(unknown),
+            env.cpuidle_governor.as_deref().unwrap_or(unknown)
+        ));
+    }
     match &env.tree {
         Some(tree) if tree.dirty => lines.push(format!(
             "Tree: **dirty** at commit {} ({} changed, e.g. {}): the binaries may not be the commit's.",
@@ -99,6 +107,13 @@ pub fn section(results: &Results, doc: &mut Doc) {
     }
     if let Some(line) = quota_line(results) {
         lines.push(line);
+    }
+    let unthrottled = results.cells.iter().filter(|c| c.notes.iter().any(|n| n.kind == NoteKind::Unthrottled)).count();
+    if unthrottled > 0 {
+        lines.push(format!(
+            "{unthrottled} of {} cells asked for the server quota and ran unthrottled (a note on each: `unthrottled`).",
+            results.cells.len()
+        ));
     }
     let both = results.cells.iter().filter(|c| c.notes.iter().any(|n| n.kind == NoteKind::BothSaturated)).count();
     if both > 0 {

@@ -19,7 +19,7 @@ pub struct Control;
 
 impl Scenario for Control {
     fn name(&self) -> &'static str {
-        "control"
+        "control" // control::SCENARIO's
     }
 
     fn about(&self) -> &'static str {

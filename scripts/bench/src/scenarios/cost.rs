@@ -143,7 +143,9 @@ impl Scenario for Cost {
     }
 
     fn summary<'r>(&self, r: &'r Report<'r>) -> Summary<'r> {
-        let Some(rate) = common_rate(r, Transport::Tcp).map(|(rate, _)| rate) else { return Summary::default() };
+        // Over the transport the claim compares models on.
+        let Some(transport) = r.main_transport() else { return Summary::default() };
+        let Some(rate) = common_rate(r, transport).map(|(rate, _)| rate) else { return Summary::default() };
         let column = Column {
             heading: "server CPU µs/msg",
             intro: Some(format!(
@@ -153,7 +155,7 @@ impl Scenario for Cost {
             )),
             leads: true,
             figure: Box::new(move |m, notes| {
-                let cells = at(r, Transport::Tcp, m, rate)?;
+                let cells = at(r, transport, m, rate)?;
                 Some(notes.figure(
                     show(Stat::over(cells, |c| c.server_cpu_us_per_msg), |v| grouped(v, 2)),
                     cells,
@@ -177,10 +179,11 @@ pub fn excluded(model: &Model) -> Option<String> {
     })
 }
 
-/// Whether the run has cost cells: then the summary's and the claims'
-/// server CPU per message are this scenario's.
+/// Whether the run has cost cells over its main transport
+/// ([`Report::main_transport`]): then the summary's and the claims' server
+/// CPU per message are this scenario's.
 pub fn ran(r: &Report<'_>) -> bool {
-    !r.cells_of(&Cost.id()).is_empty()
+    r.main_transport().is_some_and(|transport| r.groups_of(&Cost.id(), transport).next().is_some())
 }
 
 /// Whether any of `cells` did not hold its offered rate: achieved below

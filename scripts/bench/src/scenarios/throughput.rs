@@ -202,12 +202,13 @@ impl Scenario for Throughput {
     }
 }
 
-/// `model`'s closed-loop cells at 100 connections, 64 B, over TCP: the
-/// figures the summary quotes.
+/// `model`'s closed-loop cells at 100 connections, 64 B, over the run's
+/// main transport ([`Report::main_transport`]): the figures the summary
+/// quotes.
 fn at<'r>(r: &'r Report<'r>, model: &Model) -> Option<&'r Vec<&'r Cell>> {
     let of =
         |k: &LoadKey| k.connections == SUMMARY_CONNECTIONS && k.size == SMALL && k.model == *model && k.at_defaults();
-    r.groups_of(&Throughput.id(), Transport::Tcp).find(|(k, _)| of(k)).map(|(_, cells)| cells)
+    r.groups_of(&Throughput.id(), r.main_transport()?).find(|(k, _)| of(k)).map(|(_, cells)| cells)
 }
 
 impl Throughput {
