@@ -131,12 +131,16 @@ impl Server {
             None => None,
         };
         // SAFETY: between fork and exec we only make async-signal-safe
-        // system calls that allocate nothing: sched_setaffinity, setpgid,
-        // prctl, and a write of `0` (this process) to the cgroup's
+        // system calls that allocate nothing: prctl, getppid,
+        // sched_setaffinity, setpgid, and a write of `0` (this process) to the cgroup's
         // `cgroup.procs`, whose descriptor the `Cgroup` borrowed by this
         // function keeps open until after the spawn (it closes on exec).
+        let parent = nix::unistd::getpid();
         unsafe {
             command.pre_exec(move || {
+                // First: if the runner dies (Ctrl-C, kill), its server goes
+                // too, even if it died before this line.
+                die_with_parent(parent)?;
                 sched_setaffinity(Pid::from_raw(0), &set)?;
                 if let Some(fd) = procs {
                     nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0")?;
@@ -145,8 +149,6 @@ impl Server {
                 // runner (which stops the server itself after the current
                 // cell), not the server in the middle of its cell.
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-                // If the runner dies (Ctrl-C, kill), its server goes too.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())
             });
         }
@@ -240,4 +242,17 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}/// For a child between fork and exec (a `pre_exec` hook): asks for
+/// SIGTERM when its parent dies, then fails (the child exits before it
+/// executes) if `parent` (the forking process, read before the fork) is
+/// already gone, since a parent that died before the request took hold
+/// sends nothing. Only async-signal-safe calls: prctl and getppid.
+pub fn die_with_parent(parent: Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+    }
+    Ok(())
 }
+
+

@@ -397,12 +397,12 @@ impl Launcher for NetnsHosts {
         // As local agents: their reasons travel over the protocol; their own
         // output would only interleave with the bench's progress lines.
         command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: prctl is one async-signal-safe system call: if the bench
-        // dies, its agents go too.
+        // SAFETY: prctl and getppid are async-signal-safe system calls that
+        // allocate nothing: if the bench dies, even before the child asked,
+        // its agents go too.
+        let parent = nix::unistd::getpid();
         unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
-            });
+            command.pre_exec(move || crate::server::die_with_parent(parent));
         }
         let child =
             command.spawn().map_err(|err| format!("cannot start {} in {}: {err}", loadgen.display(), ns.name))?;
