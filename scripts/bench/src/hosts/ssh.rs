@@ -240,7 +240,11 @@ impl Launcher for SshHosts {
         let child = self
             .ssh(host)
             .arg(line)
+            // As local and netns agents: their reasons travel over the
+            // protocol; their output would only interleave with the bench's.
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|err| format!("ssh:{host}: cannot run ssh: {err}"))?;
         Ok(AgentProcess { child, host: host.clone() })
