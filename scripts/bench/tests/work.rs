@@ -4,34 +4,19 @@
 //! the cells carry the work axis, the README and the chart are written; and
 //! a bad `--work-levels` is refused before anything runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::run_dir;
 use echo_bench::results::Results;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+mod common;
 
-fn server_bin() -> PathBuf {
-    let path = Path::new(BENCH).with_file_name("echo-server");
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
-}
-
+/// `bench` as the common one, without its progress lines.
 fn bench(results: &Path) -> Command {
-    let mut command = Command::new(BENCH);
-    command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results).args([
-        "--no-progress",
-        "--control",
-        "none",
-    ]);
+    let mut command = common::bench(results);
+    command.arg("--no-progress");
     command
-}
-
-/// The one run folder under `root`.
-fn run_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
-    dirs.pop().unwrap()
 }
 
 #[test]
@@ -39,7 +24,7 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     let root = tempfile::tempdir().unwrap();
     let output = bench(root.path())
         .args(["--models", "reactor,tokio", "--scenarios", "work", "--work-levels", "block:5ms"])
-        .args(["--repeat", "1", "--duration", "0.4s", "--warmup", "0.1s"])
+        .args(["--repeat", "1", "--duration", "1s", "--warmup", "0.1s"])
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -68,10 +53,12 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     // Inline, tokio blocks its workers: one per server CPU.
     let inline = rate("tokio --blocking inline");
     assert!(inline > 0.0 && inline <= ceiling * f64::from(settings.server_cpus), "inline: {inline} msg/s");
-    // spawn_blocking: 100 calls at once, 20,000 msg/s in the textbook; asked
-    // for 1,250 (five event loops' ceiling), it cannot pass without the pool.
+    // spawn_blocking: 100 calls at once, 20,000 msg/s in the textbook
+    // (sleeping needs no CPU: a loaded machine keeps most of it). Asked for
+    // four times the event loop's rate, and four times tokio's own without
+    // the pool: relative bounds, which only the pool passes.
     let spawn = rate("tokio");
-    assert!(spawn >= 5.0 * ceiling, "tokio: {spawn} msg/s");
+    assert!(spawn >= 4.0 * reactor && spawn >= 4.0 * inline, "tokio: {spawn} msg/s (reactor {reactor}, inline {inline})");
 
     // The ladder at block:1ms: open-loop steps that carry their rate and their work.
     let steps: Vec<_> = results.cells.iter().filter(|c| c.spec.load.rate.is_some()).collect();
