@@ -31,7 +31,15 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(2);
 pub struct Server {
     child: Child,
     pub endpoint: Endpoint,
+    /// Its log (stderr), an unnamed temporary file.
+    log: std::fs::File,
 }
+
+/// The target whose `info` lines the bench keeps from a server's log (all
+/// else: `warn` and above): the calibration of `cpu:` work.
+const LOG_FILTER: &str = "warn,echo_servers::work=info";
+/// How the server's calibration line starts (`echo_servers::work`).
+const CALIBRATED: &str = "cpu work calibrated";
 
 /// How the server ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +51,10 @@ pub struct Shutdown {
     pub stop_secs: f64,
     /// Processes of its tree still alive after it exited (killed then).
     pub leftover_processes: u64,
+    /// What `cpu:` work meant in this server, as it logged it: its
+    /// calibration line (`--work cpu:…` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 impl Shutdown {
@@ -104,7 +116,7 @@ impl Server {
         cgroup: Option<&Cgroup>,
     ) -> Result<Server, String> {
         let mut command = Command::new(binary);
-        command.arg(model.name()).args(["--addr", addr]).args(args).env("RUST_LOG", "warn");
+        command.arg(model.name()).args(["--addr", addr]).args(args).env("RUST_LOG", LOG_FILTER);
         if let Some(netns) = netns {
             netns.enter_on_exec(&mut command)?;
         }
@@ -170,7 +182,7 @@ impl Server {
         };
         let endpoint = line.trim().strip_prefix("listening on ").and_then(|a| Endpoint::parse(a).ok());
         match endpoint {
-            Some(endpoint) => Ok(Server { child, endpoint }),
+            Some(endpoint) => Ok(Server { child, endpoint, log: stderr }),
             None => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -223,16 +235,22 @@ impl Server {
             in_time: status.is_some() && stop_secs <= STOP_LIMIT.as_secs_f64(),
             stop_secs,
             leftover_processes: left.len() as u64,
+            calibration: log_lines(&mut self.log).into_iter().rev().find(|l| l.contains(CALIBRATED)),
         }
     }
 }
 
-/// The last non-empty line of a server's log, or a note that it said nothing.
-fn last_line(log: &mut std::fs::File) -> String {
+/// The non-empty lines of a server's log, trimmed (none if it cannot be read).
+fn log_lines(log: &mut std::fs::File) -> Vec<String> {
     use std::io::{Read, Seek};
     let mut text = String::new();
     let _ = log.seek(std::io::SeekFrom::Start(0)).and_then(|_| log.read_to_string(&mut text));
-    text.lines().rev().find(|l| !l.trim().is_empty()).map_or("it printed nothing".into(), |l| l.trim().to_owned())
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// The last non-empty line of a server's log, or a note that it said nothing.
+fn last_line(log: &mut std::fs::File) -> String {
+    log_lines(log).pop().unwrap_or_else(|| "it printed nothing".into())
 }
 
 impl Drop for Server {
@@ -242,7 +260,9 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}/// For a child between fork and exec (a `pre_exec` hook): asks for
+}
+
+/// For a child between fork and exec (a `pre_exec` hook): asks for
 /// SIGTERM when its parent dies, then fails (the child exits before it
 /// executes) if `parent` (the forking process, read before the fork) is
 /// already gone, since a parent that died before the request took hold
@@ -254,5 +274,3 @@ pub fn die_with_parent(parent: Pid) -> std::io::Result<()> {
     }
     Ok(())
 }
-
-

@@ -84,6 +84,22 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     assert!(dir.join("work.svg").is_file());
 }
 
+/// A server with `cpu:` work logs its calibration; the bench keeps that
+/// line in the cell's shutdown record (and only when there is one).
+#[test]
+fn a_servers_calibration_reaches_its_shutdown_record() {
+    let catalogue = echo_bench::models::catalogue(&common::server_bin()).unwrap();
+    let model = catalogue.into_iter().find(|m| m.name() == "reactor").expect("reactor is registered");
+    let start = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        echo_bench::server::Server::start(&common::server_bin(), &model, "127.0.0.1:0", &args, &[0]).expect("starts")
+    };
+    let shutdown = start(&["--work", "cpu:20us"]).stop();
+    let line = shutdown.calibration.expect("the calibration line");
+    assert!(line.contains("cpu work calibrated") && line.contains("iterations="), "{line}");
+    assert_eq!(start(&[]).stop().calibration, None, "no cpu: work, no calibration");
+}
+
 #[test]
 fn a_bad_work_level_is_refused_before_anything_runs() {
     let root = tempfile::tempdir().unwrap();
