@@ -142,12 +142,13 @@ impl Server {
             Some(Some(fd)) => Some(fd),
             None => None,
         };
+        let parent = nix::unistd::getpid();
         // SAFETY: between fork and exec we only make async-signal-safe
         // system calls that allocate nothing: prctl, getppid,
-        // sched_setaffinity, setpgid, and a write of `0` (this process) to the cgroup's
-        // `cgroup.procs`, whose descriptor the `Cgroup` borrowed by this
-        // function keeps open until after the spawn (it closes on exec).
-        let parent = nix::unistd::getpid();
+        // sched_setaffinity, setpgid, and a write of `0` (this process) to
+        // the cgroup's `cgroup.procs`, whose descriptor the `Cgroup`
+        // borrowed by this function keeps open until after the spawn (it
+        // closes on exec).
         unsafe {
             command.pre_exec(move || {
                 // First: if the runner dies (Ctrl-C, kill), its server goes

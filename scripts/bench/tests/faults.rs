@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{bench};
+use common::bench;
 use echo_bench::results::Results;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

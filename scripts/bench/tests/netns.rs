@@ -179,10 +179,9 @@ fn wait_for_leg(pid: u32) -> String {
 fn wait_for_connections(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let servers = children(pid).into_iter().filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "echo-server")
-        });
-        let established = servers.into_iter().any(|p| {
+        let server =
+            |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "echo-server");
+        let established = children(pid).into_iter().filter(server).any(|p| {
             let table = std::fs::read_to_string(format!("/proc/{p}/net/tcp")).unwrap_or_default();
             // The fourth column is the state: 01 is ESTABLISHED.
             table.lines().skip(1).any(|l| l.split_whitespace().nth(3) == Some("01"))

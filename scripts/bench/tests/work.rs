@@ -58,7 +58,10 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     // four times the event loop's rate, and four times tokio's own without
     // the pool: relative bounds, which only the pool passes.
     let spawn = rate("tokio");
-    assert!(spawn >= 4.0 * reactor && spawn >= 4.0 * inline, "tokio: {spawn} msg/s (reactor {reactor}, inline {inline})");
+    assert!(
+        spawn >= 4.0 * reactor && spawn >= 4.0 * inline,
+        "tokio: {spawn} msg/s (reactor {reactor}, inline {inline})"
+    );
 
     // The ladder at block:1ms: open-loop steps that carry their rate and their work.
     let steps: Vec<_> = results.cells.iter().filter(|c| c.spec.load.rate.is_some()).collect();

@@ -403,10 +403,10 @@ impl Launcher for NetnsHosts {
         // As local agents: their reasons travel over the protocol; their own
         // output would only interleave with the bench's progress lines.
         command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let parent = nix::unistd::getpid();
         // SAFETY: prctl and getppid are async-signal-safe system calls that
         // allocate nothing: if the bench dies, even before the child asked,
         // its agents go too.
-        let parent = nix::unistd::getpid();
         unsafe {
             command.pre_exec(move || crate::server::die_with_parent(parent));
         }

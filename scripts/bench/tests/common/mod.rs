@@ -54,11 +54,10 @@ pub fn netns_unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not root".to_owned());
     }
+    const REFUSALS: [&str; 3] = ["is not installed", "Operation not permitted", "Permission denied"];
     match Topology::new(0, false) {
         Ok(_) => None,
-        Err(err) if ["is not installed", "Operation not permitted", "Permission denied"].iter().any(|w| err.contains(w)) => {
-            Some(err)
-        }
+        Err(err) if REFUSALS.iter().any(|w| err.contains(w)) => Some(err),
         Err(err) => panic!("network namespaces are allowed here, yet: {err}"),
     }
 }
