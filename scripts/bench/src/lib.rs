@@ -49,6 +49,7 @@ pub mod scenarios;
 pub mod server;
 pub mod stats;
 pub mod validity;
+pub mod work_level;
 
 /// /proc readings of a process tree (shared with the servers' tests).
 pub use echo_common::procfs;

@@ -15,7 +15,7 @@ use crate::hosts::Launcher;
 use crate::hosts::netns::Topology;
 use crate::load::{Name, ScenarioId};
 use crate::models::Model;
-use crate::scenarios::work::Level;
+use crate::work_level::Level;
 
 /// The shape of a matrix.
 #[derive(Debug, Clone)]

@@ -227,9 +227,9 @@ pub fn run_cell(
         None
     };
     // Otherwise where the agents reach it (`--load-hosts`), or loopback.
-    let agents_reach = match (&cfg.load_path, &cfg.load_hosts) {
-        (LoadPath::Process(_), Some(hosts)) => hosts.0.server_ip(),
-        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+    let agents_reach = match agent_hosts(cfg, spec.load.transport) {
+        Some(hosts) => hosts.0.server_ip(),
+        None => std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let ip = netns.map_or(agents_reach, |(_, ns)| ns.ip.into());
     let addr = server::listen_addr_on(spec.load.transport, &spec.load.model, sockets, ip);
@@ -252,7 +252,7 @@ pub fn run_cell(
 /// and for a scenario that drives no load generator (capacity holds its idle
 /// connections from the bench itself, whatever the hosts).
 pub fn agents_of(cfg: &RunConfig, load: &LoadKey) -> u32 {
-    let Some(hosts) = cfg.load_hosts.as_ref().filter(|_| matches!(cfg.load_path, LoadPath::Process(_))) else {
+    let Some(hosts) = agent_hosts(cfg, load.transport) else {
         return 1;
     };
     let drives =
@@ -261,6 +261,15 @@ pub fn agents_of(cfg: &RunConfig, load: &LoadKey) -> u32 {
         return 1;
     }
     crate::agents::count(hosts.0.agents(), load.connections)
+}
+
+/// The load hosts a cell over `transport` runs its load from: none when
+/// the run has none, runs loadgen in this process, or its agents cannot
+/// reach that transport (a Unix socket from another host: such a cell runs
+/// with the local loadgen process).
+fn agent_hosts(cfg: &RunConfig, transport: Transport) -> Option<&crate::plan::LoadHosts> {
+    let hosts = cfg.load_hosts.as_ref()?;
+    (matches!(cfg.load_path, LoadPath::Process(_)) && hosts.0.reaches(transport)).then_some(hosts)
 }
 
 /// [`run_cell`] once the load generator's CPUs are set.
@@ -299,10 +308,7 @@ fn run_pinned(
     };
     // The links' carrier counts, to tell whether one went down during the
     // cell: the server's namespace and its bridge, or the agents' legs.
-    let agents_topology = match (&cfg.load_path, &cfg.load_hosts) {
-        (LoadPath::Process(_), Some(hosts)) => hosts.0.topology(),
-        _ => None,
-    };
+    let agents_topology = agent_hosts(cfg, spec.load.transport).and_then(|hosts| hosts.0.topology());
     let watched = netns.map(|(topology, _)| topology).or(agents_topology.as_deref());
     let carriers = watched.map(|topology| (topology, topology.carriers()));
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
@@ -355,7 +361,8 @@ fn run_pinned(
                     Mark::Close => closed = reading,
                 }
             };
-            let result = match (&cfg.load_path, &cfg.load_hosts) {
+            let hosts = agent_hosts(cfg, cell.spec.load.transport);
+            let result = match (&cfg.load_path, hosts) {
                 // Several agents, the bench their coordinator: a cell of their
                 // exact merge, each one's part kept beside it.
                 (LoadPath::Process(bin), Some(hosts)) => {

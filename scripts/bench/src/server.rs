@@ -31,7 +31,15 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(2);
 pub struct Server {
     child: Child,
     pub endpoint: Endpoint,
+    /// Its log (stderr), an unnamed temporary file.
+    log: std::fs::File,
 }
+
+/// The target whose `info` lines the bench keeps from a server's log (all
+/// else: `warn` and above): the calibration of `cpu:` work.
+const LOG_FILTER: &str = "warn,echo_servers::work=info";
+/// How the server's calibration line starts (`echo_servers::work`).
+const CALIBRATED: &str = "cpu work calibrated";
 
 /// How the server ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +51,10 @@ pub struct Shutdown {
     pub stop_secs: f64,
     /// Processes of its tree still alive after it exited (killed then).
     pub leftover_processes: u64,
+    /// What `cpu:` work meant in this server, as it logged it: its
+    /// calibration line (`--work cpu:…` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 impl Shutdown {
@@ -104,7 +116,7 @@ impl Server {
         cgroup: Option<&Cgroup>,
     ) -> Result<Server, String> {
         let mut command = Command::new(binary);
-        command.arg(model.name()).args(["--addr", addr]).args(args).env("RUST_LOG", "warn");
+        command.arg(model.name()).args(["--addr", addr]).args(args).env("RUST_LOG", LOG_FILTER);
         if let Some(netns) = netns {
             netns.enter_on_exec(&mut command)?;
         }
@@ -130,13 +142,18 @@ impl Server {
             Some(Some(fd)) => Some(fd),
             None => None,
         };
+        let parent = nix::unistd::getpid();
         // SAFETY: between fork and exec we only make async-signal-safe
-        // system calls that allocate nothing: sched_setaffinity, setpgid,
-        // prctl, and a write of `0` (this process) to the cgroup's
-        // `cgroup.procs`, whose descriptor the `Cgroup` borrowed by this
-        // function keeps open until after the spawn (it closes on exec).
+        // system calls that allocate nothing: prctl, getppid,
+        // sched_setaffinity, setpgid, and a write of `0` (this process) to
+        // the cgroup's `cgroup.procs`, whose descriptor the `Cgroup`
+        // borrowed by this function keeps open until after the spawn (it
+        // closes on exec).
         unsafe {
             command.pre_exec(move || {
+                // First: if the runner dies (Ctrl-C, kill), its server goes
+                // too, even if it died before this line.
+                die_with_parent(parent)?;
                 sched_setaffinity(Pid::from_raw(0), &set)?;
                 if let Some(fd) = procs {
                     nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0")?;
@@ -145,8 +162,6 @@ impl Server {
                 // runner (which stops the server itself after the current
                 // cell), not the server in the middle of its cell.
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-                // If the runner dies (Ctrl-C, kill), its server goes too.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())
             });
         }
@@ -168,7 +183,7 @@ impl Server {
         };
         let endpoint = line.trim().strip_prefix("listening on ").and_then(|a| Endpoint::parse(a).ok());
         match endpoint {
-            Some(endpoint) => Ok(Server { child, endpoint }),
+            Some(endpoint) => Ok(Server { child, endpoint, log: stderr }),
             None => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -221,16 +236,22 @@ impl Server {
             in_time: status.is_some() && stop_secs <= STOP_LIMIT.as_secs_f64(),
             stop_secs,
             leftover_processes: left.len() as u64,
+            calibration: log_lines(&mut self.log).into_iter().rev().find(|l| l.contains(CALIBRATED)),
         }
     }
 }
 
-/// The last non-empty line of a server's log, or a note that it said nothing.
-fn last_line(log: &mut std::fs::File) -> String {
+/// The non-empty lines of a server's log, trimmed (none if it cannot be read).
+fn log_lines(log: &mut std::fs::File) -> Vec<String> {
     use std::io::{Read, Seek};
     let mut text = String::new();
     let _ = log.seek(std::io::SeekFrom::Start(0)).and_then(|_| log.read_to_string(&mut text));
-    text.lines().rev().find(|l| !l.trim().is_empty()).map_or("it printed nothing".into(), |l| l.trim().to_owned())
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// The last non-empty line of a server's log, or a note that it said nothing.
+fn last_line(log: &mut std::fs::File) -> String {
+    log_lines(log).pop().unwrap_or_else(|| "it printed nothing".into())
 }
 
 impl Drop for Server {
@@ -240,4 +261,17 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// For a child between fork and exec (a `pre_exec` hook): asks for
+/// SIGTERM when its parent dies, then fails (the child exits before it
+/// executes) if `parent` (the forking process, read before the fork) is
+/// already gone, since a parent that died before the request took hold
+/// sends nothing. Only async-signal-safe calls: prctl and getppid.
+pub fn die_with_parent(parent: Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+    }
+    Ok(())
 }

@@ -5,22 +5,17 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BENCH, sibling};
 use echo_bench::hosts::{AgentProcess, Launcher};
 use echo_bench::results::Results;
 use loadgen::Opts;
-
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
-
-fn sibling(name: &str) -> PathBuf {
-    let path = Path::new(BENCH).with_file_name(name);
-    assert!(path.is_file(), "{} missing: build the workspace first (cargo build)", path.display());
-    path
-}
 
 #[test]
 fn two_local_agents_make_one_cell_whose_totals_are_the_sum_of_theirs() {

@@ -4,28 +4,15 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::bench;
 use echo_bench::results::Results;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
-
-fn server_bin() -> PathBuf {
-    let path = Path::new(BENCH).with_file_name("echo-server");
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
-}
-
-fn bench(results: &Path) -> Command {
-    let mut command = Command::new(BENCH);
-    // No control cell: these tests count the matrix's cells.
-    command.args(["--control", "none"]);
-    command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results);
-    command
-}
 
 /// The CPUs this test may use.
 fn cpus() -> Vec<usize> {

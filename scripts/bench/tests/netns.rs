@@ -11,39 +11,26 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BENCH, netns_unavailable, run_dir, sibling, unavailable};
 use echo_bench::hosts::Launcher;
 use echo_bench::hosts::netns::{NetnsHosts, Topology};
 use echo_bench::results::Results;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Says `line` on the test's stderr even when the harness captures output
-/// (it captures `eprintln!`, not writes to the stream): a skipped check is
-/// never silent.
-fn unavailable(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
-
-fn sibling(name: &str) -> PathBuf {
-    let path = Path::new(BENCH).with_file_name(name);
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
-}
-
 /// Whether this machine lets the tests make namespaces; if not, says so
 /// visibly and why.
 fn netns_here(test: &str) -> bool {
-    match Topology::new(0, false) {
-        Ok(_) => true,
-        Err(err) => {
-            unavailable(&format!("{test}: UNAVAILABLE HERE (network namespaces): {err}"));
+    match netns_unavailable() {
+        None => true,
+        Some(why) => {
+            unavailable(&format!("{test}: UNAVAILABLE HERE (network namespaces): {why}"));
             false
         }
     }
@@ -160,10 +147,6 @@ fn bench_on(results: &Path, connections: &str, duration: &str, repeat: &str) -> 
     command
 }
 
-fn run_dir(root: &Path) -> PathBuf {
-    std::fs::read_dir(root).unwrap().flatten().next().expect("a run folder").path()
-}
-
 /// Waits (bounded) for `child` to exit.
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
@@ -189,6 +172,26 @@ fn wait_for_leg(pid: u32) -> String {
         std::thread::sleep(Duration::from_millis(10));
     }
     leg
+}
+
+/// Waits (bounded) until the server the bench `pid` started has an
+/// established TCP connection (read in its own namespace's table).
+fn wait_for_connections(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let server =
+            |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "echo-server");
+        let established = children(pid).into_iter().filter(server).any(|p| {
+            let table = std::fs::read_to_string(format!("/proc/{p}/net/tcp")).unwrap_or_default();
+            // The fourth column is the state: 01 is ESTABLISHED.
+            table.lines().skip(1).any(|l| l.split_whitespace().nth(3) == Some("01"))
+        });
+        if established {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no connection to the server within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The children of `pid` now but the namespaces' guard (a shell).
@@ -237,15 +240,13 @@ fn a_leg_taken_down_mid_cell_fails_the_cell_by_name_or_says_unavailable_here() {
         bench_veth(root.path(), "10", "2s", "1").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let pid = child.id();
     let leg = wait_for_leg(pid);
-    // The server starts, the warm-up passes, the window is under way.
-    std::thread::sleep(Duration::from_millis(1200));
+    // The cell is under way: the load is connected to the server.
+    wait_for_connections(pid);
     let down = Command::new("ip").args(["link", "set", &leg, "down"]).status().unwrap();
     assert!(down.success());
-    let taken = Instant::now();
     // loadgen's messages time out (5 s), the cell ends, the run reports.
     let status = wait_exit(&mut child, Duration::from_secs(40));
     assert_eq!(status.code(), Some(1), "a failed cell: exit 1");
-    assert!(taken.elapsed() < Duration::from_secs(40));
     let results = Results::load(&run_dir(root.path()).join("results.json")).expect("results");
     let cell = &results.cells[0];
     let failure = cell.failure.as_deref().unwrap_or_default();

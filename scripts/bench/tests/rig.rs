@@ -6,22 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod common;
+
+use common::{BENCH, run_dir, server_bin};
 use echo_bench::flags::NoteKind;
 use echo_bench::results::Results;
-
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
-
-fn server_bin() -> PathBuf {
-    let path = Path::new(BENCH).with_file_name("echo-server");
-    assert!(path.is_file(), "{} missing: build it (cargo build -p echo-servers)", path.display());
-    path
-}
-
-fn run_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
-    dirs.pop().unwrap()
-}
 
 /// A tiny run of `args` into a fresh folder: its output and its results.
 fn tiny_run(args: &[&str]) -> (Output, Results, String) {

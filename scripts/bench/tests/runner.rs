@@ -1,22 +1,17 @@
 //! The runner end to end (a tiny matrix), its report rendering (a snapshot),
 //! and its crash safety (killed mid-matrix, results.json still parses).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BENCH, run_dir, server_bin};
 use echo_bench::load::ScenarioId;
 use echo_bench::results::Results;
 use echo_bench::scenarios;
 use echo_common::Transport;
-
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
-
-fn server_bin() -> PathBuf {
-    let path = Path::new(BENCH).with_file_name("echo-server");
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
-}
 
 /// `bench` with a server binary and a results folder, the arguments every run here gives.
 fn bench(server: &Path, results: &Path) -> Command {
@@ -25,12 +20,6 @@ fn bench(server: &Path, results: &Path) -> Command {
     command.args(["--control", "none"]);
     command.arg("--server-bin").arg(server).arg("--results").arg(results);
     command
-}
-
-fn run_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
-    dirs.pop().unwrap()
 }
 
 #[test]

@@ -12,24 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::unavailable;
 use echo_bench::hosts::Launcher;
 use echo_bench::hosts::netns::Topology;
 use echo_bench::hosts::ssh::{SshHosts, SshOptions};
 
-/// Says `line` on the test's stderr even when the harness captures output
-/// (it captures `eprintln!`, not writes to the stream): a skipped check is
-/// never silent.
-fn unavailable(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 const SSHD: &str = "/usr/sbin/sshd";
 
 fn loadgen() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_bench")).with_file_name("loadgen");
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
+    common::sibling("loadgen")
 }
 
 /// What this test needs that the machine may lack, or `None`.
@@ -42,7 +35,7 @@ fn missing() -> Option<String> {
     if !Path::new(SSHD).is_file() {
         return Some(format!("{SSHD} (openssh-server) is not installed: scripts/ci-setup.sh installs it as root"));
     }
-    Topology::new(0, false).err().map(|err| format!("network namespaces: {err}"))
+    common::netns_unavailable().map(|why| format!("network namespaces: {why}"))
 }
 
 /// Kills sshd when the test ends, however it ends.

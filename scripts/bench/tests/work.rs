@@ -4,34 +4,19 @@
 //! the cells carry the work axis, the README and the chart are written; and
 //! a bad `--work-levels` is refused before anything runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::run_dir;
 use echo_bench::results::Results;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+mod common;
 
-fn server_bin() -> PathBuf {
-    let path = Path::new(BENCH).with_file_name("echo-server");
-    assert!(path.is_file(), "{} missing: run the workspace tests (cargo test --workspace)", path.display());
-    path
-}
-
+/// `bench` as the common one, without its progress lines.
 fn bench(results: &Path) -> Command {
-    let mut command = Command::new(BENCH);
-    command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results).args([
-        "--no-progress",
-        "--control",
-        "none",
-    ]);
+    let mut command = common::bench(results);
+    command.arg("--no-progress");
     command
-}
-
-/// The one run folder under `root`.
-fn run_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().flatten().map(|e| e.path()).collect();
-    assert_eq!(dirs.len(), 1, "one run folder expected in {}", root.display());
-    dirs.pop().unwrap()
 }
 
 #[test]
@@ -39,7 +24,7 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     let root = tempfile::tempdir().unwrap();
     let output = bench(root.path())
         .args(["--models", "reactor,tokio", "--scenarios", "work", "--work-levels", "block:5ms"])
-        .args(["--repeat", "1", "--duration", "0.4s", "--warmup", "0.1s"])
+        .args(["--repeat", "1", "--duration", "1s", "--warmup", "0.1s"])
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -68,10 +53,15 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
     // Inline, tokio blocks its workers: one per server CPU.
     let inline = rate("tokio --blocking inline");
     assert!(inline > 0.0 && inline <= ceiling * f64::from(settings.server_cpus), "inline: {inline} msg/s");
-    // spawn_blocking: 100 calls at once, 20,000 msg/s in the textbook; asked
-    // for 1,250 (five event loops' ceiling), it cannot pass without the pool.
+    // spawn_blocking: 100 calls at once, 20,000 msg/s in the textbook
+    // (sleeping needs no CPU: a loaded machine keeps most of it). Asked for
+    // four times the event loop's rate, and four times tokio's own without
+    // the pool: relative bounds, which only the pool passes.
     let spawn = rate("tokio");
-    assert!(spawn >= 5.0 * ceiling, "tokio: {spawn} msg/s");
+    assert!(
+        spawn >= 4.0 * reactor && spawn >= 4.0 * inline,
+        "tokio: {spawn} msg/s (reactor {reactor}, inline {inline})"
+    );
 
     // The ladder at block:1ms: open-loop steps that carry their rate and their work.
     let steps: Vec<_> = results.cells.iter().filter(|c| c.spec.load.rate.is_some()).collect();
@@ -95,6 +85,22 @@ fn the_servers_run_with_the_work_and_the_cells_carry_it() {
         assert!(readme.contains(words), "{words:?} missing from:\n{readme}");
     }
     assert!(dir.join("work.svg").is_file());
+}
+
+/// A server with `cpu:` work logs its calibration; the bench keeps that
+/// line in the cell's shutdown record (and only when there is one).
+#[test]
+fn a_servers_calibration_reaches_its_shutdown_record() {
+    let catalogue = echo_bench::models::catalogue(&common::server_bin()).unwrap();
+    let model = catalogue.into_iter().find(|m| m.name() == "reactor").expect("reactor is registered");
+    let start = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        echo_bench::server::Server::start(&common::server_bin(), &model, "127.0.0.1:0", &args, &[0]).expect("starts")
+    };
+    let shutdown = start(&["--work", "cpu:20us"]).stop();
+    let line = shutdown.calibration.expect("the calibration line");
+    assert!(line.contains("cpu work calibrated") && line.contains("iterations="), "{line}");
+    assert_eq!(start(&[]).stop().calibration, None, "no cpu: work, no calibration");
 }
 
 #[test]

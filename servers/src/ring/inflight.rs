@@ -174,11 +174,20 @@ impl InFlight {
 }
 
 impl Drop for InFlight {
-    /// Leaks the buffer of every operation still in flight: its CQE was
-    /// never seen, so the kernel may still write into it.
+    /// Leaks the buffer, and the descriptor, of every operation still in
+    /// flight: its CQE was never seen, so the kernel may still write into
+    /// the buffer, and a descriptor closed now could be reused by a new
+    /// connection while the request still names its number.
     fn drop(&mut self) {
         if !self.is_empty() {
-            warn!(operations = self.len(), "buffers still lent to the kernel are leaked, not freed");
+            warn!(operations = self.len(), "buffers and descriptors still lent to the kernel are leaked, not freed");
+        }
+        let keys: Vec<usize> = self.ops.keys().collect();
+        for key in keys {
+            if let Some(op) = self.ops.remove(key) {
+                // The buffer is a raw pointer: dropping it frees nothing.
+                std::mem::forget(op.fd);
+            }
         }
     }
 }
@@ -245,6 +254,28 @@ mod tests {
         assert_eq!(ops.len(), 8, "abandoned operations still own their buffers");
         ops.drain(&mut ring, Instant::now() + Duration::from_secs(10)).expect("every cancelled receive completes");
         assert!(ops.is_empty());
+    }
+
+    /// A table dropped with an operation in flight closes nothing: the
+    /// kernel may still hold the request naming the descriptor.
+    #[test]
+    fn a_table_dropped_in_flight_leaks_the_descriptor_not_closes_it() {
+        use std::io::{ErrorKind, Read};
+        use std::os::fd::FromRawFd;
+        let mut ops = InFlight::new();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let raw = ours.as_raw_fd();
+        let (_entry, key) = ops.receive(0, types::Fd(raw), vec![0u8; 16].into_boxed_slice(), 0..16);
+        assert!(ops.abandon(key, OwnedFd::from(ours)).is_some());
+        drop(ops);
+        // Still open: the peer reads no end of stream.
+        theirs.set_nonblocking(true).unwrap();
+        let read = theirs.read(&mut [0u8; 1]);
+        assert!(matches!(&read, Err(err) if err.kind() == ErrorKind::WouldBlock), "{read:?}");
+        // SAFETY: `raw` was leaked by the table, and no request was ever
+        // submitted: this test owns it again, and closes it.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        assert_eq!(theirs.read(&mut [0u8; 1]).unwrap(), 0, "closed now");
     }
 
     #[test]

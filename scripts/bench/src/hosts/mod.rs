@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Child;
 use std::sync::Arc;
 
+use echo_common::Transport;
 use netns::Topology;
 
 /// A started agent process: killed and reaped when dropped.
@@ -55,6 +56,13 @@ pub trait Launcher: Send + Sync {
     /// server shares them.
     fn topology(&self) -> Option<Arc<Topology>> {
         None
+    }
+    /// Whether its agents can reach a server over `transport`: a Unix
+    /// socket is a path on this host, which an agent on another host cannot
+    /// open. A cell it cannot reach runs with the local load generator.
+    fn reaches(&self, transport: Transport) -> bool {
+        let _ = transport;
+        true
     }
 }
 
@@ -116,6 +124,9 @@ impl HostsSpec {
         Ok(match self {
             HostsSpec::Local(n) => Box::new(local::LocalHosts::new(*n)),
             HostsSpec::Netns(n) => Box::new(netns::NetnsHosts::with_server(*n, server_namespace)?),
+            HostsSpec::Ssh(_) if server_namespace => {
+                return Err("ssh load hosts cannot reach a server in this host's namespace (--link veth): use --link loopback, or netns:N".to_owned());
+            }
             HostsSpec::Ssh(hosts) => Box::new(ssh::SshHosts::new(hosts)?),
         })
     }
@@ -146,5 +157,16 @@ mod tests {
         // Read, nothing made yet.
         assert_eq!(HostsSpec::parse("netns:2"), Ok(HostsSpec::Netns(2)));
         assert_eq!(HostsSpec::parse("ssh:a,b"), Ok(HostsSpec::Ssh(vec!["a".into(), "b".into()])));
+    }
+
+    #[test]
+    fn ssh_hosts_refuse_a_server_namespace_before_dialling() {
+        // A host name that cannot resolve: the refusal comes before any dial.
+        let spec = HostsSpec::parse("ssh:no-such-host.invalid").unwrap();
+        let err = spec.launch(true).err().expect("ssh with --link veth launched");
+        assert!(err.contains("--link veth") && !err.contains('\n'), "{err}");
+        // Local agents reach every transport.
+        let local = HostsSpec::Local(1).launch(false).unwrap();
+        assert!([Transport::Tcp, Transport::Udp, Transport::Unix].into_iter().all(|t| local.reaches(t)));
     }
 }

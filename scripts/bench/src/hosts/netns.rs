@@ -309,7 +309,7 @@ impl Topology {
 fn claim_subnet(bridge: &str) -> Result<u8, String> {
     let start = (std::process::id() % 254) as u8;
     for step in 0..254u8 {
-        let x = 1 + (start.wrapping_add(step) % 254);
+        let x = nth_subnet(start, step);
         let net = format!("{}.{}.{x}.", PREFIX[0], PREFIX[1]);
         let users = |text: &str| text.lines().filter(|l| l.contains(&format!("inet {net}"))).count();
         if users(&ip(&["-4", "-o", "addr", "show"])?) > 0 || ip(&["-4", "route", "show"])?.contains(&net) {
@@ -322,6 +322,12 @@ fn claim_subnet(bridge: &str) -> Result<u8, String> {
         ip(&["addr", "del", &format!("{net}1/24"), "dev", bridge])?;
     }
     Err(format!("no free /24 in {}.{}.0.0/16 here", PREFIX[0], PREFIX[1]))
+}
+
+/// The `step`-th subnet tried (1..=254) from `start` (0..254): every one
+/// once in 254 steps.
+fn nth_subnet(start: u8, step: u8) -> u8 {
+    ((u16::from(start) + u16::from(step)) % 254 + 1) as u8
 }
 
 impl Drop for Topology {
@@ -397,12 +403,12 @@ impl Launcher for NetnsHosts {
         // As local agents: their reasons travel over the protocol; their own
         // output would only interleave with the bench's progress lines.
         command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: prctl is one async-signal-safe system call: if the bench
-        // dies, its agents go too.
+        let parent = nix::unistd::getpid();
+        // SAFETY: prctl and getppid are async-signal-safe system calls that
+        // allocate nothing: if the bench dies, even before the child asked,
+        // its agents go too.
         unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
-            });
+            command.pre_exec(move || crate::server::die_with_parent(parent));
         }
         let child =
             command.spawn().map_err(|err| format!("cannot start {} in {}: {err}", loadgen.display(), ns.name))?;
@@ -421,6 +427,16 @@ mod tests {
         assert_eq!(tag_of("ea4194304z-a17"), Some(("ea4194304z", 4_194_304)));
         for other in ["eth0", "ea", "ea123", "ea123-s", "eaX1a-s", "ea1a-x", "ea1a-a", "ea1abr0", "ea1A-s", "lo"] {
             assert_eq!(tag_of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn every_subnet_is_tried_once() {
+        for start in [0, 1, 200, 253] {
+            let mut tried: Vec<u8> = (0..254).map(|step| nth_subnet(start, step)).collect();
+            assert_eq!(tried[0], start + 1);
+            tried.sort_unstable();
+            assert_eq!(tried, (1..=254).collect::<Vec<u8>>(), "from {start}");
         }
     }
 

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
+use echo_common::Transport;
+
 use super::{AgentProcess, Launcher, local_ip_towards};
 
 /// How long ssh may take to connect to a host before it is unreachable, seconds.
@@ -222,6 +224,11 @@ impl Launcher for SshHosts {
         self.local
     }
 
+    /// A Unix socket is a path on this host: no remote agent can open it.
+    fn reaches(&self, transport: Transport) -> bool {
+        transport != Transport::Unix
+    }
+
     fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
         let host = self.hosts.get(index).ok_or_else(|| format!("no agent {index} in {}", self.describe()))?;
         self.ensure_loadgen(host, loadgen)?;
@@ -233,7 +240,11 @@ impl Launcher for SshHosts {
         let child = self
             .ssh(host)
             .arg(line)
+            // As local and netns agents: their reasons travel over the
+            // protocol; their output would only interleave with the bench's.
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|err| format!("ssh:{host}: cannot run ssh: {err}"))?;
         Ok(AgentProcess { child, host: host.clone() })
@@ -259,6 +270,20 @@ mod tests {
         assert_eq!(quote("plain"), "'plain'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote("$HOME; rm"), "'$HOME; rm'");
+    }
+
+    #[test]
+    fn remote_agents_cannot_reach_a_unix_socket() {
+        // No host: nothing is dialled, and nothing to close when dropped.
+        let launcher = SshHosts {
+            hosts: Vec::new(),
+            options: SshOptions { config: None, remote_dir: ".x".into() },
+            control: tempfile::tempdir().unwrap(),
+            local: std::net::Ipv4Addr::LOCALHOST.into(),
+            checked: Mutex::default(),
+        };
+        assert!(launcher.reaches(Transport::Tcp) && launcher.reaches(Transport::Udp));
+        assert!(!launcher.reaches(Transport::Unix));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use loadgen::report::fmt_count;
 
 use super::latency::STEP_WINDOW;
 use crate::flags::{Figure, FlagKind};
-use crate::load::{LoadKey, Rate};
+use crate::load::LoadKey;
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
 use crate::render::charts::{self, Frame, XAxis, YAxis};
@@ -47,7 +47,7 @@ use crate::render::doc::{Doc, TableId};
 use crate::render::format::{grouped, show, transport_words};
 use crate::render::series::{self, repeats_words};
 use crate::results::{Cell, CostSettings, Excluded, Settings};
-use crate::scenario::{Chart, Claim, Column, Headline, Report, SMALL, Scenario, Summary, Window, every_model, ranked};
+use crate::scenario::{Chart, Claim, Column, Headline, Report, SMALL, Scenario, Summary, Window, ranked};
 use crate::stats::Stat;
 
 /// The default offered rates, msg/s: rates every model that serves 100
@@ -83,17 +83,7 @@ impl Scenario for Cost {
 
     /// Each rate, ascending, for every model it does not leave out.
     fn loads(&self, shape: &Shape) -> Vec<Vec<LoadKey>> {
-        let mut loads = Vec::new();
-        for &transport in &shape.transports {
-            for &rate in &shape.cost_rates {
-                loads.push(every_model(shape, |m| {
-                    let key = LoadKey::new(self.id(), m.clone(), transport, CONNECTIONS, SMALL);
-                    let key = LoadKey { rate: Some(Rate(rate)), ..key };
-                    excluded(m).is_none().then_some(key).into_iter().collect()
-                }));
-            }
-        }
-        loads
+        super::latency::at_rates(self.id(), shape, &shape.cost_rates, CONNECTIONS, excluded)
     }
 
     /// Every rate runs, whatever the one below did.

@@ -62,7 +62,7 @@ use loadgen::report::{decode, fmt_count, fmt_us};
 
 use crate::climb::{self, Climb, climbs_of, verdict};
 use crate::flags::Figure;
-use crate::load::{LoadKey, Rate};
+use crate::load::{LoadKey, Rate, ScenarioId};
 use crate::models::Model;
 use crate::plan::{RunConfig, Shape};
 use crate::render::charts::{self, Frame, Line, Point, Rule, XAxis, YAxis};
@@ -112,17 +112,7 @@ impl Scenario for Latency {
     /// does not leave out ([`excluded`]); the runner skips the steps above
     /// one a model failed.
     fn loads(&self, shape: &Shape) -> Vec<Vec<LoadKey>> {
-        let mut loads = Vec::new();
-        for &transport in &shape.transports {
-            for &rate in &shape.rates {
-                loads.push(every_model(shape, |m| {
-                    let step = LoadKey::new(self.id(), m.clone(), transport, CONNECTIONS, SMALL);
-                    let step = LoadKey { rate: Some(Rate(rate)), ..step };
-                    excluded(m).is_none().then_some(step).into_iter().collect()
-                }));
-            }
-        }
-        loads
+        at_rates(self.id(), shape, &shape.rates, CONNECTIONS, excluded)
     }
 
     fn record(&self, cfg: &RunConfig, settings: &mut Settings) {
@@ -186,6 +176,30 @@ impl Scenario for Latency {
         };
         Summary { columns: vec![column], claims: claim(r).into_iter().collect() }
     }
+}
+
+/// Open-loop loads of `scenario` at each of `rates` in turn, per
+/// transport: each a step of every model at `connections` and 64 B but
+/// those `excluded` leaves out. The ladder's steps, and the cost
+/// scenario's.
+pub fn at_rates(
+    scenario: ScenarioId,
+    shape: &Shape,
+    rates: &[f64],
+    connections: u32,
+    excluded: fn(&Model) -> Option<String>,
+) -> Vec<Vec<LoadKey>> {
+    let mut loads = Vec::new();
+    for &transport in &shape.transports {
+        for &rate in rates {
+            loads.push(every_model(shape, |m| {
+                let step = LoadKey::new(scenario.clone(), m.clone(), transport, connections, SMALL);
+                let step = LoadKey { rate: Some(Rate(rate)), ..step };
+                excluded(m).is_none().then_some(step).into_iter().collect()
+            }));
+        }
+    }
+    loads
 }
 
 /// Why `model` is left out of the ladder, if it is.

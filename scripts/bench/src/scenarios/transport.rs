@@ -104,32 +104,7 @@ impl Scenario for Transports {
              socket cell run back to back, and each ratio is taken within such a pair (unix ÷ tcp), then the \
              median over repeats. Above 1 for msg/s, below 1 for CPU per message: the Unix socket is cheaper.\n\n",
         );
-        let mut table = r.table([
-            "connections:",
-            "model",
-            "tcp msg/s:",
-            "unix msg/s:",
-            "unix/tcp msg/s:",
-            "tcp CPU µs/msg:",
-            "unix CPU µs/msg:",
-            "unix/tcp CPU/msg:",
-        ]);
-        for pair in &pairs {
-            let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
-            let cpu = |c: &Cell| c.server_cpu_us_per_msg;
-            let row = [
-                count(f64::from(pair.connections)),
-                pair.model.clone(),
-                table.mark(show(Stat::over(&pair.tcp, rate), count), &pair.tcp, &[Figure::Rate]),
-                table.mark(show(Stat::over(&pair.unix, rate), count), &pair.unix, &[Figure::Rate]),
-                show(pair.ratio(rate), ratio),
-                table.mark(show(Stat::over(&pair.tcp, cpu), |v| grouped(v, 2)), &pair.tcp, &[Figure::Cpu]),
-                table.mark(show(Stat::over(&pair.unix, cpu), |v| grouped(v, 2)), &pair.unix, &[Figure::Cpu]),
-                show(pair.ratio(cpu), ratio),
-            ];
-            table.row(row);
-        }
-        doc.push_str(&table.finish());
+        doc.push_str(&versus_table(r, &pairs, Versus::Unix));
         if pairs.iter().any(|p| !p.veth.is_empty()) {
             veth_table(r, &pairs, doc);
         }
@@ -144,46 +119,8 @@ impl Scenario for Transports {
             return Ok(Vec::new());
         }
         let pairs = transport_pairs(r.results);
-        let mut rows = Vec::new();
-        for model in &r.models {
-            for pair in pairs.iter().filter(|p| p.model == model.name()) {
-                let Some(s) = pair.ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
-                    continue;
-                };
-                let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.unix).copied().collect();
-                rows.push(Row {
-                    label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
-                    colour: series::colour(model),
-                    marker: series::marker(model),
-                    value: s.median,
-                    range: (s.n > 1 && s.min != s.max).then_some((s.min, s.max)),
-                    hollow: r.doubtful(&both, Figure::Rate),
-                    text: r.lookup.notes().figure(ratio(s.median), &both, &[Figure::Rate]),
-                });
-            }
-        }
-        let mut drawn = veth_chart(r, &pairs, dir)?;
-        if rows.is_empty() {
-            return Ok(drawn);
-        }
-        let frame = Frame {
-            title: "Unix domain socket ÷ TCP loopback, msg/s (closed loop, 64 B)".into(),
-            subtitle: "per model and connection count: the median of the per-repeat ratios, whiskers: min–max; \
-                       right of 1, the Unix socket is faster"
-                .into(),
-            rules: vec![Rule { at: 1.0, label: "1×".into() }],
-            notes: series::hollow_notes(rows.iter().any(|d| d.hollow), "dot"),
-            ..Frame::default()
-        };
-        let file = "transport-ratio.svg".to_owned();
-        charts::dots(
-            &dir.join(&file),
-            &frame,
-            &[("unix msg/s ÷ tcp msg/s".into(), rows)],
-            |x, d| format!("{x:.d$}×"),
-            Scale::Linear,
-        )?;
-        drawn.insert(0, Chart { title: "Unix socket ÷ TCP loopback, msg/s".into(), file });
+        let mut drawn = versus_chart(r, &pairs, dir, Versus::Unix)?;
+        drawn.extend(versus_chart(r, &pairs, dir, Versus::Veth)?);
         Ok(drawn)
     }
 }
@@ -198,44 +135,98 @@ fn veth_table(r: &Report<'_>, pairs: &[TransportPair<'_>], doc: &mut Doc) {
          Unix socket cells; veth ÷ tcp within each repeat, then the median. Below 1 for msg/s, above 1 for CPU \
          per message: the link costs. A Unix socket has no link, so it has no veth cell.\n\n",
     );
+    doc.push_str(&versus_table(r, pairs, Versus::Veth));
+}
+
+/// The cells compared with TCP loopback: the Unix socket's, or TCP over veth's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Versus {
+    Unix,
+    Veth,
+}
+
+impl Versus {
+    /// Its name in the columns: `unix`, `veth`.
+    fn name(self) -> &'static str {
+        match self {
+            Versus::Unix => "unix",
+            Versus::Veth => "veth",
+        }
+    }
+
+    /// Its cells in `pair`.
+    fn cells<'p, 'a>(self, pair: &'p TransportPair<'a>) -> &'p [&'a Cell] {
+        match self {
+            Versus::Unix => &pair.unix,
+            Versus::Veth => &pair.veth,
+        }
+    }
+
+    /// What its chart is called, and the way faster or slower reads on it.
+    fn chart_title(self) -> &'static str {
+        match self {
+            Versus::Unix => "Unix socket ÷ TCP loopback, msg/s",
+            Versus::Veth => "TCP over veth ÷ TCP loopback, msg/s",
+        }
+    }
+
+    /// The chart's reading of the line of 1, and its file.
+    fn reading_and_file(self) -> (&'static str, &'static str) {
+        match self {
+            Versus::Unix => ("right of 1, the Unix socket is faster", "transport-ratio.svg"),
+            Versus::Veth => ("left of 1, the veth link is slower", "transport-veth-ratio.svg"),
+        }
+    }
+}
+
+/// The table of `versus` against TCP loopback: msg/s and CPU per message
+/// of both, and their ratios within each repeat, per model and connection
+/// count (for veth, only where there are veth cells).
+fn versus_table(r: &Report<'_>, pairs: &[TransportPair<'_>], versus: Versus) -> String {
+    let v = versus.name();
     let mut table = r.table([
-        "connections:",
-        "model",
-        "tcp msg/s:",
-        "veth msg/s:",
-        "veth/tcp msg/s:",
-        "tcp CPU µs/msg:",
-        "veth CPU µs/msg:",
-        "veth/tcp CPU/msg:",
+        "connections:".to_owned(),
+        "model".to_owned(),
+        "tcp msg/s:".to_owned(),
+        format!("{v} msg/s:"),
+        format!("{v}/tcp msg/s:"),
+        "tcp CPU µs/msg:".to_owned(),
+        format!("{v} CPU µs/msg:"),
+        format!("{v}/tcp CPU/msg:"),
     ]);
-    for pair in pairs.iter().filter(|p| !p.veth.is_empty()) {
+    for pair in pairs.iter().filter(|p| versus == Versus::Unix || !versus.cells(p).is_empty()) {
         let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
         let cpu = |c: &Cell| c.server_cpu_us_per_msg;
+        let other = versus.cells(pair);
         let row = [
             count(f64::from(pair.connections)),
             pair.model.clone(),
             table.mark(show(Stat::over(&pair.tcp, rate), count), &pair.tcp, &[Figure::Rate]),
-            table.mark(show(Stat::over(&pair.veth, rate), count), &pair.veth, &[Figure::Rate]),
-            show(pair.veth_ratio(rate), ratio),
+            table.mark(show(Stat::over(other, rate), count), other, &[Figure::Rate]),
+            show(ratio_to_tcp(&pair.tcp, other, rate), ratio),
             table.mark(show(Stat::over(&pair.tcp, cpu), |v| grouped(v, 2)), &pair.tcp, &[Figure::Cpu]),
-            table.mark(show(Stat::over(&pair.veth, cpu), |v| grouped(v, 2)), &pair.veth, &[Figure::Cpu]),
-            show(pair.veth_ratio(cpu), ratio),
+            table.mark(show(Stat::over(other, cpu), |v| grouped(v, 2)), other, &[Figure::Cpu]),
+            show(ratio_to_tcp(&pair.tcp, other, cpu), ratio),
         ];
         table.row(row);
     }
-    doc.push_str(&table.finish());
+    table.finish()
 }
 
-/// veth ÷ tcp msg/s per model and connection count, drawn as the unix ÷
-/// tcp chart is; nothing when the run has no veth cells.
-fn veth_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path) -> Result<Vec<Chart>, String> {
+/// `versus` ÷ tcp msg/s per model and connection count: a dot each, its
+/// whisker the min–max of the per-repeat ratios, the line of 1 (no
+/// difference) across; hollow when a flag puts either rate in doubt.
+/// Nothing when the run has no such cells.
+fn versus_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path, versus: Versus) -> Result<Vec<Chart>, String> {
     let mut rows = Vec::new();
     for model in &r.models {
         for pair in pairs.iter().filter(|p| p.model == model.name()) {
-            let Some(s) = pair.veth_ratio(|c| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec)) else {
+            let other = versus.cells(pair);
+            let rate = |c: &Cell| c.loadgen.as_ref().map(|r| r.throughput.requests_per_sec);
+            let Some(s) = ratio_to_tcp(&pair.tcp, other, rate) else {
                 continue;
             };
-            let both: Vec<&Cell> = pair.tcp.iter().chain(&pair.veth).copied().collect();
+            let both: Vec<&Cell> = pair.tcp.iter().chain(other).copied().collect();
             rows.push(Row {
                 label: format!("{}, {} conn.", pair.model, fmt_count(f64::from(pair.connections))),
                 colour: series::colour(model),
@@ -250,24 +241,25 @@ fn veth_chart(r: &Report<'_>, pairs: &[TransportPair<'_>], dir: &Path) -> Result
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    let (reading, file) = versus.reading_and_file();
     let frame = Frame {
-        title: "TCP over veth ÷ TCP loopback, msg/s (closed loop, 64 B)".into(),
-        subtitle: "per model and connection count: the median of the per-repeat ratios, whiskers: min–max; left \
-                   of 1, the veth link is slower"
-            .into(),
+        title: format!("{} (closed loop, 64 B)", versus.chart_title()),
+        subtitle: format!(
+            "per model and connection count: the median of the per-repeat ratios, whiskers: min–max; {reading}"
+        ),
         rules: vec![Rule { at: 1.0, label: "1×".into() }],
         notes: series::hollow_notes(rows.iter().any(|d| d.hollow), "dot"),
         ..Frame::default()
     };
-    let file = "transport-veth-ratio.svg".to_owned();
+    let v = versus.name();
     charts::dots(
-        &dir.join(&file),
+        &dir.join(file),
         &frame,
-        &[("veth msg/s ÷ tcp msg/s".into(), rows)],
+        &[(format!("{v} msg/s ÷ tcp msg/s"), rows)],
         |x, d| format!("{x:.d$}×"),
         Scale::Linear,
     )?;
-    Ok(vec![Chart { title: "TCP over veth ÷ TCP loopback, msg/s".into(), file }])
+    Ok(vec![Chart { title: versus.chart_title().into(), file: file.to_owned() }])
 }
 
 /// One model's transport cells at one connection count: the TCP and Unix
@@ -283,20 +275,9 @@ pub struct TransportPair<'a> {
     pub veth: Vec<&'a Cell>,
 }
 
-impl TransportPair<'_> {
-    /// unix ÷ tcp of `figure`, within each repeat that has both cells.
-    pub fn ratio(&self, figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
-        ratio_to_tcp(&self.tcp, &self.unix, figure)
-    }
-
-    /// veth ÷ tcp (loopback) of `figure`, within each repeat that has both cells.
-    pub fn veth_ratio(&self, figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
-        ratio_to_tcp(&self.tcp, &self.veth, figure)
-    }
-}
-
-/// `other` ÷ `tcp` of `figure`, within each repeat that has both cells.
-fn ratio_to_tcp(tcp: &[&Cell], other: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
+/// `other` ÷ `tcp` of `figure`, within each repeat that has both cells:
+/// unix ÷ tcp, or veth ÷ tcp (loopback).
+pub fn ratio_to_tcp(tcp: &[&Cell], other: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Option<Stat> {
     let ratios = tcp.iter().filter_map(|t| {
         let o = other.iter().find(|o| o.spec.repeat == t.spec.repeat)?;
         let (t, o) = (figure(t)?, figure(o)?);
