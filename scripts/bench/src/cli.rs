@@ -156,7 +156,7 @@ pub struct RunArgs {
     /// Throughput scenario: connection counts [default: 1,10,100,1000; 1,100 with --quick].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connections: Vec<u32>,
-    /// Throughput scenario: message sizes in bytes [default: 64,4096; 64 with --quick].
+    /// Throughput scenario: message sizes in bytes [default: 64; 4096 is a size worth adding].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
     pub sizes: Vec<u32>,
     /// Capacity scenario: idle connections held [default: 1000,10000; 1000 with --quick].

@@ -50,6 +50,13 @@ impl Scenario for Transports {
         true
     }
 
+    /// As many repeats as the throughput scenario's (2 in the default
+    /// matrix): its cells are as long, and the run's 30 minutes do not
+    /// hold a third (≈ 1.9 min).
+    fn repeats(&self, shape: &Shape) -> u32 {
+        shape.throughput_repeat.min(shape.repeat)
+    }
+
     /// Over both stream transports whatever `--transports` says: each
     /// model over TCP and then over a Unix socket, so the two cells of a
     /// pair are adjacent; then over TCP across veth when the run's links
