@@ -27,6 +27,7 @@ use crate::scenarios::{self, ALL};
 use crate::stats::{self, Stat};
 
 pub mod headline;
+pub mod overview;
 pub mod rig;
 pub mod summary;
 
@@ -115,6 +116,9 @@ pub fn draw_charts(results: &Results, dir: &Path) -> io::Result<Vec<Chart>> {
     }
     for scenario in scenarios.iter().filter(|s| !s.per_transport()) {
         out.extend(scenario.charts(&r, None, dir).map_err(plot_err)?);
+    }
+    if let Some(chart) = overview::chart(&r, dir).map_err(plot_err)? {
+        out.insert(0, chart);
     }
     Ok(out)
 }

@@ -46,6 +46,9 @@ pub enum XAxis {
     /// One evenly spaced slot per category, labelled with its name (the
     /// work levels of the work scenario): a point's x is its slot, 0 up.
     Categories(Vec<String>),
+    /// Log scale labelled at 1, 2 and 5 of every decade, each label
+    /// printed by the function (the overview's memory per connection).
+    Log(fn(f64, usize) -> String),
 }
 
 /// The y axis of a line chart.
@@ -109,6 +112,15 @@ pub fn lines(path: &Path, frame: &Frame, lines: &[Line], x: XAxis, y: YAxis) -> 
             let x_range = (x_lo.max(f64::MIN_POSITIVE) * 0.8..x_hi.max(x_lo * 2.0) * 1.25).log_scale();
             let mut chart = builder.build_cartesian_2d(x_range.with_key_points(xs), log_y()).map_err(err)?;
             mesh(&mut chart, frame, None, &|x| fmt_count(*x), &us_label)?;
+            draw(&mut chart, frame, lines, |x| x)?;
+        }
+        (XAxis::Log(format), YAxis::LogMicros) => {
+            let (lo, hi) = (x_lo.max(f64::MIN_POSITIVE) * 0.7, x_hi.max(x_lo * 2.0) * 1.4);
+            let ticks = log_ticks(lo, hi);
+            let label = at_ticks(ticks.clone(), distinct_labels(&ticks, 0, format));
+            let x_range = (lo..hi).log_scale().with_key_points(ticks);
+            let mut chart = builder.build_cartesian_2d(x_range, log_y()).map_err(err)?;
+            mesh(&mut chart, frame, None, &label, &us_label)?;
             draw(&mut chart, frame, lines, |x| x)?;
         }
         (XAxis::Steps(steps), YAxis::LogMicros) => {

@@ -12,6 +12,7 @@ use loadgen::report::fmt_count;
 use crate::capacity::{Capacity as Held, PROBE};
 use crate::flags::Figure;
 use crate::load::LoadKey;
+use crate::models::Model;
 use crate::plan::Shape;
 use crate::render::charts::{self, Frame, Scale};
 use crate::render::doc::{Doc, TableId};
@@ -196,23 +197,26 @@ impl Scenario for Capacity {
     }
 
     fn summary<'r>(&self, r: &'r Report<'r>) -> Summary<'r> {
-        let me = self.id();
         let column = Column {
             heading: "PSS per idle connection",
             intro: Some("server memory (PSS) per idle connection with 1,000 held".into()),
             leads: false,
             figure: Box::new(move |m, notes| {
-                // 1,000 idle connections, or the model's own cap if lower.
-                let held = m.capacity_for(SUMMARY_HELD);
-                let (_, cells) = r
-                    .groups_of(&me, Transport::Tcp)
-                    .find(|(k, _)| k.model == *m && k.connections == held && k.at_defaults())?;
+                let cells = idle_cells(r, Transport::Tcp, m)?;
                 let pss = Stat::over(cells, |c| c.capacity.as_ref().map(|c| c.pss_per_connection_kib));
                 Some(notes.figure(show(pss, kib), cells, &[Figure::Held]))
             }),
         };
         Summary { columns: vec![column], claims: self.claim(r).into_iter().collect() }
     }
+}
+
+/// `model`'s capacity cells over `transport` at the summary's count: 1,000
+/// idle connections, or the model's own cap if lower.
+pub fn idle_cells<'r>(r: &'r Report<'r>, transport: Transport, model: &Model) -> Option<&'r Vec<&'r Cell>> {
+    let held = model.capacity_for(SUMMARY_HELD);
+    let of = |k: &LoadKey| k.model == *model && k.connections == held && k.at_defaults();
+    r.groups_of(&Capacity.id(), transport).find(|(k, _)| of(k)).map(|(_, cells)| cells)
 }
 
 impl Capacity {

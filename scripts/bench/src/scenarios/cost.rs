@@ -145,7 +145,7 @@ impl Scenario for Cost {
             )),
             leads: true,
             figure: Box::new(move |m, notes| {
-                let cells = at(r, transport, m, rate)?;
+                let cells = cells_at(r, transport, m, rate)?;
                 Some(notes.figure(
                     show(Stat::over(cells, |c| c.server_cpu_us_per_msg), |v| grouped(v, 2)),
                     cells,
@@ -192,7 +192,7 @@ fn rates(r: &Report<'_>, transport: Transport) -> Vec<f64> {
 }
 
 /// `model`'s cells at `rate` over `transport` (at the default axes).
-fn at<'r>(r: &'r Report<'r>, transport: Transport, model: &Model, rate: f64) -> Option<&'r Vec<&'r Cell>> {
+pub fn cells_at<'r>(r: &'r Report<'r>, transport: Transport, model: &Model, rate: f64) -> Option<&'r Vec<&'r Cell>> {
     let of = |k: &LoadKey| k.model == *model && k.offered() == Some(rate) && k.at_defaults();
     r.groups_of(&Cost.id(), transport).find(|(k, _)| of(k)).map(|(_, cells)| cells)
 }
@@ -275,7 +275,7 @@ fn section(r: &Report<'_>, transport: Transport, doc: &mut Doc) {
         let mut row = vec![model.name().to_owned()];
         let (mut held, mut ran) = (0, 0);
         for &rate in &rates {
-            let Some(cells) = at(r, transport, model, rate) else {
+            let Some(cells) = cells_at(r, transport, model, rate) else {
                 row.push("–".into());
                 continue;
             };
