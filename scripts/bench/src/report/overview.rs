@@ -40,8 +40,7 @@ pub fn chart(r: &Report<'_>, dir: &Path) -> Result<Option<Chart>, String> {
             left_out.push(format!("`{}`", model.name()));
             continue;
         };
-        let hollow =
-            r.doubtful(cpu, Figure::Cpu) || r.doubtful(idle, Figure::Held) || cost::unsustained(cpu);
+        let hollow = r.doubtful(cpu, Figure::Cpu) || r.doubtful(idle, Figure::Held) || cost::unsustained(cpu);
         let x = m.median.max(FLOOR_KIB);
         let point = Point { x, y: c.median, range: (c.n > 1).then_some((c.min, c.max)), hollow };
         let mut line = series::line(model, vec![point]);
@@ -71,7 +70,10 @@ pub fn chart(r: &Report<'_>, dir: &Path) -> Result<Option<Chart>, String> {
         ..Frame::default()
     };
     charts::lines(&dir.join(FILE), &frame, &lines, XAxis::Log(axis_kib), YAxis::LogMicros)?;
-    Ok(Some(Chart { title: "Overview: server CPU per message against memory per idle connection".into(), file: FILE.into() }))
+    Ok(Some(Chart {
+        title: "Overview: server CPU per message against memory per idle connection".into(),
+        file: FILE.into(),
+    }))
 }
 
 /// A KiB tick: `4 KiB`, `0.5 KiB`, `1 MiB`.
