@@ -624,3 +624,25 @@ fn the_server_cpu_headline_comes_from_the_cost_scenario_at_the_common_rate() {
     let chart = std::fs::read_to_string(dir.path().join("cost.svg")).unwrap();
     assert!(chart.contains("hollow: a flagged figure") && chart.contains("1,000") && chart.contains("4,000"));
 }
+
+/// The reference run of 2026-12-03 (it has cost and capacity cells)
+/// renders its overview: server CPU per message at the cost scenario's
+/// common rate against memory per idle connection, a point per model that
+/// has both, the models without a cost cell named, the chart linked first.
+#[test]
+fn the_overview_chart_is_drawn_from_cost_and_capacity_cells() {
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T152056Z-vm/results.json");
+    let mut results = Results::load(&run).expect("the reference run loads");
+    echo_bench::validity::annotate(&mut results);
+    let dir = tempfile::tempdir().unwrap();
+    let charts = report::draw_charts(&results, dir.path()).unwrap();
+    assert_eq!(charts.first().map(|c| c.file.as_str()), Some(echo_bench::report::overview::FILE));
+    let svg = std::fs::read_to_string(dir.path().join(echo_bench::report::overview::FILE)).unwrap();
+    assert!(svg.contains("5,000 msg/s offered"), "the common rate is said");
+    for model in ["reactors", "reactor-pool", "process", "thread", "uring"] {
+        // Once beside its point, once in the legend.
+        let named = svg.lines().filter(|l| l.trim() == model).count();
+        assert_eq!(named, 2, "{model} is labelled and in the legend");
+    }
+    assert!(svg.contains("not drawn: iterative, prefork"), "the models without a cost cell are named");
+}
