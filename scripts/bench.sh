@@ -3,7 +3,7 @@
 # the load matrix and writes results/<UTC timestamp>-<hostname>/ (results.json,
 # README.md with the tables, SVG charts). All options go to `bench`:
 #
-#   scripts/bench.sh                 # the full default matrix (≈ 29–31 min on 2 CPUs)
+#   scripts/bench.sh                 # the full default matrix (≈ 22–30 min on 2 CPUs)
 #   scripts/bench.sh --quick         # a small matrix (< 3 min)
 #   scripts/bench.sh --help          # every option
 #   scripts/bench.sh --transports tcp,unix   # every scenario over both transports

@@ -26,7 +26,7 @@ pub struct Cli {
 }
 
 pub const EXAMPLES: &str = "Examples:
-  bench                                        the full default matrix (≈ 30–33 min on 2 CPUs)
+  bench                                        the full default matrix (≈ 22–30 min on 2 CPUs)
   bench --quick                                a small matrix (≈ 3 min)
   bench --models tokio,reactor --scenarios latency --rates 20k,50k,100k --slo-p99 500us
   bench --scenarios throughput --connections 100 --sizes 64 --repeat 1 --duration 5s

@@ -42,10 +42,12 @@ pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
 /// With 2 s windows the full default matrix came to ≈ 32–35 min: the
 /// 28–30 min of the matrix before (see the latency scenario's notes), the
 /// work scenario's ≈ 3.1 min and ≈ 7 control cells. The closed-loop cells
-/// that take the whole window ([`WINDOW`]: throughput 8 loads × 11 models
-/// × 2 repeats = 176, churn 2 × 11 × 3 = 66, control ≈ 7: ≈ 249 cells)
-/// measure 1.5 s now: 249 × 0.5 s ≈ 2.1 min less, ≈ 30–33 min in all (the
-/// open-loop scenarios cap their own windows and are unchanged).
+/// that take the whole window ([`WINDOW`]) measure 1.5 s now (≈ 2.1 min
+/// less). A first full run still counted 1,063 cells and estimated 40 min,
+/// so the throughput scenario runs 64 B only (its 4 KiB loads, 88 cells ≈
+/// 3.8 min, with `--sizes 64,4096`) and the transport scenario 2 repeats
+/// (44 cells ≈ 1.9 min fewer). Measured: 643 cells in 21.7 min
+/// (results/20261203T152056Z-vm; the ladders' climbs ended early there).
 pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
     let mut shape = Shape::empty(models);
     shape.repeat = if quick { 1 } else { 3 };
