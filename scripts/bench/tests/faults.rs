@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::bench;
+use common::{bench, wait_exit};
 use echo_bench::results::Results;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -102,22 +102,6 @@ fn wait_for_cells(root: &Path, cells: usize) -> PathBuf {
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits (bounded) for `child` to exit.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bench still running {limit:?} after the signal");
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -12,12 +12,12 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BENCH, netns_unavailable, run_dir, sibling, unavailable};
+use common::{BENCH, bench, netns_unavailable, run_dir, sibling, unavailable, wait_exit};
 use echo_bench::hosts::Launcher;
 use echo_bench::hosts::netns::{NetnsHosts, Topology};
 use echo_bench::results::Results;
@@ -133,34 +133,14 @@ fn bench_veth(results: &Path, connections: &str, duration: &str, repeat: &str) -
 
 /// `bench` on one model, TCP, short windows, its link not given yet.
 fn bench_on(results: &Path, connections: &str, duration: &str, repeat: &str) -> Command {
-    let mut command = Command::new(BENCH);
+    let mut command = bench(results);
     command
-        .arg("--server-bin")
-        .arg(sibling("echo-server"))
         .arg("--loadgen-bin")
         .arg(sibling("loadgen"))
-        .arg("--results")
-        .arg(results)
         .args(["--models", "tokio", "--scenarios", "throughput", "--sizes", "64"])
         .args(["--connections", connections, "--repeat", repeat, "--duration", duration, "--warmup", "0.2s"])
-        .args(["--no-progress", "--control", "none"]);
+        .arg("--no-progress");
     command
-}
-
-/// Waits (bounded) for `child` to exit.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bench still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits (bounded) until the bench `pid` has its server's leg, `ea<pid>a-s`.

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use echo_bench::hosts::netns::Topology;
 
@@ -30,6 +31,23 @@ pub fn bench(results: &Path) -> Command {
     command.args(["--control", "none"]);
     command.arg("--server-bin").arg(server_bin()).arg("--results").arg(results);
     command
+}
+
+/// Waits (bounded) for the bench `child` to exit: killed and reaped, and
+/// the test failed, if it is still running after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bench still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The one run folder under `root`.
