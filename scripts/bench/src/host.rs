@@ -39,13 +39,7 @@ pub fn sysctls() -> Vec<Sysctl> {
 /// first processor of /proc/cpuinfo.
 pub fn cpu_id() -> Option<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let first = cpuinfo.split("\n\n").next()?;
-    let field = |key: &str| {
-        first.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == key).then(|| v.trim().to_owned())
-        })
-    };
+    let field = |key: &str| loadgen::env::cpu_field(&cpuinfo, key);
     let vendor = field("vendor_id")?;
     let mut id = vendor;
     for (key, word) in [("cpu family", "family"), ("model", "model"), ("stepping", "stepping")] {
