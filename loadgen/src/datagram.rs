@@ -308,7 +308,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         let now = Instant::now();
         if cpu_at_open.is_none() && now >= window.warm_end {
             cpu_at_open = Some(crate::cpu::thread_cpu_secs());
-            spun_at_open = pacer.as_ref().map_or(Duration::ZERO, |p| p.spin.total());
+            spun_at_open = pacer.as_ref().map_or(Duration::ZERO, |p| p.spin.total_at(Instant::now()));
         }
         if now >= window.end {
             break now;
@@ -387,7 +387,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
     let spin_secs = match (&mut pacer, cpu_at_open) {
         (Some(pacer), Some(_)) => {
             pacer.spin.stopped(stopped);
-            pacer.spin.total().saturating_sub(spun_at_open).as_secs_f64()
+            pacer.spin.total_at(stopped).saturating_sub(spun_at_open).as_secs_f64()
         }
         _ => 0.0,
     };

@@ -377,9 +377,11 @@ impl SpinClock {
         }
     }
 
-    /// The spins so far.
-    pub fn total(&self) -> Duration {
-        self.total
+    /// The spins up to `now`, the one under way included: a pacer that
+    /// never stops spinning (a send due every 100 µs or sooner) must not
+    /// read as one that never spun.
+    pub fn total_at(&self, now: Instant) -> Duration {
+        self.total + self.since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 }
 
@@ -433,7 +435,7 @@ impl AsyncPacer {
 
     /// The time spent spinning so far.
     pub fn spun(&self) -> Duration {
-        self.spin.get().total()
+        self.spin.get().total_at(Instant::now())
     }
 
     /// Completes at `at`, or at once if it has passed.
@@ -547,6 +549,24 @@ impl std::future::Future for Until<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spin_under_way_counts_up_to_now() {
+        let t0 = Instant::now();
+        let mut clock = SpinClock::default();
+        clock.spinning(t0);
+        // Still spinning (a send due every 100 µs keeps it so): counted.
+        clock.spinning(t0 + Duration::from_millis(3));
+        assert_eq!(clock.total_at(t0 + Duration::from_millis(5)), Duration::from_millis(5));
+        clock.stopped(t0 + Duration::from_millis(6));
+        assert_eq!(
+            clock.total_at(t0 + Duration::from_millis(9)),
+            Duration::from_millis(6),
+            "a stopped spin stops counting"
+        );
+        clock.spinning(t0 + Duration::from_millis(10));
+        assert_eq!(clock.total_at(t0 + Duration::from_millis(11)), Duration::from_millis(7));
+    }
 
     #[test]
     fn uniform_connections_are_evenly_staggered_and_never_drift() {

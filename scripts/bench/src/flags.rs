@@ -124,6 +124,13 @@ pub enum NoteKind {
     /// The cell's scenario takes the server's CPU quota, the run asked for
     /// one, and this machine could not apply it: its server ran unthrottled.
     Unthrottled,
+    /// The model serves a fixed number of connections at once (its
+    /// declaration's `serves_at_once`: iterative 1, prefork 16), it served
+    /// exactly that many, and every other connection waited, none refused
+    /// or closed: the shortfall is the model, not a fault of the cell. Said
+    /// instead of `connections_short`, and of `littles_law` (the waiting
+    /// connections' messages are in flight and never complete).
+    ServesAtOnce,
 }
 
 impl NoteKind {
@@ -132,6 +139,7 @@ impl NoteKind {
         match self {
             NoteKind::BothSaturated => "both_saturated",
             NoteKind::Unthrottled => "unthrottled",
+            NoteKind::ServesAtOnce => "serves_at_once",
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::sampler::{self, Sample, Sampler};
 use crate::scenario::{Drive, Window};
 use crate::scenarios;
 use crate::server::{self, Server};
-use crate::{capacity, control, procfs, validity};
+use crate::{capacity, control, validity};
 
 mod setup;
 use setup::{CURRENT_SERVER, Watcher, blank, failed, rig, settings};
@@ -312,7 +312,8 @@ fn run_pinned(
     let watched = netns.map(|(topology, _)| topology).or(agents_topology.as_deref());
     let carriers = watched.map(|topology| (topology, topology.carriers()));
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
-    let sampler = Sampler::start(server.pid());
+    let children = spec.load.model.info().child_processes;
+    let sampler = Sampler::start(server.pid(), children);
     let started = Instant::now();
     let mut cell = blank(spec.clone());
     // Its allotment: the quota, else its CPUs (what client_bound is read against).
@@ -348,8 +349,12 @@ fn run_pinned(
             let pid = server.pid();
             // The server's tree read at the instants the window opens and
             // closes: its CPU over exactly the window the messages are counted in.
-            let edge =
-                || procfs::read_tree(pid, false).ok().flatten().map(|reading| Sample { at: Instant::now(), reading });
+            let edge = || {
+                sampler::read_server(pid, children, false)
+                    .ok()
+                    .flatten()
+                    .map(|reading| Sample { at: Instant::now(), reading })
+            };
             // Its cgroup's throttling, read at the same instants.
             let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);

@@ -22,6 +22,10 @@ pub fn annotate(results: &mut Results) {
         let allotment = allotment(cell, &results.settings);
         cell.flags = flags_within(cell, allotment);
         cell.notes = notes_within(cell, allotment);
+        if let Some(note) = by_design(cell) {
+            cell.flags.retain(|f| !matches!(f.kind, FlagKind::ConnectionsShort | FlagKind::LittlesLaw));
+            cell.notes.push(note);
+        }
         if let Some(note) = unthrottled(cell, &results.settings) {
             cell.notes.push(note);
         }
@@ -35,25 +39,52 @@ pub fn annotate(results: &mut Results) {
         .iter()
         .enumerate()
         .filter(|(_, c)| c.ok && c.spec.load.scenario != control && scenarios::headline_value(c).is_some());
+    let controls: Vec<&Cell> = results.cells.iter().filter(|c| c.ok && c.spec.load.scenario == control).collect();
     let mut spread_flags = Vec::new();
     for members in stats::by_load(measured.map(|(i, c)| (&c.spec.load, i))).into_values() {
         let values = members.iter().filter_map(|&i| scenarios::headline_value(&results.cells[i])).collect();
         let Some(stat) = Stat::of(values) else { continue };
-        let Some(spread) = stat.spread().filter(|s| *s > SPREAD) else { continue };
-        let what = scenarios::headline(&results.cells[members[0]].spec.load).name;
+        let headline = scenarios::headline(&results.cells[members[0]].spec.load);
+        let machine = machine_spread(&controls, headline.value);
+        let limit = machine.map_or(SPREAD, |m| m.max(SPREAD));
+        let Some(spread) = stat.spread().filter(|s| *s > limit) else { continue };
+        let beyond = match machine {
+            Some(m) if m > SPREAD => format!(
+                "> {:.0} %, and > {:.0} %, the same figure's spread over the control cell's runs",
+                100.0 * SPREAD,
+                100.0 * m
+            ),
+            _ => format!("> {:.0} %", 100.0 * SPREAD),
+        };
         let detail = format!(
-            "{what} differs by {:.0} % of its median across {} repeats (> {:.0} %)",
+            "{} differs by {:.0} % of its median across {} repeats ({beyond})",
+            headline.name,
             100.0 * spread,
-            stat.n,
-            100.0 * SPREAD
+            stat.n
         );
-        spread_flags.extend(members.iter().map(|&i| (i, Flag::new(FlagKind::Spread, spread, SPREAD, detail.clone()))));
+        spread_flags.extend(members.iter().map(|&i| (i, Flag::new(FlagKind::Spread, spread, limit, detail.clone()))));
     }
     for (i, flag) in spread_flags {
         results.cells[i].flags.push(flag);
     }
     results.control = crate::control::drift(results);
 }
+
+/// How far the machine alone moves a figure: its spread — (max − min) ÷
+/// median, as [`Stat::spread`] — over the control cell's runs, one load
+/// measured again and again across the run (at least [`MACHINE_RUNS`]
+/// runs, else unknown). A cell's repeats are flagged `spread` only beyond
+/// both [`SPREAD`] and this: repeats that differ no more than the identical
+/// control cell differs from itself say nothing about the cell.
+pub fn machine_spread(controls: &[&Cell], value: fn(&Cell) -> Option<f64>) -> Option<f64> {
+    if controls.len() < MACHINE_RUNS {
+        return None;
+    }
+    Stat::of(controls.iter().filter_map(|c| value(c)).collect())?.spread()
+}
+
+/// Control runs needed before their spread is taken as the machine's.
+pub const MACHINE_RUNS: usize = 3;
 
 /// The CPUs `cell`'s server was allotted: as the cell recorded it, else (a
 /// run before it was recorded) its CPUs: the scaling step's, or the run's.
@@ -93,6 +124,39 @@ pub fn notes_within(cell: &Cell, allotment: f64) -> Vec<Note> {
         }];
     }
     Vec::new()
+}
+
+/// [`NoteKind::ServesAtOnce`], when `cell` fell short of its connections
+/// exactly as its model is declared to: it served (or held) its
+/// `serves_at_once` and every other connection waited — none refused,
+/// failed or closed by the server.
+pub fn by_design(cell: &Cell) -> Option<Note> {
+    let at_once = cell.spec.load.model.info().serves_at_once?;
+    let name = cell.spec.load.model.name();
+    let (served, requested, waited) = if let Some(capacity) = &cell.capacity {
+        let (waiting, closed) = capacity.not_held(Some(at_once));
+        let all_in = capacity.established == capacity.requested && closed == 0;
+        (capacity.held, capacity.requested, all_in.then_some(waiting)?)
+    } else {
+        let c = &cell.loadgen.as_ref()?.connections;
+        let report = cell.loadgen.as_ref()?;
+        let all_in = c.failed == 0 && c.attempts.dropped_before_first_echo == 0 && c.established == c.requested;
+        (
+            c.established.saturating_sub(report.per_connection.starved),
+            c.requested,
+            all_in.then_some(report.per_connection.starved)?,
+        )
+    };
+    (served < requested && served == at_once.min(requested)).then(|| Note {
+        kind: NoteKind::ServesAtOnce,
+        detail: format!(
+            "{name} serves {} connection(s) at once by design: {} of {} served, the other {} waited (none refused              or closed); its figure is the server's",
+            fmt_count(at_once as f64),
+            fmt_count(served as f64),
+            fmt_count(requested as f64),
+            fmt_count(waited as f64)
+        ),
+    })
 }
 
 /// [`NoteKind::Unthrottled`], when `cell`'s scenario takes the run's

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use crate::flags::NoteKind;
 use crate::quota::Throttling;
 use crate::render::doc::Doc;
-use crate::results::Results;
+use crate::results::{Cell, Results};
 
 /// What the servers were allotted, and how often the quota ran out.
 fn quota_line(results: &Results) -> Option<String> {
@@ -121,6 +121,26 @@ pub fn section(results: &Results, doc: &mut Doc) {
             "Both sides saturated in {both} of {} cells (a loadgen thread above 90 % busy while the server used at \
              least 90 % of its allotment): a note, not a flag; the figure is the pair's.",
             results.cells.len()
+        ));
+    }
+    let by_design: Vec<&Cell> =
+        results.cells.iter().filter(|c| c.notes.iter().any(|n| n.kind == NoteKind::ServesAtOnce)).collect();
+    if !by_design.is_empty() {
+        let mut models: Vec<String> = by_design
+            .iter()
+            .filter_map(|c| {
+                let info = c.spec.load.model.info();
+                Some(format!("{} {}", info.name, info.serves_at_once?))
+            })
+            .collect();
+        models.sort();
+        models.dedup();
+        lines.push(format!(
+            "{} of {} cells served fewer connections than they opened exactly as their model is declared to ({} at \
+             once; the others waited, none refused): a note (`serves_at_once`), not a flag.",
+            by_design.len(),
+            results.cells.len(),
+            models.join(", ")
         ));
     }
     lines.extend(environment_lines(results));
