@@ -6,7 +6,12 @@
 //! coordinator names. The protocol is in [`crate::protocol`].
 //!
 //! An agent never outlives its coordinator: a closed control channel or an
-//! `abort`, at any point, ends the process at once (exit 1, one line).
+//! `abort`, at any point, ends the process at once (exit 1, one line). Nor
+//! does it wait forever for one whose host has gone: before its options it
+//! waits [`OPTIONS_TIMEOUT`], then [`COORDINATOR_SILENCE`] for each next
+//! word until the start (the coordinator's heartbeats fill the gaps), and
+//! TCP keepalive probes the control connection throughout, the load
+//! included.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Write};
@@ -20,50 +25,73 @@ use std::time::{Duration, Instant};
 use echo_common::clock;
 
 use crate::env::Environment;
-use crate::protocol::{self, MarkKind, Msg, PROTOCOL, VERSION};
+pub use crate::protocol::HEARTBEAT;
+use crate::protocol::{self, COORDINATOR_SILENCE, MarkKind, Msg, PROTOCOL, VERSION};
 use crate::{Event, LoadError, Opts};
 
 /// How long the agent tries to reach the coordinator.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long it waits for its options once connected.
-const OPTIONS_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a running agent says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long it waits for a first word once connected: the coordinator
+/// may be busy between two cells, the agent still in its listen queue.
+pub const OPTIONS_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP keepalive on the control connection: probes after this much quiet,
+/// [`KEEPALIVE_PROBES`] of them a second apart, so that a coordinator host
+/// that vanished is noticed within seconds, even during the load.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
 /// How long, after its report, it waits for the coordinator's `bye`.
 const BYE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs one agent to its end: `Ok` once its report was delivered, else the
-/// reason (one line) the caller prints before exiting 1.
-pub fn run(coordinator: &str, name: Option<String>) -> Result<(), String> {
+/// Runs one agent to its end: `Ok` once its report was delivered (or the
+/// load had no part for it), else the reason (one line) the caller prints
+/// before exiting 1. `index` asks for that part of the load (`--index`);
+/// none takes any free one.
+pub fn run(coordinator: &str, name: Option<String>, index: Option<u32>) -> Result<(), String> {
     let stream = dial(coordinator)?;
     let _ = stream.set_nodelay(true);
+    keep_alive(&stream);
+    let me = index.map_or_else(|| "agent".to_owned(), |i| format!("agent {i}"));
+    // On stdout, for whoever watches the agent (a pod's log): the bench
+    // reads its agents over the protocol only.
+    println!("loadgen {me}: connected to {coordinator}");
     let reader = stream.try_clone().map_err(|err| format!("cannot read the control channel: {err}"))?;
     let mut reader = BufReader::new(reader);
     let host = Environment::detect();
     let name = name.unwrap_or_else(|| host.hostname.clone());
-    let hello = Msg::Hello { protocol: PROTOCOL, version: VERSION.into(), name, host, monotonic_ns: clock::now_ns() };
+    let hello =
+        Msg::Hello { protocol: PROTOCOL, version: VERSION.into(), name, index, host, monotonic_ns: clock::now_ns() };
     send(&stream, &hello)?;
-    reader.get_ref().set_read_timeout(Some(OPTIONS_TIMEOUT)).map_err(|err| err.to_string())?;
-    let opts = match receive(&mut reader)? {
-        Msg::Options { options, hash, .. } => {
-            let mine = protocol::options_hash(&options);
-            if mine != hash {
-                let reason = format!(
-                    "options hash mismatch: the coordinator sent {hash}, this loadgen {VERSION} reads {mine} \
-                     (an option it does not know?)"
-                );
+    deadline(&reader, OPTIONS_TIMEOUT)?;
+    let opts = loop {
+        match receive(&mut reader)? {
+            // Taken, waiting for the other agents: the coordinator is there.
+            Msg::Heartbeat { .. } => deadline(&reader, COORDINATOR_SILENCE)?,
+            Msg::Options { index: given, options, hash, .. } => {
+                let mine = protocol::options_hash(&options);
+                let reason = if mine != hash {
+                    format!(
+                        "options hash mismatch: the coordinator sent {hash}, this loadgen {VERSION} reads {mine} \
+                         (an option it does not know?)"
+                    )
+                } else if index.is_some_and(|i| i != given) {
+                    format!("given part {given} of the load, but this is {me}")
+                } else {
+                    break Opts { progress: false, ..*options };
+                };
                 let _ = send(&stream, &Msg::Refused { reason: reason.clone() });
                 return Err(reason);
             }
-            Opts { progress: false, ..*options }
+            Msg::Bye => {
+                println!("loadgen {me}: no part of this load for it (it has fewer connections than agents)");
+                return Ok(());
+            }
+            Msg::Refused { reason } => return Err(format!("refused by the coordinator: {reason}")),
+            Msg::Abort { reason } => return Err(format!("aborted by the coordinator: {reason}")),
+            other => return Err(format!("the coordinator said {other:?} instead of the options")),
         }
-        Msg::Refused { reason } => return Err(format!("refused by the coordinator: {reason}")),
-        Msg::Abort { reason } => return Err(format!("aborted by the coordinator: {reason}")),
-        other => return Err(format!("the coordinator said {other:?} instead of the options")),
     };
-    // From here on, waits for the coordinator have no deadline of ours: the
-    // coordinator keeps its own, and closes the channel when one passes.
-    reader.get_ref().set_read_timeout(None).map_err(|err| err.to_string())?;
+    // Until the start, the coordinator says something every heartbeat.
+    deadline(&reader, COORDINATOR_SILENCE)?;
 
     let reported = Arc::new(AtomicBool::new(false));
     let mut reader = Some(reader);
@@ -91,11 +119,15 @@ pub fn run(coordinator: &str, name: Option<String>) -> Result<(), String> {
             };
             loop {
                 match receive(&mut lines).map_err(LoadError::Aborted)? {
+                    Msg::Heartbeat { .. } => {}
                     Msg::Ping { seq, sent_ns } => {
                         let pong = Msg::Pong { seq, sent_ns, agent_ns: clock::now_ns() };
                         send(&stream, &pong).map_err(LoadError::Aborted)?;
                     }
                     Msg::Start { t0_ns } => {
+                        // During the load the coordinator says nothing:
+                        // keepalive alone tells whether it is still there.
+                        deadline(&lines, Duration::ZERO).map_err(LoadError::Aborted)?;
                         watcher = Some(watch(lines, Arc::clone(&reported)));
                         last_beat.set(Instant::now());
                         return Ok(clock::to_instant(t0_ns));
@@ -157,6 +189,23 @@ fn dial(coordinator: &str) -> Result<TcpStream, String> {
     Err(format!("cannot reach the coordinator at {coordinator}: {last}"))
 }
 
+/// How long each read of the control channel may wait from now on
+/// (`Duration::ZERO`: for ever).
+fn deadline(reader: &BufReader<TcpStream>, wait: Duration) -> Result<(), String> {
+    let wait = (!wait.is_zero()).then_some(wait);
+    reader.get_ref().set_read_timeout(wait).map_err(|err| format!("cannot set the control channel's deadline: {err}"))
+}
+
+/// TCP keepalive on the control connection ([`KEEPALIVE_IDLE`]). Best
+/// effort: the read deadlines bound every wait before the start anyway.
+fn keep_alive(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &(KEEPALIVE_IDLE.as_secs() as u32));
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &1);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &KEEPALIVE_PROBES);
+}
+
 fn send(mut stream: &TcpStream, msg: &Msg) -> Result<(), String> {
     stream
         .write_all(msg.line().as_bytes())
@@ -165,15 +214,19 @@ fn send(mut stream: &TcpStream, msg: &Msg) -> Result<(), String> {
 }
 
 /// The next message; a closed channel or an unreadable line is an error.
-fn receive(reader: &mut impl BufRead) -> Result<Msg, String> {
+fn receive(reader: &mut BufReader<TcpStream>) -> Result<Msg, String> {
     let mut line = String::new();
     match reader.read_line(&mut line) {
         Ok(0) => Err("the coordinator closed the control channel".into()),
         Ok(_) => {
             serde_json::from_str(line.trim()).map_err(|err| format!("the coordinator said {:?}: {err}", line.trim()))
         }
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock || err.kind() == io::ErrorKind::TimedOut => {
-            Err("the coordinator said nothing in time".into())
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            let waited = reader.get_ref().read_timeout().ok().flatten().unwrap_or_default();
+            Err(format!("the coordinator said nothing for {waited:?} (gone, or its host unreachable)"))
+        }
+        Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+            Err("the coordinator's host stopped answering (TCP keepalive)".into())
         }
         Err(err) => Err(format!("cannot read the control channel: {err}")),
     }

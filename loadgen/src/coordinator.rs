@@ -7,6 +7,10 @@
 //! window when the agents are (the caller reads the server there), watches
 //! the 1 Hz heartbeats during the load, and collects the reports.
 //!
+//! Agents are told apart by the index each gives (`loadgen agent
+//! --index`), not by the order they dial in: index i is given part i of
+//! the load ([`Coordinator::accept_of`]).
+//!
 //! Any agent that fails, goes silent or reports nothing fails the whole
 //! run, with the reason named: a partial sum is never returned.
 //!
@@ -21,17 +25,19 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use std::io::{self, BufRead, BufReader, Write};
+mod accept;
+
+use std::cell::Cell;
+use std::io::{self, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use echo_common::clock;
 use serde::{Deserialize, Serialize};
 
 use crate::env::Environment;
-use crate::protocol::{self, ClockOffset, MarkKind, Msg, PINGS, RoundTrip};
+use crate::protocol::{self, ClockOffset, HEARTBEAT, MarkKind, Msg, PINGS, RoundTrip};
 use crate::{LoadError, Opts, Report};
 
 /// How long an agent has to say `hello` once connected.
@@ -39,7 +45,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a ping may go unanswered.
 const PONG_TIMEOUT: Duration = Duration::from_secs(2);
 /// An agent silent this long during the load has failed (it says
-/// something every [`crate::agent::HEARTBEAT`]).
+/// something every [`HEARTBEAT`]).
 pub const SILENCE: Duration = Duration::from_secs(3);
 /// Beyond the load's own timeouts, how long agents may take to connect
 /// or to report.
@@ -128,15 +134,22 @@ struct Link {
     name: String,
     host: Environment,
     stream: TcpStream,
+    /// Its side of the channel, read from its `hello` on; a thread of its
+    /// own reads it once every agent is in ([`Coordinator::accept_of`]).
+    reader: Option<BufReader<TcpStream>>,
 }
 
 /// Listens for agents and drives one run with them.
 #[derive(Debug)]
 pub struct Coordinator {
     listener: TcpListener,
+    /// In the order of their parts of the load.
     links: Vec<Link>,
     incoming: mpsc::Receiver<(usize, Incoming)>,
     sender: mpsc::Sender<(usize, Incoming)>,
+    /// When the agents were last told anything, until the start: they are
+    /// told a heartbeat when it is [`HEARTBEAT`] ago. `None` once started.
+    told: Cell<Option<Instant>>,
 }
 
 impl Drop for Coordinator {
@@ -159,85 +172,21 @@ impl Coordinator {
     /// else (a Kubernetes Job, a firewall with one port open) that must
     /// know it in advance; port 0 picks one.
     pub fn bind_at(addr: SocketAddr) -> io::Result<Coordinator> {
-        let listener = TcpListener::bind(addr)?;
+        TcpListener::bind(addr).map(Coordinator::with_listener)
+    }
+
+    /// Listens on `listener`, bound already: a copy
+    /// ([`TcpListener::try_clone`]) of one kept for many runs, so that
+    /// agents that dial in between two runs wait in its queue.
+    pub fn with_listener(listener: TcpListener) -> Coordinator {
         let (sender, incoming) = mpsc::channel();
-        Ok(Coordinator { listener, links: Vec::new(), incoming, sender })
+        Coordinator { listener, links: Vec::new(), incoming, sender, told: Cell::new(Some(Instant::now())) }
     }
 
     /// Where agents dial: `--coordinator` of `loadgen agent`.
     pub fn addr(&self) -> SocketAddr {
         // A bound listener knows its address; 0.0.0.0:0 never reaches here.
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
-
-    /// Takes `count` agents within `timeout`, each with its `hello`. An
-    /// agent of another protocol or loadgen version is refused (told so
-    /// in one line), and so is the run.
-    pub fn accept(&mut self, count: usize, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        self.listener.set_nonblocking(true).map_err(|err| err.to_string())?;
-        while self.links.len() < count {
-            let stream = match self.listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Err(format!("{} of {count} agent(s) connected within {timeout:?}", self.links.len()));
-                    }
-                    thread::sleep(LOOK);
-                    continue;
-                }
-                Err(err) => return Err(format!("cannot accept an agent: {err}")),
-            };
-            self.welcome(stream)?;
-        }
-        Ok(())
-    }
-
-    /// Reads an agent's `hello` and starts its reader.
-    fn welcome(&mut self, stream: TcpStream) -> Result<(), String> {
-        let index = self.links.len();
-        let setup = |err: io::Error| format!("agent {index}: {err}");
-        stream.set_nonblocking(false).map_err(setup)?;
-        let _ = stream.set_nodelay(true);
-        stream.set_read_timeout(Some(HELLO_TIMEOUT)).map_err(setup)?;
-        let mut reader = BufReader::new(stream.try_clone().map_err(setup)?);
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Err(format!("agent {index} closed the connection before its hello")),
-            Ok(_) => {}
-            Err(err) => return Err(format!("agent {index} said no hello: {err}")),
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line.trim()).map_err(|err| format!("agent {index} said {:?}: {err}", line.trim()))?;
-        if let Some(reason) = protocol::check_hello(&value) {
-            let _ = (&stream).write_all(Msg::Refused { reason: reason.clone() }.line().as_bytes());
-            return Err(format!("agent {index} refused: {reason}"));
-        }
-        let Ok(Msg::Hello { name, host, .. }) = serde_json::from_value::<Msg>(value) else {
-            return Err(format!("agent {index} said {:?} instead of hello", line.trim()));
-        };
-        stream.set_read_timeout(None).map_err(setup)?;
-        let sender = self.sender.clone();
-        thread::spawn(move || {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let incoming = match reader.read_line(&mut line) {
-                    Ok(0) => Incoming::Closed("closed the control channel (exited or killed)".into()),
-                    Ok(_) => match serde_json::from_str(line.trim()) {
-                        Ok(msg) => Incoming::Said(msg),
-                        Err(err) => Incoming::Garbled(format!("said {:?}: {err}", line.trim())),
-                    },
-                    Err(err) => Incoming::Closed(format!("cannot be read: {err}")),
-                };
-                let last = !matches!(incoming, Incoming::Said(_));
-                if sender.send((index, incoming)).is_err() || last {
-                    return;
-                }
-            }
-        });
-        self.links.push(Link { name, host, stream });
-        Ok(())
     }
 
     /// Runs `opts` split between the accepted agents, calling `at_mark`
@@ -255,8 +204,16 @@ impl Coordinator {
     }
 
     fn tell_all(&self, msg: &Msg) {
-        for link in &self.links {
-            let _ = (&link.stream).write_all(msg.line().as_bytes());
+        tell_each(&self.links, msg);
+    }
+
+    /// Before the start, a heartbeat to every agent when they were last
+    /// told anything [`HEARTBEAT`] ago: an agent waiting for the others
+    /// knows its coordinator is still there.
+    fn beat<'a>(&self, links: impl IntoIterator<Item = &'a Link>) {
+        if self.told.get().is_some_and(|told| told.elapsed() >= HEARTBEAT) {
+            tell_each(links, &Msg::Heartbeat { monotonic_ns: clock::now_ns() });
+            self.told.set(Some(Instant::now()));
         }
     }
 
@@ -278,6 +235,7 @@ impl Coordinator {
             if stop() {
                 return Err("interrupted".into());
             }
+            self.beat(&self.links);
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
@@ -350,6 +308,8 @@ impl Coordinator {
         let longest_trip = Duration::from_nanos(clocks.iter().map(|c| c.rtt_ns).max().unwrap_or(0));
         let t0 = Instant::now() + START_AHEAD.max(longest_trip * 4);
         let t0_ns = clock::to_ns(t0);
+        // From the start on, agents hear nothing more until their reports.
+        self.told.set(None);
         for (index, offset) in clocks.iter().enumerate() {
             self.tell(index, &Msg::Start { t0_ns: offset.to_agent(t0_ns) })?;
         }
@@ -413,6 +373,14 @@ impl Coordinator {
         let arrivals: Vec<[u64; 2]> = agents.iter().map(|a| a.marks_ns).collect();
         let (skew_ns, skew_flag) = skew(&arrivals, opts.duration);
         Ok(Run { t0_ns, skew_ns, skew_flag, agents })
+    }
+}
+
+/// Tells every agent of `links` `msg`; one that cannot be written to is
+/// found by its reader.
+fn tell_each<'a>(links: impl IntoIterator<Item = &'a Link>, msg: &Msg) {
+    for link in links {
+        let _ = (&link.stream).write_all(msg.line().as_bytes());
     }
 }
 

@@ -23,7 +23,7 @@ use loadgen::Opts;
         loadgen --addr 127.0.0.1:7000 -c 10 --reconnect-every 1 -d 5s   churn: a connection per message\n  \
         loadgen --addr udp:127.0.0.1:7000 -c 10 --timeout 100ms -d 5s   UDP: 10 flows, loss counted\n  \
         loadgen merge a.json b.json --json all.json                     merge two loadgen processes\n  \
-        loadgen agent --coordinator 10.0.0.1:4000                       one of several, driven by the bench",
+        loadgen agent --coordinator 10.0.0.1:4000 --index 0             one of several, driven by the bench",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -62,6 +62,13 @@ enum Command {
         /// The name this agent reports [default: the host name].
         #[arg(long)]
         name: Option<String>,
+        /// The part of the load this agent asks for, from 0: agents started
+        /// by someone else (`bench --load-hosts external:N`) are told apart
+        /// by it, not by the order they dial in [default: the environment's
+        /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's) when set, else
+        /// any free part].
+        #[arg(long, value_name = "I")]
+        index: Option<u32>,
     },
 }
 
@@ -90,8 +97,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             (loadgen::merge(&reports)?, Some(json))
         }
-        Some(Command::Agent { coordinator, name }) => {
-            return loadgen::agent::run(&coordinator, name).map_err(|reason| anyhow::anyhow!("agent: {reason}"));
+        Some(Command::Agent { coordinator, name, index }) => {
+            let index = match index {
+                Some(index) => Some(index),
+                None => job_completion_index()?,
+            };
+            return loadgen::agent::run(&coordinator, name, index).map_err(|reason| anyhow::anyhow!("agent: {reason}"));
         }
         None if cli.control => {
             if let Some(path) = &cli.json {
@@ -125,6 +136,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         loadgen::write_json(&report, &path).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `JOB_COMPLETION_INDEX`, the index Kubernetes gives each pod of an
+/// Indexed Job: none when unset; a value that is not an index is bad usage.
+fn job_completion_index() -> anyhow::Result<Option<u32>> {
+    let Some(text) = std::env::var_os("JOB_COMPLETION_INDEX") else {
+        return Ok(None);
+    };
+    match text.to_str().and_then(|t| t.trim().parse::<u32>().ok()) {
+        Some(index) => Ok(Some(index)),
+        None => {
+            Err(loadgen::LoadError::Options(format!("JOB_COMPLETION_INDEX={text:?} is not an index (give --index)"))
+                .into())
+        }
+    }
 }
 
 /// Fails before the run, not after it, when the JSON file cannot be written.

@@ -2,9 +2,11 @@
 //! each other over TCP, one JSON object per line, each tagged by `msg`.
 //!
 //! ```text
-//! agent → coordinator   hello    {protocol, version, name, host, monotonic_ns}
-//! coordinator → agent   options  {index, count, options, hash}        or refused {reason}
+//! agent → coordinator   hello    {protocol, version, name, index?, host, monotonic_ns}
+//! coordinator → agent   heartbeat {monotonic_ns}          1 Hz while it waits for the other agents
+//! coordinator → agent   options  {index, count, options, hash}        or refused {reason}, or bye
 //! agent → coordinator   ready    {opened_ns}                           its data connections attempted
+//! coordinator → agent   heartbeat {monotonic_ns}          1 Hz until the start (the barrier, others' pings)
 //! coordinator → agent   ping     {seq, sent_ns}           ×PINGS       clock offset (agent answers pong)
 //! agent → coordinator   pong     {seq, sent_ns, agent_ns}
 //! coordinator → agent   start    {t0_ns}                               on the agent's own clock
@@ -21,6 +23,17 @@
 //! version, or `options` whose hash the agent does not compute to the
 //! same value (an option this binary does not know), is refused with one
 //! line, `refused {reason}`.
+//!
+//! An agent that gives its `index` (`loadgen agent --index`) is given part
+//! `index` of the load, whatever the order the agents dial in; one without
+//! takes the lowest part still free. An index no part of this load has
+//! (the load has fewer connections than there are agents) is told `bye`
+//! instead of options: the agent exits 0 with nothing to do. Before the
+//! start, the coordinator says something at least every [`HEARTBEAT`]:
+//! an agent that hears nothing for [`COORDINATOR_SILENCE`] gives up, so
+//! that no agent waits forever for a coordinator whose host has gone.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,22 +49,70 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Round trips used to estimate an agent's clock offset.
 pub const PINGS: u32 = 16;
 
+/// How often each side says it is alive while the other waits on it: the
+/// agent during the load, the coordinator before the start.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long an agent waits, before the start, for the next word of a
+/// coordinator that has its options (a heartbeat, a ping, the start):
+/// ten heartbeats, and more than the coordinator's longest wait without
+/// one (reading a newcomer's `hello`).
+pub const COORDINATOR_SILENCE: Duration = Duration::from_secs(10);
+
 /// Every message, in both directions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "lowercase")]
 pub enum Msg {
-    Hello { protocol: u32, version: String, name: String, host: Environment, monotonic_ns: u64 },
-    Options { index: u32, count: u32, options: Box<Opts>, hash: String },
-    Refused { reason: String },
-    Ready { opened_ns: u64 },
-    Ping { seq: u32, sent_ns: u64 },
-    Pong { seq: u32, sent_ns: u64, agent_ns: u64 },
-    Start { t0_ns: u64 },
-    Heartbeat { monotonic_ns: u64 },
-    Mark { mark: MarkKind, monotonic_ns: u64 },
-    Report { report: Box<Report> },
-    Error { message: String },
-    Abort { reason: String },
+    Hello {
+        protocol: u32,
+        version: String,
+        name: String,
+        /// The part of the load it asks for (`--index`); none: any free one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
+        host: Environment,
+        monotonic_ns: u64,
+    },
+    Options {
+        index: u32,
+        count: u32,
+        options: Box<Opts>,
+        hash: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Ready {
+        opened_ns: u64,
+    },
+    Ping {
+        seq: u32,
+        sent_ns: u64,
+    },
+    Pong {
+        seq: u32,
+        sent_ns: u64,
+        agent_ns: u64,
+    },
+    Start {
+        t0_ns: u64,
+    },
+    Heartbeat {
+        monotonic_ns: u64,
+    },
+    Mark {
+        mark: MarkKind,
+        monotonic_ns: u64,
+    },
+    Report {
+        report: Box<Report>,
+    },
+    Error {
+        message: String,
+    },
+    Abort {
+        reason: String,
+    },
     Bye,
 }
 

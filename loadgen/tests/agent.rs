@@ -76,6 +76,22 @@ impl Agent {
     /// `loadgen agent --coordinator ADDR --name NAME`, behind `prefix` (a
     /// command such as `unshare --time …`) if given.
     fn start(coordinator: &str, name: &str, prefix: &[&str]) -> Agent {
+        Agent::launch(coordinator, name, prefix, &[])
+    }
+
+    /// [`Agent::start`] with `--index INDEX`, once it has connected (its
+    /// first line on stdout): agents started in turn this way come to the
+    /// coordinator in that order.
+    fn connected(coordinator: &str, name: &str, index: &str) -> Agent {
+        let mut agent = Agent::launch(coordinator, name, &[], &["--index", index]);
+        let mut line = String::new();
+        // The agent dials for a bounded time, then says so or exits (EOF).
+        BufReader::new(agent.child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains(&format!("agent {index}: connected")), "{line}");
+        agent
+    }
+
+    fn launch(coordinator: &str, name: &str, prefix: &[&str], extra: &[&str]) -> Agent {
         let bin = env!("CARGO_BIN_EXE_loadgen");
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
@@ -87,7 +103,9 @@ impl Agent {
         };
         let child = command
             .args(["agent", "--coordinator", coordinator, "--name", name])
-            .stdout(Stdio::null())
+            .args(extra)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -427,4 +445,63 @@ fn a_silent_agent_fails_the_run_after_its_missed_heartbeats() {
         let (status, stderr) = agent.wait(Duration::from_secs(5)).expect("every agent exits by itself");
         assert_eq!(status.code(), Some(1), "agent {}: {stderr}", agent.name);
     }
+}
+
+/// Agents are given the parts of their indexes, whatever the order they
+/// come in: index 1 dials first and still gets part 1; an index beyond
+/// the agents, and a second agent for an index held, are refused with one
+/// line each while the coordinator waits on for index 0.
+#[test]
+fn agents_are_told_apart_by_index_not_by_arrival() {
+    let echo = Echo::start();
+    let mut coordinator = Coordinator::bind(LOOPBACK.parse().unwrap()).unwrap();
+    let addr = coordinator.addr().to_string();
+    let mut second = Agent::connected(&addr, "pod-1", "1");
+    let mut out_of_range = Agent::connected(&addr, "pod-5", "5");
+    let mut twin = Agent::connected(&addr, "pod-1-twin", "1");
+    let mut first = Agent::connected(&addr, "pod-0", "0");
+    coordinator.accept(2, Duration::from_secs(10)).unwrap();
+    for (agent, why) in [(&mut out_of_range, "index 5 is out of range"), (&mut twin, "index 1 is taken by pod-1")] {
+        let (status, stderr) = agent.wait(Duration::from_secs(5)).expect("a refused agent exits");
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.lines().count() == 1 && stderr.contains(why), "{stderr}");
+    }
+    let run = coordinator.run(&opts(&echo.addr, 3, 500), &|| false, |_| {}).unwrap();
+    let names: Vec<(u32, &str, u32)> =
+        run.agents.iter().map(|a| (a.index, a.name.as_str(), a.report.config.segment.unwrap().index)).collect();
+    assert_eq!(names, [(0, "pod-0", 0), (1, "pod-1", 1)], "part i to index i");
+    for agent in [&mut first, &mut second] {
+        let (status, stderr) = agent.wait(Duration::from_secs(10)).expect("the agent exits after its report");
+        assert!(status.success(), "agent {}: {stderr}", agent.name);
+    }
+}
+
+/// A coordinator that takes an agent's ready and then says nothing (its
+/// host gone): the agent gives up within its bound, in one line, instead
+/// of waiting for a start that never comes.
+#[test]
+fn an_agent_waiting_for_a_silent_coordinator_gives_up_within_its_bound() {
+    let echo = Echo::start();
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let mut agent = Agent::start(&listener.local_addr().unwrap().to_string(), "a", &[]);
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut said = || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str::<Msg>(&line).unwrap()
+    };
+    assert!(matches!(said(), Msg::Hello { index: None, .. }));
+    let part = opts(&echo.addr, 1, 500);
+    let hash = protocol::options_hash(&part);
+    let options = Msg::Options { index: 0, count: 1, options: Box::new(part), hash };
+    (&stream).write_all(options.line().as_bytes()).unwrap();
+    assert!(matches!(said(), Msg::Ready { .. }));
+    let ready = Instant::now();
+    let bound = protocol::COORDINATOR_SILENCE;
+    let (status, stderr) = agent.wait(bound + Duration::from_secs(5)).expect("the agent gives up by itself");
+    assert!(ready.elapsed() >= bound - Duration::from_millis(100), "not before its bound: {:?}", ready.elapsed());
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.lines().count() == 1 && stderr.contains("said nothing for"), "{stderr}");
 }

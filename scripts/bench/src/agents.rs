@@ -5,19 +5,21 @@
 //! (the runner reads the server's CPU there, as over [`crate::loadpath`]),
 //! and collects every agent's report. Any agent that fails makes the whole
 //! cell fail, with the agent and the reason named: never a partial sum.
+//! Agents are told apart by their index (`--index`), so that those the
+//! bench did not start (`external:N`) are given their parts as its own are.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loadgen::Opts;
-use loadgen::coordinator::{self, Coordinator, Run};
+use loadgen::coordinator::{self, Run};
 
 use crate::hosts::{AgentProcess, Launcher};
 use crate::loadpath::Mark;
 
 /// How long the agents have to dial the coordinator once started.
-const ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an agent has to exit once it said bye.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,7 +45,8 @@ pub fn count(launched: usize, connections: u32) -> u32 {
 }
 
 /// [`run`] with the coordinator on `port` of the launcher's
-/// [`Launcher::coordinator_ip`] (`--coordinator-port`; 0: any free one).
+/// [`Launcher::coordinator_ip`] (`--coordinator-port`; 0: any free one),
+/// or where the launcher listens for the whole run ([`Launcher::coordinator`]).
 pub fn run_on(
     hosts: &dyn Launcher,
     port: u16,
@@ -52,26 +55,28 @@ pub fn run_on(
     stop: &dyn Fn() -> bool,
     mut at_mark: impl FnMut(Mark),
 ) -> Result<Run, String> {
-    let at = std::net::SocketAddr::new(hosts.coordinator_ip(), port);
-    let mut coordinator = Coordinator::bind_at(at).map_err(|err| format!("cannot listen for agents on {at}: {err}"))?;
+    let mut coordinator = hosts.coordinator(port)?;
     let addr = coordinator.addr().to_string();
     // At most one agent per connection, the split checked before any starts.
     let agents = count(hosts.agents(), opts.connections) as usize;
     opts.split(agents as u32)?;
+    // Those it started, in the order of their indexes (a launcher starts every agent or none).
     let mut processes: Vec<AgentProcess> = Vec::with_capacity(agents);
     for index in 0..agents {
-        let args: Vec<OsString> = ["agent", "--coordinator", &addr, "--name", &format!("agent-{index}")]
+        let (name, index_text) = (format!("agent-{index}"), index.to_string());
+        let args: Vec<OsString> = ["agent", "--coordinator", &addr, "--name", &name, "--index", &index_text]
             .into_iter()
             .map(OsString::from)
             .collect();
-        processes.push(hosts.spawn(index, loadgen, &args)?);
+        processes.extend(hosts.spawn(index, loadgen, &args)?);
     }
     let died = |processes: &mut [AgentProcess]| {
         processes.iter_mut().enumerate().find_map(|(index, p)| {
             p.child.try_wait().ok().flatten().map(|status| format!("agent {index} on {} exited ({status})", p.host))
         })
     };
-    if let Err(err) = coordinator.accept(agents, ACCEPT_TIMEOUT) {
+    // Agents with an index beyond this cell's `agents` (external ones) are told they have no part.
+    if let Err(err) = coordinator.accept_of(agents, hosts.agents(), hosts.agent_wait()) {
         return Err(died(&mut processes).map_or(err.clone(), |why| format!("{err}: {why}")));
     }
     let run = coordinator.run(opts, stop, |mark| {

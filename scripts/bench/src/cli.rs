@@ -236,17 +236,31 @@ pub struct RunArgs {
     /// fails the cell): local:N (N processes on this host), netns:N (each in
     /// a network namespace of its own on a bridge with this host: needs root
     /// and `ip`; on this host's CPUs, so it checks correctness and overhead,
-    /// not scaling), or ssh:HOST[,HOST…] (one agent per host, over OpenSSH in
+    /// not scaling), ssh:HOST[,HOST…] (one agent per host, over OpenSSH in
     /// batch mode; loadgen copied over if missing; the server listens on the
-    /// address the first host reaches this one at). See
-    /// scripts/bench/README.md [default: one loadgen process].
+    /// address the first host reaches this one at), or external:N (N agents
+    /// the bench does not start, e.g. a Kubernetes Indexed Job: each runs
+    /// `loadgen agent --coordinator IP:PORT --index I` and dials
+    /// --coordinator-bind; each cell waits --agent-wait for them, and a
+    /// missing index fails that cell, not the run). See
+    /// scripts/bench/README.md, "Load hosts" [default: one loadgen process].
     #[arg(long, value_name = "SPEC")]
     pub load_hosts: Option<String>,
     /// The port the coordinator of --load-hosts listens on, for agents
-    /// behind a firewall or started by someone else (scripts/k8s); 0: any
-    /// free port.
+    /// behind a firewall; 0: any free port. (external:N: --coordinator-bind.)
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub coordinator_port: u16,
+    /// For --load-hosts external:N (required there): the address its
+    /// agents dial, listened on for the whole run; the server listens on the
+    /// same IP. Port 0 picks one, said on stderr ("waiting for N agents at
+    /// IP:PORT").
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "coordinator_port")]
+    pub coordinator_bind: Option<std::net::SocketAddr>,
+    /// For --load-hosts external:N: how long each cell waits for its agents
+    /// to dial in before it is invalid, the missing indexes named
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub agent_wait: Option<Duration>,
     /// Where run folders are created.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,

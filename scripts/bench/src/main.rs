@@ -111,7 +111,23 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
     let client_cpus = args.client_cpus.as_deref().map(|t| cpus_flag("--client-cpus", t, &available)).transpose()?;
     // Read now, made later: namespaces and ssh sessions only once every
     // usage check has passed.
-    let load_hosts = args.load_hosts.as_deref().map(HostsSpec::parse).transpose().map_err(Usage)?;
+    let mut load_hosts = args.load_hosts.as_deref().map(HostsSpec::parse).transpose().map_err(Usage)?;
+    match &mut load_hosts {
+        Some(HostsSpec::External(external)) => {
+            if args.coordinator_bind.is_none() {
+                let why = "--load-hosts external:N needs --coordinator-bind IP:PORT, the address its agents dial";
+                return Err(Usage(why.into()).into());
+            }
+            external.bind = args.coordinator_bind;
+            external.wait = args.agent_wait.unwrap_or(external.wait);
+        }
+        _ if args.coordinator_bind.is_some() || args.agent_wait.is_some() => {
+            let why = "--coordinator-bind and --agent-wait are for --load-hosts external:N (the other launchers \
+                       start their agents; --coordinator-port sets their coordinator's port)";
+            return Err(Usage(why.into()).into());
+        }
+        _ => {}
+    }
     let server_bin = match args.server_bin {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("echo-server"),

@@ -125,7 +125,7 @@ impl Launcher for OneKilled {
     fn server_ip(&self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
-    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
+    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<Option<AgentProcess>, String> {
         let at = args.iter().position(|a| a == "--coordinator").and_then(|i| args.get(i + 1));
         *self.coordinator.lock().unwrap() = at.and_then(|a| a.to_str()).map(str::to_owned);
         let mut command = if index == 1 {
@@ -140,7 +140,7 @@ impl Launcher for OneKilled {
             c
         };
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
-        Ok(AgentProcess { child, host: format!("test-{index}") })
+        Ok(Some(AgentProcess { child, host: format!("test-{index}") }))
     }
 }
 

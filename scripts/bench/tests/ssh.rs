@@ -164,7 +164,7 @@ fn ssh_launcher_checks_copies_and_runs_loadgen_on_a_host_or_says_unavailable_her
     assert_eq!(third.ensure_loadgen("agent0", &loadgen()), Ok(true), "replaced when another version");
     // An agent is the remote loadgen with the arguments given, quoted.
     let args: Vec<OsString> = vec!["--version".into()];
-    let mut agent = third.spawn(0, &loadgen(), &args).expect("spawned");
+    let mut agent = third.spawn(0, &loadgen(), &args).expect("spawned").expect("a process");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = agent.child.try_wait().unwrap() {

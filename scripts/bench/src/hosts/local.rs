@@ -37,7 +37,7 @@ impl Launcher for LocalHosts {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 
-    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
+    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<Option<AgentProcess>, String> {
         // The agent's reasons travel over the protocol; its own output
         // would only interleave with the bench's progress lines.
         let child = Command::new(loadgen)
@@ -47,6 +47,6 @@ impl Launcher for LocalHosts {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|err| format!("cannot start agent {index} ({}): {err}", loadgen.display()))?;
-        Ok(AgentProcess { child, host: "localhost".into() })
+        Ok(Some(AgentProcess { child, host: "localhost".into() }))
     }
 }

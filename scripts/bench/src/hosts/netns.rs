@@ -397,7 +397,7 @@ impl Launcher for NetnsHosts {
         Some(Arc::clone(&self.topology))
     }
 
-    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
+    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<Option<AgentProcess>, String> {
         let ns = self.topology.agents.get(index).ok_or_else(|| format!("no agent {index} in {}", self.describe()))?;
         let mut command = ns.command(loadgen)?;
         // As local agents: their reasons travel over the protocol; their own
@@ -412,7 +412,7 @@ impl Launcher for NetnsHosts {
         }
         let child =
             command.spawn().map_err(|err| format!("cannot start {} in {}: {err}", loadgen.display(), ns.name))?;
-        Ok(AgentProcess { child, host: ns.name.clone() })
+        Ok(Some(AgentProcess { child, host: ns.name.clone() }))
     }
 }
 

@@ -229,7 +229,7 @@ impl Launcher for SshHosts {
         transport != Transport::Unix
     }
 
-    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<AgentProcess, String> {
+    fn spawn(&self, index: usize, loadgen: &Path, args: &[OsString]) -> Result<Option<AgentProcess>, String> {
         let host = self.hosts.get(index).ok_or_else(|| format!("no agent {index} in {}", self.describe()))?;
         self.ensure_loadgen(host, loadgen)?;
         let mut line = format!("exec {}", quote(&self.remote_loadgen()));
@@ -247,7 +247,7 @@ impl Launcher for SshHosts {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|err| format!("ssh:{host}: cannot run ssh: {err}"))?;
-        Ok(AgentProcess { child, host: host.clone() })
+        Ok(Some(AgentProcess { child, host: host.clone() }))
     }
 }
 
