@@ -63,7 +63,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::engine::{Plan, Shared, ThreadResult};
 use crate::message::{HEADER_LEN, Messages};
 use crate::opts::Opts;
-use crate::pacer::{InFlight, Paced, PreciseTimer, Schedule, ServerTimeline, SpinClock, Wait, WakeEstimate};
+use crate::pacer::{InFlight, Paced, PacerWait, PreciseTimer, Schedule, ServerTimeline, SpinClock, Wait, WakeEstimate};
 use crate::report::KernelUdp;
 use crate::stats::{ConnectFailure, DatagramEvent, Recorder, Window};
 
@@ -253,7 +253,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         limit,
     };
     // Open loop: the pacer's timer, in the same poll as the sockets.
-    let mut pacer = match plan.rate.map(|_| open_timer(&poll)).transpose() {
+    let mut pacer = match plan.rate.map(|_| open_timer(&poll, plan.pacer)).transpose() {
         Ok(pacer) => pacer,
         Err(err) => return Err(io::Error::new(err.kind(), format!("cannot start the pacer's timer: {err}"))),
     };
@@ -429,10 +429,10 @@ impl Pacer {
     }
 }
 
-fn open_timer(poll: &Poll) -> io::Result<Pacer> {
+fn open_timer(poll: &Poll, wait: PacerWait) -> io::Result<Pacer> {
     let timer = PreciseTimer::new()?;
     poll.registry().register(&mut mio::unix::SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
-    Ok(Pacer { timer, armed: None, estimate: WakeEstimate::default(), spin: SpinClock::default() })
+    Ok(Pacer { timer, armed: None, estimate: WakeEstimate::waiting(wait), spin: SpinClock::default() })
 }
 
 /// A UDP socket connected to `server` from a port of its own.

@@ -49,7 +49,7 @@ use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::message::Messages;
 use crate::opts::Close;
-use crate::pacer::{Arrivals, AsyncPacer, InFlight, Paced, Schedule, ServerTimeline};
+use crate::pacer::{Arrivals, AsyncPacer, InFlight, Paced, PacerWait, Schedule, ServerTimeline};
 use crate::stats::{ConnectFailure, Failure, Progress, Recorder, Window};
 
 /// Connection attempts in flight per thread during the connect phase, so
@@ -82,6 +82,8 @@ pub struct Plan {
     /// Open loop: how the send times are spaced, and the seed of their gaps.
     pub arrivals: Arrivals,
     pub seed: u64,
+    /// Open loop: how a thread waits for its next send.
+    pub pacer: PacerWait,
     /// UDP open loop: datagrams in flight per flow at most.
     pub window: usize,
     pub reconnect_every: Option<u64>,
@@ -193,7 +195,7 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
         }
 
         // Phase 2: load. Open loop: the pacer, and its driver task.
-        let pacer = match plan.rate.map(|_| AsyncPacer::new()).transpose() {
+        let pacer = match plan.rate.map(|_| AsyncPacer::new(plan.pacer)).transpose() {
             Ok(pacer) => pacer,
             Err(err) => return Err(io::Error::new(err.kind(), format!("cannot start the pacer's timer: {err}"))),
         };

@@ -174,6 +174,7 @@ pub fn run_controlled(
         rate: numbering.rate,
         arrivals: opts.arrivals,
         seed: opts.seed,
+        pacer: opts.pacer,
         window: opts.window.unwrap_or(opts::DEFAULT_WINDOW) as usize,
         reconnect_every: opts.reconnect_every,
         close: opts.close,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-pub use crate::pacer::Arrivals;
+pub use crate::pacer::{Arrivals, PacerWait};
 
 /// One load run: where, how many connections, what load, for how long.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -66,6 +66,14 @@ pub struct Opts {
     #[arg(long, value_enum, default_value_t = Arrivals::Uniform)]
     #[serde(default)]
     pub arrivals: Arrivals,
+
+    /// Open loop: how a thread waits for its next send: `sleep` on a
+    /// timer until shortly before it (idle between sends), or `spin`
+    /// (polls sockets and clock without blocking: a busy CPU, sends within
+    /// a few µs — for a load generator on CPUs of its own).
+    #[arg(long, value_enum, default_value_t = PacerWait::Sleep)]
+    #[serde(default)]
+    pub pacer: PacerWait,
 
     /// Seed of the random gaps of `--arrivals poisson` (recorded in the
     /// JSON, so a run can be repeated exactly).
@@ -145,6 +153,7 @@ impl Default for Opts {
             pipeline: 1,
             rate: None,
             arrivals: Arrivals::Uniform,
+            pacer: PacerWait::Sleep,
             seed: 1,
             window: None,
             reconnect_every: None,
@@ -291,6 +300,9 @@ impl Opts {
         if self.arrivals != Arrivals::Uniform {
             args.push("--arrivals=poisson".into());
         }
+        if self.pacer != PacerWait::Sleep {
+            args.push("--pacer=spin".into());
+        }
         if let Some(window) = self.window {
             args.push(format!("--window={window}"));
         }
@@ -419,6 +431,7 @@ mod tests {
             pipeline: 4,
             rate: Some(1.0 / 3.0 * 1e5),
             arrivals: Arrivals::Poisson,
+            pacer: PacerWait::Spin,
             seed: 99,
             window: Some(64),
             reconnect_every: Some(1),

@@ -72,6 +72,24 @@ pub enum Arrivals {
     Poisson,
 }
 
+/// How an open-loop thread waits for its next send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacerWait {
+    /// Sleeps on its timer until shortly before the send (the lead it
+    /// learns), then spins; a send due within [`SPIN_HORIZON`] is spun for.
+    /// The thread is idle between sends, and its wake-ups are as late as the
+    /// machine makes them (tens of µs at p99 on the reference VM, and
+    /// milliseconds when the host stalls the vCPU as it sleeps).
+    #[default]
+    Sleep,
+    /// Never sleeps: polls its sockets and the clock until each send is
+    /// due. The thread keeps its CPU busy all the time (for a load
+    /// generator on CPUs of its own); its sends leave within a few µs at
+    /// p99 on the reference VM.
+    Spin,
+}
+
 /// One connection's intended send times, in order.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -222,6 +240,9 @@ impl InFlight {
 #[derive(Debug, Clone, Copy)]
 pub struct WakeEstimate {
     lead_ns: u64,
+    /// A send due within this is spun for ([`spin_horizon`]; unbounded
+    /// with [`PacerWait::Spin`]).
+    horizon: Duration,
 }
 
 /// The quantile step of [`WakeEstimate`]: up by `3 × STEP_NS`, down by `STEP_NS`.
@@ -231,11 +252,19 @@ impl Default for WakeEstimate {
     fn default() -> WakeEstimate {
         // Near the reference VM's typical timerfd lateness; a few dozen
         // wake-ups correct it.
-        WakeEstimate { lead_ns: 30_000 }
+        WakeEstimate { lead_ns: 30_000, horizon: spin_horizon() }
     }
 }
 
 impl WakeEstimate {
+    /// The estimate of a thread that waits as `wait` says.
+    pub fn waiting(wait: PacerWait) -> WakeEstimate {
+        match wait {
+            PacerWait::Sleep => WakeEstimate::default(),
+            PacerWait::Spin => WakeEstimate { horizon: Duration::MAX, ..WakeEstimate::default() },
+        }
+    }
+
     /// How far ahead of `due` to arm the timer.
     pub fn lead(&self) -> Duration {
         Duration::from_nanos(self.lead_ns)
@@ -255,7 +284,7 @@ impl WakeEstimate {
     pub fn plan(&self, due: Instant, now: Instant) -> Wait {
         if now >= due {
             Wait::Due
-        } else if due - now <= self.lead().max(spin_horizon()) {
+        } else if due - now <= self.lead().max(self.horizon) {
             Wait::Spin
         } else {
             Wait::Sleep(due - self.lead())
@@ -414,8 +443,9 @@ impl Ord for Sleeper {
 }
 
 impl AsyncPacer {
-    /// A pacer for this thread; must be called inside its tokio runtime.
-    pub fn new() -> io::Result<std::rc::Rc<AsyncPacer>> {
+    /// A pacer for this thread, waiting as `wait` says; must be called
+    /// inside its tokio runtime.
+    pub fn new(wait: PacerWait) -> io::Result<std::rc::Rc<AsyncPacer>> {
         // SAFETY: `PreciseTimer` owns its timerfd, never replaces it and
         // closes it only when dropped, which is when the `AsyncFd` is.
         let timer = unsafe {
@@ -428,7 +458,7 @@ impl AsyncPacer {
             registered: Default::default(),
             asleep_for: Default::default(),
             nudge: tokio::sync::Notify::new(),
-            estimate: Default::default(),
+            estimate: std::cell::Cell::new(WakeEstimate::waiting(wait)),
             spin: Default::default(),
         }))
     }

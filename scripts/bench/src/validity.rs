@@ -47,7 +47,7 @@ pub fn annotate(results: &mut Results) {
         let headline = scenarios::headline(&results.cells[members[0]].spec.load);
         let machine = machine_spread(&controls, headline.value);
         let limit = machine.map_or(SPREAD, |m| m.max(SPREAD));
-        let Some(spread) = stat.spread().filter(|s| *s > limit) else { continue };
+        let Some(spread) = stat.majority_spread().filter(|s| *s > limit) else { continue };
         let beyond = match machine {
             Some(m) if m > SPREAD => format!(
                 "> {:.0} %, and > {:.0} %, the same figure's spread over the control cell's runs",
@@ -56,12 +56,22 @@ pub fn annotate(results: &mut Results) {
             ),
             _ => format!("> {:.0} %", 100.0 * SPREAD),
         };
-        let detail = format!(
-            "{} differs by {:.0} % of its median across {} repeats ({beyond})",
-            headline.name,
-            100.0 * spread,
-            stat.n
-        );
+        let detail = if stat.n > 2 {
+            format!(
+                "{} differs by {:.0} % of its median within the closest {} of its {} repeats ({beyond})",
+                headline.name,
+                100.0 * spread,
+                stat.n / 2 + 1,
+                stat.n
+            )
+        } else {
+            format!(
+                "{} differs by {:.0} % of its median across {} repeats ({beyond})",
+                headline.name,
+                100.0 * spread,
+                stat.n
+            )
+        };
         spread_flags.extend(members.iter().map(|&i| (i, Flag::new(FlagKind::Spread, spread, limit, detail.clone()))));
     }
     for (i, flag) in spread_flags {
