@@ -1,6 +1,6 @@
 //! Samples a server's process tree every 100 ms (less often when a reading
-//! is slow: see [`STRETCH`]) on a thread of its own, and sums the samples up
-//! over the measured window.
+//! is slow: a sample that took long is followed by a longer wait) on a
+//! thread of its own, and sums the samples up over the measured window.
 
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};

@@ -160,7 +160,7 @@ pub fn by_design(cell: &Cell) -> Option<Note> {
     (served < requested && served == at_once.min(requested)).then(|| Note {
         kind: NoteKind::ServesAtOnce,
         detail: format!(
-            "{name} serves {} connection(s) at once by design: {} of {} served, the other {} waited (none refused              or closed); its figure is the server's",
+            "{name} serves {} connection(s) at once by design: {} of {} served, the other {} waited (none refused or closed); its figure is the server's",
             fmt_count(at_once as f64),
             fmt_count(served as f64),
             fmt_count(requested as f64),

@@ -326,8 +326,9 @@ fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempot
         r.latency_us.mean = 100.0 * 1_000_000.0 / rps; // keep Little's law
         cell("throughput", repeat, Some(r))
     };
-    // 100k, 110k, 125k: (125 − 100) / 110 = 22.7 % > 20 %
-    let mut cells = vec![with_rate(100_000.0, 0), with_rate(110_000.0, 1), with_rate(125_000.0, 2)];
+    // 100k, 130k, 165k: no two within 20 % of the median — the closest
+    // two (100k, 130k) differ by 30 / 130 = 23.1 % > 20 %
+    let mut cells = vec![with_rate(100_000.0, 0), with_rate(130_000.0, 1), with_rate(165_000.0, 2)];
     // another load (10 connections) with a small spread
     for (i, rps) in [100_000.0, 101_000.0].into_iter().enumerate() {
         let mut c = with_rate(rps, i as u32);
@@ -341,7 +342,7 @@ fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempot
     annotate(&mut r);
     for c in &r.cells[..3] {
         assert_eq!(kinds(c), [FlagKind::Spread]);
-        assert!((c.flags[0].figure - 25.0 / 110.0).abs() < 1e-9);
+        assert!((c.flags[0].figure - 30.0 / 130.0).abs() < 1e-9);
     }
     assert!(r.cells[3..].iter().all(|c| c.flags.is_empty()), "{:?}", r.cells[3].flags);
     let once = r.clone();
@@ -447,4 +448,83 @@ fn a_cell_without_a_recorded_allotment_is_read_against_the_runs_server_cpus() {
     // and the count of both-saturated cells heads the README
     let md = echo_bench::report::markdown(&r, &[]);
     assert!(md.contains("Both sides saturated in 1 of 1 cells"), "{md}");
+}
+
+/// Three repeats whose median two agree are not flagged, however far the
+/// third: the median stands. Two that disagree are.
+#[test]
+fn spread_reads_the_majority_of_repeats() {
+    let with_rate = |rps: f64, repeat| {
+        let mut r = sound();
+        r.throughput.requests_per_sec = rps;
+        r.latency_us.mean = 100.0 * 1_000_000.0 / rps;
+        cell("throughput", repeat, Some(r))
+    };
+    // 100k, 105k and an outlier at 160k: the closest two differ by 4.8 %.
+    let mut r = results(vec![with_rate(100_000.0, 0), with_rate(160_000.0, 1), with_rate(105_000.0, 2)]);
+    annotate(&mut r);
+    assert!(r.cells.iter().all(|c| c.flags.is_empty()), "{:?}", r.cells[0].flags);
+    // Two repeats 30 % apart: a majority of two is both.
+    let mut r = results(vec![with_rate(100_000.0, 0), with_rate(130_000.0, 1)]);
+    annotate(&mut r);
+    assert!(r.cells.iter().all(|c| kinds(c) == [FlagKind::Spread]));
+}
+
+/// The control cell's own spread of a figure over the run is the machine's
+/// noise: repeats that differ by less are not flagged, by more they are,
+/// and the flag says both limits.
+#[test]
+fn spread_within_the_control_cells_own_spread_is_not_flagged() {
+    let at = |scenario: &'static str, rps: f64, repeat| {
+        let mut r = sound();
+        r.throughput.requests_per_sec = rps;
+        r.latency_us.mean = 100.0 * 1_000_000.0 / rps;
+        cell(scenario, repeat, Some(r))
+    };
+    // The control moved 40 % (100k .. 140k, median 120k: 40 / 120 = 33 %).
+    let control = [100_000.0, 120_000.0, 140_000.0].into_iter().enumerate().map(|(i, v)| at("control", v, i as u32));
+    // Repeats 30 % apart: within the control's 33 %.
+    let mut cells: Vec<Cell> = control.clone().collect();
+    cells.extend([at("throughput", 100_000.0, 0), at("throughput", 130_000.0, 1)]);
+    let mut r = results(cells);
+    annotate(&mut r);
+    assert!(r.cells.iter().all(|c| c.flags.is_empty()), "{:?}", r.cells[3].flags);
+    // 50 % apart: beyond it.
+    let mut cells: Vec<Cell> = control.collect();
+    cells.extend([at("throughput", 100_000.0, 0), at("throughput", 150_000.0, 1)]);
+    let mut r = results(cells);
+    annotate(&mut r);
+    let flag = &r.cells[3].flags[0];
+    assert_eq!(flag.kind, FlagKind::Spread);
+    assert!((flag.threshold - 40.0 / 120.0).abs() < 1e-9, "{}", flag.threshold);
+    assert!(flag.detail.contains("the control cell's runs"), "{}", flag.detail);
+}
+
+/// A model declared to serve N connections at once that served exactly N
+/// while the rest waited gets a note, not connections_short or
+/// littles_law; one that served fewer, or had connections refused, keeps
+/// its flags.
+#[test]
+fn a_model_serving_what_it_declares_gets_a_note_not_a_flag() {
+    let serving = |starved: u64, refused: u64| {
+        let mut r = report(100, 100 - refused, starved, 1_000_000.0, None);
+        r.latency_us.mean = 1.0; // Little's law off: the waiting connections' messages never complete
+        let mut c = cell("throughput", 0, Some(r));
+        let mut info = c.spec.load.model.info().clone();
+        info.serves_at_once = Some(16);
+        c.spec.load.model = Model::new(info);
+        c
+    };
+    let mut r = results(vec![serving(84, 0), serving(90, 0), serving(80, 4)]);
+    annotate(&mut r);
+    let (by_design, fewer, refused) = (&r.cells[0], &r.cells[1], &r.cells[2]);
+    assert!(by_design.flags.is_empty(), "{:?}", by_design.flags);
+    assert_eq!(by_design.notes.len(), 1);
+    assert!(
+        by_design.notes[0].detail.contains("16 of 100 served, the other 84 waited"),
+        "{}",
+        by_design.notes[0].detail
+    );
+    assert!(kinds(fewer).contains(&FlagKind::ConnectionsShort), "10 served of 16: a fault");
+    assert!(kinds(refused).contains(&FlagKind::ConnectionsShort), "refused connections: a fault");
 }
