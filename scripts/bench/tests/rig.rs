@@ -94,7 +94,8 @@ fn a_throttled_cell_records_its_quota_and_throttling_or_the_run_says_the_quota_i
     let used = throughput.server.expect("server figures").cpu_utilisation;
     assert!(used <= 0.5 * 1.15, "the server used {used} CPUs under a quota of 0.5");
     assert!(quota.mechanism.as_deref().is_some_and(|m| m.contains("cgroup")), "{quota:?}");
-    assert!(readme.contains("Server CPU quota: 0.5 CPU per 2 ms period"), "{readme}");
+    let said = format!("Server CPU quota: 0.5 CPU per {} ms period", echo_bench::quota::period_for(0.5) / 1_000);
+    assert!(readme.contains(&said), "{readme}");
     // The cgroups are gone with the run.
     let pid = quota.mechanism.as_deref().and_then(|m| m.rsplit("echo-arena-bench-").next()?.parse::<u32>().ok());
     assert!(leftover_cgroups(pid.expect("the parent names the run's process")).is_empty());
