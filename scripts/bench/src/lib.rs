@@ -48,6 +48,7 @@ pub mod scenario;
 pub mod scenarios;
 pub mod server;
 pub mod stats;
+pub mod steal;
 pub mod validity;
 pub mod work_level;
 

@@ -322,6 +322,11 @@ pub struct Cell {
     /// when the cell ran throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Throttling>,
+    /// What the host took (steal time) from the server's and the load
+    /// generator's CPUs over the window, when /proc/stat was read at both
+    /// edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal: Option<crate::steal::Steal>,
     /// Several agents (`--load-hosts`): each one's part as it reported it
     /// (latencies and window on its own clock), with its host and clock;
     /// `loadgen` is their exact merge, its totals the sum of theirs.

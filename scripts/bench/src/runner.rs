@@ -28,6 +28,7 @@ use crate::sampler::{self, Sample, Sampler};
 use crate::scenario::{Drive, Window};
 use crate::scenarios;
 use crate::server::{self, Server};
+use crate::steal::Steal;
 use crate::{capacity, control, validity};
 
 mod setup;
@@ -374,7 +375,7 @@ fn run_pinned(
             let (mut opened, mut closed) = (None, None);
             // At each edge of the window: the instant, the server's tree and its throttling.
             let mut mark = |mark: Mark| {
-                let reading = Some((Instant::now(), edge(), throttle()));
+                let reading = Some((Instant::now(), edge(), throttle(), crate::steal::read()));
                 match mark {
                     Mark::Open => opened = reading,
                     Mark::Close => closed = reading,
@@ -418,9 +419,10 @@ fn run_pinned(
             };
             match result {
                 Ok(report) => {
-                    if let (Some((open, a, qa)), Some((close, b, qb))) = (opened, closed) {
+                    if let (Some((open, a, qa, sa)), Some((close, b, qb, sb))) = (opened, closed) {
                         window = (open, close);
                         edges = a.zip(b);
+                        cell.steal = sa.zip(sb).and_then(|(sa, sb)| Steal::between(&sa, &sb, server_cpus, client_cpus));
                         if let Some(cgroup) = &cgroup {
                             match qa.zip(qb) {
                                 Some((qa, qb)) => cell.quota = Some(Throttling::between(cgroup.quota, qa, qb)),

@@ -267,13 +267,18 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         ));
     }
     if let Some((p99, limit)) = report.late_sends() {
+        // What the host took from the load generator's CPUs meanwhile: a
+        // stall it cannot help (ticks of 10 ms: 0 means under one).
+        let host = cell.steal.map_or(String::new(), |s| {
+            format!("; the host took {:.0} ms of the load generator's CPU(s) in the window (steal)", s.client_ms)
+        });
         flags.push(Flag::new(
             FlagKind::SendLate,
             p99 as f64,
             limit as f64,
             format!(
                 "the load generator sent late: p99 send lateness {p99} µs > {limit} µs (the smaller of 10 % of the \
-                 per-connection interval and 50 µs)"
+                 per-connection interval and 50 µs){host}"
             ),
         ));
     }

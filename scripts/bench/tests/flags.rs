@@ -91,6 +91,7 @@ fn cell(scenario: &'static str, repeat: u32, report: Option<loadgen::Report>) ->
         allotment_cpus: None,
         notes: Vec::new(),
         quota: None,
+        steal: None,
     }
 }
 

@@ -96,6 +96,29 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// What the host took from each side (steal time over the cells' windows),
+/// when the run recorded it.
+fn steal_line(results: &Results) -> Option<String> {
+    let cells: Vec<(&Cell, crate::steal::Steal)> = results.cells.iter().filter_map(|c| Some((c, c.steal?))).collect();
+    if cells.is_empty() {
+        return None;
+    }
+    let window: f64 = cells.iter().filter_map(|(c, _)| c.loadgen.as_ref().map(|r| r.duration_secs)).sum();
+    let (server, client): (f64, f64) =
+        cells.iter().fold((0.0, 0.0), |(s, c), (_, x)| (s + x.server_ms, c + x.client_ms));
+    let share =
+        |ms: f64| if window > 0.0 { format!(" ({:.1} % of the windows)", ms / 10.0 / window) } else { String::new() };
+    Some(format!(
+        "Steal (the host running something else on this machine's CPUs) over the {} cells' windows: {:.0} ms of the \
+         server's CPU(s){}, {:.0} ms of the load generator's{} (`steal` in each cell; /proc/stat, 10 ms ticks).",
+        cells.len(),
+        server,
+        share(server),
+        client,
+        share(client)
+    ))
+}
+
 /// Writes the rig's lines into `doc` (nothing when the run recorded none).
 pub fn section(results: &Results, doc: &mut Doc) {
     let mut lines: Vec<String> = Vec::new();
@@ -142,6 +165,9 @@ pub fn section(results: &Results, doc: &mut Doc) {
             results.cells.len(),
             models.join(", ")
         ));
+    }
+    if let Some(line) = steal_line(results) {
+        lines.push(line);
     }
     lines.extend(environment_lines(results));
     if lines.is_empty() {

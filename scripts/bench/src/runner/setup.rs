@@ -169,5 +169,6 @@ pub(super) fn blank(spec: CellSpec) -> Cell {
         allotment_cpus: None,
         notes: Vec::new(),
         quota: None,
+        steal: None,
     }
 }
