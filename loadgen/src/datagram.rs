@@ -345,6 +345,12 @@ pub fn thread_main(index: usize, slots: Vec<u32>, plan: Arc<Plan>, shared: Arc<S
             wake = wake.min(window.warm_end);
         }
         let mut spin = !engine.reread.is_empty();
+        if engine.timers.peek().is_none() {
+            // Nothing scheduled: whatever the loop does now is no spin of the pacer's.
+            if let Some(pacer) = &mut pacer {
+                pacer.spin.stopped(Instant::now());
+            }
+        }
         if let Some(&Reverse((at, _))) = engine.timers.peek() {
             match &mut pacer {
                 Some(pacer) => {

@@ -480,6 +480,11 @@ impl AsyncPacer {
             let now = Instant::now();
             let next = self.wake_due(now);
             let Some(due) = next else {
+                // Nothing to send until a connection is free again: not a
+                // spin (it would count the idle wait as one).
+                let mut spin = self.spin.get();
+                spin.stopped(now);
+                self.spin.set(spin);
                 self.nudge.notified().await;
                 continue;
             };
