@@ -364,8 +364,12 @@ fn run_pinned(
             let pid = server.pid();
             // The server's tree read at the instants the window opens and
             // closes: its CPU over exactly the window the messages are counted in.
-            let edge = || {
-                sampler::read_server(pid, children, false)
+            // PSS at the close only: the window is over then, and a PSS
+            // reading (smaps_rollup, up to ms for a tree of processes) takes
+            // no measured send's time; with the sampler reading it only
+            // twice a second, it is what makes every window have one.
+            let edge = |with_pss: bool| {
+                sampler::read_server(pid, children, with_pss)
                     .ok()
                     .flatten()
                     .map(|reading| Sample { at: Instant::now(), reading })
@@ -375,7 +379,7 @@ fn run_pinned(
             let (mut opened, mut closed) = (None, None);
             // At each edge of the window: the instant, the server's tree and its throttling.
             let mut mark = |mark: Mark| {
-                let reading = Some((Instant::now(), edge(), throttle(), crate::steal::read()));
+                let reading = Some((Instant::now(), edge(mark == Mark::Close), throttle(), crate::steal::read()));
                 match mark {
                     Mark::Open => opened = reading,
                     Mark::Close => closed = reading,
@@ -422,7 +426,9 @@ fn run_pinned(
                     if let (Some((open, a, qa, sa)), Some((close, b, qb, sb))) = (opened, closed) {
                         window = (open, close);
                         edges = a.zip(b);
-                        cell.steal = sa.zip(sb).and_then(|(sa, sb)| Steal::between(&sa, &sb, server_cpus, client_cpus));
+                        // Agents elsewhere: the client's CPUs are not this machine's.
+                        let client = hosts.is_none().then_some(client_cpus);
+                        cell.steal = sa.zip(sb).and_then(|(sa, sb)| Steal::between(&sa, &sb, server_cpus, client));
                         if let Some(cgroup) = &cgroup {
                             match qa.zip(qb) {
                                 Some((qa, qb)) => cell.quota = Some(Throttling::between(cgroup.quota, qa, qb)),

@@ -29,6 +29,11 @@ const STRETCH: u32 = 200;
 /// The longest wait between two samples.
 const LONGEST_WAIT: Duration = Duration::from_secs(1);
 
+/// The CPU time this thread has used so far (zero if the clock cannot be read).
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
 /// The wait after a sample that took `took` (see [`STRETCH`]).
 fn stretched(took: Duration) -> Duration {
     (took * STRETCH).min(LONGEST_WAIT)
@@ -69,6 +74,7 @@ impl Sampler {
             let mut n = 0u64;
             loop {
                 let began = Instant::now();
+                let cpu_began = thread_cpu();
                 match read_server(pid, children, n % PSS_EVERY == 0) {
                     Ok(Some(reading)) => {
                         samples.push(Sample { at: Instant::now(), reading });
@@ -80,7 +86,10 @@ impl Sampler {
                     }
                 }
                 n += 1;
-                next = (next + PERIOD).max(began + stretched(began.elapsed()));
+                // The reading's own CPU time, not its wall time: on a CPU
+                // shared with a spinning load generator the wall time is
+                // mostly waiting for a turn.
+                next = (next + PERIOD).max(began + stretched(thread_cpu().saturating_sub(cpu_began)));
                 // Sleeps until `next`, or until told to stop (the sender
                 // dropped), whichever comes first.
                 match stopping.recv_timeout(next.saturating_duration_since(Instant::now())) {

@@ -78,8 +78,9 @@ impl Stat {
         (self.n > 1 && self.median > 0.0).then(|| (self.majority_max - self.majority_min) / self.median)
     }
 
-    /// The spread is above [`SPREAD`]: flagged (`spread`), and marked ⚠ in
-    /// the tables.
+    /// The spread is above [`SPREAD`]: marked ⚠ in the tables (the
+    /// `spread` flag reads [`Stat::majority_spread`] and the control cell's
+    /// noise: see `crate::validity::annotate`).
     pub fn noisy(&self) -> bool {
         self.spread().is_some_and(|s| s > SPREAD)
     }

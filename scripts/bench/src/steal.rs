@@ -38,14 +38,24 @@ pub fn parse(text: &str) -> Ticks {
 pub struct Steal {
     /// Summed over the server's CPUs.
     pub server_ms: f64,
-    /// Summed over the load generator's CPUs.
-    pub client_ms: f64,
+    /// Summed over the load generator's CPUs; `None` when agents on other
+    /// hosts carried the load (their CPUs are not this machine's).
+    pub client_ms: Option<f64>,
+    /// How many CPUs each sum is over (a share of the window divides by them).
+    #[serde(default = "one")]
+    pub server_cpus: usize,
+    #[serde(default = "one")]
+    pub client_cpus: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Steal {
-    /// Between readings `a` and `b`, for the CPUs of each side; `None` if a
-    /// CPU of either side has no figure in both.
-    pub fn between(a: &Ticks, b: &Ticks, server_cpus: &[usize], client_cpus: &[usize]) -> Option<Steal> {
+    /// Between readings `a` and `b`, for the CPUs of each side (no client
+    /// CPUs: the load ran elsewhere); `None` if a CPU has no figure in both.
+    pub fn between(a: &Ticks, b: &Ticks, server_cpus: &[usize], client_cpus: Option<&[usize]>) -> Option<Steal> {
         let ms_per_tick = 1e3 / echo_common::procfs::ticks_per_sec();
         let side = |cpus: &[usize]| -> Option<f64> {
             cpus.iter().try_fold(0.0, |sum, &cpu| {
@@ -53,7 +63,16 @@ impl Steal {
                 Some(sum + b.saturating_sub(a) as f64 * ms_per_tick)
             })
         };
-        Some(Steal { server_ms: side(server_cpus)?, client_ms: side(client_cpus)? })
+        let client_ms = match client_cpus {
+            Some(cpus) => Some(side(cpus)?),
+            None => None,
+        };
+        Some(Steal {
+            server_ms: side(server_cpus)?,
+            client_ms,
+            server_cpus: server_cpus.len(),
+            client_cpus: client_cpus.map_or(0, <[usize]>::len),
+        })
     }
 }
 
@@ -70,8 +89,10 @@ mod tests {
         let (a, b) = (parse(BEFORE), parse(AFTER));
         assert_eq!(a, vec![Some(3), Some(4)], "the aggregate `cpu` line is not a CPU");
         let tick = 1e3 / echo_common::procfs::ticks_per_sec();
-        let steal = Steal::between(&a, &b, &[0], &[1]).unwrap();
-        assert_eq!((steal.server_ms, steal.client_ms), (tick, 4.0 * tick));
-        assert_eq!(Steal::between(&a, &b, &[0], &[2]), None, "no CPU 2");
+        let steal = Steal::between(&a, &b, &[0], Some(&[1])).unwrap();
+        assert_eq!((steal.server_ms, steal.client_ms), (tick, Some(4.0 * tick)));
+        assert_eq!(Steal::between(&a, &b, &[0], Some(&[2])), None, "no CPU 2");
+        let both = Steal::between(&a, &b, &[0, 1], None).unwrap();
+        assert_eq!((both.server_ms, both.client_ms, both.server_cpus), (5.0 * tick, None, 2), "agents elsewhere");
     }
 }

@@ -5,8 +5,8 @@
 use loadgen::report::fmt_count;
 
 use crate::flags::{
-    AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Flag, FlagKind, LITTLES_LAW, Note, NoteKind, SERVER_BELOW_ALLOTMENT,
-    SPREAD,
+    AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Figure, Flag, FlagKind, LITTLES_LAW, Note, NoteKind,
+    SERVER_BELOW_ALLOTMENT, SPREAD,
 };
 use crate::results::{Cell, Results, Settings};
 use crate::scenarios;
@@ -45,7 +45,9 @@ pub fn annotate(results: &mut Results) {
         let values = members.iter().filter_map(|&i| scenarios::headline_value(&results.cells[i])).collect();
         let Some(stat) = Stat::of(values) else { continue };
         let headline = scenarios::headline(&results.cells[members[0]].spec.load);
-        let machine = machine_spread(&controls, headline.value);
+        // The control measures a closed-loop rate: its spread stands for the
+        // machine's only beside rates, not beside a latency tail or a CPU figure.
+        let machine = (headline.figure == Figure::Rate).then(|| machine_spread(&controls, headline.value)).flatten();
         let limit = machine.map_or(SPREAD, |m| m.max(SPREAD));
         let Some(spread) = stat.majority_spread().filter(|s| *s > limit) else { continue };
         let beyond = match machine {
@@ -87,10 +89,8 @@ pub fn annotate(results: &mut Results) {
 /// both [`SPREAD`] and this: repeats that differ no more than the identical
 /// control cell differs from itself say nothing about the cell.
 pub fn machine_spread(controls: &[&Cell], value: fn(&Cell) -> Option<f64>) -> Option<f64> {
-    if controls.len() < MACHINE_RUNS {
-        return None;
-    }
-    Stat::of(controls.iter().filter_map(|c| value(c)).collect())?.spread()
+    let stat = Stat::of(controls.iter().filter_map(|c| value(c)).collect())?;
+    (stat.n >= MACHINE_RUNS).then(|| stat.spread()).flatten()
 }
 
 /// Control runs needed before their spread is taken as the machine's.
@@ -269,8 +269,8 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
     if let Some((p99, limit)) = report.late_sends() {
         // What the host took from the load generator's CPUs meanwhile: a
         // stall it cannot help (ticks of 10 ms: 0 means under one).
-        let host = cell.steal.map_or(String::new(), |s| {
-            format!("; the host took {:.0} ms of the load generator's CPU(s) in the window (steal)", s.client_ms)
+        let host = cell.steal.and_then(|s| s.client_ms).map_or(String::new(), |ms| {
+            format!("; the host took {ms:.0} ms of the load generator's CPU(s) in the window (steal)")
         });
         flags.push(Flag::new(
             FlagKind::SendLate,

@@ -103,19 +103,28 @@ fn steal_line(results: &Results) -> Option<String> {
     if cells.is_empty() {
         return None;
     }
-    let window: f64 = cells.iter().filter_map(|(c, _)| c.loadgen.as_ref().map(|r| r.duration_secs)).sum();
-    let (server, client): (f64, f64) =
-        cells.iter().fold((0.0, 0.0), |(s, c), (_, x)| (s + x.server_ms, c + x.client_ms));
-    let share =
-        |ms: f64| if window > 0.0 { format!(" ({:.1} % of the windows)", ms / 10.0 / window) } else { String::new() };
+    // Each side's stolen time, and the CPU time it could have had (window × CPUs).
+    let (mut server, mut server_of, mut client, mut client_of) = (0.0, 0.0, 0.0, 0.0);
+    for (cell, steal) in &cells {
+        let window_ms = cell.loadgen.as_ref().map_or(0.0, |r| r.duration_secs * 1e3);
+        server += steal.server_ms;
+        server_of += window_ms * steal.server_cpus as f64;
+        if let Some(ms) = steal.client_ms {
+            client += ms;
+            client_of += window_ms * steal.client_cpus as f64;
+        }
+    }
+    let share = |ms: f64, of: f64| {
+        if of > 0.0 { format!(" ({:.1} % of its CPU time)", 100.0 * ms / of) } else { String::new() }
+    };
     Some(format!(
         "Steal (the host running something else on this machine's CPUs) over the {} cells' windows: {:.0} ms of the \
          server's CPU(s){}, {:.0} ms of the load generator's{} (`steal` in each cell; /proc/stat, 10 ms ticks).",
         cells.len(),
         server,
-        share(server),
+        share(server, server_of),
         client,
-        share(client)
+        share(client, client_of)
     ))
 }
 
