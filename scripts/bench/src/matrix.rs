@@ -47,8 +47,8 @@ pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
 /// so the throughput scenario runs 64 B only (its 4 KiB loads, 88 cells ≈
 /// 3.8 min, with `--sizes 64,4096`) and the transport scenario 2 repeats
 /// (44 cells ≈ 1.9 min fewer). Measured: 643 cells in 21.7 min; with the
-/// cost cells on the whole window since, 676 cells in 22.7 min
-/// (results/20261203T170908Z-vm; the ladders' climbs ended early there).
+/// cost cells on the whole window since, 676 cells in 22.7 min and 651 in
+/// 22.2 min (results/20261203T180251Z-vm; the ladders' climbs ended early).
 pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
     let mut shape = Shape::empty(models);
     shape.repeat = if quick { 1 } else { 3 };

@@ -631,7 +631,7 @@ fn the_server_cpu_headline_comes_from_the_cost_scenario_at_the_common_rate() {
 /// has both, the models without a cost cell named, the chart linked first.
 #[test]
 fn the_overview_chart_is_drawn_from_cost_and_capacity_cells() {
-    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T170908Z-vm/results.json");
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T180251Z-vm/results.json");
     let mut results = Results::load(&run).expect("the reference run loads");
     echo_bench::validity::annotate(&mut results);
     let dir = tempfile::tempdir().unwrap();
