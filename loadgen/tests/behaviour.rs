@@ -288,9 +288,14 @@ fn open_loop_charges_the_server_its_delay_only(transport: Transport) {
         assert_eq!(corrected, raw, "charged beyond the server's own time");
     } else {
         // A slow echo rightly holds the next messages back (on a loaded
-        // machine the client reading late looks the same as a slow server);
-        // still, most messages are charged their raw latency only.
-        assert!(corrected.p50 <= raw.p50 + 20, "corrected p50 {} µs, raw {} µs", corrected.p50, raw.p50);
+        // machine the client reading late looks the same as a slow server),
+        // and on a busy CI machine many are; still, the median is charged
+        // far less than the interval more than its raw latency. The fault
+        // this guards against (sends released late in bursts, each next
+        // message charged as held back) put it a whole interval (1 ms)
+        // above. (+20 µs here failed once in a clean clone's CI: 602
+        // against 443 µs.)
+        assert!(corrected.p50 <= raw.p50 + 500, "corrected p50 {} µs, raw {} µs", corrected.p50, raw.p50);
     }
     let late = report.send_lateness_us.expect("open loop measures the pacer");
     assert!(late.count > 0 && late.count <= corrected.count + 2, "{late:?}");
