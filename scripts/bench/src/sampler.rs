@@ -29,11 +29,6 @@ const STRETCH: u32 = 200;
 /// The longest wait between two samples.
 const LONGEST_WAIT: Duration = Duration::from_secs(1);
 
-/// The CPU time this thread has used so far (zero if the clock cannot be read).
-fn thread_cpu() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
-}
-
 /// The wait after a sample that took `took` (see [`STRETCH`]).
 fn stretched(took: Duration) -> Duration {
     (took * STRETCH).min(LONGEST_WAIT)
@@ -74,7 +69,7 @@ impl Sampler {
             let mut n = 0u64;
             loop {
                 let began = Instant::now();
-                let cpu_began = thread_cpu();
+                let cpu_began = loadgen::cpu::thread_cpu_secs();
                 match read_server(pid, children, n % PSS_EVERY == 0) {
                     Ok(Some(reading)) => {
                         samples.push(Sample { at: Instant::now(), reading });
@@ -89,7 +84,8 @@ impl Sampler {
                 // The reading's own CPU time, not its wall time: on a CPU
                 // shared with a spinning load generator the wall time is
                 // mostly waiting for a turn.
-                next = (next + PERIOD).max(began + stretched(thread_cpu().saturating_sub(cpu_began)));
+                let took = Duration::from_secs_f64((loadgen::cpu::thread_cpu_secs() - cpu_began).max(0.0));
+                next = (next + PERIOD).max(began + stretched(took));
                 // Sleeps until `next`, or until told to stop (the sender
                 // dropped), whichever comes first.
                 match stopping.recv_timeout(next.saturating_duration_since(Instant::now())) {

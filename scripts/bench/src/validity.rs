@@ -136,6 +136,12 @@ pub fn notes_within(cell: &Cell, allotment: f64) -> Vec<Note> {
     Vec::new()
 }
 
+/// Connections that had an echo in the window: established, less those
+/// never served.
+fn served(report: &loadgen::Report) -> u64 {
+    report.connections.established.saturating_sub(report.per_connection.starved)
+}
+
 /// [`NoteKind::ServesAtOnce`], when `cell` fell short of its connections
 /// exactly as its model is declared to: it served (or held) its
 /// `serves_at_once` and every other connection waited — none refused,
@@ -148,14 +154,10 @@ pub fn by_design(cell: &Cell) -> Option<Note> {
         let all_in = capacity.established == capacity.requested && closed == 0;
         (capacity.held, capacity.requested, all_in.then_some(waiting)?)
     } else {
-        let c = &cell.loadgen.as_ref()?.connections;
         let report = cell.loadgen.as_ref()?;
+        let c = &report.connections;
         let all_in = c.failed == 0 && c.attempts.dropped_before_first_echo == 0 && c.established == c.requested;
-        (
-            c.established.saturating_sub(report.per_connection.starved),
-            c.requested,
-            all_in.then_some(report.per_connection.starved)?,
-        )
+        (served(report), c.requested, all_in.then_some(report.per_connection.starved)?)
     };
     (served < requested && served == at_once.min(requested)).then(|| Note {
         kind: NoteKind::ServesAtOnce,
@@ -300,7 +302,7 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         }
     }
     let c = &report.connections;
-    let served = c.established.saturating_sub(report.per_connection.starved);
+    let served = served(report);
     if served < c.requested {
         let closed = c.attempts.dropped_before_first_echo;
         let refused = c.failed.saturating_sub(closed);
