@@ -5,9 +5,11 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_bench");
+mod common;
+
+use common::BENCH;
 
 /// Runs `command` to its end, killed and failed if it takes longer than
 /// `limit`; stdout and stderr are drained while it runs, so a full pipe
@@ -23,18 +25,7 @@ fn run_bounded(command: &mut Command, limit: Duration) -> Output {
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = common::wait_exit(&mut child, limit);
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
