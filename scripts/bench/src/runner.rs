@@ -327,7 +327,7 @@ fn run_pinned(
     let carriers = watched.map(|topology| (topology, topology.carriers()));
     CURRENT_SERVER.store(server.pid(), Ordering::SeqCst);
     let children = spec.load.model.info().child_processes;
-    let sampler = Sampler::start(server.pid(), children);
+    let sampler = Sampler::start(server.pid(), children, server_cpus);
     let started = Instant::now();
     let mut cell = blank(spec.clone());
     // Its allotment: the quota, else its CPUs (what client_bound is read against).

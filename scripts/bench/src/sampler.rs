@@ -59,12 +59,22 @@ pub struct Samples {
 
 impl Sampler {
     /// Starts sampling the tree rooted at `pid`; `pid` alone unless
-    /// `children` (see [`read_server`]).
-    pub fn start(pid: i32, children: bool) -> Sampler {
+    /// `children` (see [`read_server`]). The sampler runs on `cpus`, the
+    /// server's: a reading (0.1–0.8 ms, milliseconds for a tree of
+    /// processes) on the load generator's CPU is a pause in its sends, and
+    /// the p99 of their lateness is set by such pauses (a `send_late` flag).
+    /// On the server's CPUs it takes at most 1/[`STRETCH`] of one CPU,
+    /// and none of the server's measured CPU time (per-process clocks) nor
+    /// of its quota (the sampler is outside its cgroup).
+    pub fn start(pid: i32, children: bool, cpus: &[usize]) -> Sampler {
         let (stop, stopping) = mpsc::channel::<()>();
+        let cpus = cpus.to_vec();
         let handle = thread::spawn(move || {
             let mut samples = Vec::new();
             let mut error = None;
+            // Best effort: where it fails, it samples from the CPUs it
+            // inherited (the load generator's), as before.
+            let _ = crate::server::pin_current_thread(&cpus);
             let mut next = Instant::now();
             let mut n = 0u64;
             loop {
