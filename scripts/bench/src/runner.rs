@@ -300,7 +300,7 @@ fn run_pinned(
         return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
     };
     // Made before the server and dropped after it: removed once it is stopped.
-    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.server_quota())) {
+    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.throttled(&spec.load))) {
         (Some(cgroups), Some(cpus)) => match cgroups.create(Quota::new(cpus)) {
             Ok(cgroup) => Some(cgroup),
             Err(err) => return failed(spec, format!("cannot make the server's cgroup: {err}")),
@@ -368,11 +368,17 @@ fn run_pinned(
             // reading (smaps_rollup, up to ms for a tree of processes) takes
             // no measured send's time; with the sampler reading it only
             // twice a second, it is what makes every window have one.
+            // Read from the server's CPUs, as the sampler does: on the load
+            // generator's, a reading is a pause in its sends.
             let edge = |with_pss: bool| {
-                sampler::read_server(pid, children, with_pss)
-                    .ok()
-                    .flatten()
-                    .map(|reading| Sample { at: Instant::now(), reading })
+                let moved = server::pin_current_thread(server_cpus).is_ok();
+                let reading = sampler::read_server(pid, children, with_pss).ok().flatten();
+                let at = Instant::now();
+                if moved {
+                    // Back where the load runs; it was set before, so this cannot fail now.
+                    let _ = server::pin_current_thread(client_cpus);
+                }
+                reading.map(|reading| Sample { at, reading })
             };
             // Its cgroup's throttling, read at the same instants.
             let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());

@@ -118,6 +118,13 @@ pub trait Scenario: Sync {
         false
     }
 
+    /// Whether the server of a cell of `load` runs under that quota: every
+    /// cell of a scenario that takes it, unless the scenario says which.
+    fn throttled(&self, load: &LoadKey) -> bool {
+        let _ = load;
+        self.server_quota()
+    }
+
     /// How a cell of `load` runs: `opts` (the load, its window) as they
     /// are, or tuned, or no load generator at all.
     fn drive(&self, load: &LoadKey, opts: Opts) -> Drive {

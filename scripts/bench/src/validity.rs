@@ -171,13 +171,16 @@ pub fn by_design(cell: &Cell) -> Option<Note> {
     })
 }
 
-/// [`NoteKind::Unthrottled`], when `cell`'s scenario takes the run's
-/// quota and the machine could not apply it.
+/// [`NoteKind::Unthrottled`], when `cell`'s load takes the run's quota
+/// and the machine could not apply it.
 fn unthrottled(cell: &Cell, settings: &Settings) -> Option<Note> {
     let quota = settings.server_quota.as_ref()?;
     let cpus = quota.cpus?;
     let why = quota.unavailable.as_deref()?;
-    quota.scenarios.iter().any(|s| *s == cell.spec.load.scenario.name()).then(|| Note {
+    let load = &cell.spec.load;
+    let asked = quota.scenarios.iter().any(|s| *s == load.scenario.name())
+        && scenarios::of(&load.scenario).is_none_or(|s| s.throttled(load));
+    asked.then(|| Note {
         kind: NoteKind::Unthrottled,
         detail: format!(
             "asked for a server quota of {} CPU, unavailable here ({why}): ran unthrottled",

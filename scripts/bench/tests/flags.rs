@@ -390,6 +390,26 @@ fn a_cell_that_asked_for_a_quota_the_machine_could_not_apply_carries_an_unthrott
 }
 
 #[test]
+fn churn_asks_for_the_quota_in_its_closed_loop_only() {
+    // Closed loop: held to the quota, the rate is the server's; at the
+    // pinned rate the figure is CPU per connection, unthrottled.
+    let mut pinned = cell("churn", 0, Some(sound()));
+    pinned.spec.load.rate = Some(echo_bench::load::Rate(5000.0));
+    let mut r = results(vec![cell("churn", 0, Some(sound())), pinned]);
+    r.settings.server_quota = Some(echo_bench::results::QuotaSettings {
+        cpus: Some(0.5),
+        period_us: Some(10_000),
+        mechanism: None,
+        unavailable: Some("no cgroup here".into()),
+        scenarios: vec!["churn".into()],
+    });
+    annotate(&mut r);
+    let noted = |c: &Cell| c.notes.iter().any(|n| n.kind == NoteKind::Unthrottled);
+    assert!(noted(&r.cells[0]), "closed loop: {:?}", r.cells[0].notes);
+    assert!(!noted(&r.cells[1]), "pinned rate: {:?}", r.cells[1].notes);
+}
+
+#[test]
 fn a_cells_own_flags_take_its_allotment_as_annotate_does() {
     // A busy client while the server keeps its one CPU busy: not client-bound.
     let c = busy_pair(0.97, 1.0, 1.0);

@@ -2,11 +2,15 @@
 //! Each message opens a connection, echoes once and closes it: what is
 //! measured is accepting, and what each new connection costs the server.
 //!
-//! Two loads per model. As fast as the clients go (closed loop): on
-//! loopback the client's CPU runs the receiving half of every packet it
-//! sends — the server's handshake included — so the client saturates first
-//! (about twice the server's CPU per connection, profiled) and the rate is
-//! the client's, the same for every fast server. Then at a pinned rate
+//! Two loads per model. As fast as the clients go (closed loop), against
+//! a server held to the run's CPU quota (`--server-quota`): on loopback
+//! the client's CPU runs the receiving half of every packet it sends — the
+//! server's handshake included — so unthrottled the client saturates first
+//! (about twice the server's CPU per connection, profiled) and the rate was
+//! the client's, the same for every fast server; held to half a CPU, the
+//! server runs out first, and the rate is what it accepts on that share
+//! (runs with `--server-quota none` are the client's again, and flagged
+//! `client_bound`). Then at a pinned rate
 //! ([`PINNED_RATE`] new connections a second, open loop, well below what
 //! the client can make): every server accepts the same connections, so its
 //! CPU per connection is its own figure — Stevens' table of server designs.
@@ -70,6 +74,20 @@ impl Scenario for Churn {
         }
     }
 
+    /// Its closed loop runs under the server quota, as the throughput
+    /// scenario does: unthrottled, on loopback, the client saturates first
+    /// (see the module's doc) and the rate would be the client's.
+    fn server_quota(&self) -> bool {
+        true
+    }
+
+    /// The closed loop only: the pinned rate is imposed, and its figure is
+    /// the server's CPU per connection, which a quota would not change
+    /// unless it throttled the server below the rate.
+    fn throttled(&self, load: &LoadKey) -> bool {
+        load.rate.is_none()
+    }
+
     fn drive(&self, _load: &LoadKey, opts: Opts) -> Drive {
         Drive::Load(Opts { reconnect_every: Some(1), ..opts })
     }
@@ -90,7 +108,28 @@ impl Scenario for Churn {
         doc.push_str(
             "Each message opens a connection, echoes once and closes it (the client half-closes first). \
              Accepting is what is measured here; a model that starts a process per connection pays a fork/exec \
-             for each.\n\n",
+             for each. ",
+        );
+        // Whose rate the closed loop's is: the server's when it ran held to a quota.
+        let closed = r.groups_of(&me, transport).filter(|(k, _)| k.rate.is_none());
+        let quota = closed.flat_map(|(_, cells)| cells.iter()).find_map(|c| c.quota);
+        let _ = writeln!(
+            doc,
+            "{}\n",
+            match quota {
+                Some(q) => format!(
+                    "The clients go as fast as they can against a server held to {} CPU (`--server-quota`): the \
+                     connections/s are what each server accepts on that share. Unthrottled, the client would run \
+                     out first: on loopback its CPU runs the receiving half of every packet it sends, the server's \
+                     handshake included.",
+                    (q.cpus * 100.0).round() / 100.0
+                ),
+                None => "The clients go as fast as they can, and the servers ran unthrottled: on loopback the \
+                         client runs out first (its CPU runs the receiving half of every packet it sends, the \
+                         server's handshake included), so where a cell is flagged `client_bound` the rate is the \
+                         client's."
+                    .to_owned(),
+            }
         );
         // The textbook's zero: a declared baseline model's CPU per connection.
         let baseline = r.models.iter().find(|m| m.info().baseline).and_then(|zero| {
@@ -220,9 +259,7 @@ impl Churn {
         let _ = writeln!(
             doc,
             "At a pinned rate: {} new connections a second, on a schedule (open loop), for every model. \
-             Above, the clients went as fast as they could, and on loopback the client saturates first (its \
-             CPU runs the receiving half of every packet it sends, the server's handshake included): that rate \
-             is the client's. Here every server accepts the same connections, so **server CPU µs/connection** \
+             Here every server accepts the same connections, unthrottled, so **server CPU µs/connection** \
              is the server's own figure. `TIME_WAIT` is the client's (it sends the first FIN: an echo server \
              closes only after its client has): the host's sockets in TIME_WAIT at the window's end, which \
              stop growing at `net.ipv4.tcp_max_tw_buckets`.\n",
