@@ -331,6 +331,19 @@ impl Report {
         Some((little / in_flight - 1.0).abs())
     }
 
+    /// How far [`Report::littles_law_offset`] may be off before it says
+    /// something: [`LITTLE_TOLERANCE`] plus the window's own edge error.
+    /// The law holds over a window much longer than a message's latency
+    /// `R`: in a window `W` each connection completes `W / R` messages, give
+    /// or take the one under way at each edge, so throughput × `R` may miss
+    /// the messages in flight by up to `R / W` with nothing stalled (10 ms
+    /// of blocking work per message, queued 100 deep behind one event loop,
+    /// is `R` ≈ 1 s: in a 1.5 s window, 20 % off).
+    pub fn littles_law_tolerance(&self) -> f64 {
+        let edges = if self.duration_secs > 0.0 { self.latency_us.mean * 1e-6 / self.duration_secs } else { 0.0 };
+        LITTLE_TOLERANCE + edges
+    }
+
     /// Recomputes `warnings` from the figures.
     pub fn compute_warnings(&mut self, extra: &[String]) {
         let mut warnings: Vec<String> = extra.to_vec();
@@ -407,7 +420,7 @@ impl Report {
                 100.0 * self.client_cpu.max_thread_utilisation
             ));
         }
-        if let Some(off) = self.littles_law_offset().filter(|off| *off > LITTLE_TOLERANCE) {
+        if let Some(off) = self.littles_law_offset().filter(|off| *off > self.littles_law_tolerance()) {
             let in_flight = c.established as f64 * f64::from(self.config.pipeline);
             warnings.push(format!(
                 "Little's law does not hold: {in_flight:.0} messages in flight, but throughput × mean latency is \

@@ -325,13 +325,21 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         ));
     }
     if let Some(off) = report.littles_law_offset() {
-        if off > LITTLES_LAW {
+        // The tolerance: LITTLES_LAW, plus the window's edge error where a
+        // message's latency is a sizeable part of the window.
+        let limit = report.littles_law_tolerance();
+        if off > limit {
+            let edges = if limit > LITTLES_LAW {
+                format!(" + {:.0} % for the window's edges: mean latency ÷ window", 100.0 * (limit - LITTLES_LAW))
+            } else {
+                String::new()
+            };
             flags.push(Flag::new(
                 FlagKind::LittlesLaw,
                 off,
-                LITTLES_LAW,
+                limit,
                 format!(
-                    "throughput × mean latency is {:.0} % off the messages in flight (> {:.0} %): starved or \
+                    "throughput × mean latency is {:.0} % off the messages in flight (> {:.0} %{edges}): starved or \
                      stalled connections, or time spent outside request/echo",
                     100.0 * off,
                     100.0 * LITTLES_LAW

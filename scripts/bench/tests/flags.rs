@@ -305,6 +305,27 @@ fn littles_law_figure_is_computed_and_flagged_above_ten_percent() {
 }
 
 #[test]
+fn littles_law_allows_for_the_windows_edges_when_latency_is_a_large_part_of_it() {
+    // 100 connections, 100 msg/s, 1.2 s each in a 1.5 s window: 20 % off
+    // with nothing stalled, as 10 ms of blocking work queued 100 deep is.
+    let mut slow = sound();
+    slow.duration_secs = 1.5;
+    slow.throughput.requests_per_sec = 100.0;
+    slow.latency_us.mean = 1_200_000.0;
+    assert!(slow.littles_law_offset().is_some_and(|f| (f - 0.2).abs() < 1e-9));
+    assert!((slow.littles_law_tolerance() - (LITTLES_LAW + 0.8)).abs() < 1e-9);
+    assert!(own_flags(&cell("work", 0, Some(slow.clone()))).iter().all(|f| f.kind != FlagKind::LittlesLaw));
+    // The same 20 % at a latency of 10 ms, well inside the window: flagged,
+    // and the flag's threshold is the tolerance it was read against.
+    slow.throughput.requests_per_sec = 12_000.0;
+    slow.latency_us.mean = 10_000.0;
+    let flags = own_flags(&cell("work", 0, Some(slow.clone())));
+    let flag = flags.iter().find(|f| f.kind == FlagKind::LittlesLaw).expect("littles law");
+    assert!((flag.threshold - slow.littles_law_tolerance()).abs() < 1e-9, "{flag:?}");
+    assert!(flag.detail.contains("for the window's edges"), "{}", flag.detail);
+}
+
+#[test]
 fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
     let mut none = cell("throughput", 0, Some(sound()));
     none.server = None;
