@@ -8,8 +8,10 @@
 //! so the tables show what batching buys:
 //!
 //! 1. **Closed loop** at [`FLOWS`] flows × [`SIZES`] bytes (1,400 B fits one
-//!    Ethernet frame): datagrams per second, latency of the delivered ones,
-//!    loss, server CPU per datagram, the kernel's drop counters.
+//!    Ethernet frame), the server held to the run's CPU quota
+//!    (`--server-quota`) as in the throughput scenario: datagrams per
+//!    second, latency of the delivered ones, loss, server CPU per datagram,
+//!    the kernel's drop counters.
 //! 2. **Sustained rate**: open loop at [`STEP_FLOWS`] flows, 64 B, stepping
 //!    up the offered rates ([`RATES`]) like the latency ladder (an open-loop
 //!    climb, [`crate::climb`]). A variant
@@ -147,6 +149,19 @@ impl Scenario for Udp {
 
     fn window(&self) -> Window {
         Window::Capped { at_most: STEP_WINDOW, cells: "udp", beside: None }
+    }
+
+    /// Its closed loop runs under the server quota, as the throughput
+    /// scenario does, so that its datagrams per second are the server's
+    /// (unthrottled, the one loadgen thread ran out as the server did).
+    fn server_quota(&self) -> bool {
+        true
+    }
+
+    /// The closed loop only: a step's rate is imposed and its figure is the
+    /// p99, to which a throttled period would add its own wait.
+    fn throttled(&self, load: &LoadKey) -> bool {
+        load.rate.is_none()
     }
 
     /// A datagram with no echo by [`TIMEOUT`] is lost, and its flow sends
