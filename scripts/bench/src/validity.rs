@@ -329,7 +329,8 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         // message's latency is a sizeable part of the window.
         let limit = report.littles_law_tolerance();
         if off > limit {
-            let edges = if limit > LITTLES_LAW {
+            // Said when it moved the limit by a whole percent or more.
+            let edges = if limit - LITTLES_LAW >= 0.005 {
                 format!(" + {:.0} % for the window's edges: mean latency ÷ window", 100.0 * (limit - LITTLES_LAW))
             } else {
                 String::new()
