@@ -63,7 +63,7 @@ impl Sampler {
     /// server's: a reading (0.1–0.8 ms, milliseconds for a tree of
     /// processes) on the load generator's CPU is a pause in its sends, and
     /// the p99 of their lateness is set by such pauses (a `send_late` flag).
-    /// On the server's CPUs it takes at most 1/[`STRETCH`] of one CPU,
+    /// On the server's CPUs it takes at most 1/200 of one CPU (its stretch),
     /// and none of the server's measured CPU time (per-process clocks) nor
     /// of its quota (the sampler is outside its cgroup).
     pub fn start(pid: i32, children: bool, cpus: &[usize]) -> Sampler {
