@@ -197,8 +197,9 @@ pub struct RunArgs {
     /// CPUs for the load generator [default: the other half].
     #[arg(long)]
     pub client_cpus: Option<String>,
-    /// The server's CPU quota in the throughput and transport scenarios (a
-    /// cgroup per server), CPUs, e.g. 0.5; `none`: unthrottled. Without
+    /// The server's CPU quota in the throughput and transport scenarios,
+    /// the control cell and the closed loops of churn and udp (a cgroup per
+    /// server), CPUs, e.g. 0.5; `none`: unthrottled. Without
     /// cgroups here, the run says so and goes unthrottled [default: half the
     /// load generator's CPUs, at most the server's: 0.5 with one CPU each].
     #[arg(long, value_name = "CPUS|none", allow_negative_numbers = true)]

@@ -90,7 +90,9 @@ pub const BELOW_TARGET_RATE: f64 = loadgen::report::RATE_SHORTFALL;
 /// period's worth), never 10 % under it.
 pub const SERVER_BELOW_ALLOTMENT: f64 = 0.90;
 /// Little's law: |throughput × mean latency ÷ messages in flight − 1| above
-/// this (loadgen's; the figure is [`loadgen::Report::littles_law_offset`]).
+/// this plus the window's edge error (loadgen's; the figure is
+/// [`loadgen::Report::littles_law_offset`], the limit
+/// [`loadgen::Report::littles_law_tolerance`]).
 pub const LITTLES_LAW: f64 = loadgen::report::LITTLE_TOLERANCE;
 /// Spread: (max − min) ÷ median of the headline figure over the repeats
 /// above this (the tables mark such a range ⚠ too).

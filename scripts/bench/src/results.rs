@@ -179,7 +179,8 @@ pub struct QuotaSettings {
     pub mechanism: Option<String>,
     /// Why it could not be: the servers ran unthrottled.
     pub unavailable: Option<String>,
-    /// The scenarios whose servers run under it.
+    /// The scenarios with cells whose servers run under it (which cells:
+    /// [`crate::scenario::Scenario::server_quota`]).
     pub scenarios: Vec<String>,
 }
 

@@ -300,7 +300,7 @@ fn run_pinned(
         return failed(spec.clone(), format!("no scenario {} in this bench", spec.load.scenario));
     };
     // Made before the server and dropped after it: removed once it is stopped.
-    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.throttled(&spec.load))) {
+    let cgroup = match (cgroups, cfg.server_quota.filter(|_| scenario.server_quota().applies(&spec.load))) {
         (Some(cgroups), Some(cpus)) => match cgroups.create(Quota::new(cpus)) {
             Ok(cgroup) => Some(cgroup),
             Err(err) => return failed(spec, format!("cannot make the server's cgroup: {err}")),

@@ -13,9 +13,9 @@ use crate::procfs::{ProcError, TreeReading, read_process, read_tree};
 /// Sampling period.
 pub const PERIOD: Duration = Duration::from_millis(100);
 /// PSS (smaps_rollup: 0.3–0.8 ms for a server of 100 threads here) is read
-/// every 5th sample only, twice a second: the sampler shares the load
-/// generator's CPU, and a millisecond taken from it ten times a second is
-/// enough to put the pacer's p99 send lateness past its limit.
+/// every 5th sample only, twice a second: a millisecond taken ten times a
+/// second from a CPU (the load generator's, where the sampler ran at
+/// first) was enough to put the pacer's p99 send lateness past its limit.
 const PSS_EVERY: u64 = 5;
 
 /// The sampler's share of the CPU it runs on, at most: a sample that took
@@ -63,7 +63,8 @@ impl Sampler {
     /// server's: a reading (0.1–0.8 ms, milliseconds for a tree of
     /// processes) on the load generator's CPU is a pause in its sends, and
     /// the p99 of their lateness is set by such pauses (a `send_late` flag).
-    /// On the server's CPUs it takes at most 1/200 of one CPU (its stretch),
+    /// On the server's CPUs it takes about 1/200 of one CPU (its stretch;
+    /// more for a reading over 5 ms, whose wait is capped at 1 s),
     /// and none of the server's measured CPU time (per-process clocks) nor
     /// of its quota (the sampler is outside its cgroup).
     pub fn start(pid: i32, children: bool, cpus: &[usize]) -> Sampler {

@@ -110,19 +110,12 @@ pub trait Scenario: Sync {
         Window::Full
     }
 
-    /// Whether its server runs under the run's CPU quota
-    /// (`--server-quota`): so for the scenarios that read a saturated
-    /// throughput, which then is the server's. The others run unthrottled
-    /// (a throttled period would add its own latency to a paced load).
-    fn server_quota(&self) -> bool {
-        false
-    }
-
-    /// Whether the server of a cell of `load` runs under that quota: every
-    /// cell of a scenario that takes it, unless the scenario says which.
-    fn throttled(&self, load: &LoadKey) -> bool {
-        let _ = load;
-        self.server_quota()
+    /// Which of its cells' servers run under the run's CPU quota
+    /// (`--server-quota`): those that read a saturated rate, which then is
+    /// the server's. The others run unthrottled (a throttled period would
+    /// add its own wait to a paced load).
+    fn server_quota(&self) -> Throttled {
+        Throttled::None
     }
 
     /// How a cell of `load` runs: `opts` (the load, its window) as they
@@ -188,6 +181,37 @@ pub trait Scenario: Sync {
     fn summary<'r>(&self, r: &'r Report<'r>) -> Summary<'r> {
         let _ = r;
         Summary::default()
+    }
+}
+
+/// Which cells of a scenario run their server under the run's CPU quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttled {
+    /// None: every cell runs unthrottled.
+    None,
+    /// Every cell.
+    Every,
+    /// The closed-loop cells (no offered rate), whose rate is the figure;
+    /// an open-loop cell's rate is imposed.
+    ClosedLoop,
+}
+
+impl Throttled {
+    /// Whether the server of a cell of `load` runs under the quota.
+    pub fn applies(self, load: &LoadKey) -> bool {
+        match self {
+            Throttled::None => false,
+            Throttled::Every => true,
+            Throttled::ClosedLoop => load.rate.is_none(),
+        }
+    }
+
+    /// The scenario `name` as a list of the throttled ones says it.
+    pub fn words(self, name: &str) -> String {
+        match self {
+            Throttled::ClosedLoop => format!("{name} (its closed loop)"),
+            _ => name.to_owned(),
+        }
     }
 }
 
@@ -360,6 +384,15 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
+    /// The CPU quota the throttled cells of `scenario` ran under: `None`
+    /// when the run had none (`--server-quota none`), could not apply it,
+    /// or did not ask it for that scenario.
+    pub fn quota_of(&self, scenario: &ScenarioId) -> Option<f64> {
+        let q = self.results.settings.server_quota.as_ref()?;
+        let asked = q.scenarios.iter().any(|s| s == scenario.name());
+        if asked && q.applied() { q.cpus } else { None }
+    }
+
     /// The groups of `scenario` over `transport`, in load order.
     pub fn groups_of<'s>(
         &'s self,

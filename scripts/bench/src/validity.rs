@@ -179,7 +179,7 @@ fn unthrottled(cell: &Cell, settings: &Settings) -> Option<Note> {
     let why = quota.unavailable.as_deref()?;
     let load = &cell.spec.load;
     let asked = quota.scenarios.iter().any(|s| *s == load.scenario.name())
-        && scenarios::of(&load.scenario).is_none_or(|s| s.throttled(load));
+        && scenarios::of(&load.scenario).is_none_or(|s| s.server_quota().applies(load));
     asked.then(|| Note {
         kind: NoteKind::Unthrottled,
         detail: format!(
@@ -330,8 +330,8 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         let limit = report.littles_law_tolerance();
         if off > limit {
             // Said when it moved the limit by a whole percent or more.
-            let edges = if limit - LITTLES_LAW >= 0.005 {
-                format!(" + {:.0} % for the window's edges: mean latency ÷ window", 100.0 * (limit - LITTLES_LAW))
+            let edges = if limit - LITTLES_LAW >= 0.01 {
+                format!(" + {:.0} % for the window's edges: median latency ÷ window", 100.0 * (limit - LITTLES_LAW))
             } else {
                 String::new()
             };

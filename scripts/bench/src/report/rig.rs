@@ -14,7 +14,7 @@ use crate::results::{Cell, Results};
 /// What the servers were allotted, and how often the quota ran out.
 fn quota_line(results: &Results) -> Option<String> {
     let q = results.settings.server_quota.as_ref()?;
-    let scenarios = q.scenarios.join(" and ");
+    let scenarios = crate::scenarios::quota_words(&q.scenarios);
     if let Some(why) = &q.unavailable {
         return Some(format!(
             "**Server CPU quota unavailable here** ({why}): the servers of the {scenarios} scenarios ran \
@@ -34,8 +34,8 @@ fn quota_line(results: &Results) -> Option<String> {
     let period = q.period_us.map_or(String::new(), |p| format!(" per {} ms period", p as f64 / 1000.0));
     let how = q.mechanism.as_deref().map_or(String::new(), |m| format!(", {m}"));
     let mut line = format!(
-        "Server CPU quota: {cpus} CPU{period} in the {scenarios} scenarios{how}: their msg/s is the server's, and its \
-         CPU figures read against that allotment."
+        "Server CPU quota: {cpus} CPU{period} in the {scenarios} scenarios{how}: their saturated rates are the \
+         server's, and its CPU figures read against that allotment."
     );
     if periods > 0 {
         line.push_str(&format!(

@@ -10,7 +10,7 @@ use crate::load::CellSpec;
 use crate::plan::{LoadPath, RunConfig};
 use crate::quota::{Cgroups, Quota};
 use crate::results::{Cell, QuotaSettings, Settings};
-use crate::scenario::Scenario as _;
+use crate::scenario::{Scenario as _, Throttled};
 use crate::scenarios::ALL;
 use crate::scenarios::control::Control;
 
@@ -24,7 +24,7 @@ pub(super) fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
         cfg.shape.runs(&s.id()) || (s.id() == Control.id() && cfg.control_every.is_some())
     };
     let scenarios: Vec<String> =
-        ALL.iter().filter(|s| s.server_quota()).filter(runs).map(|s| s.name().to_owned()).collect();
+        ALL.iter().filter(|s| s.server_quota() != Throttled::None).filter(runs).map(|s| s.name().to_owned()).collect();
     if scenarios.is_empty() {
         return (None, None);
     }
@@ -39,7 +39,7 @@ pub(super) fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
                 "bench: server quota {cpus} CPU per {} ms period ({}) for {}",
                 quota.period_us as f64 / 1000.0,
                 cgroups.mechanism(),
-                record.scenarios.join(", ")
+                crate::scenarios::quota_words(&record.scenarios)
             );
             record.mechanism = Some(cgroups.mechanism());
             (Some(cgroups), Some(record))
@@ -48,7 +48,7 @@ pub(super) fn rig(cfg: &RunConfig) -> (Option<Cgroups>, Option<QuotaSettings>) {
             eprintln!(
                 "bench: server quota unavailable here ({why}): the servers of {} run unthrottled, and the report \
                  says so",
-                record.scenarios.join(", ")
+                crate::scenarios::quota_words(&record.scenarios)
             );
             record.unavailable = Some(why);
             (None, Some(record))

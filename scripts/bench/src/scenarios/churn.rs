@@ -32,7 +32,9 @@ use crate::render::figures::{errors, latency, server_cpu, throughput};
 use crate::render::format::{count, grouped, show, signed, transport_words, us};
 use crate::render::series::{self, hollow_notes, repeats_words};
 use crate::results::Cell;
-use crate::scenario::{Chart, Claim, Column, Drive, Headline, Report, SMALL, Scenario, Summary, every_model, ranked};
+use crate::scenario::{
+    Chart, Claim, Column, Drive, Headline, Report, SMALL, Scenario, Summary, Throttled, every_model, ranked,
+};
 use crate::stats::Stat;
 
 /// Concurrent clients.
@@ -76,16 +78,12 @@ impl Scenario for Churn {
 
     /// Its closed loop runs under the server quota, as the throughput
     /// scenario does: unthrottled, on loopback, the client saturates first
-    /// (see the module's doc) and the rate would be the client's.
-    fn server_quota(&self) -> bool {
-        true
-    }
-
-    /// The closed loop only: the pinned rate is imposed, and its figure is
-    /// the server's CPU per connection, which a quota would not change
-    /// unless it throttled the server below the rate.
-    fn throttled(&self, load: &LoadKey) -> bool {
-        load.rate.is_none()
+    /// (see the module's doc) and the rate would be the client's. Not the
+    /// pinned rate: it is imposed, and its figure is the server's CPU per
+    /// connection, which a quota would not change unless it throttled the
+    /// server below the rate.
+    fn server_quota(&self) -> Throttled {
+        Throttled::ClosedLoop
     }
 
     fn drive(&self, _load: &LoadKey, opts: Opts) -> Drive {
@@ -111,18 +109,16 @@ impl Scenario for Churn {
              for each. ",
         );
         // Whose rate the closed loop's is: the server's when it ran held to a quota.
-        let closed = r.groups_of(&me, transport).filter(|(k, _)| k.rate.is_none());
-        let quota = closed.flat_map(|(_, cells)| cells.iter()).find_map(|c| c.quota);
         let _ = writeln!(
             doc,
             "{}\n",
-            match quota {
-                Some(q) => format!(
+            match r.quota_of(&me) {
+                Some(cpus) => format!(
                     "The clients go as fast as they can against a server held to {} CPU (`--server-quota`): the \
                      connections/s are what each server accepts on that share. Unthrottled, the client would run \
                      out first: on loopback its CPU runs the receiving half of every packet it sends, the server's \
                      handshake included.",
-                    (q.cpus * 100.0).round() / 100.0
+                    (cpus * 100.0).round() / 100.0
                 ),
                 None => "The clients go as fast as they can, and the servers ran unthrottled: on loopback the \
                          client runs out first (its CPU runs the receiving half of every packet it sends, the \

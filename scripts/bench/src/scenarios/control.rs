@@ -12,7 +12,7 @@ use crate::control;
 use crate::load::LoadKey;
 use crate::plan::Shape;
 use crate::render::doc::Doc;
-use crate::scenario::{Report, Scenario};
+use crate::scenario::{Report, Scenario, Throttled};
 
 #[derive(Debug)]
 pub struct Control;
@@ -34,8 +34,8 @@ impl Scenario for Control {
         Vec::new()
     }
 
-    fn server_quota(&self) -> bool {
-        true
+    fn server_quota(&self) -> Throttled {
+        Throttled::Every
     }
 
     fn per_transport(&self) -> bool {

@@ -42,6 +42,17 @@ pub fn of(id: &ScenarioId) -> Option<&'static dyn Scenario> {
     named(id.name())
 }
 
+/// The scenarios `names` that take the server quota, as a reader reads
+/// them: `throughput, churn (its closed loop) and control`.
+pub fn quota_words(names: &[String]) -> String {
+    let words: Vec<String> =
+        names.iter().map(|name| named(name).map_or_else(|| name.clone(), |s| s.server_quota().words(name))).collect();
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => words.concat(),
+    }
+}
+
 /// A cell for a reader ([`Scenario::describe`]), with the axes most loads
 /// leave at their defaults when it sets them ([`LoadKey::other_axes`]).
 pub fn describe(load: &LoadKey) -> String {

@@ -18,7 +18,7 @@ use crate::render::figures::{errors, latency, load_stat, server_busy, server_cpu
 use crate::render::format::{count, grouped, kib, show, transport_words};
 use crate::render::series::{self, axis_trimmed, hollow_notes, repeats_words};
 use crate::results::{Cell, Settings};
-use crate::scenario::{Chart, Claim, Column, Report, SMALL, Scenario, Summary, every_model, ranked};
+use crate::scenario::{Chart, Claim, Column, Report, SMALL, Scenario, Summary, Throttled, every_model, ranked};
 use crate::stats::Stat;
 
 /// Repeats of the throughput scenario in the default matrix (the others
@@ -68,8 +68,8 @@ impl Scenario for Throughput {
         shape.throughput_repeat.min(shape.repeat)
     }
 
-    fn server_quota(&self) -> bool {
-        true
+    fn server_quota(&self) -> Throttled {
+        Throttled::Every
     }
 
     fn place(&self) -> u8 {
@@ -122,7 +122,14 @@ impl Scenario for Throughput {
                     latency(cells, |l| l.p99_9),
                     // A PSS of 0 beside a resident set: not read in the window
                     // (runs before the close edge read it), not a figure.
-                    show(Stat::over(cells, |c| c.server.filter(|s| s.pss_peak_kib > 0 || s.rss_peak_kib == 0).map(|s| s.pss_peak_kib as f64)), kib),
+                    show(
+                        Stat::over(cells, |c| {
+                            c.server
+                                .filter(|s| s.pss_peak_kib > 0 || s.rss_peak_kib == 0)
+                                .map(|s| s.pss_peak_kib as f64)
+                        }),
+                        kib,
+                    ),
                     errors(cells),
                     show(load_stat(cells, |r| r.per_connection.starved as f64), count),
                 ];

@@ -20,7 +20,7 @@ use crate::render::doc::Doc;
 use crate::render::format::{count, grouped, ratio, show};
 use crate::render::series;
 use crate::results::{Cell, Results};
-use crate::scenario::{Chart, Report, SMALL, Scenario, Window, every_model};
+use crate::scenario::{Chart, Report, SMALL, Scenario, Throttled, Window, every_model};
 use crate::stats::Stat;
 
 /// Connection counts of the transport scenario (`--quick`: 100 only).
@@ -89,8 +89,8 @@ impl Scenario for Transports {
         false
     }
 
-    fn server_quota(&self) -> bool {
-        true
+    fn server_quota(&self) -> Throttled {
+        Throttled::Every
     }
 
     fn place(&self) -> u8 {

@@ -56,7 +56,7 @@ use crate::render::format::{range as show, us};
 use crate::render::marks;
 use crate::render::series;
 use crate::results::{Cell, Results, Settings, UdpSettings};
-use crate::scenario::{Chart, Drive, Headline, Report, SMALL, Scenario, Window, every_model};
+use crate::scenario::{Chart, Drive, Headline, Report, SMALL, Scenario, Throttled, Window, every_model};
 use crate::stats::Stat;
 
 /// Flows of the closed-loop part.
@@ -156,15 +156,11 @@ impl Scenario for Udp {
 
     /// Its closed loop runs under the server quota, as the throughput
     /// scenario does, so that its datagrams per second are the server's
-    /// (unthrottled, the one loadgen thread ran out as the server did).
-    fn server_quota(&self) -> bool {
-        true
-    }
-
-    /// The closed loop only: a step's rate is imposed and its figure is the
-    /// p99, to which a throttled period would add its own wait.
-    fn throttled(&self, load: &LoadKey) -> bool {
-        load.rate.is_none()
+    /// (unthrottled, the one loadgen thread ran out as the server did). Not
+    /// the climb: a step's rate is imposed and its figure is the p99, to
+    /// which a throttled period would add its own wait.
+    fn server_quota(&self) -> Throttled {
+        Throttled::ClosedLoop
     }
 
     /// A datagram with no echo by [`TIMEOUT`] is lost, and its flow sends
@@ -299,6 +295,20 @@ fn section(r: &Report<'_>, doc: &mut Doc) {
     }
 
     doc.heading(3, "Closed loop: datagrams per second, latency, loss");
+    let _ = writeln!(
+        doc,
+        "{}\n",
+        match r.quota_of(&Udp.id()) {
+            Some(cpus) => format!(
+                "Each flow sends a datagram and waits for its echo, the server held to {} CPU \
+                 (`--server-quota`): the datagrams per second are what it echoes on that share.",
+                (cpus * 100.0).round() / 100.0
+            ),
+            None => "Each flow sends a datagram and waits for its echo; the servers ran unthrottled, so where a \
+                     cell is flagged `client_bound` the rate is the client's."
+                .to_owned(),
+        }
+    );
     let mut table = r.table([
         "flows:",
         "size:",
