@@ -46,7 +46,8 @@ results.json, the README and the charts of the finished cells (exit 130); a seco
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Render README.md and charts again from a run's results.json.
+    /// Render README.md and charts again from a run's results.json, its
+    /// flags recomputed (and saved in it) by this bench's rules.
     Report {
         /// The run's folder, e.g. results/20261125T160000Z-vm.
         dir: PathBuf,

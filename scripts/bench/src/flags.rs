@@ -26,7 +26,8 @@ pub enum FlagKind {
     /// The repeats of this cell differ by more than the threshold
     /// ((max − min) / median of the headline figure).
     Spread,
-    /// The server's CPU could not be measured over the window.
+    /// The server's CPU could not be measured over the window, or its
+    /// readings at the window's edges took longer than [`EDGE_READ`] of it.
     CpuUnmeasurable,
     /// Open loop: the load generator could not hold its schedule (the p99
     /// of its send lateness above loadgen's limit): its own lateness, not
@@ -75,6 +76,11 @@ pub struct Flag {
     /// One line for a reader, e.g. "busiest loadgen thread 97 % ≥ 90 %".
     pub detail: String,
 }
+
+/// CPU unmeasurable: an edge reading's CPU pass (one process after another)
+/// longer than this share of the window. The server's CPU is then read
+/// over an interval that far from the window its messages were counted in.
+pub const EDGE_READ: f64 = 0.01;
 
 /// Client-bound: the busiest load generator thread's share of the window
 /// above this (loadgen's own warning threshold).

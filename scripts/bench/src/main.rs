@@ -91,7 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
                 cell.spec.load.scenario.name()
             );
         }
+        // The flags are derived: recomputed by this bench's rules and saved
+        // with the figures, so that results.json and the README agree.
         echo_bench::validity::annotate(&mut results);
+        results.save(&json).with_context(|| format!("cannot write {}", json.display()))?;
         echo_bench::report::write_report(&results, &dir)
             .with_context(|| format!("cannot write to {}", dir.display()))?;
         println!("wrote {}", dir.join("README.md").display());

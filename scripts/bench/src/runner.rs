@@ -368,18 +368,14 @@ fn run_pinned(
             // reading (smaps_rollup, up to ms for a tree of processes) takes
             // no measured send's time; with the sampler reading it only
             // twice a second, it is what makes every window have one.
-            // Read from the server's CPUs, as the sampler does: on the load
-            // generator's, a reading is a pause in its sends.
-            let edge = |with_pss: bool| {
-                let moved = server::pin_current_thread(server_cpus).is_ok();
-                let reading = sampler::read_server(pid, children, with_pss).ok().flatten();
-                let at = Instant::now();
-                if moved {
-                    // Back where the load runs; it was set before, so this cannot fail now.
-                    let _ = server::pin_current_thread(client_cpus);
-                }
-                reading.map(|reading| Sample { at, reading })
-            };
+            // Read from this thread's CPUs, the load generator's, not the
+            // server's as the sampler is: a server of 100 busy processes
+            // gives a reader on its CPU a turn every 100-300 ms, and an edge
+            // whose CPU pass was preempted there read 140 ms of CPU too many
+            // (`process`, 1.6 of its one CPU busy). Here the CPU pass takes
+            // 0.05-5 ms, once at each edge (its length is kept, and flagged
+            // past EDGE_READ of the window).
+            let edge = |with_pss: bool| sampler::read_server(pid, children, with_pss).ok().flatten();
             // Its cgroup's throttling, read at the same instants.
             let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);

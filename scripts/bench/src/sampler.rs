@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::{ProcError, TreeReading, read_process, read_tree};
+use crate::procfs::{ProcError, TreeReading, read_process_timed, read_tree_timed};
 
 /// Sampling period.
 pub const PERIOD: Duration = Duration::from_millis(100);
@@ -37,8 +37,11 @@ fn stretched(took: Duration) -> Duration {
 /// A reading and when it was taken.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// When its CPU figures were read (the middle of their pass).
     pub at: Instant,
     pub reading: TreeReading,
+    /// How long the CPU pass took.
+    pub cpu_pass: Duration,
 }
 
 /// A running sampler; [`Sampler::stop`] returns its samples.
@@ -82,9 +85,7 @@ impl Sampler {
                 let began = Instant::now();
                 let cpu_began = loadgen::cpu::thread_cpu_secs();
                 match read_server(pid, children, n % PSS_EVERY == 0) {
-                    Ok(Some(reading)) => {
-                        samples.push(Sample { at: Instant::now(), reading });
-                    }
+                    Ok(Some(sample)) => samples.push(sample),
                     Ok(None) => {} // the server is gone; the runner notices
                     Err(err) => {
                         error = Some(err.to_string());
@@ -121,9 +122,11 @@ impl Sampler {
 /// Reads the server's tree rooted at `pid`, or `pid` alone when its model
 /// starts no child processes (its declaration's `child_processes`): finding
 /// children costs a read per thread, a millisecond for a server of 100
-/// threads, taken from the load generator's CPU.
-pub fn read_server(pid: i32, children: bool, with_pss: bool) -> Result<Option<TreeReading>, ProcError> {
-    if children { read_tree(pid, with_pss) } else { read_process(pid, with_pss) }
+/// threads. The sample is of the instant its CPU figures were read at
+/// (see [`crate::procfs::Timed`]).
+pub fn read_server(pid: i32, children: bool, with_pss: bool) -> Result<Option<Sample>, ProcError> {
+    let timed = if children { read_tree_timed(pid, with_pss) } else { read_process_timed(pid, with_pss) }?;
+    Ok(timed.map(|t| Sample { at: t.at, reading: t.reading, cpu_pass: t.cpu_pass }))
 }
 
 /// The server's figures over a window.
@@ -152,6 +155,11 @@ pub struct ServerStats {
     /// Context switches over the window (live processes only).
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
+    /// The longer of the two edge readings' CPU passes, in seconds: how far
+    /// from the window's edge a process's CPU may have been read (0 when
+    /// the CPU came from the samples, or in a run before it was kept).
+    #[serde(default)]
+    pub edge_cpu_pass_secs: f64,
 }
 
 /// Sums `samples` up over `[from, to]`; `None` without two samples in it.
@@ -199,6 +207,7 @@ pub fn summarise(
         processes_mean: inside.iter().map(|s| s.reading.processes as f64).sum::<f64>() / n,
         voluntary_switches: b.voluntary_switches.saturating_sub(a.voluntary_switches),
         involuntary_switches: b.involuntary_switches.saturating_sub(a.involuntary_switches),
+        edge_cpu_pass_secs: edges.map_or(0.0, |(a, b)| a.cpu_pass.max(b.cpu_pass).as_secs_f64()),
     })
 }
 

@@ -5,7 +5,7 @@
 use loadgen::report::fmt_count;
 
 use crate::flags::{
-    AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, Figure, Flag, FlagKind, LITTLES_LAW, Note, NoteKind,
+    AGENT_SKEW, BELOW_TARGET_RATE, CLIENT_BOUND, EDGE_READ, Figure, Flag, FlagKind, LITTLES_LAW, Note, NoteKind,
     SERVER_BELOW_ALLOTMENT, SPREAD,
 };
 use crate::results::{Cell, Results, Settings};
@@ -351,7 +351,24 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
     if report.requests.ok > 0 {
         let cpu = cell.server.map(|s| s.cpu_secs);
         match (cpu, cell.server_cpu_us_per_msg) {
-            (Some(cpu), Some(_)) if cpu > 0.0 => {}
+            (Some(cpu), Some(_)) if cpu > 0.0 => {
+                let pass = cell.server.map_or(0.0, |s| s.edge_cpu_pass_secs);
+                let window = report.duration_secs;
+                if window > 0.0 && pass / window > EDGE_READ {
+                    flags.push(Flag::new(
+                        FlagKind::CpuUnmeasurable,
+                        pass / window,
+                        EDGE_READ,
+                        format!(
+                            "the server's CPU took {:.1} ms to read at an edge of the window, {:.1} % of it (> {:.0} \
+                             %): its CPU is of an interval that much off the window",
+                            pass * 1e3,
+                            100.0 * pass / window,
+                            100.0 * EDGE_READ
+                        ),
+                    ));
+                }
+            }
             (cpu, _) => flags.push(Flag::new(
                 FlagKind::CpuUnmeasurable,
                 cpu.unwrap_or(0.0),

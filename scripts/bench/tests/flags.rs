@@ -349,6 +349,23 @@ fn cpu_unmeasurable_when_there_is_no_reading_or_a_zero_one() {
 }
 
 #[test]
+fn cpu_unmeasurable_when_an_edge_reading_took_a_share_of_the_window() {
+    // The window is 2 s (`report`): 1 % of it is 20 ms.
+    let read_in = |pass: f64| {
+        let mut c = cell("work", 0, Some(sound()));
+        c.server = Some(ServerStats { samples: 3, cpu_secs: 1.0, edge_cpu_pass_secs: pass, ..ServerStats::default() });
+        own_flags(&c)
+    };
+    assert!(read_in(0.005).is_empty(), "5 ms is 0.25 % of the window");
+    assert!(read_in(0.0).is_empty(), "a run before the pass was kept");
+    // `process` with 100 busy children, read from the server's own CPU: 140 ms.
+    let flags = read_in(0.140);
+    assert_eq!(flags.iter().map(|f| f.kind).collect::<Vec<_>>(), [FlagKind::CpuUnmeasurable]);
+    assert!((flags[0].figure - 0.07).abs() < 1e-9 && flags[0].threshold == echo_bench::flags::EDGE_READ);
+    assert!(flags[0].detail.contains("140.0 ms") && flags[0].detail.contains("7.0 %"), "{}", flags[0].detail);
+}
+
+#[test]
 fn spread_across_repeats_flags_every_repeat_of_that_load_and_annotate_is_idempotent() {
     let with_rate = |rps: f64, repeat| {
         let mut r = sound();

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -171,23 +172,45 @@ pub fn ticks_per_sec() -> f64 {
     }
 }
 
+/// A reading and the instant its CPU figures stand for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timed {
+    pub reading: TreeReading,
+    /// The middle of the CPU pass: the figures a window's CPU is made of
+    /// are read one process after another, in a tight loop of their own.
+    pub at: Instant,
+    /// How long that pass took: how far from `at` a process's CPU may
+    /// have been read.
+    pub cpu_pass: Duration,
+}
+
 /// Reads the tree rooted at `root`; PSS too if `with_pss` (smaps_rollup is
 /// the expensive file). `Ok(None)`: the root is gone.
 pub fn read_tree(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcError> {
+    Ok(read_tree_timed(root, with_pss)?.map(|timed| timed.reading))
+}
+
+/// [`read_tree`], with the instant its CPU figures stand for.
+pub fn read_tree_timed(root: i32, with_pss: bool) -> Result<Option<Timed>, ProcError> {
     read_members(root, tree(root), with_pss)
 }
 
-/// Reads `root` alone, as [`read_tree`] reads a tree: for a process known to
-/// start no children. Finding the children costs a read of
+/// Reads `root` alone, as [`read_tree_timed`] reads a tree: for a process
+/// known to start no children. Finding the children costs a read of
 /// `/proc/<pid>/task/<tid>/children` per thread — about a millisecond for a
 /// server of 100 threads — which a sampler on the load generator's CPU
 /// would take from the load generator ten times a second.
-pub fn read_process(root: i32, with_pss: bool) -> Result<Option<TreeReading>, ProcError> {
+pub fn read_process_timed(root: i32, with_pss: bool) -> Result<Option<Timed>, ProcError> {
     read_members(root, vec![root], with_pss)
 }
 
-/// Sums the readings of `pids`, `root` first among them.
-fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<TreeReading>, ProcError> {
+/// Sums the readings of `pids`, `root` first among them: their CPU first,
+/// every process in one tight pass (a stat and a clock each), then their
+/// memory and context switches. A reading that is preempted half-way (on a
+/// CPU the server keeps busy with 100 processes, a turn can take a hundred
+/// milliseconds) then stretches the memory pass, not the interval its CPU
+/// figures cover.
+fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<Timed>, ProcError> {
     let hz = ticks_per_sec();
     let mut reading = TreeReading { pss_kib: with_pss.then_some(0), ..TreeReading::default() };
     let mut root_seen = false;
@@ -195,6 +218,8 @@ fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<
     // live or in the root's cutime (or, between the two, in both: at most
     // that child's CPU over), never in neither.
     pids.rotate_left(1);
+    let mut seen = Vec::with_capacity(pids.len());
+    let began = Instant::now();
     for pid in pids {
         let Some((path, text)) = read(format!("/proc/{pid}/stat"))? else { continue };
         let stat = parsed(&path, parse_stat(&text))?;
@@ -211,6 +236,13 @@ fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<
         }
         reading.threads += stat.num_threads;
         reading.processes += 1;
+        seen.push((pid, stat.state));
+    }
+    let cpu_pass = began.elapsed();
+    if !root_seen {
+        return Ok(None);
+    }
+    for (pid, state) in seen {
         if let Some((path, text)) = read(format!("/proc/{pid}/status"))? {
             let status = parsed(&path, parse_status(&text))?;
             reading.rss_kib += status.rss_kib;
@@ -220,13 +252,13 @@ fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<
         if let Some(pss) = reading.pss_kib.as_mut() {
             // A zombie has an empty smaps_rollup: it holds no memory.
             if let Some((path, text)) = read(format!("/proc/{pid}/smaps_rollup"))? {
-                if stat.state != 'Z' && !text.is_empty() {
+                if state != 'Z' && !text.is_empty() {
                     *pss += parsed(&path, parse_smaps_rollup_pss(&text))?;
                 }
             }
         }
     }
-    Ok(root_seen.then_some(reading))
+    Ok(Some(Timed { reading, at: began + cpu_pass / 2, cpu_pass }))
 }
 
 /// The CPU time (user + system, all threads) `pid` has used so far, in
