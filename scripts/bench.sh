@@ -7,7 +7,7 @@
 #   scripts/bench.sh --quick         # a small matrix (< 3 min)
 #   scripts/bench.sh --help          # every option
 #   scripts/bench.sh --transports tcp,unix   # every scenario over both transports
-#   scripts/bench.sh report results/<run>   # re-render tables and charts
+#   scripts/bench.sh report results/<run>   # re-render tables and charts (flags recomputed into results.json)
 #   scripts/bench.sh floor           # event-loop models against a minimal mio echo (server CPU per message)
 #   scripts/bench.sh overhead        # loadgen against the minimal client
 set -euo pipefail

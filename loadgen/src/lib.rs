@@ -612,8 +612,10 @@ fn common_window_rates(reports: &[Report]) -> Option<(f64, f64)> {
 /// sees half a file.
 pub fn write_json(value: &impl serde::Serialize, path: &Path) -> io::Result<()> {
     let json = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    // This process's own temporary name: two writers of one file (a run
+    // and a `bench report` of it) never write into each other's.
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.tmp", std::process::id()));
     std::fs::write(&tmp, json + "\n")?;
     std::fs::rename(&tmp, path)
 }

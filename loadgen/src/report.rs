@@ -342,8 +342,8 @@ impl Report {
     /// the messages in flight by up to `R / W` with nothing stalled (10 ms
     /// of blocking work per message, queued 100 deep behind one event loop,
     /// is `R` ≈ 1 s: up to 67 % in a 1.5 s window; 19–21 % measured). `R`
-    /// is the median, not the mean, so that stalled messages do not widen
-    /// their own tolerance; and the edge term is at most
+    /// is the smaller of the median and the mean, so that stalled messages
+    /// do not widen their own tolerance; and the edge term is at most
     /// [`LITTLE_EDGES_AT_MOST`], so that the law still says something of a
     /// window no longer than its latencies.
     pub fn littles_law_tolerance(&self) -> f64 {

@@ -26,8 +26,8 @@ pub enum FlagKind {
     /// The repeats of this cell differ by more than the threshold
     /// ((max − min) / median of the headline figure).
     Spread,
-    /// The server's CPU could not be measured over the window, or its
-    /// readings at the window's edges took longer than [`EDGE_READ`] of it.
+    /// The server's CPU could not be measured over the window, or was read
+    /// more than [`EDGE_READ`] of it after one of the window's edges.
     CpuUnmeasurable,
     /// Open loop: the load generator could not hold its schedule (the p99
     /// of its send lateness above loadgen's limit): its own lateness, not
@@ -77,9 +77,10 @@ pub struct Flag {
     pub detail: String,
 }
 
-/// CPU unmeasurable: an edge reading's CPU pass (one process after another)
-/// longer than this share of the window. The server's CPU is then read
-/// over an interval that far from the window its messages were counted in.
+/// CPU unmeasurable: the CPU of an edge reading (one process after another)
+/// read more than this share of the window after the edge. The server's
+/// CPU is then of an interval up to that far from the window its messages
+/// were counted in.
 pub const EDGE_READ: f64 = 0.01;
 
 /// Client-bound: the busiest load generator thread's share of the window

@@ -91,10 +91,11 @@ fn run(cli: Cli) -> anyhow::Result<Ended> {
                 cell.spec.load.scenario.name()
             );
         }
-        // The flags are derived: recomputed by this bench's rules and saved
-        // with the figures, so that results.json and the README agree.
+        // The flags are derived: recomputed by this bench's rules and
+        // written back, figures untouched, so that results.json's flags and
+        // the README's agree.
         echo_bench::validity::annotate(&mut results);
-        results.save(&json).with_context(|| format!("cannot write {}", json.display()))?;
+        results.save_flags(&json).with_context(|| format!("cannot write the flags into {}", json.display()))?;
         echo_bench::report::write_report(&results, &dir)
             .with_context(|| format!("cannot write to {}", dir.display()))?;
         println!("wrote {}", dir.join("README.md").display());

@@ -381,6 +381,39 @@ impl Results {
         loadgen::write_json(self, path)
     }
 
+    /// Writes this run's flags, notes and control summary into the
+    /// results.json at `path` it was read from, and nothing else: the
+    /// figures stay exactly as the run wrote them (a field this bench does
+    /// not know is kept, one it would fill with a default is not added).
+    pub fn save_flags(&self, path: &Path) -> io::Result<()> {
+        let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {msg}", path.display()));
+        let text = std::fs::read_to_string(path)?;
+        let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(&e.to_string()))?;
+        let cells =
+            json.get_mut("cells").and_then(serde_json::Value::as_array_mut).ok_or_else(|| invalid("no cells"))?;
+        if cells.len() != self.cells.len() {
+            return Err(invalid("its cells changed since it was read"));
+        }
+        fn value(v: &impl Serialize) -> io::Result<serde_json::Value> {
+            serde_json::to_value(v).map_err(io::Error::other)
+        }
+        for (cell, mine) in cells.iter_mut().zip(&self.cells) {
+            let cell = cell.as_object_mut().ok_or_else(|| invalid("a cell that is not an object"))?;
+            cell.insert("flags".into(), value(&mine.flags)?);
+            if mine.notes.is_empty() {
+                cell.remove("notes");
+            } else {
+                cell.insert("notes".into(), value(&mine.notes)?);
+            }
+        }
+        let top = json.as_object_mut().ok_or_else(|| invalid("not an object"))?;
+        match &self.control {
+            Some(control) => top.insert("control".into(), value(control)?),
+            None => top.remove("control"),
+        };
+        loadgen::write_json(&json, path)
+    }
+
     /// Reads a run back, each cell's model linked to the declaration the
     /// run recorded.
     pub fn load(path: &Path) -> io::Result<Results> {

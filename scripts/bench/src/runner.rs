@@ -372,16 +372,25 @@ fn run_pinned(
             // server's as the sampler is: a server of 100 busy processes
             // gives a reader on its CPU a turn every 100-300 ms, and an edge
             // whose CPU pass was preempted there read 140 ms of CPU too many
-            // (`process`, 1.6 of its one CPU busy). Here the CPU pass takes
-            // 0.05-5 ms, once at each edge (its length is kept, and flagged
-            // past EDGE_READ of the window).
+            // (`process`, 1.6 of its one CPU busy). Here a reading takes
+            // 0.1 ms for a server of one process and 1.5-5 ms for `process`
+            // at 100 connections, once at each edge: at the open edge, a
+            // pause of that long in the load generator's sends (the
+            // sampler's ten a second were what set its p99 lateness). How
+            // long after the edge the CPU pass ended is kept, and flagged
+            // past EDGE_READ of the window.
             let edge = |with_pss: bool| sampler::read_server(pid, children, with_pss).ok().flatten();
             // Its cgroup's throttling, read at the same instants.
             let throttle = || cgroup.as_ref().and_then(|g| g.read().ok());
             let (mut opened, mut closed) = (None, None);
-            // At each edge of the window: the instant, the server's tree and its throttling.
+            // At each edge of the window: the instant, the server's tree and
+            // its throttling; the throttling and the CPUs' steal first, two
+            // quick files, before the tree (whose memory pass, PSS at the
+            // close, can take milliseconds).
             let mut mark = |mark: Mark| {
-                let reading = Some((Instant::now(), edge(mark == Mark::Close), throttle(), crate::steal::read()));
+                let at = Instant::now();
+                let (quota, steal) = (throttle(), crate::steal::read());
+                let reading = Some((at, edge(mark == Mark::Close), quota, steal));
                 match mark {
                     Mark::Open => opened = reading,
                     Mark::Close => closed = reading,

@@ -122,8 +122,8 @@ impl Sampler {
 /// Reads the server's tree rooted at `pid`, or `pid` alone when its model
 /// starts no child processes (its declaration's `child_processes`): finding
 /// children costs a read per thread, a millisecond for a server of 100
-/// threads. The sample is of the instant its CPU figures were read at
-/// (see [`crate::procfs::Timed`]).
+/// threads, taken from the CPU the reading runs on. The sample is of the
+/// instant its CPU figures were read at (see [`crate::procfs::Timed`]).
 pub fn read_server(pid: i32, children: bool, with_pss: bool) -> Result<Option<Sample>, ProcError> {
     let timed = if children { read_tree_timed(pid, with_pss) } else { read_process_timed(pid, with_pss) }?;
     Ok(timed.map(|t| Sample { at: t.at, reading: t.reading, cpu_pass: t.cpu_pass }))
@@ -155,19 +155,27 @@ pub struct ServerStats {
     /// Context switches over the window (live processes only).
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
-    /// The longer of the two edge readings' CPU passes, in seconds: how far
-    /// from the window's edge a process's CPU may have been read (0 when
-    /// the CPU came from the samples, or in a run before it was kept).
+    /// The longer of the two edge readings' CPU passes (the time between
+    /// reading the first process's CPU and the last's), in seconds; 0 when
+    /// the CPU came from the samples, or in a run before it was kept.
     #[serde(default)]
     pub edge_cpu_pass_secs: f64,
+    /// The later of the two edge readings: from the instant the window
+    /// opened (closed) to the end of that reading's CPU pass, in seconds.
+    /// A process's CPU was read up to that long after the edge: a reading
+    /// that waited for a turn on its CPU shows here. Absent when the CPU
+    /// came from the samples, or in a run before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_lag_secs: Option<f64>,
 }
 
 /// Sums `samples` up over `[from, to]`; `None` without two samples in it.
 ///
 /// CPU time comes from `edges` when given — readings taken at the instants
 /// the window opened and closed (the runner takes them in loadgen's
-/// window callbacks), so it covers exactly the interval whose messages it
-/// is divided by —, else from the first and last sample inside the window.
+/// window callbacks), so it covers the interval whose messages it is
+/// divided by, up to the readings' lag ([`ServerStats::edge_lag_secs`]) —,
+/// else from the first and last sample inside the window.
 /// Memory, threads and processes come from the samples.
 pub fn summarise(
     samples: &[Sample],
@@ -208,6 +216,10 @@ pub fn summarise(
         voluntary_switches: b.voluntary_switches.saturating_sub(a.voluntary_switches),
         involuntary_switches: b.involuntary_switches.saturating_sub(a.involuntary_switches),
         edge_cpu_pass_secs: edges.map_or(0.0, |(a, b)| a.cpu_pass.max(b.cpu_pass).as_secs_f64()),
+        edge_lag_secs: edges.map(|(a, b)| {
+            let lag = |edge: &Sample, at: Instant| (edge.at + edge.cpu_pass / 2).saturating_duration_since(at);
+            lag(a, from).max(lag(b, to)).as_secs_f64()
+        }),
     })
 }
 

@@ -331,7 +331,12 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         if off > limit {
             // Said when it moved the limit by a whole percent or more.
             let edges = if limit - LITTLES_LAW >= 0.01 {
-                format!(" + {:.0} % for the window's edges: median latency ÷ window", 100.0 * (limit - LITTLES_LAW))
+                let capped =
+                    if limit - LITTLES_LAW >= loadgen::report::LITTLE_EDGES_AT_MOST { ", at most" } else { "" };
+                format!(
+                    " + {:.0} % for the window's edges: median latency ÷ window{capped}",
+                    100.0 * (limit - LITTLES_LAW)
+                )
             } else {
                 String::new()
             };
@@ -352,18 +357,20 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         let cpu = cell.server.map(|s| s.cpu_secs);
         match (cpu, cell.server_cpu_us_per_msg) {
             (Some(cpu), Some(_)) if cpu > 0.0 => {
-                let pass = cell.server.map_or(0.0, |s| s.edge_cpu_pass_secs);
+                // How long after an edge its CPU was read: the lag, or in a
+                // run that kept only the pass's length, that.
+                let off = cell.server.map_or(0.0, |s| s.edge_lag_secs.unwrap_or(s.edge_cpu_pass_secs));
                 let window = report.duration_secs;
-                if window > 0.0 && pass / window > EDGE_READ {
+                if window > 0.0 && off / window > EDGE_READ {
                     flags.push(Flag::new(
                         FlagKind::CpuUnmeasurable,
-                        pass / window,
+                        off / window,
                         EDGE_READ,
                         format!(
-                            "the server's CPU took {:.1} ms to read at an edge of the window, {:.1} % of it (> {:.0} \
-                             %): its CPU is of an interval that much off the window",
-                            pass * 1e3,
-                            100.0 * pass / window,
+                            "the server's CPU was read up to {:.1} ms after an edge of the window, {:.1} % of it \
+                             (> {:.0} %): its CPU is of an interval up to that much off the window",
+                            off * 1e3,
+                            100.0 * off / window,
                             100.0 * EDGE_READ
                         ),
                     ));

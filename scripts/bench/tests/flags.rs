@@ -363,6 +363,22 @@ fn cpu_unmeasurable_when_an_edge_reading_took_a_share_of_the_window() {
     assert_eq!(flags.iter().map(|f| f.kind).collect::<Vec<_>>(), [FlagKind::CpuUnmeasurable]);
     assert!((flags[0].figure - 0.07).abs() < 1e-9 && flags[0].threshold == echo_bench::flags::EDGE_READ);
     assert!(flags[0].detail.contains("140.0 ms") && flags[0].detail.contains("7.0 %"), "{}", flags[0].detail);
+    // The lag, where kept, is what counts: a short pass that began late.
+    let late = |lag: f64| {
+        let mut c = cell("work", 0, Some(sound()));
+        c.server = Some(ServerStats {
+            samples: 3,
+            cpu_secs: 1.0,
+            edge_cpu_pass_secs: 0.002,
+            edge_lag_secs: Some(lag),
+            ..ServerStats::default()
+        });
+        own_flags(&c)
+    };
+    assert!(late(0.010).is_empty(), "10 ms is 0.5 % of the window");
+    let flags = late(0.050);
+    assert_eq!(flags.iter().map(|f| f.kind).collect::<Vec<_>>(), [FlagKind::CpuUnmeasurable]);
+    assert!(flags[0].detail.contains("up to 50.0 ms after"), "{}", flags[0].detail);
 }
 
 #[test]

@@ -646,3 +646,40 @@ fn the_overview_chart_is_drawn_from_cost_and_capacity_cells() {
     }
     assert!(svg.contains("not drawn: iterative, prefork"), "the models without a cost cell are named");
 }
+
+/// `bench report` writes the flags it recomputes back into results.json,
+/// and nothing else: every figure as the run wrote it, a field this bench
+/// does not know kept, no default added.
+#[test]
+fn the_recomputed_flags_are_written_back_and_nothing_else() {
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T180251Z-vm/results.json");
+    let mut before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run).unwrap()).unwrap();
+    before["cells"][0]["from_a_later_bench"] = serde_json::json!({"kept": true});
+    before["cells"][24]["flags"] = serde_json::json!([]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("results.json");
+    std::fs::write(&json, serde_json::to_string(&before).unwrap()).unwrap();
+    let mut results = Results::load(&json).expect("the copy loads");
+    echo_bench::validity::annotate(&mut results);
+    results.save_flags(&json).unwrap();
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("control");
+        for cell in v["cells"].as_array_mut().unwrap() {
+            let cell = cell.as_object_mut().unwrap();
+            cell.remove("flags");
+            cell.remove("notes");
+        }
+        v
+    };
+    assert!(strip(&before) == strip(&after), "only flags, notes and the control summary change");
+    assert_eq!(after["cells"][0]["from_a_later_bench"]["kept"], true);
+    let flags_of = |i: usize| serde_json::to_value(&results.cells[i].flags).unwrap();
+    assert_eq!(after["cells"][24]["flags"], flags_of(24), "the recomputed flags are written");
+    assert!(
+        !after["cells"][24]["flags"].as_array().unwrap().is_empty(),
+        "cell 24 (process, short of its connections) earns its flags again"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+}

@@ -179,8 +179,8 @@ pub struct Timed {
     /// The middle of the CPU pass: the figures a window's CPU is made of
     /// are read one process after another, in a tight loop of their own.
     pub at: Instant,
-    /// How long that pass took: how far from `at` a process's CPU may
-    /// have been read.
+    /// How long that pass took, from the first process's CPU to the
+    /// last's: a process's CPU was read within half of it of `at`.
     pub cpu_pass: Duration,
 }
 
@@ -198,18 +198,18 @@ pub fn read_tree_timed(root: i32, with_pss: bool) -> Result<Option<Timed>, ProcE
 /// Reads `root` alone, as [`read_tree_timed`] reads a tree: for a process
 /// known to start no children. Finding the children costs a read of
 /// `/proc/<pid>/task/<tid>/children` per thread — about a millisecond for a
-/// server of 100 threads — which a sampler on the load generator's CPU
-/// would take from the load generator ten times a second.
+/// server of 100 threads — taken from whatever shares the reader's CPU.
 pub fn read_process_timed(root: i32, with_pss: bool) -> Result<Option<Timed>, ProcError> {
     read_members(root, vec![root], with_pss)
 }
 
-/// Sums the readings of `pids`, `root` first among them: their CPU first,
-/// every process in one tight pass (a stat and a clock each), then their
-/// memory and context switches. A reading that is preempted half-way (on a
-/// CPU the server keeps busy with 100 processes, a turn can take a hundred
-/// milliseconds) then stretches the memory pass, not the interval its CPU
-/// figures cover.
+/// Sums the readings of `pids` (`root` first among them; it is read last):
+/// their CPU first, every process in one tight pass (a stat and a clock
+/// each), then their memory and context switches, so that the time the
+/// memory files take does not spread the CPU figures apart. The pass can
+/// still be preempted (on a CPU the server keeps busy with 100 processes,
+/// a turn can take a hundred milliseconds): its length is returned. The
+/// root gone before its memory was read is the root gone: `Ok(None)`.
 fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<Timed>, ProcError> {
     let hz = ticks_per_sec();
     let mut reading = TreeReading { pss_kib: with_pss.then_some(0), ..TreeReading::default() };
@@ -243,11 +243,15 @@ fn read_members(root: i32, mut pids: Vec<i32>, with_pss: bool) -> Result<Option<
         return Ok(None);
     }
     for (pid, state) in seen {
-        if let Some((path, text)) = read(format!("/proc/{pid}/status"))? {
-            let status = parsed(&path, parse_status(&text))?;
-            reading.rss_kib += status.rss_kib;
-            reading.voluntary_switches += status.voluntary_switches;
-            reading.involuntary_switches += status.involuntary_switches;
+        match read(format!("/proc/{pid}/status"))? {
+            Some((path, text)) => {
+                let status = parsed(&path, parse_status(&text))?;
+                reading.rss_kib += status.rss_kib;
+                reading.voluntary_switches += status.voluntary_switches;
+                reading.involuntary_switches += status.involuntary_switches;
+            }
+            None if pid == root => return Ok(None),
+            None => {}
         }
         if let Some(pss) = reading.pss_kib.as_mut() {
             // A zombie has an empty smaps_rollup: it holds no memory.

@@ -106,7 +106,9 @@ pub fn meaning(kind: FlagKind) -> &'static str {
         }
         FlagKind::LittlesLaw => "connections in flight ≠ rate × mean latency: the rate and the latency disagree",
         FlagKind::Spread => "the repeats differ widely: the median is a rough figure",
-        FlagKind::CpuUnmeasurable => "the server's CPU could not be measured over the window",
+        FlagKind::CpuUnmeasurable => {
+            "the server's CPU could not be measured over the window, or was read too long after one of its edges"
+        }
         FlagKind::AgentSkew => {
             "the agents' marks of the window's edges arrived more than 1 % of the window apart: their windows \
              only partly overlap, and the rate is over the part they share"
