@@ -48,7 +48,8 @@ pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
 /// 3.8 min, with `--sizes 64,4096`) and the transport scenario 2 repeats
 /// (44 cells ≈ 1.9 min fewer). Measured: 643 cells in 21.7 min; with the
 /// cost cells on the whole window since, 676 cells in 22.7 min and 651 in
-/// 22.2 min (results/20261203T180251Z-vm; the ladders' climbs ended early).
+/// 22.2 min (the ladders' climbs ended early); with udp's 3 repeats, 732 in
+/// 23.8 min (results/20261203T232124Z-vm).
 pub fn default_shape(models: Vec<Model>, quick: bool, cpus: usize) -> Shape {
     let mut shape = Shape::empty(models);
     shape.repeat = if quick { 1 } else { 3 };

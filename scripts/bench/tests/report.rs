@@ -631,14 +631,14 @@ fn the_server_cpu_headline_comes_from_the_cost_scenario_at_the_common_rate() {
 /// has both, the models without a cost cell named, the chart linked first.
 #[test]
 fn the_overview_chart_is_drawn_from_cost_and_capacity_cells() {
-    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T180251Z-vm/results.json");
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T232124Z-vm/results.json");
     let mut results = Results::load(&run).expect("the reference run loads");
     echo_bench::validity::annotate(&mut results);
     let dir = tempfile::tempdir().unwrap();
     let charts = report::draw_charts(&results, dir.path()).unwrap();
     assert_eq!(charts.first().map(|c| c.file.as_str()), Some(echo_bench::report::overview::FILE));
     let svg = std::fs::read_to_string(dir.path().join(echo_bench::report::overview::FILE)).unwrap();
-    assert!(svg.contains("5,000 msg/s offered"), "the common rate is said");
+    assert!(svg.contains("20,000 msg/s offered"), "the common rate (the highest every model held) is said");
     for model in ["reactors", "reactor-pool", "process", "thread", "uring"] {
         // Once beside its point, once in the legend.
         let named = svg.lines().filter(|l| l.trim() == model).count();
@@ -652,10 +652,10 @@ fn the_overview_chart_is_drawn_from_cost_and_capacity_cells() {
 /// does not know kept, no default added.
 #[test]
 fn the_recomputed_flags_are_written_back_and_nothing_else() {
-    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T180251Z-vm/results.json");
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/20261203T232124Z-vm/results.json");
     let mut before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run).unwrap()).unwrap();
     before["cells"][0]["from_a_later_bench"] = serde_json::json!({"kept": true});
-    before["cells"][24]["flags"] = serde_json::json!([]);
+    before["cells"][35]["flags"] = serde_json::json!([]);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("results.json");
     std::fs::write(&json, serde_json::to_string(&before).unwrap()).unwrap();
@@ -676,10 +676,10 @@ fn the_recomputed_flags_are_written_back_and_nothing_else() {
     assert!(strip(&before) == strip(&after), "only flags, notes and the control summary change");
     assert_eq!(after["cells"][0]["from_a_later_bench"]["kept"], true);
     let flags_of = |i: usize| serde_json::to_value(&results.cells[i].flags).unwrap();
-    assert_eq!(after["cells"][24]["flags"], flags_of(24), "the recomputed flags are written");
+    assert_eq!(after["cells"][35]["flags"], flags_of(35), "the recomputed flags are written");
     assert!(
-        !after["cells"][24]["flags"].as_array().unwrap().is_empty(),
-        "cell 24 (process, short of its connections) earns its flags again"
+        !after["cells"][35]["flags"].as_array().unwrap().is_empty(),
+        "cell 35 (process, 1,000 connections, short of them) earns its flags again"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
 }
