@@ -189,6 +189,12 @@ impl QuotaSettings {
     pub fn applied(&self) -> bool {
         self.cpus.is_some() && self.unavailable.is_none()
     }
+
+    /// Whether the run asked it for the scenario `name` (some of its cells:
+    /// [`crate::scenario::Scenario::server_quota`]).
+    pub fn asked_for(&self, name: &str) -> bool {
+        self.scenarios.iter().any(|s| s == name)
+    }
 }
 
 /// The scaling scenario's shape.

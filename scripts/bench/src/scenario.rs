@@ -389,8 +389,7 @@ impl<'a> Report<'a> {
     /// or did not ask it for that scenario.
     pub fn quota_of(&self, scenario: &ScenarioId) -> Option<f64> {
         let q = self.results.settings.server_quota.as_ref()?;
-        let asked = q.scenarios.iter().any(|s| s == scenario.name());
-        if asked && q.applied() { q.cpus } else { None }
+        if q.asked_for(scenario.name()) && q.applied() { q.cpus } else { None }
     }
 
     /// The groups of `scenario` over `transport`, in load order.

@@ -178,7 +178,7 @@ fn unthrottled(cell: &Cell, settings: &Settings) -> Option<Note> {
     let cpus = quota.cpus?;
     let why = quota.unavailable.as_deref()?;
     let load = &cell.spec.load;
-    let asked = quota.scenarios.iter().any(|s| *s == load.scenario.name())
+    let asked = quota.asked_for(load.scenario.name())
         && scenarios::of(&load.scenario).is_none_or(|s| s.server_quota().applies(load));
     asked.then(|| Note {
         kind: NoteKind::Unthrottled,
@@ -330,13 +330,10 @@ pub fn flags_within(cell: &Cell, allotment: f64) -> Vec<Flag> {
         let limit = report.littles_law_tolerance();
         if off > limit {
             // Said when it moved the limit by a whole percent or more.
-            let edges = if limit - LITTLES_LAW >= 0.01 {
-                let capped =
-                    if limit - LITTLES_LAW >= loadgen::report::LITTLE_EDGES_AT_MOST { ", at most" } else { "" };
-                format!(
-                    " + {:.0} % for the window's edges: median latency ÷ window{capped}",
-                    100.0 * (limit - LITTLES_LAW)
-                )
+            let edge_term = limit - LITTLES_LAW;
+            let edges = if edge_term >= 0.01 {
+                let capped = if edge_term >= loadgen::report::LITTLE_EDGES_AT_MOST { ", at most" } else { "" };
+                format!(" + {:.0} % for the window's edges: median latency ÷ window{capped}", 100.0 * edge_term)
             } else {
                 String::new()
             };
